@@ -1,0 +1,46 @@
+//! `l2tpkit`: L2TP conformance and load-testing toolkit with reference servers.
+
+mod bench;
+mod decode;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "l2tpkit", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode the L2TP packets of pcap/pcapng captures, one line (or JSON object) per packet.
+    Decode(decode::DecodeArgs),
+    /// Measure throughput (not a test): `bench decode` on a synthetic capture, against tshark.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("L2TPKIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => decode::run(&args),
+        Command::Bench(command) => bench::run(&command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("l2tpkit: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Control and data messages: a header plus, for control messages, the AVP list (RFC 2661 §3, §6).
+
+use serde::Serialize;
+
+/// Control message types (RFC 2661 §3.2). Unassigned values stay data, never an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageType {
+    Sccrq,
+    Sccrp,
+    Scccn,
+    StopCcn,
+    Hello,
+    Ocrq,
+    Ocrp,
+    Occn,
+    Icrq,
+    Icrp,
+    Iccn,
+    Cdn,
+    Wen,
+    Sli,
+    Unknown(u16),
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 14] = [
+        MessageType::Sccrq,
+        MessageType::Sccrp,
+        MessageType::Scccn,
+        MessageType::StopCcn,
+        MessageType::Hello,
+        MessageType::Ocrq,
+        MessageType::Ocrp,
+        MessageType::Occn,
+        MessageType::Icrq,
+        MessageType::Icrp,
+        MessageType::Iccn,
+        MessageType::Cdn,
+        MessageType::Wen,
+        MessageType::Sli,
+    ];
+
+    pub fn from_u16(value: u16) -> MessageType {
+        match value {
+            1 => MessageType::Sccrq,
+            2 => MessageType::Sccrp,
+            3 => MessageType::Scccn,
+            4 => MessageType::StopCcn,
+            6 => MessageType::Hello,
+            7 => MessageType::Ocrq,
+            8 => MessageType::Ocrp,
+            9 => MessageType::Occn,
+            10 => MessageType::Icrq,
+            11 => MessageType::Icrp,
+            12 => MessageType::Iccn,
+            14 => MessageType::Cdn,
+            15 => MessageType::Wen,
+            16 => MessageType::Sli,
+            other => MessageType::Unknown(other),
+        }
+    }
+
+    pub fn to_u16(self) -> u16 {
+        match self {
+            MessageType::Sccrq => 1,
+            MessageType::Sccrp => 2,
+            MessageType::Scccn => 3,
+            MessageType::StopCcn => 4,
+            MessageType::Hello => 6,
+            MessageType::Ocrq => 7,
+            MessageType::Ocrp => 8,
+            MessageType::Occn => 9,
+            MessageType::Icrq => 10,
+            MessageType::Icrp => 11,
+            MessageType::Iccn => 12,
+            MessageType::Cdn => 14,
+            MessageType::Wen => 15,
+            MessageType::Sli => 16,
+            MessageType::Unknown(other) => other,
+        }
+    }
+
+    /// The RFC 2661 abbreviation ("SCCRQ", "StopCCN", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageType::Sccrq => "SCCRQ",
+            MessageType::Sccrp => "SCCRP",
+            MessageType::Scccn => "SCCCN",
+            MessageType::StopCcn => "StopCCN",
+            MessageType::Hello => "HELLO",
+            MessageType::Ocrq => "OCRQ",
+            MessageType::Ocrp => "OCRP",
+            MessageType::Occn => "OCCN",
+            MessageType::Icrq => "ICRQ",
+            MessageType::Icrp => "ICRP",
+            MessageType::Iccn => "ICCN",
+            MessageType::Cdn => "CDN",
+            MessageType::Wen => "WEN",
+            MessageType::Sli => "SLI",
+            MessageType::Unknown(_) => "unknown",
+        }
+    }
+}
+
+impl core::fmt::Display for MessageType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MessageType::Unknown(n) => write!(f, "unknown({n})"),
+            known => f.write_str(known.name()),
+        }
+    }
+}
+
+impl Serialize for MessageType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+use super::avp::{Avp, AvpRepr, AvpType, AvpValue, Unhide};
+use super::header::{Header, HeaderRepr};
+use super::{Error, Result};
+
+/// What a parse needs beyond the bytes: the tunnel secret, to unhide hidden AVPs (§4.3).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions<'s> {
+    pub secret: Option<&'s [u8]>,
+}
+
+/// A control message: the header and its AVPs in wire order. No AVPs at all is a ZLB (§5.8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlMessage<'a> {
+    pub header: HeaderRepr,
+    pub avps: Vec<AvpRepr<'a>>,
+}
+
+impl<'a> ControlMessage<'a> {
+    /// The message type from the first AVP; `None` for a ZLB.
+    pub fn message_type(&self) -> Option<MessageType> {
+        match self.avps.first().map(|avp| &avp.value) {
+            Some(AvpValue::MessageType(kind)) => Some(*kind),
+            _ => None,
+        }
+    }
+
+    pub fn is_zlb(&self) -> bool {
+        self.avps.is_empty()
+    }
+
+    /// The first AVP of a type, hidden ones included once unhidden.
+    pub fn avp(&self, kind: AvpType) -> Option<&AvpValue<'a>> {
+        self.avps
+            .iter()
+            .map(|avp| &avp.value)
+            .find(|value| value.avp_type() == Some(kind))
+    }
+
+    /// Parses the AVPs of a checked control header. The first AVP must be Message Type (§4.4.1);
+    /// hidden AVPs are unhidden with the secret and the latest preceding Random Vector.
+    pub fn parse(header: &Header<&'a [u8]>, options: &ParseOptions) -> Result<ControlMessage<'a>> {
+        let repr = HeaderRepr::parse(header)?;
+        let bytes: &'a [u8] = header.into_inner();
+        let end = header.packet_len();
+        let mut offset = header.header_len();
+        let mut avps = Vec::new();
+        let mut random_vector: Option<&'a [u8]> = None;
+        while offset < end {
+            let rest = bytes.get(offset..end).unwrap_or_default();
+            let avp = Avp::new_checked(rest, offset)?;
+            let unhide = match (options.secret, random_vector) {
+                (Some(secret), Some(random_vector)) => Some(Unhide {
+                    secret,
+                    random_vector,
+                }),
+                _ => None,
+            };
+            let parsed = AvpRepr::parse(&avp, offset, unhide.as_ref())?;
+            if avps.is_empty() && !matches!(parsed.value, AvpValue::MessageType(_)) {
+                return Err(Error::BadValue {
+                    field: "Message Type AVP",
+                    offset,
+                    reason: "the first AVP of a control message must be Message Type",
+                });
+            }
+            if matches!(parsed.value, AvpValue::RandomVector(_)) {
+                // Borrow from the message itself so the vector outlives this AVP's view.
+                random_vector = rest.get(6..usize::from(avp.length()));
+            }
+            avps.push(parsed);
+            offset += usize::from(avp.length());
+        }
+        Ok(ControlMessage { header: repr, avps })
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        self.header.buffer_len() + self.avps.iter().map(AvpRepr::buffer_len).sum::<usize>()
+    }
+
+    /// Writes the message; hidden AVPs are hidden with `secret` and the latest Random Vector
+    /// before them, so the AVP list must carry one ahead of any hidden AVP.
+    pub fn emit(&self, buf: &mut [u8], secret: Option<&[u8]>) -> Result<usize> {
+        let total = self.buffer_len();
+        if buf.len() < total {
+            return Err(Error::BufferTooSmall {
+                field: "control message",
+                need: total,
+                have: buf.len(),
+            });
+        }
+        let header_len = self.header.emit(buf, total - self.header.buffer_len())?;
+        let mut offset = header_len;
+        let mut random_vector: Option<&[u8]> = None;
+        for avp in &self.avps {
+            let hide = match (secret, random_vector) {
+                (Some(secret), Some(random_vector)) if avp.hidden => Some(Unhide {
+                    secret,
+                    random_vector,
+                }),
+                _ => None,
+            };
+            offset += avp.emit(&mut buf[offset..], hide.as_ref())?;
+            if let AvpValue::RandomVector(value) = &avp.value {
+                random_vector = Some(value.as_ref());
+            }
+        }
+        Ok(offset)
+    }
+
+    /// Emits into a new vector.
+    pub fn to_vec(&self, secret: Option<&[u8]>) -> Result<Vec<u8>> {
+        let mut buf = vec![0; self.buffer_len()];
+        let len = self.emit(&mut buf, secret)?;
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    pub fn into_owned(self) -> ControlMessage<'static> {
+        ControlMessage {
+            header: self.header,
+            avps: self
+                .avps
+                .into_iter()
+                .map(|avp| AvpRepr {
+                    mandatory: avp.mandatory,
+                    hidden: avp.hidden,
+                    reserved: avp.reserved,
+                    value: avp.value.into_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Any L2TP message: control (with its AVPs) or data (with its PPP frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PacketRepr<'a> {
+    Control(ControlMessage<'a>),
+    Data {
+        header: HeaderRepr,
+        #[serde(serialize_with = "serialize_len")]
+        payload: &'a [u8],
+    },
+}
+
+fn serialize_len<S: serde::Serializer>(
+    payload: &&[u8],
+    s: S,
+) -> core::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(payload.len() as u64)
+}
+
+impl<'a> PacketRepr<'a> {
+    /// Parses one L2TP message from the UDP payload.
+    pub fn parse(bytes: &'a [u8], options: &ParseOptions) -> Result<PacketRepr<'a>> {
+        let header = Header::new_checked(bytes)?;
+        if header.is_control() {
+            ControlMessage::parse(&header, options).map(PacketRepr::Control)
+        } else {
+            let repr = HeaderRepr::parse(&header)?;
+            let payload = bytes
+                .get(header.header_len()..header.packet_len())
+                .unwrap_or_default();
+            Ok(PacketRepr::Data {
+                header: repr,
+                payload,
+            })
+        }
+    }
+
+    pub fn header(&self) -> &HeaderRepr {
+        match self {
+            PacketRepr::Control(message) => &message.header,
+            PacketRepr::Data { header, .. } => header,
+        }
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            PacketRepr::Control(message) => message.buffer_len(),
+            PacketRepr::Data { header, payload } => header.buffer_len() + payload.len(),
+        }
+    }
+
+    pub fn emit(&self, buf: &mut [u8], secret: Option<&[u8]>) -> Result<usize> {
+        match self {
+            PacketRepr::Control(message) => message.emit(buf, secret),
+            PacketRepr::Data { header, payload } => {
+                let total = header.buffer_len() + payload.len();
+                if buf.len() < total {
+                    return Err(Error::BufferTooSmall {
+                        field: "data message",
+                        need: total,
+                        have: buf.len(),
+                    });
+                }
+                let at = header.emit(buf, payload.len())?;
+                buf[at..total].copy_from_slice(payload);
+                Ok(total)
+            }
+        }
+    }
+}

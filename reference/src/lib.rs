@@ -1,0 +1,1 @@
+//! Reference servers (endpoint, master, NAT, cluster): filled by issue 4.

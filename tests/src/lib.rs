@@ -1,0 +1,149 @@
+//! Shared helpers for the end-to-end tests in `tests/tests/`: finding the peers, running tshark
+//! as the independent decoder, and locating the repository's fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// True when `tool` is on PATH. Under `CI=true` a missing tool fails the test loudly; elsewhere
+/// the test prints why it does nothing and returns.
+pub fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but `{tool}` is not installed: run scripts/test as root to install it");
+        }
+        eprintln!("SKIPPED: `{tool}` is not installed (scripts/test installs it as root)");
+    }
+    found
+}
+
+/// One L2TP packet as tshark decodes it (the field list of PEERS.md plus the frame number).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TsharkPacket {
+    pub frame: u64,
+    pub is_control: bool,
+    pub length: Option<u16>,
+    pub tunnel: u16,
+    pub session: u16,
+    pub ns: Option<u16>,
+    pub nr: Option<u16>,
+    pub message_type: Option<u16>,
+    /// `l2tp.avp.type`: tshark lists only IETF AVPs it did not have to unhide.
+    pub avp_types: Vec<u16>,
+    /// `l2tp.avp.mandatory` and `l2tp.avp.hidden`: one entry per AVP, vendor and hidden ones too.
+    pub mandatory: Vec<bool>,
+    pub hidden: Vec<bool>,
+    pub malformed: bool,
+    pub expert: String,
+}
+
+const FIELDS: &[&str] = &[
+    "frame.number",
+    "l2tp.type",
+    "l2tp.length",
+    "l2tp.tunnel",
+    "l2tp.session",
+    "l2tp.Ns",
+    "l2tp.Nr",
+    "l2tp.avp.message_type",
+    "l2tp.avp.type",
+    "l2tp.avp.mandatory",
+    "l2tp.avp.hidden",
+    "_ws.malformed",
+    "_ws.expert.message",
+];
+
+/// Runs tshark over a capture and returns every L2TP packet it sees, on `port`.
+pub fn tshark_l2tp(path: &Path, port: u16) -> Vec<TsharkPacket> {
+    let mut command = Command::new("tshark");
+    command.arg("-n").arg("-r").arg(path);
+    if port != 1701 {
+        command.arg("-d").arg(format!("udp.port=={port},l2tp"));
+    }
+    command.args([
+        "-Y",
+        "l2tp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "aggregator=,",
+    ]);
+    for field in FIELDS {
+        command.arg("-e").arg(field);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("running tshark on {}: {err}", path.display()));
+    assert!(
+        output.status.success(),
+        "tshark failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(parse_line)
+        .collect()
+}
+
+fn parse_line(line: &str) -> TsharkPacket {
+    let cols: Vec<&str> = line.split('|').collect();
+    let col = |i: usize| cols.get(i).copied().unwrap_or("");
+    let num = |s: &str| -> Option<u16> { s.split(',').next().and_then(|v| v.parse().ok()) };
+    let list = |s: &str| -> Vec<u16> { s.split(',').filter_map(|v| v.parse().ok()).collect() };
+    let bools = |s: &str| -> Vec<bool> {
+        s.split(',')
+            .filter(|v| !v.is_empty())
+            .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+            .collect()
+    };
+    TsharkPacket {
+        frame: col(0).parse().unwrap_or(0),
+        is_control: col(1) == "1",
+        length: num(col(2)),
+        tunnel: num(col(3)).unwrap_or(0),
+        session: num(col(4)).unwrap_or(0),
+        ns: num(col(5)),
+        nr: num(col(6)),
+        message_type: num(col(7)),
+        avp_types: list(col(8)),
+        mandatory: bools(col(9)),
+        hidden: bools(col(10)),
+        malformed: !col(11).is_empty(),
+        expert: col(12).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_tshark_line() {
+        let packet = parse_line("1|1|105|0|0|0|0|1|0,2,3|1,1,0|0,0,1|||");
+        assert_eq!(packet.frame, 1);
+        assert!(packet.is_control);
+        assert_eq!(packet.length, Some(105));
+        assert_eq!(packet.message_type, Some(1));
+        assert_eq!(packet.avp_types, vec![0, 2, 3]);
+        assert_eq!(packet.mandatory, vec![true, true, false]);
+        assert_eq!(packet.hidden, vec![false, false, true]);
+        assert!(!packet.malformed);
+    }
+}

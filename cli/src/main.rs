@@ -1,11 +1,9 @@
 //! `l2tpkit`: L2TP conformance and load-testing toolkit with reference servers.
 
-mod bench;
-mod decode;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use l2tpkit::{bench, decode};
 
 #[derive(Debug, Parser)]
 #[command(name = "l2tpkit", version, about, propagate_version = true)]

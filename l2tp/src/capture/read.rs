@@ -258,10 +258,9 @@ impl<R: Read> CaptureReader<R> {
                 left,
             }));
         }
-        let at = self.start;
-        let seconds = u32_at(&self.buf, at, big_endian);
-        let fraction = u32_at(&self.buf, at + 4, big_endian);
-        let captured = u32_at(&self.buf, at + 8, big_endian);
+        let seconds = u32_at(&self.buf, self.start, big_endian);
+        let fraction = u32_at(&self.buf, self.start + 4, big_endian);
+        let captured = u32_at(&self.buf, self.start + 8, big_endian);
         // The original length is ignored: it exceeds `captured` whenever a snaplen cut the packet.
         let captured_len = captured as usize;
         if captured_len > MAX_RECORD {
@@ -344,6 +343,8 @@ impl<R: Read> CaptureReader<R> {
                     left,
                 }));
             }
+            // Filling may have moved the unread bytes to the front of the buffer.
+            let at = self.start;
             let trailer = u32_at(&self.buf, at + block_len - 4, big_endian);
             if trailer != len {
                 return Err(self.record_error(Problem::TrailerMismatch {
@@ -1000,6 +1001,38 @@ mod tests {
             let (records, error) = drain(CaptureReader::new(trickle, "t").unwrap());
             assert!(error.is_none());
             assert_eq!(records, whole);
+        }
+    }
+
+    /// Enough records of varied sizes that blocks straddle every refill and compaction.
+    #[test]
+    fn files_larger_than_the_buffer() {
+        let frames: Vec<Vec<u8>> = (0..3000)
+            .map(|i| udp_frame(Linktype::ETHERNET, LAC, LNS, &vec![i as u8; i % 377]))
+            .collect();
+        let mut pcap = Pcap::new(false, true, 1);
+        let mut pcapng = PcapNg::new(true).interface(1, 0, Some(9), None);
+        for (i, frame) in frames.iter().enumerate() {
+            pcap = pcap.record(Duration::from_nanos(i as u64), frame);
+            pcapng = pcapng.enhanced(0, i as u64, frame);
+        }
+        for file in [pcap.bytes, pcapng.bytes] {
+            assert!(file.len() > 2 * INITIAL_BUFFER);
+            for chunk in [usize::MAX, 4093] {
+                let trickle = Trickle {
+                    bytes: &file,
+                    chunk,
+                    interrupt: false,
+                };
+                let (records, error) = drain(CaptureReader::new(trickle, "big").unwrap());
+                assert!(error.is_none(), "{error:?}");
+                assert_eq!(records.len(), frames.len());
+                for (i, record) in records.iter().enumerate() {
+                    assert_eq!(record.index, i as u64 + 1);
+                    assert_eq!(record.timestamp, Duration::from_nanos(i as u64));
+                    assert_eq!(record.payload, vec![i as u8; i % 377]);
+                }
+            }
         }
     }
 

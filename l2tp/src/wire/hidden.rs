@@ -112,8 +112,8 @@ mod tests {
         out
     }
 
-    // Golden vectors computed independently with Python's hashlib (see the report for the
-    // script): one short subformat (a single partial block) and one spanning three blocks.
+    // Golden vectors from an independent Python hashlib computation of the §4.3 formulas:
+    // one subformat shorter than a block, one spanning three blocks (the last one short).
     #[test]
     fn golden_short_value() {
         const CIPHER: [u8; 7] = [0x7c, 0x0b, 0xef, 0x13, 0x15, 0x5b, 0x02];

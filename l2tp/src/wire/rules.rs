@@ -2,6 +2,7 @@
 //! the sequence checker and the state machines share one table.
 
 use super::avp::AvpType::{self, *};
+use super::avp::AvpValue;
 use super::message::{ControlMessage, MessageType};
 use super::Error;
 
@@ -149,10 +150,11 @@ pub fn missing_avps<'m>(message: &'m ControlMessage<'_>) -> impl Iterator<Item =
         .and_then(rule)
         .map_or(&[][..], |rule| rule.mandatory);
     mandatory.iter().copied().filter(move |kind| {
-        !message
-            .avps
-            .iter()
-            .any(|avp| avp.value.vendor_id() == 0 && avp.value.attr_type() == kind.to_u16())
+        !message.avps.iter().any(|avp| {
+            // An AVP with reserved bits set is unrecognized (§4.1), so it does not count.
+            let recognized = !matches!(avp.value, AvpValue::Unknown { .. });
+            recognized && avp.value.vendor_id() == 0 && avp.value.attr_type() == kind.to_u16()
+        })
     })
 }
 

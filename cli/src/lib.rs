@@ -1,0 +1,5 @@
+//! The commands of the `l2tpkit` binary, as a library so that the end-to-end tests in `tests/`
+//! drive the same code paths in process.
+
+pub mod bench;
+pub mod decode;

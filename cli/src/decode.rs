@@ -117,6 +117,7 @@ pub fn decode_file(
     let mut reader = CaptureReader::open(path)?;
     let mut counts = Counts::default();
     let mut first: Option<std::time::Duration> = None;
+    let mut line = String::with_capacity(256);
     while let Some(record) = reader.next_datagram() {
         let record = record?;
         let datagram = match record.kind {
@@ -139,7 +140,7 @@ pub fn decode_file(
         let packet = Packet {
             index: record.index,
             time: record.timestamp.as_secs_f64(),
-            relative: relative.as_secs_f64(),
+            relative_micros: u64::try_from(relative.as_micros()).unwrap_or(u64::MAX),
             datagram: &datagram,
         };
         let parsed = PacketRepr::parse(datagram.payload, options);
@@ -159,7 +160,7 @@ pub fn decode_file(
         if json {
             write_json(out, &packet, &parsed)?;
         } else {
-            write_line(out, &packet, &parsed)?;
+            write_line(out, &mut line, &packet, &parsed)?;
         }
     }
     Ok(counts)
@@ -168,48 +169,101 @@ pub fn decode_file(
 struct Packet<'d, 'a> {
     index: u64,
     time: f64,
-    relative: f64,
+    relative_micros: u64,
     datagram: &'d UdpDatagram<'a>,
 }
 
+/// Formats one packet as a line into `line` (reused across packets: this is the hot path of
+/// `decode`, so numbers go through itoa and the line is written out in one call).
 fn write_line(
     out: &mut impl Write,
+    line: &mut String,
     packet: &Packet,
     parsed: &Result<PacketRepr, l2tp::wire::Error>,
 ) -> io::Result<()> {
+    use std::fmt::Write as _;
+    line.clear();
     let d = packet.datagram;
-    write!(out, "{:>11.6} {} > {} ", packet.relative, d.src, d.dst)?;
+    push_time(line, packet.relative_micros);
+    line.push(' ');
+    push_addr(line, d.src);
+    line.push_str(" > ");
+    push_addr(line, d.dst);
+    line.push(' ');
+    let mut num = itoa::Buffer::new();
+    let mut push_field = |line: &mut String, name: &str, value: u16| {
+        line.push_str(name);
+        line.push_str(num.format(value));
+    };
     match parsed {
-        Err(err) => writeln!(out, "malformed: {err}"),
+        Err(err) => {
+            let _ = write!(line, "malformed: {err}");
+        }
         Ok(PacketRepr::Data { header, payload }) => {
-            write!(out, "data t={} s={}", header.tunnel_id, header.session_id)?;
+            push_field(line, "data t=", header.tunnel_id);
+            push_field(line, " s=", header.session_id);
             if let Some(seq) = header.sequence {
-                write!(out, " ns={} nr={}", seq.ns, seq.nr)?;
+                push_field(line, " ns=", seq.ns);
+                push_field(line, " nr=", seq.nr);
             }
-            writeln!(out, " len={}", payload.len())
+            line.push_str(" len=");
+            line.push_str(itoa::Buffer::new().format(payload.len()));
         }
         Ok(PacketRepr::Control(message)) => {
             let h = &message.header;
             let (ns, nr) = h.sequence.map_or((0, 0), |seq| (seq.ns, seq.nr));
-            write!(
-                out,
-                "ctrl t={} s={} ns={} nr={} ",
-                h.tunnel_id, h.session_id, ns, nr
-            )?;
+            push_field(line, "ctrl t=", h.tunnel_id);
+            push_field(line, " s=", h.session_id);
+            push_field(line, " ns=", ns);
+            push_field(line, " nr=", nr);
+            line.push(' ');
             match message.message_type() {
-                None => out.write_all(b"ZLB")?,
-                Some(kind) => write!(out, "{kind}")?,
+                None => line.push_str("ZLB"),
+                Some(kind) => {
+                    let _ = write!(line, "{kind}");
+                }
             }
             // The Message Type AVP is already the line's verb.
             for avp in message.avps.iter().skip(1) {
-                write!(out, " {avp}")?;
+                let _ = write!(line, " {avp}");
             }
             for missing in rules::missing_avps(message) {
-                write!(out, " !missing:{}", missing.short())?;
+                line.push_str(" !missing:");
+                line.push_str(missing.short());
             }
-            writeln!(out)
         }
     }
+    line.push('\n');
+    out.write_all(line.as_bytes())
+}
+
+/// Seconds since the file's first packet, six decimals, right-aligned like tshark's.
+fn push_time(line: &mut String, micros: u64) {
+    let mut num = itoa::Buffer::new();
+    let secs = num.format(micros / 1_000_000);
+    for _ in secs.len()..4 {
+        line.push(' ');
+    }
+    line.push_str(secs);
+    line.push('.');
+    let frac = micros % 1_000_000;
+    let digits = itoa::Buffer::new().format(frac).len();
+    for _ in digits..6 {
+        line.push('0');
+    }
+    line.push_str(num.format(frac));
+}
+
+fn push_addr(line: &mut String, addr: std::net::SocketAddrV4) {
+    let mut num = itoa::Buffer::new();
+    for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            line.push('.');
+        }
+        line.push_str(num.format(octet));
+    }
+    line.push(':');
+    line.push_str(num.format(addr.port()));
 }
 
 #[derive(Serialize)]
@@ -241,7 +295,7 @@ fn write_json(
     let object = JsonPacket {
         record: packet.index,
         time: packet.time,
-        relative: packet.relative,
+        relative: packet.relative_micros as f64 / 1e6,
         src: packet.datagram.src.to_string(),
         dst: packet.datagram.dst.to_string(),
         message_type: control.map(|message| {

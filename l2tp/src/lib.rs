@@ -1,2 +1,7 @@
+//! The L2TPv2 protocol core of l2tpkit: wire codec, captures, and (sans-IO) protocol engines.
+//! Nothing here opens a socket, reads a clock or spawns a task.
+
 pub mod capture;
+pub mod sim;
+pub mod time;
 pub mod wire;

@@ -2,10 +2,11 @@
 //!
 //! Reading is a lending iterator ([`CaptureReader::next_datagram`]): each [`Record`] borrows the
 //! reader's buffer, so the hot path allocates nothing. Both container formats are framed here
-//! rather than through `pcap-file` 2.0.0, whose readers reject records with `orig_len > snaplen`
-//! (any capture taken with `-s`), read every pcapng timestamp as nanoseconds whatever the
-//! interface's `if_tsresol`, and allocate per block for options. Writing is classic pcap, two
-//! fixed headers; `pcap-file`'s writer cannot flush without giving up its writer.
+//! rather than through `pcap-file` 2.0.0, whose readers reject every record a snaplen cut
+//! (`orig_len > snaplen`) and then repeat that error forever, read every pcapng timestamp as
+//! nanoseconds whatever the interface's `if_tsresol` (microsecond files come out 1000 times
+//! too early), and allocate per block that has options. Writing is classic pcap, two fixed
+//! headers; `pcap-file`'s writer cannot flush without giving up its writer.
 //!
 //! Every frame is classified once ([`decode_frame`]): a whole UDP datagram, an IPv4 fragment
 //! of one, or something else, named. Malformed packets are records, never errors; only a
@@ -29,7 +30,7 @@ pub use read::{CaptureFormat, CaptureReader};
 pub use write::{build_ipv4_udp, CaptureWriter, PayloadTooLarge};
 
 /// A link-layer header type, as numbered by tcpdump.org's LINKTYPE_ registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Linktype(pub u32);
 
 impl Linktype {
@@ -44,7 +45,7 @@ impl Linktype {
     pub const IPV4: Linktype = Linktype(228);
     pub const LINUX_SLL2: Linktype = Linktype(276);
 
-    /// The name Wireshark would show, or `None` for a linktype this module cannot decode.
+    /// A short name, or `None` for a linktype this module cannot decode.
     pub fn name(self) -> Option<&'static str> {
         Some(match self {
             Linktype::NULL => "NULL",
@@ -82,7 +83,7 @@ impl fmt::Display for Linktype {
 }
 
 /// One packet record of a capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Record<'a> {
     /// 1-based number of the packet in the file, as Wireshark numbers frames.
     pub index: u64,
@@ -94,7 +95,7 @@ pub struct Record<'a> {
 }
 
 /// What a captured frame holds, as far as this toolkit cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum RecordKind<'a> {
     /// A whole, unfragmented IPv4 UDP datagram.
     Udp(UdpDatagram<'a>),
@@ -112,7 +113,7 @@ pub enum RecordKind<'a> {
 }
 
 /// A UDP datagram; `payload` is exactly as long as the UDP length field says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct UdpDatagram<'a> {
     pub src: SocketAddrV4,
     pub dst: SocketAddrV4,
@@ -198,4 +199,36 @@ pub enum Problem {
         captured: u32,
         room: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_serialize_for_snapshots() {
+        let record = Record {
+            index: 3,
+            timestamp: Duration::new(1, 5),
+            linktype: Linktype::RAW,
+            kind: RecordKind::Udp(UdpDatagram {
+                src: "198.18.0.10:1701".parse().unwrap(),
+                dst: "198.18.0.1:1701".parse().unwrap(),
+                payload: &[0xc8, 0x02],
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"index":3,"timestamp":{"secs":1,"nanos":5},"linktype":101,"kind":{"Udp":{"src":"198.18.0.10:1701","dst":"198.18.0.1:1701","payload":[200,2]}}}"#
+        );
+        let other = RecordKind::Other("ARP");
+        assert_eq!(serde_json::to_string(&other).unwrap(), r#"{"Other":"ARP"}"#);
+    }
+
+    #[test]
+    fn linktype_names() {
+        assert_eq!(Linktype::default(), Linktype::RAW);
+        assert_eq!(Linktype::from(1).to_string(), "Ethernet (1)");
+        assert_eq!(Linktype(9999).name(), None);
+    }
 }

@@ -11,7 +11,7 @@ use super::{decode_frame, CaptureError, Linktype, Problem, Record};
 /// Enough for many records per `read` call, so syscalls and compaction stay rare.
 const INITIAL_BUFFER: usize = 256 * 1024;
 /// Far above libpcap's 256 KiB snaplen; bounds what a corrupt length field can make us buffer.
-pub(super) const MAX_RECORD: usize = 16 * 1024 * 1024;
+const MAX_RECORD: usize = 16 * 1024 * 1024;
 
 const PCAP_FILE_HEADER: usize = 24;
 const PCAP_RECORD_HEADER: usize = 16;
@@ -321,7 +321,7 @@ impl<R: Read> CaptureReader<R> {
             let block_type = u32_at(&self.buf, at, big_endian);
             let len = u32_at(&self.buf, at + 4, big_endian);
             let min = BLOCK_FRAMING as u32 + min_body(block_type);
-            if len % 4 != 0 || len < min {
+            if len & 3 != 0 || len < min {
                 return Err(self.record_error(Problem::BadBlockLength {
                     block_type,
                     len,

@@ -1101,12 +1101,26 @@ struct Escaped<'b>(&'b [u8]);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|&b| match b {
-            b'\\' => f.write_str("\\\\"),
-            b'"' => f.write_str("\\\""),
-            0x21..=0x7e => write!(f, "{}", char::from(b)),
-            _ => write!(f, "\\x{b:02x}"),
-        })
+        // Runs of plain printable ASCII go out in one write; this sits on decode's hot path.
+        let plain = |b: u8| matches!(b, 0x21..=0x7e) && b != b'\\' && b != b'"';
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+            let (head, tail) = rest.split_at(run);
+            // `head` is printable ASCII, hence valid UTF-8.
+            f.write_str(core::str::from_utf8(head).unwrap_or_default())?;
+            if let Some((&b, after)) = tail.split_first() {
+                match b {
+                    b'\\' => f.write_str("\\\\")?,
+                    b'"' => f.write_str("\\\"")?,
+                    _ => write!(f, "\\x{b:02x}")?,
+                }
+                rest = after;
+            } else {
+                rest = tail;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1149,12 +1163,12 @@ impl fmt::Display for AvpRepr<'_> {
             | V::MaximumBps(n)
             | V::TxConnectSpeed(n)
             | V::PhysicalChannelId(n)
-            | V::RxConnectSpeed(n) => write!(f, "{n}")?,
+            | V::RxConnectSpeed(n) => f.write_str(itoa::Buffer::new().format(*n))?,
             V::FirmwareRevision(n)
             | V::AssignedTunnelId(n)
             | V::ReceiveWindowSize(n)
             | V::AssignedSessionId(n)
-            | V::ProxyAuthenType(n) => write!(f, "{n}")?,
+            | V::ProxyAuthenType(n) => f.write_str(itoa::Buffer::new().format(*n))?,
             V::TieBreaker(b) => write!(f, "{}", Hex(b))?,
             V::ChallengeResponse(b) => write!(f, "<{}B>", b.len())?,
             V::HostName(b)

@@ -162,7 +162,8 @@ impl<'a> ControlMessage<'a> {
         let bytes: &'a [u8] = header.into_inner();
         let end = header.packet_len();
         let mut offset = header.header_len();
-        let mut avps = Vec::new();
+        // Typical control messages carry up to a dozen AVPs; one allocation covers them.
+        let mut avps = Vec::with_capacity(12);
         let mut random_vector: Option<&'a [u8]> = None;
         while offset < end {
             let rest = bytes.get(offset..end).unwrap_or_default();

@@ -2,6 +2,8 @@
 //! Nothing here opens a socket, reads a clock or spawns a task.
 
 pub mod capture;
+pub mod conn;
+pub mod ppp;
 pub mod sim;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,340 @@
+//! All the tunnels of one node behind one UDP address: demultiplexing by Tunnel ID, accepting
+//! SCCRQs (once per initiator tunnel, however often it is retransmitted), the Tie Breaker
+//! (§4.4.3), and one place to poll them all.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddrV4;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng as StdRng;
+
+use super::tunnel::{Event, Role, Tunnel, TunnelConfig, TunnelState};
+use crate::time::Instant;
+use crate::wire::avp::{AvpType, AvpValue};
+use crate::wire::message::{MessageType, ParseOptions};
+use crate::wire::PacketRepr;
+
+/// Counters for what never reached a tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelSetStats {
+    pub malformed: u64,
+    /// Packets for a Tunnel ID we do not have (or from another address than its peer).
+    pub no_tunnel: u64,
+    /// Retransmitted SCCRQs for a tunnel we already accepted.
+    pub duplicate_sccrq: u64,
+    /// SCCRQs refused: not accepting, or no free Tunnel ID.
+    pub refused: u64,
+    pub tie_breaker_lost: u64,
+}
+
+struct Entry {
+    peer: SocketAddrV4,
+    tunnel: Tunnel,
+}
+
+/// The tunnels of one node, keyed by our (local) Tunnel ID.
+pub struct TunnelSet {
+    config: Arc<TunnelConfig>,
+    accept_incoming: bool,
+    ids: RangeInclusive<u16>,
+    next_id: u16,
+    tunnels: BTreeMap<u16, Entry>,
+    /// (initiator address, its Assigned Tunnel ID) → our tunnel: a retransmitted SCCRQ must
+    /// not open a second tunnel.
+    by_initiator: BTreeMap<(SocketAddrV4, u16), u16>,
+    /// Tunnels that may have something to send.
+    ready: BTreeSet<u16>,
+    events: VecDeque<(u16, Event)>,
+    rng: StdRng,
+    stats: TunnelSetStats,
+}
+
+impl TunnelSet {
+    /// `accept_incoming`: answer SCCRQs (an LNS, or a LAC that also takes tunnels).
+    pub fn new(config: TunnelConfig, seed: u64, accept_incoming: bool) -> TunnelSet {
+        TunnelSet::with_ids(config, seed, accept_incoming, 1..=u16::MAX)
+    }
+
+    /// As `new`, with local Tunnel IDs drawn only from `ids` (a cluster leases blocks).
+    pub fn with_ids(
+        config: TunnelConfig,
+        seed: u64,
+        accept_incoming: bool,
+        ids: RangeInclusive<u16>,
+    ) -> TunnelSet {
+        let ids = (*ids.start()).max(1)..=(*ids.end()).max(1);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let span = u32::from(*ids.end()) - u32::from(*ids.start()) + 1;
+        let next_id = *ids.start() + (rng.next_u32() % span) as u16;
+        TunnelSet {
+            config: Arc::new(config),
+            accept_incoming,
+            ids,
+            next_id,
+            tunnels: BTreeMap::new(),
+            by_initiator: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            events: VecDeque::new(),
+            rng,
+            stats: TunnelSetStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> TunnelSetStats {
+        self.stats
+    }
+
+    pub fn config(&self) -> &TunnelConfig {
+        &self.config
+    }
+
+    pub fn len(&self) -> usize {
+        self.tunnels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tunnels.is_empty()
+    }
+
+    pub fn tunnel(&self, id: u16) -> Option<&Tunnel> {
+        self.tunnels.get(&id).map(|e| &e.tunnel)
+    }
+
+    /// A tunnel to give commands to; it is polled for output afterwards.
+    pub fn tunnel_mut(&mut self, id: u16) -> Option<&mut Tunnel> {
+        self.ready.insert(id);
+        self.tunnels.get_mut(&id).map(|e| &mut e.tunnel)
+    }
+
+    pub fn tunnel_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.tunnels.keys().copied()
+    }
+
+    pub fn peer_of(&self, id: u16) -> Option<SocketAddrV4> {
+        self.tunnels.get(&id).map(|e| e.peer)
+    }
+
+    fn allocate_id(&mut self) -> Option<u16> {
+        let span = u32::from(*self.ids.end()) - u32::from(*self.ids.start()) + 1;
+        for _ in 0..span {
+            let id = self.next_id;
+            self.next_id = if id >= *self.ids.end() {
+                *self.ids.start()
+            } else {
+                id + 1
+            };
+            if !self.tunnels.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Opens a tunnel to `peer`; `None` when every Tunnel ID of the range is taken.
+    pub fn connect(&mut self, now: Instant, peer: SocketAddrV4) -> Option<u16> {
+        let id = self.allocate_id()?;
+        let seed = self.rng.next_u64();
+        let tunnel = Tunnel::connect(Arc::clone(&self.config), id, seed, now);
+        self.tunnels.insert(id, Entry { peer, tunnel });
+        self.ready.insert(id);
+        Some(id)
+    }
+
+    /// A datagram from `from`.
+    pub fn handle(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        let options = ParseOptions {
+            secret: self.config.secret.as_deref(),
+        };
+        let packet = match PacketRepr::parse(bytes, &options) {
+            Ok(packet) => packet,
+            Err(err) => {
+                tracing::debug!(%from, %err, "malformed L2TP packet");
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let tunnel_id = packet.header().tunnel_id;
+        if tunnel_id == 0 {
+            if let PacketRepr::Control(message) = packet {
+                if message.message_type() == Some(MessageType::Sccrq) {
+                    return self.on_sccrq(now, from, message);
+                }
+            }
+            self.stats.no_tunnel += 1;
+            return;
+        }
+        match self.tunnels.get_mut(&tunnel_id) {
+            // Only the peer may speak for a tunnel, but its port may change under NAT (§8.1).
+            Some(entry) if entry.peer.ip() == from.ip() => {
+                entry.peer = from;
+                entry.tunnel.handle(now, packet);
+                self.ready.insert(tunnel_id);
+                self.collect_events(tunnel_id);
+            }
+            _ => self.stats.no_tunnel += 1,
+        }
+    }
+
+    fn on_sccrq(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        message: crate::wire::ControlMessage<'_>,
+    ) {
+        let their_id = match message.avp(AvpType::AssignedTunnelId) {
+            Some(AvpValue::AssignedTunnelId(id)) => *id,
+            _ => 0,
+        };
+        if let Some(&local) = self.by_initiator.get(&(from, their_id)) {
+            // A retransmission: the existing tunnel re-acknowledges it through its window.
+            self.stats.duplicate_sccrq += 1;
+            if let Some(entry) = self.tunnels.get_mut(&local) {
+                entry.tunnel.handle(now, PacketRepr::Control(message));
+                self.ready.insert(local);
+            }
+            return;
+        }
+        if !self.accept_incoming {
+            self.stats.refused += 1;
+            return;
+        }
+        if !self.tie_breaker_allows(from, &message) {
+            return;
+        }
+        let Some(id) = self.allocate_id() else {
+            self.stats.refused += 1;
+            return;
+        };
+        let seed = self.rng.next_u64();
+        let tunnel = Tunnel::accept(Arc::clone(&self.config), id, seed, now, message);
+        self.tunnels.insert(id, Entry { peer: from, tunnel });
+        self.by_initiator.insert((from, their_id), id);
+        self.ready.insert(id);
+        self.collect_events(id);
+    }
+
+    /// §4.4.3: with an SCCRQ of ours outstanding to the same peer, the lower Tie Breaker wins;
+    /// a Tie Breaker beats none; equal ones lose both. Returns whether to accept theirs.
+    fn tie_breaker_allows(
+        &mut self,
+        from: SocketAddrV4,
+        message: &crate::wire::ControlMessage<'_>,
+    ) -> bool {
+        let theirs = match message.avp(AvpType::TieBreaker) {
+            Some(AvpValue::TieBreaker(value)) => Some(*value),
+            _ => None,
+        };
+        let ours = self.config.tie_breaker;
+        if theirs.is_none() && ours.is_none() {
+            return true;
+        }
+        let pending: Vec<u16> = self
+            .tunnels
+            .iter()
+            .filter(|(_, e)| {
+                e.peer.ip() == from.ip()
+                    && e.tunnel.role() == Role::Initiator
+                    && e.tunnel.state() == TunnelState::WaitCtlReply
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        let (we_keep, they_keep) = match (ours, theirs) {
+            (Some(ours), Some(theirs)) => (ours < theirs, theirs < ours),
+            (Some(_), None) => (true, false),
+            (None, _) => (false, true),
+        };
+        if !we_keep {
+            for id in pending {
+                // The loser discards its tunnel silently: no StopCCN.
+                self.tunnels.remove(&id);
+                self.ready.remove(&id);
+                self.stats.tie_breaker_lost += 1;
+                self.events.push_back((
+                    id,
+                    Event::TunnelDown {
+                        result: super::tunnel::ResultCode::error(
+                            super::tunnel::ResultCode::GENERAL_ERROR,
+                            0,
+                            "lost the tie breaker",
+                        ),
+                        by_peer: true,
+                    },
+                ));
+                self.events.push_back((id, Event::Closed));
+            }
+        }
+        they_keep
+    }
+
+    fn collect_events(&mut self, id: u16) {
+        let Some(entry) = self.tunnels.get_mut(&id) else {
+            return;
+        };
+        let mut closed = false;
+        while let Some(event) = entry.tunnel.poll_event() {
+            closed |= event == Event::Closed;
+            self.events.push_back((id, event));
+        }
+        if closed {
+            self.remove(id);
+        }
+    }
+
+    fn remove(&mut self, id: u16) {
+        self.tunnels.remove(&id);
+        self.ready.remove(&id);
+        self.by_initiator.retain(|_, local| *local != id);
+    }
+
+    /// Writes the next datagram into `buf` and returns where it goes.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddrV4> {
+        while let Some(&id) = self.ready.first() {
+            if let Some(entry) = self.tunnels.get_mut(&id) {
+                if entry.tunnel.poll_transmit(now, buf) {
+                    return Some(entry.peer);
+                }
+            }
+            self.ready.remove(&id);
+        }
+        None
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tunnels
+            .values()
+            .filter_map(|e| e.tunnel.poll_timeout())
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u16> = self
+            .tunnels
+            .iter()
+            .filter(|(_, e)| e.tunnel.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(entry) = self.tunnels.get_mut(&id) {
+                entry.tunnel.handle_timeout(now);
+                self.ready.insert(id);
+            }
+            self.collect_events(id);
+        }
+    }
+
+    /// Collects events after commands given through `tunnel_mut`.
+    pub fn poll_event(&mut self) -> Option<(u16, Event)> {
+        if self.events.is_empty() {
+            let ids: Vec<u16> = self.ready.iter().copied().collect();
+            for id in ids {
+                self.collect_events(id);
+            }
+        }
+        self.events.pop_front()
+    }
+}

@@ -3,3 +3,6 @@
 
 pub mod bench;
 pub mod decode;
+pub mod endpoint;
+pub mod lac;
+mod net;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use l2tpkit::{bench, decode};
+use l2tpkit::{bench, decode, endpoint, lac};
 
 #[derive(Debug, Parser)]
 #[command(name = "l2tpkit", version, about, propagate_version = true)]
@@ -16,6 +16,11 @@ struct Cli {
 enum Command {
     /// Decode the L2TP packets of pcap/pcapng captures, one line (or JSON object) per packet.
     Decode(decode::DecodeArgs),
+    /// Simulated LACs: open tunnels and sessions against an LNS, hold them with LCP echoes,
+    /// tear them down, and report.
+    Lac(lac::LacArgs),
+    /// The reference LNS: accepts tunnels and sessions, answers LCP Echo-Request.
+    Endpoint(endpoint::EndpointArgs),
     /// Measure throughput (not a test): `bench decode` on a synthetic capture, against tshark.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -33,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Bench(command) => bench::run(&command),
+        Command::Lac(args) => lac::run(&args),
+        Command::Endpoint(args) => endpoint::run(&args),
     };
     match result {
         Ok(code) => code,

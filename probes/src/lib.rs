@@ -1,1 +1,4 @@
-//! Initiator side and judges (LAC swarm, probes, sequence checker): filled by issues 5 and 6.
+//! The initiator side and the judges: simulated LACs (`lac`); probes and the sequence checker
+//! come with later issues.
+
+pub mod lac;

@@ -1,1 +1,6 @@
-//! Reference servers (endpoint, master, NAT, cluster): filled by issue 4.
+//! Reference servers for the patent's cluster, and the tokio runner every role shares.
+//!
+//! The protocol lives in `l2tp` (sans-IO); this crate only adds sockets, clocks and policy.
+
+pub mod endpoint;
+pub mod runner;

@@ -1,0 +1,81 @@
+//! Small helpers the network commands share: address flags, seeds, tunnel configuration.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use l2tp::conn::tunnel::TunnelConfig;
+
+/// Parses `ADDR` or `ADDR:PORT` (IPv4); the error names the flag.
+pub fn parse_addr(flag: &str, value: &str, default_port: u16) -> anyhow::Result<SocketAddrV4> {
+    if let Ok(addr) = value.parse::<SocketAddrV4>() {
+        return Ok(addr);
+    }
+    match value.parse::<Ipv4Addr>() {
+        Ok(ip) => Ok(SocketAddrV4::new(ip, default_port)),
+        Err(_) => {
+            anyhow::bail!("{flag} {value:?}: expected an IPv4 address, optionally with :PORT")
+        }
+    }
+}
+
+/// 64 bits from the OS for the tunnels' challenges and random vectors.
+pub fn os_seed() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_le_bytes(bytes);
+    }
+    // RandomState's keys come from the OS too.
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// The tunnel settings both `lac` and `endpoint` take from their flags.
+pub fn tunnel_config(
+    host_name: &str,
+    secret: Option<&str>,
+    hidden: bool,
+) -> anyhow::Result<TunnelConfig> {
+    if hidden && secret.is_none() {
+        anyhow::bail!("--hidden needs --secret: hidden AVPs are encrypted with the tunnel secret");
+    }
+    if secret.is_some_and(str::is_empty) {
+        anyhow::bail!("--secret must not be empty");
+    }
+    Ok(TunnelConfig {
+        host_name: host_name.to_string(),
+        secret: secret.map(|s| s.as_bytes().to_vec()),
+        hide_avps: hidden,
+        ..TunnelConfig::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_with_and_without_port() {
+        assert_eq!(
+            parse_addr("--target", "127.0.0.2", 1701).unwrap(),
+            "127.0.0.2:1701".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("--target", "127.0.0.2:99", 1701).unwrap(),
+            "127.0.0.2:99".parse().unwrap()
+        );
+        let err = parse_addr("--target", "lns.example", 1701).unwrap_err();
+        assert!(err.to_string().contains("--target"), "{err}");
+    }
+
+    #[test]
+    fn hidden_needs_a_secret() {
+        assert!(tunnel_config("x", None, true).is_err());
+        assert!(tunnel_config("x", Some(""), false).is_err());
+        assert!(tunnel_config("x", Some("s"), true).unwrap().hide_avps);
+    }
+}

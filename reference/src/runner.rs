@@ -1,0 +1,240 @@
+//! A small tokio runner: one UDP socket, one [`TunnelSet`], and a [`Role`] that reacts to the
+//! tunnels' events. It stamps every datagram with `now`, feeds it to the set, sends what the
+//! set emits, sleeps until `poll_timeout`, and tees every packet into a pcap when asked.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use l2tp::capture::{CaptureError, CaptureWriter, Linktype};
+use l2tp::conn::tunnel::Event;
+use l2tp::conn::tunnels::TunnelSet;
+use l2tp::time::Instant;
+use tokio::net::UdpSocket;
+
+/// What a runner's owner does with the tunnels: the LAC script, the endpoint's echo answers.
+pub trait Role {
+    /// One event from one tunnel.
+    fn on_event(&mut self, set: &mut TunnelSet, now: Instant, tunnel: u16, event: Event);
+    /// Called after every wake-up; returns when the role next wants to act on its own.
+    fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant>;
+    /// The run is over (the role decides; the runner also stops at its deadline or Ctrl-C).
+    fn finished(&self, set: &TunnelSet, now: Instant) -> bool;
+    /// Ctrl-C or the deadline: tear down cleanly (StopCCN) and let the runner drain.
+    fn shutdown(&mut self, set: &mut TunnelSet, now: Instant);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("binding UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddrV4,
+        source: io::Error,
+    },
+    #[error("{peer} refused our datagrams (ICMP port unreachable): is an LNS listening there?")]
+    Refused { peer: SocketAddrV4 },
+    #[error("UDP socket: {0}")]
+    Socket(io::Error),
+    #[error("pcap: {0}")]
+    Pcap(#[from] CaptureError),
+    #[error("only IPv4 is supported, got {0}")]
+    NotIpv4(SocketAddr),
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Finished,
+    /// The deadline passed; the role was asked to shut down and the drain time ran out.
+    Deadline,
+    Interrupted,
+}
+
+pub struct Runner {
+    socket: UdpSocket,
+    local: SocketAddrV4,
+    /// Set when the socket is connected to one peer (the LAC): ICMP errors then surface.
+    connected: Option<SocketAddrV4>,
+    pub set: TunnelSet,
+    pcap: Option<CaptureWriter>,
+    start: std::time::Instant,
+    wall_start: Duration,
+}
+
+impl Runner {
+    /// Binds `local`. With `connect`, the socket only talks to that peer, so that a peer that
+    /// is not listening is reported at once instead of after the retransmission cycle.
+    pub async fn bind(
+        local: SocketAddrV4,
+        connect: Option<SocketAddrV4>,
+        set: TunnelSet,
+        pcap: Option<&Path>,
+    ) -> Result<Runner, RunError> {
+        let socket = UdpSocket::bind(local)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: local,
+                source,
+            })?;
+        if let Some(peer) = connect {
+            socket.connect(peer).await.map_err(RunError::Socket)?;
+        }
+        let local = match socket.local_addr().map_err(RunError::Socket)? {
+            SocketAddr::V4(v4) => v4,
+            other => return Err(RunError::NotIpv4(other)),
+        };
+        let pcap = match pcap {
+            Some(path) => Some(CaptureWriter::create(path, Linktype::RAW)?),
+            None => None,
+        };
+        Ok(Runner {
+            socket,
+            local,
+            connected: connect,
+            set,
+            pcap,
+            start: std::time::Instant::now(),
+            wall_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// The sans-IO clock: microseconds since the runner started.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn wall(&self, now: Instant) -> Duration {
+        self.wall_start + Duration::from_micros(now.as_micros())
+    }
+
+    fn tee(&mut self, now: Instant, src: SocketAddrV4, dst: SocketAddrV4, bytes: &[u8]) {
+        let wall = self.wall(now);
+        if let Some(pcap) = self.pcap.as_mut() {
+            if let Err(err) = pcap.write_udp(wall, src, dst, bytes) {
+                tracing::warn!(%err, "pcap write failed; capture stopped");
+                self.pcap = None;
+            }
+        }
+    }
+
+    async fn flush_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Result<(), RunError> {
+        while let Some(to) = self.set.poll_transmit(now, buf) {
+            let sent = match self.connected {
+                Some(_) => self.socket.send(buf).await,
+                None => self.socket.send_to(buf, to).await,
+            };
+            match sent {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(RunError::Refused { peer: to });
+                }
+                Err(err) => return Err(RunError::Socket(err)),
+            }
+            let local = self.local;
+            self.tee(now, local, to, buf);
+        }
+        Ok(())
+    }
+
+    fn dispatch_events(&mut self, role: &mut impl Role, now: Instant) {
+        while let Some((id, event)) = self.set.poll_event() {
+            role.on_event(&mut self.set, now, id, event);
+        }
+    }
+
+    /// Runs until the role is finished, `deadline` (then `drain` more for a clean teardown),
+    /// or Ctrl-C (same teardown).
+    pub async fn run(
+        &mut self,
+        role: &mut impl Role,
+        deadline: Option<Duration>,
+        drain: Duration,
+    ) -> Result<Ended, RunError> {
+        let mut buf = Vec::with_capacity(2048);
+        let mut recv = vec![0u8; 65536];
+        let deadline = deadline.map(|d| Instant::ZERO + d);
+        let mut shutting_down: Option<(Instant, Ended)> = None;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            let now = self.now();
+            self.dispatch_events(role, now);
+            let wake = role.on_tick(&mut self.set, now);
+            self.dispatch_events(role, now);
+            self.flush_transmit(now, &mut buf).await?;
+            if role.finished(&self.set, now) {
+                return Ok(shutting_down.map_or(Ended::Finished, |(_, why)| why));
+            }
+            if let Some((until, why)) = shutting_down {
+                if now >= until {
+                    return Ok(why);
+                }
+            } else if deadline.is_some_and(|d| now >= d) {
+                role.shutdown(&mut self.set, now);
+                shutting_down = Some((now + drain, Ended::Deadline));
+                continue;
+            }
+            let next = [
+                self.set.poll_timeout(),
+                wake,
+                deadline.filter(|_| shutting_down.is_none()),
+                shutting_down.map(|(until, _)| until),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let sleep = next.map(|at| at.saturating_duration_since(now));
+            tokio::select! {
+                received = self.socket.recv_from(&mut recv) => {
+                    let now = self.now();
+                    match received {
+                        Ok((len, SocketAddr::V4(from))) => {
+                            let bytes = recv.get(..len).unwrap_or_default();
+                            let local = self.local;
+                            self.tee(now, from, local, bytes);
+                            self.set.handle(now, from, bytes);
+                        }
+                        Ok((_, from)) => tracing::debug!(%from, "ignored a non-IPv4 datagram"),
+                        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                            let peer = self.connected.unwrap_or(self.local);
+                            return Err(RunError::Refused { peer });
+                        }
+                        Err(err) => return Err(RunError::Socket(err)),
+                    }
+                }
+                _ = sleep_for(sleep) => {
+                    let now = self.now();
+                    self.set.handle_timeout(now);
+                }
+                _ = &mut ctrl_c, if shutting_down.is_none() => {
+                    let now = self.now();
+                    tracing::info!("interrupted: tearing down");
+                    role.shutdown(&mut self.set, now);
+                    shutting_down = Some((now + drain, Ended::Interrupted));
+                }
+            }
+        }
+    }
+
+    /// Flushes the pcap; call before exiting.
+    pub fn finish(&mut self) -> Result<(), RunError> {
+        if let Some(pcap) = self.pcap.as_mut() {
+            pcap.flush()?;
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_for(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
-use reference::endpoint::Endpoint;
+use reference::endpoint::{Endpoint, EndpointStats};
 use reference::runner::Runner;
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
@@ -38,6 +38,31 @@ pub struct EndpointArgs {
 }
 
 pub fn run(args: &EndpointArgs) -> anyhow::Result<ExitCode> {
+    let stats = execute(args, |addr| {
+        eprintln!("l2tpkit endpoint: listening on {addr}")
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        println!(
+            "tunnels {} established, {} closed; sessions {} established, {} closed; \
+             echo requests {}, replies sent {}",
+            stats.tunnels_established,
+            stats.tunnels_closed,
+            stats.sessions_established,
+            stats.sessions_closed,
+            stats.echo_requests,
+            stats.echo_replies_sent
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the endpoint until `--duration` or Ctrl-C; `ready` hears the bound address first.
+pub fn execute(
+    args: &EndpointArgs,
+    ready: impl FnOnce(std::net::SocketAddrV4),
+) -> anyhow::Result<EndpointStats> {
     let listen = parse_addr("--listen", &args.listen, 1701)?;
     let duration = match args.duration {
         Some(d) if !d.is_finite() || !(0.0..=31_536_000.0).contains(&d) => {
@@ -55,28 +80,13 @@ pub fn run(args: &EndpointArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let set = TunnelSet::new(config, seed, true);
         let mut runner = Runner::bind(listen, None, set, args.pcap.as_deref()).await?;
-        eprintln!("l2tpkit endpoint: listening on {}", runner.local_addr());
+        ready(runner.local_addr());
         let mut endpoint = Endpoint::new(seed as u32);
         let run = runner
             .run(&mut endpoint, duration, Duration::from_secs(5))
             .await;
         runner.finish()?;
         run?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&endpoint.stats)?);
-        } else {
-            let s = endpoint.stats;
-            println!(
-                "tunnels {} established, {} closed; sessions {} established, {} closed; \
-                 echo requests {}, replies sent {}",
-                s.tunnels_established,
-                s.tunnels_closed,
-                s.sessions_established,
-                s.sessions_closed,
-                s.echo_requests,
-                s.echo_replies_sent
-            );
-        }
-        Ok(ExitCode::SUCCESS)
+        Ok(endpoint.stats)
     })
 }

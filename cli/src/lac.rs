@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
-use probes::lac::{Lac, LacPlan};
-use reference::runner::Runner;
+use probes::lac::{Lac, LacPlan, LacReport};
+use reference::runner::{Ended, Runner};
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
 
@@ -57,6 +57,25 @@ fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
 }
 
 pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
+    let (report, ended) = execute(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    if ended == Ended::Interrupted {
+        eprintln!("l2tpkit lac: interrupted");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs the LAC and returns its report (the tests call this in process).
+pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
     let target = parse_addr("--target", &args.target, 1701)?;
     let bind = parse_addr("--bind", &args.bind, 0)?;
     if args.tunnels == 0 || args.tunnels > 60_000 {
@@ -102,20 +121,6 @@ pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
             .await;
         runner.finish()?;
         let ended = run?;
-        let report = lac.finish(&runner.set);
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!("{report}");
-        }
-        if ended == reference::runner::Ended::Interrupted {
-            eprintln!("l2tpkit lac: interrupted");
-            return Ok(ExitCode::from(130));
-        }
-        Ok(if report.success() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok((lac.finish(&runner.set), ended))
     })
 }

@@ -1,0 +1,796 @@
+//! Real xl2tpd peers for end-to-end tests: [`Xl2tpd::start`] writes a configuration, starts
+//! xl2tpd as an LNS or a LAC on a 127.0.0.0/8 address, and [`Xl2tpd::stop`] (or `Drop`, also when
+//! the test panics) ends it and everything it started, and removes its temporary directory.
+//!
+//! # How xl2tpd runs here
+//!
+//! There is no kernel PPP on the test machines, so a two-line pppd stand-in is bind-mounted over
+//! `/usr/sbin/pppd` inside a private mount namespace (see `/work/shared/PEERS.md`):
+//!
+//! ```text
+//! unshare --pid --fork --kill-child --mount --propagation private \
+//!   sh -c 'mount --bind FAKE_PPPD /usr/sbin/pppd && exec xl2tpd -D -c CONF -s SECRETS -p PIDFILE -C CONTROL'
+//! ```
+//!
+//! The command also gets its own PID namespace (`--pid --fork`), with xl2tpd as its init. That
+//! makes the cleanup airtight: xl2tpd puts itself in a new session (so signalling our process
+//! group does not reach it), it does not kill its pppd stand-ins on SIGTERM, and the init process
+//! of these machines does not reliably reap orphans. When the init of a PID namespace exits, the
+//! kernel kills and reaps every process left inside, and `unshare` (our direct child, in its own
+//! process group) reaps that init and exits, so [`Xl2tpd::stop`] only has to signal xl2tpd and
+//! `wait()` for `unshare`. `unshare` blocks SIGTERM and SIGINT while it waits, so it always
+//! outlives xl2tpd; `--kill-child` takes xl2tpd with it should `unshare` be SIGKILLed.
+//!
+//! # The pppd stand-in: a data loopback
+//!
+//! Both roles run `stty raw -echo; exec cat` as pppd: every PPP frame that reaches xl2tpd over
+//! the session is written back unchanged. Against an xl2tpd LNS, an l2tpkit LAC's LCP
+//! Echo-Requests therefore come back as the *same Echo-Requests* (same code 9, identifier and
+//! magic number), not as Echo-Replies: the LAC tests count echoed frames, they do not expect
+//! replies. The stand-in never originates a frame, so xl2tpd on both ends is quiet; never inject a
+//! data frame into an xl2tpd-to-xl2tpd session, it would bounce between the two echoes forever.
+//!
+//! # What xl2tpd does (1.3.18, Debian 12)
+//!
+//! * Logs go to stderr with `-D`; the harness sends stdout and stderr to `xl2tpd.log` in the
+//!   temporary directory. Useful needles: `"Listening on IP address"`,
+//!   `"Connection established to"`, `"Call established with"`; after `d cluster` the LAC logs
+//!   `"Disconnecting from"` and `"Connection N closed to ADDR, port P (Goodbye!)"` (N is the
+//!   *peer's* tunnel ID); the end that receives a StopCCN or a CDN logs
+//!   `"control_finish: Connection closed to ADDR, port P (reason), Local: .."` or
+//!   `"... Connection closed to ADDR, serial S (reason)"`. With `challenge = yes` and a wrong
+//!   secret the LAC rejects the SCCRP: `"(Invalid challenge authentication)"`. The pppd
+//!   stand-ins share the log (`cat: -: Input/output error` when their call closes).
+//! * SIGTERM (what [`Xl2tpd::stop`] sends) makes an xl2tpd in userspace mode exit at once without
+//!   a StopCCN; SIGINT ([`Xl2tpd::stop_with_stopccn`]) sends a StopCCN on every tunnel first (it
+//!   does not wait for the acknowledgement).
+//! * Control pipe (`xl2tpd -C`): `c cluster` dials (when `autodial = no`), `d cluster` tears the
+//!   tunnel down (StopCCN), `h <local call id>` hangs up one call (CDN; the *numeric* local call
+//!   ID, `h cluster` does nothing). xl2tpd reads the pipe, then closes and reopens it, so two
+//!   lines written back to back can merge into one garbled command: [`Xl2tpd::control`] waits
+//!   until xl2tpd has handled each command (it uses the `@result-file` prefix of the protocol).
+//! * One tunnel and one call per `[lac]` section. `c cluster` again answers "Session 'cluster'
+//!   already active!"; after the call is hung up, `c cluster` places a new call in the same
+//!   tunnel. `c <local tunnel id>` places a second concurrent call but **crashes the LAC**
+//!   (segfault, the call has no `lac` entry when pppd options are built), so the harness offers
+//!   one call per LAC.
+//! * `hidden bit = yes` in the stock build never sets the H bit: it only adds a Random Vector AVP
+//!   (see `captures/record.sh`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::require;
+
+/// How long [`Xl2tpd::start`] waits for xl2tpd to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Xl2tpd::control`] waits for xl2tpd to take a command.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// SIGTERM (or SIGINT) grace period before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(20);
+
+/// The pppd stand-in: echoes every PPP frame (see the module documentation).
+const FAKE_PPPD: &str = "#!/bin/sh\n\
+# pppd stand-in for l2tpkit tests: no kernel PPP here. Echoes every PPP frame back.\n\
+stty raw -echo 2>/dev/null\n\
+exec cat\n";
+
+/// Runs in the new mount + PID namespace; `$1..$5` are the paths, so nothing needs quoting.
+const INNER: &str = "mount --bind \"$1\" /usr/sbin/pppd && \
+exec xl2tpd -D -c \"$2\" -s \"$3\" -p \"$4\" -C \"$5\"";
+
+/// Settings shared by both roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xl2tpdOptions {
+    /// `listen-addr`: the address xl2tpd binds (and, for a LAC, sends from).
+    pub listen: Ipv4Addr,
+    /// `port`: the UDP port xl2tpd binds (1701).
+    pub port: u16,
+    /// Tunnel secret; written to the secrets file as `* * secret` (any host names).
+    pub secret: Option<String>,
+    /// `hidden bit = yes` (the stock xl2tpd then only adds a Random Vector AVP).
+    pub hidden: bool,
+    /// `challenge = yes` (needs `secret`).
+    pub challenge: bool,
+    /// `debug avp/network/state/tunnel = yes`: every message in the log.
+    pub debug: bool,
+}
+
+impl Default for Xl2tpdOptions {
+    fn default() -> Self {
+        Xl2tpdOptions {
+            listen: Ipv4Addr::new(127, 0, 0, 2),
+            port: 1701,
+            secret: None,
+            hidden: false,
+            challenge: false,
+            debug: false,
+        }
+    }
+}
+
+impl Xl2tpdOptions {
+    /// Defaults (port 1701, no secret, no debug) listening on `listen`.
+    pub fn on(listen: Ipv4Addr) -> Self {
+        Xl2tpdOptions {
+            listen,
+            ..Xl2tpdOptions::default()
+        }
+    }
+}
+
+/// Which end xl2tpd plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `[lns default]`: answers anyone (`access control = no`, no PPP authentication).
+    Lns,
+    /// `[lac cluster]` with `lns = ADDR:PORT`, `redial = no`. With `autodial` xl2tpd dials one
+    /// tunnel and one call at start; without it, send `c cluster` through [`Xl2tpd::control`].
+    Lac {
+        /// The LNS (or cluster) address to dial.
+        lns: SocketAddrV4,
+        autodial: bool,
+    },
+}
+
+/// A process by PID and start time (so a reused PID is not mistaken for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    start_time: u64,
+}
+
+impl Proc {
+    /// The process as it is now, if it exists.
+    pub fn of(pid: u32) -> Option<Proc> {
+        start_time(pid).map(|start_time| Proc { pid, start_time })
+    }
+
+    /// True while the process exists, zombies included (a zombie is still "left over").
+    pub fn exists(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat` (start time in clock ticks).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The direct children of `pid` (from `/proc/PID/task/*/children`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Checks what [`Xl2tpd::start`] needs: `xl2tpd` and `unshare` on PATH, root, and a
+/// `/usr/sbin/pppd` to bind-mount over. Under `CI=true` anything missing fails the test loudly
+/// (panics); elsewhere this prints `SKIPPED: ...` and returns false.
+pub fn available() -> bool {
+    if !require("xl2tpd") || !require("unshare") {
+        return false;
+    }
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let problem = if !root {
+        Some("xl2tpd tests need root (mount namespace, bind mount over /usr/sbin/pppd)")
+    } else if !Path::new("/usr/sbin/pppd").exists() {
+        Some("/usr/sbin/pppd is missing (install ppp): the pppd stand-in is mounted over it")
+    } else {
+        None
+    };
+    match problem {
+        None => true,
+        Some(why) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but {why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
+
+/// Two addresses for one test, in 127.66.0.0/16, so tests can run in parallel without sharing
+/// `ADDR:1701`: `127.66.x.y` and `127.66.x.y+1`, where `x` (1..=254) and the even `y`
+/// (2..=252) come from an FNV-1a hash of `test_name`, so a test normally gets the same pair on
+/// every run (handy when reading captures and logs). Neither address ends in .0 or .255.
+///
+/// A pair is reserved for the rest of the process by binding the abstract Unix socket
+/// `@l2tpkit-loopback-127.66.x.y` (released by the kernel when the process ends, however it
+/// ends; nothing on disk). A pair that is already reserved (by this or another test process,
+/// e.g. two `cargo test` runs at once) or where UDP port 1701 is already bound on either address
+/// (e.g. an xl2tpd started by hand) is skipped and the next one is tried.
+pub fn loopback_pair(test_name: &str) -> (Ipv4Addr, Ipv4Addr) {
+    static RESERVED: Mutex<Vec<UnixDatagram>> = Mutex::new(Vec::new());
+    let mut reserved = lock(&RESERVED);
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in test_name.bytes() {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    const SLOTS: u32 = 254 * 126;
+    for step in 0..SLOTS {
+        let slot = hash.wrapping_add(step) % SLOTS;
+        let x = (slot / 126 + 1) as u8; // 1..=254
+        let y = ((slot % 126 + 1) * 2) as u8; // 2..=252
+        let pair = (
+            Ipv4Addr::new(127, 66, x, y),
+            Ipv4Addr::new(127, 66, x, y + 1),
+        );
+        let Ok(name) = SocketAddr::from_abstract_name(format!("l2tpkit-loopback-{}", pair.0))
+        else {
+            continue;
+        };
+        let Ok(reservation) = UnixDatagram::bind_addr(&name) else {
+            continue; // reserved by this or another process
+        };
+        let free = |addr: Ipv4Addr| UdpSocket::bind(SocketAddrV4::new(addr, 1701)).is_ok();
+        if free(pair.0) && free(pair.1) {
+            reserved.push(reservation);
+            return pair;
+        }
+    }
+    panic!("no free address pair left in 127.66.0.0/16");
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running xl2tpd (see the module documentation). Stop it with [`Xl2tpd::stop`]; dropping it
+/// does the same cleanup.
+pub struct Xl2tpd {
+    /// `unshare`, our direct child and the leader of its own process group. `None` once reaped.
+    child: Mutex<Option<Child>>,
+    pid: u32,
+    listen: SocketAddrV4,
+    dir: PathBuf,
+    log_path: PathBuf,
+    control_path: PathBuf,
+    /// Serialises control commands; counts them to name the reply files.
+    control_seq: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Xl2tpd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Xl2tpd")
+            .field("pid", &self.pid)
+            .field("listen", &self.listen)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl Xl2tpd {
+    /// Writes the configuration, the secrets file, an empty pppd options file and the pppd
+    /// stand-in into a new temporary directory, starts xl2tpd, and returns once its log says it
+    /// listens (at most 10 s). On failure the error carries the log and nothing is left running.
+    pub fn start(role: Role, options: &Xl2tpdOptions) -> io::Result<Xl2tpd> {
+        let dir = make_temp_dir()?;
+        let mut daemon = Xl2tpd {
+            child: Mutex::new(None),
+            pid: 0,
+            listen: SocketAddrV4::new(options.listen, options.port),
+            log_path: dir.join("xl2tpd.log"),
+            control_path: dir.join("xl2tpd.ctl"),
+            control_seq: Mutex::new(0),
+            dir,
+        };
+        // From here on, an early return drops `daemon`, which cleans up.
+        let fake = daemon.dir.join("fake-pppd");
+        fs::write(&fake, FAKE_PPPD)?;
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755))?;
+        let pppopts = daemon.dir.join("options.empty");
+        fs::write(&pppopts, "")?;
+        let secrets = daemon.dir.join("l2tp-secrets");
+        let secret_line = match &options.secret {
+            Some(secret) => format!("*\t*\t{secret}\n"),
+            None => String::new(),
+        };
+        fs::write(&secrets, format!("# us them secret\n{secret_line}"))?;
+        fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600))?;
+        let conf = daemon.dir.join("xl2tpd.conf");
+        fs::write(&conf, config(role, options, &secrets, &pppopts))?;
+        let log = File::create(&daemon.log_path)?;
+
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                INNER,
+                "sh",
+            ])
+            .arg(&fake)
+            .arg(&conf)
+            .arg(&secrets)
+            .arg(daemon.dir.join("xl2tpd.pid"))
+            .arg(&daemon.control_path)
+            .current_dir(&daemon.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let child = command.spawn()?;
+        daemon.pid = child.id();
+        *lock(&daemon.child) = Some(child);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if daemon.log().contains("Listening on IP address") && daemon.control_path.exists() {
+                return Ok(daemon);
+            }
+            if let Some(status) = daemon.exit_status() {
+                return Err(io::Error::other(format!(
+                    "xl2tpd exited during start ({status}); log:\n{}",
+                    daemon.log()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "xl2tpd not listening after {START_TIMEOUT:?}; log:\n{}",
+                        daemon.log()
+                    ),
+                ));
+            }
+            sleep(POLL);
+        }
+    }
+
+    /// The whole log so far (xl2tpd's stdout and stderr).
+    pub fn log(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// How often `needle` occurs in the log so far.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Polls the log until `needle` occurs at least `count` times and returns the log. The error
+    /// (after `timeout`, or as soon as xl2tpd has exited without it) says what was missing and
+    /// carries the end of the log, ready for an assertion message.
+    pub fn wait_for(
+        &self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            let found = log.matches(needle).count();
+            if found >= count {
+                return Ok(log);
+            }
+            let exited = self.exit_status();
+            if exited.is_some() || Instant::now() >= deadline {
+                let why = match exited {
+                    Some(status) => format!("xl2tpd exited ({status})"),
+                    None => format!("timed out after {timeout:?}"),
+                };
+                return Err(format!(
+                    "xl2tpd on {}: wanted {count}x {needle:?}, found {found}x; {why}; log tail:\n{}",
+                    self.listen,
+                    tail(&log, 40)
+                ));
+            }
+            sleep(POLL);
+        }
+    }
+
+    /// Sends one command line to the control pipe (`c cluster`, `d cluster`, `h 1234`, ...) and
+    /// returns once xl2tpd has handled it. Bounded: the pipe is opened non-blocking (retrying while
+    /// xl2tpd reopens it) and the whole exchange gives up after 5 s, so a dead daemon cannot hang
+    /// the test.
+    pub fn control(&self, command: &str) -> io::Result<()> {
+        self.control_reply(command).map(drop)
+    }
+
+    /// Like [`Xl2tpd::control`], and returns xl2tpd's answer (`"00 OK\n"`, `"01 No such tunnel
+    /// ..."`; empty for commands that only log, like `s`).
+    pub fn control_reply(&self, command: &str) -> io::Result<String> {
+        let command = command.trim();
+        if command.is_empty() || command.contains('\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "one non-empty command line",
+            ));
+        }
+        let mut seq = lock(&self.control_seq);
+        *seq += 1;
+        // xl2tpd opens `@FILE` for writing, writes the answer, closes and unlinks it. We keep the
+        // file open, so we can read it after it is gone from the directory: the unlink tells us
+        // xl2tpd is done with the command.
+        let reply_path = self.dir.join(format!("control-reply-{}", *seq));
+        let mut reply = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&reply_path)?;
+        let result = self.send_and_wait(&reply_path, command);
+        if result.is_err() {
+            let _ = fs::remove_file(&reply_path);
+        }
+        result?;
+        let mut answer = String::new();
+        reply.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+
+    fn send_and_wait(&self, reply_path: &Path, command: &str) -> io::Result<()> {
+        let deadline = Instant::now() + CONTROL_TIMEOUT;
+        let line = format!("@{} {command}\n", reply_path.display());
+        let mut pipe = loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.control_path)
+            {
+                Ok(pipe) => break pipe,
+                // ENXIO: no reader (xl2tpd between closing and reopening the pipe, or dead);
+                // ENOENT: not created yet, or removed by an exiting xl2tpd.
+                Err(err)
+                    if (err.raw_os_error() == Some(libc::ENXIO)
+                        || err.kind() == io::ErrorKind::NotFound)
+                        && Instant::now() < deadline
+                        && self.exit_status().is_none() =>
+                {
+                    sleep(Duration::from_millis(10))
+                }
+                Err(err) => {
+                    return Err(io::Error::new(
+                        err.kind(),
+                        format!("opening xl2tpd's control pipe for {command:?}: {err}"),
+                    ))
+                }
+            }
+        };
+        // One write of less than PIPE_BUF bytes: atomic.
+        pipe.write_all(line.as_bytes())?;
+        drop(pipe);
+        while reply_path.exists() {
+            if self.exit_status().is_some() {
+                return Err(io::Error::other(format!(
+                    "xl2tpd exited before handling {command:?}"
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("xl2tpd did not handle {command:?} within {CONTROL_TIMEOUT:?}"),
+                ));
+            }
+            sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to xl2tpd (it exits at once, without a StopCCN), up to 5 s for it to go, then
+    /// SIGKILL; reaps everything and removes the temporary directory. Returns the final log.
+    pub fn stop(mut self) -> String {
+        self.shutdown(libc::SIGTERM)
+    }
+
+    /// Like [`Xl2tpd::stop`] but with SIGINT, on which xl2tpd sends a StopCCN ("Server closing")
+    /// on every tunnel before it exits.
+    pub fn stop_with_stopccn(mut self) -> String {
+        self.shutdown(libc::SIGINT)
+    }
+
+    /// PID of `unshare`, our direct child (the leader of its own process group).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The host PID of xl2tpd itself (the init of the PID namespace), once it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        children_of(self.pid).first().copied()
+    }
+
+    /// Every process of this instance now: `unshare`, xl2tpd and its pppd stand-ins.
+    pub fn processes(&self) -> Vec<Proc> {
+        let mut all = Vec::new();
+        let mut queue = vec![self.pid];
+        while let Some(pid) = queue.pop() {
+            if let Some(proc) = Proc::of(pid) {
+                all.push(proc);
+                queue.extend(children_of(pid));
+            }
+        }
+        all
+    }
+
+    /// The address xl2tpd listens on.
+    pub fn addr(&self) -> SocketAddrV4 {
+        self.listen
+    }
+
+    /// The temporary directory (configuration, secrets, log); removed by stop/drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Local tunnel IDs from the "Connection established ... Local: N" lines, in log order.
+    pub fn local_tunnel_ids(&self) -> Vec<u16> {
+        local_ids(&self.log(), "Connection established to ")
+    }
+
+    /// Local call IDs from the "Call established with ... Local: N" lines, in log order (what
+    /// `h <id>` takes).
+    pub fn local_call_ids(&self) -> Vec<u16> {
+        local_ids(&self.log(), "Call established with ")
+    }
+
+    /// The exit status of `unshare` if it has exited (reaping it).
+    fn exit_status(&self) -> Option<ExitStatus> {
+        let mut child = lock(&self.child);
+        child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Signals xl2tpd, escalates to SIGKILL, reaps `unshare`, removes the directory. Idempotent;
+    /// never panics (it runs in `Drop`).
+    fn shutdown(&mut self, sig: libc::c_int) -> String {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(mut child) = child {
+            let pid = self.pid;
+            let exited = |child: &mut Child| !matches!(child.try_wait(), Ok(None));
+            let wait_until = |child: &mut Child, limit: Duration| {
+                let deadline = Instant::now() + limit;
+                while !exited(child) && Instant::now() < deadline {
+                    sleep(POLL);
+                }
+                exited(child)
+            };
+            // Only signal while `unshare` is unreaped: then its PID and its children's are ours.
+            if !exited(&mut child) {
+                // Before xl2tpd has exec'd, `sh` is the namespace init and ignores SIGTERM from
+                // outside; the SIGKILL below covers that short window.
+                for init in children_of(pid) {
+                    signal(init, sig);
+                }
+                if !wait_until(&mut child, STOP_GRACE) {
+                    for init in children_of(pid) {
+                        signal(init, libc::SIGKILL);
+                    }
+                    if !wait_until(&mut child, Duration::from_secs(2)) {
+                        // The whole group (`--kill-child` ends the namespace with it).
+                        if let Ok(pgid) = libc::pid_t::try_from(pid) {
+                            // SAFETY: kill(2) has no memory-safety preconditions.
+                            unsafe {
+                                libc::kill(-pgid, libc::SIGKILL);
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = child.wait();
+        }
+        let log = self.log();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        log
+    }
+}
+
+impl Drop for Xl2tpd {
+    fn drop(&mut self) {
+        let had_child = lock(&self.child).is_some();
+        let log = self.shutdown(libc::SIGTERM);
+        if had_child && std::thread::panicking() {
+            eprintln!(
+                "xl2tpd on {} (dropped while panicking), log tail:\n{}",
+                self.listen,
+                tail(&log, 40)
+            );
+        }
+    }
+}
+
+fn config(role: Role, options: &Xl2tpdOptions, secrets: &Path, pppopts: &Path) -> String {
+    let yes_no = |on: bool| if on { "yes" } else { "no" };
+    let mut conf = format!(
+        "[global]\n\
+         listen-addr = {}\n\
+         port = {}\n\
+         access control = no\n\
+         force userspace = yes\n\
+         auth file = {}\n",
+        options.listen,
+        options.port,
+        secrets.display()
+    );
+    if options.debug {
+        conf.push_str(
+            "debug avp = yes\ndebug network = yes\ndebug state = yes\ndebug tunnel = yes\n",
+        );
+    }
+    match role {
+        Role::Lns => conf.push_str(
+            "[lns default]\n\
+             ip range = 198.51.100.10-198.51.100.250\n\
+             local ip = 198.51.100.1\n",
+        ),
+        Role::Lac { lns, autodial } => conf.push_str(&format!(
+            "[lac cluster]\n\
+             lns = {}:{}\n\
+             autodial = {}\n\
+             redial = no\n",
+            lns.ip(),
+            lns.port(),
+            yes_no(autodial)
+        )),
+    }
+    conf.push_str(&format!(
+        "require authentication = no\n\
+         refuse pap = yes\n\
+         refuse chap = yes\n\
+         challenge = {}\n\
+         hidden bit = {}\n\
+         length bit = yes\n\
+         pppoptfile = {}\n",
+        yes_no(options.challenge),
+        yes_no(options.hidden),
+        pppopts.display()
+    ));
+    conf
+}
+
+fn make_temp_dir() -> io::Result<PathBuf> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = base.join(format!(
+            "l2tpkit-xl2tpd-{}-{}-{nanos:x}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+                return Ok(dir);
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn local_ids(log: &str, prefix: &str) -> Vec<u16> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(prefix)? + prefix.len()..];
+            let digits = &rest[rest.find("Local: ")? + "Local: ".len()..];
+            let end = digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len());
+            digits[..end].parse().ok()
+        })
+        .collect()
+}
+
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_pairs_are_stable_distinct_and_avoid_0_and_255() {
+        let (a, b) = loopback_pair("some_test");
+        let (oa, ob) = (a.octets(), b.octets());
+        assert_eq!(oa[..3], ob[..3]);
+        assert_eq!(oa[..2], [127, 66]);
+        assert_eq!(ob[3], oa[3] + 1);
+        for o in [oa, ob] {
+            assert!(
+                (1..=254).contains(&o[2]) && (2..=253).contains(&o[3]),
+                "{o:?}"
+            );
+        }
+        let (c, _) = loopback_pair("some_test");
+        assert_ne!(a, c, "a pair is handed out once");
+        // Reserved machine-wide: another process cannot take it either.
+        let name = SocketAddr::from_abstract_name(format!("l2tpkit-loopback-{a}")).unwrap();
+        assert!(UnixDatagram::bind_addr(&name).is_err());
+    }
+
+    #[test]
+    fn parses_ids_from_the_log() {
+        let log = "xl2tpd[1]: Connection established to 127.66.1.2, 1701.  Local: 11608, Remote: 61721 (ref=0/0).\n\
+                   xl2tpd[1]: Call established with 127.66.1.2, Local: 21982, Remote: 49000, Serial: 1 (ref=0/0)\n\
+                   xl2tpd[1]: Call established with 127.66.1.3, PID: 3, Local: 49000, Remote: 21982, Serial: 1\n";
+        assert_eq!(local_ids(log, "Connection established to "), vec![11608]);
+        assert_eq!(local_ids(log, "Call established with "), vec![21982, 49000]);
+    }
+
+    #[test]
+    fn config_for_a_lac() {
+        let options = Xl2tpdOptions {
+            secret: Some("s".into()),
+            challenge: true,
+            debug: true,
+            ..Xl2tpdOptions::on(Ipv4Addr::new(127, 66, 1, 3))
+        };
+        let lns = SocketAddrV4::new(Ipv4Addr::new(127, 66, 1, 2), 1702);
+        let conf = config(
+            Role::Lac {
+                lns,
+                autodial: true,
+            },
+            &options,
+            Path::new("/s"),
+            Path::new("/o"),
+        );
+        for line in [
+            "listen-addr = 127.66.1.3",
+            "lns = 127.66.1.2:1702",
+            "autodial = yes",
+            "challenge = yes",
+            "debug avp = yes",
+            "auth file = /s",
+            "pppoptfile = /o",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "{line} missing in\n{conf}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Interop with xl2tpd in both directions: our `lac` against xl2tpd as LNS, and xl2tpd as LAC
+//! against our `endpoint`; plain, with a tunnel secret, and with hidden AVPs. Every pcap our
+//! side writes must decode in tshark with nothing malformed.
+
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use l2tpkit::endpoint::{self, EndpointArgs};
+use l2tpkit::lac::{self, LacArgs};
+use l2tpkit_tests::xl2tpd::{self, loopback_pair, Role, Xl2tpd, Xl2tpdOptions};
+use l2tpkit_tests::{require, tshark_l2tp};
+
+const SECRET: &str = "interop-secret";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("l2tpkit-interop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir.join(name)
+}
+
+fn assert_pcap_clean(path: &PathBuf, min_packets: usize) {
+    if !require("tshark") {
+        return;
+    }
+    let packets = tshark_l2tp(path, 1701);
+    assert!(
+        packets.len() >= min_packets,
+        "{}: {} L2TP packets, expected at least {min_packets}",
+        path.display(),
+        packets.len()
+    );
+    for p in &packets {
+        assert!(
+            !p.malformed,
+            "{}: tshark flags frame {} as malformed: {}",
+            path.display(),
+            p.frame,
+            p.expert
+        );
+    }
+}
+
+/// Our LAC: 20 tunnels × 2 sessions against xl2tpd as LNS, held 5 s with echoes.
+fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
+    if !xl2tpd::available() {
+        return;
+    }
+    let (lns_ip, lac_ip) = loopback_pair(name);
+    let options = Xl2tpdOptions {
+        secret: secret.then(|| SECRET.to_string()),
+        challenge: secret,
+        ..Xl2tpdOptions::on(lns_ip)
+    };
+    let lns = Xl2tpd::start(Role::Lns, &options).expect("start xl2tpd LNS");
+    let pcap = scratch(&format!("{name}.pcap"));
+    let args = LacArgs {
+        target: lns.addr().to_string(),
+        bind: format!("{lac_ip}:0"),
+        tunnels: 20,
+        sessions_per_tunnel: 2,
+        secret: secret.then(|| SECRET.to_string()),
+        hidden,
+        hold: 5.0,
+        echo_rate: 2.0,
+        setup_timeout: 20.0,
+        host_name: "l2tpkit-interop".to_string(),
+        pcap: Some(pcap.clone()),
+        json: false,
+    };
+    let (report, _) = lac::execute(&args).expect("lac run");
+    eprintln!("{report}");
+    assert_eq!(report.tunnels_established, 20, "{report}");
+    assert_eq!(report.sessions_established, 40, "{report}");
+    assert!(report.echo_requests_sent >= 40 * 8, "{report}");
+    assert_eq!(
+        report.echo_answered(),
+        report.echo_requests_sent,
+        "{report}"
+    );
+    assert!(report.success(), "{report}");
+    // xl2tpd's own account: each tunnel and call established, each tunnel closed.
+    let log = lns
+        .wait_for(
+            &format!("Connection closed to {lac_ip}, port"),
+            20,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|tail| panic!("xl2tpd did not log 20 closed tunnels:\n{tail}"));
+    assert_eq!(lns.count("Connection established to"), 20, "{log}");
+    assert_eq!(lns.count("Call established with"), 40, "{log}");
+    lns.stop();
+    assert_pcap_clean(&pcap, 20 * 6);
+    if hidden {
+        // The ICRQs on the wire carry a hidden Assigned Session ID.
+        let mut reader = l2tp::capture::CaptureReader::open(&pcap).expect("pcap");
+        let mut hidden_avps = 0;
+        while let Some(record) = reader.next_datagram() {
+            if let Ok(l2tp::capture::Record {
+                kind: l2tp::capture::RecordKind::Udp(d),
+                ..
+            }) = record
+            {
+                let options = l2tp::wire::message::ParseOptions::default();
+                if let Ok(l2tp::wire::PacketRepr::Control(m)) =
+                    l2tp::wire::PacketRepr::parse(d.payload, &options)
+                {
+                    hidden_avps += m.avps.iter().filter(|a| a.hidden).count();
+                }
+            }
+        }
+        assert!(
+            hidden_avps >= 40,
+            "only {hidden_avps} hidden AVPs on the wire"
+        );
+    }
+}
+
+#[test]
+fn our_lac_against_xl2tpd_lns() {
+    lac_against_xl2tpd("lac-plain", false, false);
+}
+
+#[test]
+fn our_lac_against_xl2tpd_lns_with_secret() {
+    lac_against_xl2tpd("lac-secret", true, false);
+}
+
+#[test]
+fn our_lac_against_xl2tpd_lns_with_hidden_avps() {
+    lac_against_xl2tpd("lac-hidden", true, true);
+}
+
+/// xl2tpd as LAC dials our endpoint; its log must say the tunnel and the call are up.
+fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
+    if !xl2tpd::available() {
+        return;
+    }
+    let (endpoint_ip, lac_ip) = loopback_pair(name);
+    let pcap = scratch(&format!("{name}.pcap"));
+    let args = EndpointArgs {
+        listen: format!("{endpoint_ip}:1701"),
+        secret: secret.then(|| SECRET.to_string()),
+        hidden: false,
+        host_name: "l2tpkit-endpoint".to_string(),
+        duration: Some(4.0),
+        pcap: Some(pcap.clone()),
+        json: false,
+    };
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        endpoint::execute(&args, move |addr| {
+            let _ = ready_tx.send(addr);
+        })
+    });
+    let listening: SocketAddrV4 = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("endpoint did not start");
+    assert_eq!(*listening.ip(), endpoint_ip);
+    let options = Xl2tpdOptions {
+        secret: secret.then(|| SECRET.to_string()),
+        challenge: secret,
+        hidden,
+        ..Xl2tpdOptions::on(lac_ip)
+    };
+    let lac = Xl2tpd::start(
+        Role::Lac {
+            lns: listening,
+            autodial: true,
+        },
+        &options,
+    )
+    .expect("start xl2tpd LAC");
+    lac.wait_for("Connection established to", 1, Duration::from_secs(10))
+        .unwrap_or_else(|tail| panic!("no tunnel:\n{tail}"));
+    lac.wait_for("Call established with", 1, Duration::from_secs(10))
+        .unwrap_or_else(|tail| panic!("no call:\n{tail}"));
+    let log = lac.stop_with_stopccn();
+    let stats = server
+        .join()
+        .expect("endpoint thread")
+        .expect("endpoint run");
+    assert_eq!(stats.tunnels_established, 1, "{log}");
+    assert_eq!(stats.sessions_established, 1, "{log}");
+    assert_pcap_clean(&pcap, 6);
+}
+
+#[test]
+fn xl2tpd_lac_against_our_endpoint() {
+    xl2tpd_against_endpoint("endpoint-plain", false, false);
+}
+
+#[test]
+fn xl2tpd_lac_against_our_endpoint_with_secret() {
+    xl2tpd_against_endpoint("endpoint-secret", true, false);
+}
+
+#[test]
+fn xl2tpd_lac_against_our_endpoint_with_hidden_bit() {
+    xl2tpd_against_endpoint("endpoint-hidden", true, true);
+}

@@ -1,0 +1,93 @@
+//! Bad flags and unreachable peers give one clear line on stderr naming what was wrong, and a
+//! non-zero exit; never a panic.
+
+use std::process::Command;
+
+fn l2tpkit(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
+        .args(args)
+        .output()
+        .expect("run l2tpkit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let (code, _, stderr) = l2tpkit(args);
+    assert_eq!(code, 2, "{args:?}: exit {code}, stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: not one line: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} lacks {needle:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    assert_one_line_error(&["lac", "--target", "lns.example"], "--target");
+    assert_one_line_error(
+        &["lac", "--target", "127.0.0.1", "--tunnels", "0"],
+        "--tunnels",
+    );
+    assert_one_line_error(&["lac", "--target", "127.0.0.1", "--hold=-1"], "--hold");
+    assert_one_line_error(
+        &["lac", "--target", "127.0.0.1", "--echo-rate", "1e9"],
+        "--echo-rate",
+    );
+    assert_one_line_error(&["lac", "--target", "127.0.0.1", "--hidden"], "--hidden");
+    assert_one_line_error(&["lac", "--target", "127.0.0.1", "--bind", "x"], "--bind");
+    assert_one_line_error(&["endpoint", "--listen", "1.2.3"], "--listen");
+    assert_one_line_error(
+        &["endpoint", "--listen", "127.0.0.1", "--duration=-3"],
+        "--duration",
+    );
+}
+
+#[test]
+fn unreachable_target_is_one_line() {
+    // Nothing listens on this loopback port: the kernel answers ICMP port unreachable.
+    assert_one_line_error(
+        &[
+            "lac",
+            "--target",
+            "127.0.0.1:9",
+            "--hold",
+            "0",
+            "--setup-timeout",
+            "5",
+        ],
+        "refused",
+    );
+}
+
+#[test]
+fn foreign_and_missing_files_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("l2tpkit-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not a capture").unwrap();
+    assert_one_line_error(&["decode", text.to_str().unwrap()], "notes.txt");
+    assert_one_line_error(&["decode", "/nonexistent/x.pcap"], "/nonexistent/x.pcap");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn decode_reads_a_fixture() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../captures/xl2tpd-basic.pcap");
+    let (code, stdout, stderr) = l2tpkit(&["decode", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().next().unwrap_or("").contains("SCCRQ"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("StopCCN"), "{stdout}");
+    assert!(stderr.contains("0 malformed"), "{stderr}");
+}

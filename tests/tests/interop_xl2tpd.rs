@@ -3,7 +3,7 @@
 //! side writes must decode in tshark with nothing malformed.
 
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn assert_pcap_clean(path: &PathBuf, min_packets: usize) {
+fn assert_pcap_clean(path: &Path, min_packets: usize) {
     if !require("tshark") {
         return;
     }

@@ -418,6 +418,11 @@ impl Tunnel {
             // Only the reliable layer still works: it acknowledges, nothing else happens.
             return;
         }
+        if matches!(kind, MessageType::Sccrq | MessageType::Sccrp) && self.peer_id == 0 {
+            // A StopCCN refusing this very message must carry the peer's Tunnel ID (§5.3), or
+            // the peer cannot tell which tunnel it ends.
+            self.learn_peer_tunnel_id(&message);
+        }
         let session_id = message.header.session_id;
         let session_scoped = matches!(
             kind,
@@ -472,6 +477,9 @@ impl Tunnel {
             MessageType::Icrp | MessageType::Ocrp => self.on_call_reply(kind, &message),
             MessageType::Iccn | MessageType::Occn => self.on_call_connected(kind, &message),
             MessageType::Cdn => self.on_cdn(&message),
+            MessageType::Wen | MessageType::Sli if !self.sessions.contains_key(&session_id) => {
+                self.stats.unexpected += 1;
+            }
             MessageType::Wen => {
                 if let Some(AvpValue::CallErrors { crc_errors, .. }) =
                     message.avp(AvpType::CallErrors)
@@ -510,22 +518,21 @@ impl Tunnel {
     ) {
         let kind = message.message_type();
         let session_id = message.header.session_id;
-        if session_scoped && self.sessions.contains_key(&session_id) {
+        if !session_scoped {
+            self.close(now, result);
+        } else if self.sessions.contains_key(&session_id) {
             self.close_session(session_id, result);
-        } else if session_scoped && matches!(kind, Some(MessageType::Icrq | MessageType::Ocrq)) {
+        } else if matches!(kind, Some(MessageType::Icrq | MessageType::Ocrq)) {
             // The call never existed here: refuse it with a CDN to the peer's session ID.
             let peer_session = match message.avp(AvpType::AssignedSessionId) {
                 Some(AvpValue::AssignedSessionId(id)) => *id,
                 _ => 0,
             };
-            let sid = self.hideable(AvpValue::AssignedSessionId(0));
-            self.send(
-                MessageType::Cdn,
-                peer_session,
-                vec![mandatory(result.to_avp()), sid],
-            );
+            self.refuse_call(peer_session, result);
         } else {
-            self.close(now, result);
+            // About a session that is gone (a CDN crossing ours, say): §4.2 ends the session
+            // the message concerns, and there is none; the tunnel's other sessions stay.
+            self.stats.unexpected += 1;
         }
     }
 
@@ -541,17 +548,14 @@ impl Tunnel {
                 ));
             }
         }
-        if let Some(AvpValue::AssignedTunnelId(id)) = message.avp(AvpType::AssignedTunnelId) {
-            if *id == 0 {
-                return Err(ResultCode::error(
-                    ResultCode::GENERAL_ERROR,
-                    3,
-                    "Assigned Tunnel ID 0",
-                ));
-            }
-            self.peer_id = *id;
-            self.reliable.set_peer_tunnel_id(*id);
+        if let Some(AvpValue::AssignedTunnelId(0)) = message.avp(AvpType::AssignedTunnelId) {
+            return Err(ResultCode::error(
+                ResultCode::GENERAL_ERROR,
+                3,
+                "Assigned Tunnel ID 0",
+            ));
         }
+        self.learn_peer_tunnel_id(message);
         if let Some(AvpValue::ReceiveWindowSize(window)) = message.avp(AvpType::ReceiveWindowSize) {
             self.reliable.set_peer_window(*window);
         }
@@ -559,6 +563,13 @@ impl Tunnel {
             self.peer_host_name = String::from_utf8_lossy(name).into_owned();
         }
         Ok(())
+    }
+
+    fn learn_peer_tunnel_id(&mut self, message: &ControlMessage) {
+        if let Some(AvpValue::AssignedTunnelId(id @ 1..)) = message.avp(AvpType::AssignedTunnelId) {
+            self.peer_id = *id;
+            self.reliable.set_peer_tunnel_id(*id);
+        }
     }
 
     fn on_sccrq(&mut self, now: Instant, message: &ControlMessage) {
@@ -803,7 +814,14 @@ impl Tunnel {
             ResultCode::ERROR_BAD_SESSION,
             "no such session",
         );
-        let sid = self.hideable(AvpValue::AssignedSessionId(0));
+        self.refuse_call(peer_session_id, result);
+    }
+
+    /// CDN for a call that has no session here. 0 is never an Assigned Session ID (§5.3), so
+    /// the CDN names a fresh one that is never used.
+    fn refuse_call(&mut self, peer_session_id: u16, result: ResultCode) {
+        let id = self.allocate_session_id();
+        let sid = self.hideable(AvpValue::AssignedSessionId(id));
         self.send(
             MessageType::Cdn,
             peer_session_id,
@@ -1024,7 +1042,9 @@ impl Tunnel {
     }
 
     fn hello_due(&self) -> Option<Instant> {
-        if self.state != TunnelState::Established {
+        // While a message awaits its ack, its retransmissions probe the peer already, and a
+        // deadline that cannot send would fire again at once, forever.
+        if self.state != TunnelState::Established || !self.reliable.is_idle() {
             return None;
         }
         let since = match self.hello_sent_at {
@@ -1054,7 +1074,7 @@ impl Tunnel {
         if self.close_at.is_some_and(|at| now >= at) {
             return self.finish();
         }
-        if self.hello_due().is_some_and(|at| now >= at) && self.reliable.is_idle() {
+        if self.hello_due().is_some_and(|at| now >= at) {
             self.hello_sent_at = Some(now);
             self.send(MessageType::Hello, 0, Vec::new());
         }

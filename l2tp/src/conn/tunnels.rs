@@ -46,6 +46,8 @@ pub struct TunnelSet {
     by_initiator: BTreeMap<(SocketAddrV4, u16), u16>,
     /// Tunnels that may have something to send.
     ready: BTreeSet<u16>,
+    /// Tunnels given commands through `tunnel_mut`: they may hold events not collected yet.
+    touched: BTreeSet<u16>,
     events: VecDeque<(u16, Event)>,
     rng: StdRng,
     stats: TunnelSetStats,
@@ -76,6 +78,7 @@ impl TunnelSet {
             tunnels: BTreeMap::new(),
             by_initiator: BTreeMap::new(),
             ready: BTreeSet::new(),
+            touched: BTreeSet::new(),
             events: VecDeque::new(),
             rng,
             stats: TunnelSetStats::default(),
@@ -105,6 +108,7 @@ impl TunnelSet {
     /// A tunnel to give commands to; it is polled for output afterwards.
     pub fn tunnel_mut(&mut self, id: u16) -> Option<&mut Tunnel> {
         self.ready.insert(id);
+        self.touched.insert(id);
         self.tunnels.get_mut(&id).map(|e| &mut e.tunnel)
     }
 
@@ -251,8 +255,7 @@ impl TunnelSet {
         if !we_keep {
             for id in pending {
                 // The loser discards its tunnel silently: no StopCCN.
-                self.tunnels.remove(&id);
-                self.ready.remove(&id);
+                self.remove(id);
                 self.stats.tie_breaker_lost += 1;
                 self.events.push_back((
                     id,
@@ -288,6 +291,7 @@ impl TunnelSet {
     fn remove(&mut self, id: u16) {
         self.tunnels.remove(&id);
         self.ready.remove(&id);
+        self.touched.remove(&id);
         self.by_initiator.retain(|_, local| *local != id);
     }
 
@@ -327,13 +331,11 @@ impl TunnelSet {
         }
     }
 
-    /// Collects events after commands given through `tunnel_mut`.
+    /// Collects events after commands given through `tunnel_mut`, whether or not
+    /// `poll_transmit` has run since.
     pub fn poll_event(&mut self) -> Option<(u16, Event)> {
-        if self.events.is_empty() {
-            let ids: Vec<u16> = self.ready.iter().copied().collect();
-            for id in ids {
-                self.collect_events(id);
-            }
+        while let Some(id) = self.touched.pop_first() {
+            self.collect_events(id);
         }
         self.events.pop_front()
     }

@@ -2349,3 +2349,61 @@ fn lossy_links_carry_every_call_message_exactly_once() {
         only(lns, Event::Closed);
     }
 }
+
+#[test]
+fn scccn_in_an_established_tunnel_is_a_state_machine_error() {
+    // §7.2.1: a second SCCCN ends the tunnel with StopCCN result 7.
+    let (mut raw, tid) = Raw::established(config("lns"));
+    raw.send(tid, 0, MessageType::Scccn, vec![]);
+    let stop = raw.expect(MessageType::StopCcn);
+    assert_eq!(stop.header.tunnel_id, RAW_TID);
+    assert_eq!(result_of(&stop).result, ResultCode::FSM_ERROR);
+    assert_eq!(raw.state(tid), Some(TunnelState::Closing));
+}
+
+#[test]
+fn session_ids_run_out_without_hanging() {
+    // Every ID of one tunnel in use: the next call is refused, not looped on.
+    let (mut raw, tid) = Raw::established(config("lns"));
+    let tunnel = raw.set.tunnel_mut(tid).expect("tunnel");
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..u16::MAX {
+        let id = tunnel.open_incoming_call().expect("a free session ID");
+        assert_ne!(id, 0);
+        assert!(ids.insert(id), "session ID {id} handed out twice");
+    }
+    assert_eq!(tunnel.open_incoming_call(), None);
+    // An ICRQ from the peer is refused (its CDN waits behind our 65535 queued ICRQs): no
+    // session is added and the tunnel stays up.
+    raw.take();
+    raw.send(tid, 0, MessageType::Icrq, icrq_avps(77));
+    raw.advance(ms(1));
+    let tunnel = raw.set.tunnel(tid).expect("tunnel");
+    assert_eq!(tunnel.session_ids().count(), usize::from(u16::MAX));
+    assert_eq!(raw.state(tid), Some(TunnelState::Established));
+}
+
+#[test]
+fn closing_before_the_peer_answered_sends_no_stopccn_to_tunnel_zero() {
+    let mut raw = Raw::new(config("lac"), false);
+    let now = raw.now;
+    let tid = raw.set.connect(now, addr(RAW)).expect("tunnel");
+    raw.pump();
+    let sccrq = raw.take();
+    assert!(sccrq.iter().any(|w| w.is(MessageType::Sccrq)));
+    raw.set
+        .tunnel_mut(tid)
+        .expect("tunnel")
+        .close(now, ResultCode::new(ResultCode::CLEAR_TUNNEL));
+    raw.advance(secs(40));
+    let out = raw.take();
+    assert!(
+        out.iter().all(|w| !w.is(MessageType::StopCcn)),
+        "StopCCN to tunnel 0: {out:?}"
+    );
+    assert!(raw.set.is_empty(), "the tunnel is gone");
+    assert!(raw
+        .events
+        .iter()
+        .any(|(id, e)| *id == tid && matches!(e, Event::Closed)));
+}

@@ -574,8 +574,10 @@ impl Tunnel {
 
     fn on_sccrq(&mut self, now: Instant, message: &ControlMessage) {
         if self.role != Role::Responder || self.state != TunnelState::Idle {
+            // §7.2.1: an SCCRQ inside a tunnel that exists is a state machine error.
             self.stats.unexpected += 1;
-            return;
+            let result = ResultCode::error(ResultCode::FSM_ERROR, 0, "unexpected SCCRQ");
+            return self.close(now, result);
         }
         if let Err(result) = self.check_peer_basics(message) {
             return self.close(now, result);
@@ -640,8 +642,10 @@ impl Tunnel {
 
     fn on_scccn(&mut self, now: Instant, message: &ControlMessage) {
         if self.state != TunnelState::WaitCtlConn {
+            // §7.2.1: SCCCN anywhere but wait-ctl-conn ends the tunnel.
             self.stats.unexpected += 1;
-            return;
+            let result = ResultCode::error(ResultCode::FSM_ERROR, 0, "unexpected SCCCN");
+            return self.close(now, result);
         }
         if let Err(result) = self.verify_response(MessageType::Scccn, message) {
             return self.close(now, result);
@@ -673,7 +677,9 @@ impl Tunnel {
         else {
             return;
         };
-        let local_id = self.allocate_session_id();
+        let Some(local_id) = self.allocate_session_id() else {
+            return self.refuse_exhausted(*peer_id);
+        };
         self.sessions.insert(
             local_id,
             Session {
@@ -694,7 +700,9 @@ impl Tunnel {
         else {
             return;
         };
-        let local_id = self.allocate_session_id();
+        let Some(local_id) = self.allocate_session_id() else {
+            return self.refuse_exhausted(*peer_id);
+        };
         let sequencing = self.config.sequencing_required;
         self.sessions.insert(
             local_id,
@@ -820,13 +828,22 @@ impl Tunnel {
     /// CDN for a call that has no session here. 0 is never an Assigned Session ID (§5.3), so
     /// the CDN names a fresh one that is never used.
     fn refuse_call(&mut self, peer_session_id: u16, result: ResultCode) {
-        let id = self.allocate_session_id();
+        // With every ID in use there is no fresh one; the next one in turn is the best left.
+        let id = self
+            .allocate_session_id()
+            .unwrap_or(self.next_session_id.max(1));
         let sid = self.hideable(AvpValue::AssignedSessionId(id));
         self.send(
             MessageType::Cdn,
             peer_session_id,
             vec![mandatory(result.to_avp()), sid],
         );
+    }
+
+    /// CDN result 4 (no facilities, temporary) when every Session ID of the tunnel is in use.
+    fn refuse_exhausted(&mut self, peer_session_id: u16) {
+        let result = ResultCode::error(4, 4, "all 65535 session IDs of this tunnel are in use");
+        self.refuse_call(peer_session_id, result);
     }
 
     // ----- commands -----
@@ -845,7 +862,7 @@ impl Tunnel {
         if self.state != TunnelState::Established {
             return None;
         }
-        let local_id = self.allocate_session_id();
+        let local_id = self.allocate_session_id()?;
         let serial = self.next_call_serial;
         self.next_call_serial = self.next_call_serial.wrapping_add(1);
         self.sessions.insert(
@@ -972,6 +989,15 @@ impl Tunnel {
             return;
         }
         self.drop_sessions(&result, false);
+        if self.peer_id == 0 {
+            // No Assigned Tunnel ID from the peer yet: a StopCCN could name no tunnel there,
+            // so the tunnel ends here without one.
+            self.events.push_back(Event::TunnelDown {
+                result,
+                by_peer: false,
+            });
+            return self.finish();
+        }
         let avps = vec![
             mandatory(AvpValue::AssignedTunnelId(self.local_id)),
             mandatory(result.to_avp()),
@@ -1166,16 +1192,16 @@ impl Tunnel {
         self.reliable.send(ControlMessage { header, avps: all });
     }
 
-    fn allocate_session_id(&mut self) -> u16 {
-        // Session IDs are unique per tunnel and never 0; the space is far larger than any
-        // tunnel's sessions, so the scan ends quickly.
-        loop {
+    /// A free Session ID: unique in this tunnel and never 0. `None` when all 65535 are taken.
+    fn allocate_session_id(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
             let id = self.next_session_id;
             self.next_session_id = self.next_session_id.wrapping_add(1).max(1);
             if id != 0 && !self.sessions.contains_key(&id) {
-                return id;
+                return Some(id);
             }
         }
+        None
     }
 
     /// MD5(message type ‖ secret ‖ challenge): the CHAP-style response of §4.4.3.

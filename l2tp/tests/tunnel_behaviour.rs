@@ -2407,3 +2407,40 @@ fn closing_before_the_peer_answered_sends_no_stopccn_to_tunnel_zero() {
         .iter()
         .any(|(id, e)| *id == tid && matches!(e, Event::Closed)));
 }
+
+#[test]
+fn data_offset_pad_goes_out_with_the_o_bit_and_is_skipped_by_the_peer() {
+    let lac = TunnelConfig {
+        data_offset: Some(4),
+        ..config("lac")
+    };
+    let mut w = World::new(lac, config("lns"));
+    let (lac_t, _) = w.up();
+    let (lac_sid, lns_sid) = w.incoming_call(lac_t);
+    assert!(w.command(w.lac, lac_t, |t, _| t.send_data(lac_sid, FRAME_UP)));
+    w.run_for(ms(100));
+    let frames: Vec<_> = w
+        .node(w.lns)
+        .events_matching(|e| matches!(e, Event::Data { .. }))
+        .into_iter()
+        .map(|(_, _, e)| e)
+        .collect();
+    assert_eq!(
+        frames,
+        [Event::Data {
+            session_id: lns_sid,
+            frame: FRAME_UP.to_vec()
+        }]
+    );
+    let headers: Vec<_> = w
+        .node(w.lns)
+        .received()
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Wire::Data { header, .. } => Some(header),
+            Wire::Control(_) => None,
+        })
+        .collect();
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0].offset_size, Some(4));
+}

@@ -40,6 +40,9 @@ pub struct TunnelConfig {
     pub tie_breaker: Option<[u8; 8]>,
     /// Ask for sequenced data messages (Sequencing Required AVP in ICCN / OCCN).
     pub sequencing_required: bool,
+    /// Send data messages with the O bit and this many octets of Offset Pad (§3.1); peers
+    /// must skip the pad.
+    pub data_offset: Option<u16>,
     /// Keep a log of every control message queued and delivered (tests and tracing only: it
     /// grows with the tunnel's life).
     pub record_messages: bool,
@@ -58,6 +61,7 @@ impl Default for TunnelConfig {
             bearer_capabilities: 0x0,
             tie_breaker: None,
             sequencing_required: false,
+            data_offset: None,
             record_messages: false,
         }
     }
@@ -912,6 +916,7 @@ impl Tunnel {
             return false;
         }
         let mut header = HeaderRepr::data(self.peer_id, session.peer_id);
+        header.offset_size = self.config.data_offset;
         if session.sequencing {
             header.sequence = Some(Sequence {
                 ns: session.data_ns,

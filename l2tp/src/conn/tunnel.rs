@@ -587,23 +587,10 @@ impl Tunnel {
             return self.close(now, result);
         }
         let mut avps = self.start_avps();
-        match (
-            message.avp(AvpType::Challenge),
-            self.config.secret.is_some(),
-        ) {
-            (Some(AvpValue::Challenge(challenge)), true) => {
-                let response = self.response(MessageType::Sccrp, challenge);
-                avps.push(mandatory(AvpValue::ChallengeResponse(response)));
-            }
-            (Some(_), false) => {
-                let result = ResultCode::error(
-                    ResultCode::NOT_AUTHORIZED,
-                    0,
-                    "challenged but no tunnel secret is configured",
-                );
-                return self.close(now, result);
-            }
-            _ => {}
+        match self.answer_challenge(MessageType::Sccrp, message) {
+            Ok(Some(response)) => avps.push(response),
+            Ok(None) => {}
+            Err(result) => return self.close(now, result),
         }
         self.state = TunnelState::WaitCtlConn;
         self.send(MessageType::Sccrp, 0, avps);
@@ -622,23 +609,10 @@ impl Tunnel {
             return self.close(now, result);
         }
         let mut avps = Vec::new();
-        match (
-            message.avp(AvpType::Challenge),
-            self.config.secret.is_some(),
-        ) {
-            (Some(AvpValue::Challenge(challenge)), true) => {
-                let response = self.response(MessageType::Scccn, challenge);
-                avps.push(mandatory(AvpValue::ChallengeResponse(response)));
-            }
-            (Some(_), false) => {
-                let result = ResultCode::error(
-                    ResultCode::NOT_AUTHORIZED,
-                    0,
-                    "challenged but no tunnel secret is configured",
-                );
-                return self.close(now, result);
-            }
-            _ => {}
+        match self.answer_challenge(MessageType::Scccn, message) {
+            Ok(Some(response)) => avps.push(response),
+            Ok(None) => {}
+            Err(result) => return self.close(now, result),
         }
         self.send(MessageType::Scccn, 0, avps);
         self.established(now);
@@ -1216,6 +1190,30 @@ impl Tunnel {
             self.config.secret.as_deref().unwrap_or_default(),
             challenge,
         )
+    }
+
+    /// The Challenge Response AVP that `in_message` must carry when the peer challenged us;
+    /// a challenge without a secret of ours is refused (result 4).
+    fn answer_challenge(
+        &self,
+        in_message: MessageType,
+        message: &ControlMessage,
+    ) -> Result<Option<AvpRepr<'static>>, ResultCode> {
+        match (
+            message.avp(AvpType::Challenge),
+            self.config.secret.is_some(),
+        ) {
+            (Some(AvpValue::Challenge(challenge)), true) => {
+                let response = self.response(in_message, challenge);
+                Ok(Some(mandatory(AvpValue::ChallengeResponse(response))))
+            }
+            (Some(_), false) => Err(ResultCode::error(
+                ResultCode::NOT_AUTHORIZED,
+                0,
+                "challenged but no tunnel secret is configured",
+            )),
+            _ => Ok(None),
+        }
     }
 
     fn verify_response(

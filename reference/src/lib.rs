@@ -3,4 +3,5 @@
 //! The protocol lives in `l2tp` (sans-IO); this crate only adds sockets, clocks and policy.
 
 pub mod endpoint;
+pub mod raw;
 pub mod runner;

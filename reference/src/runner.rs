@@ -80,6 +80,7 @@ impl Runner {
         if let Some(peer) = connect {
             socket.connect(peer).await.map_err(RunError::Socket)?;
         }
+        grow_buffers(&socket);
         let local = match socket.local_addr().map_err(RunError::Socket)? {
             SocketAddr::V4(v4) => v4,
             other => return Err(RunError::NotIpv4(other)),
@@ -229,6 +230,34 @@ impl Runner {
             pcap.flush()?;
         }
         Ok(())
+    }
+}
+
+/// Bursts of thousands of SCCRQs overflow the default 208 KB socket buffers; ask for 8 MB
+/// (forced past `rmem_max` when we have CAP_NET_ADMIN, best effort otherwise).
+fn grow_buffers(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    const SIZE: libc::c_int = 8 << 20;
+    let fd = socket.as_raw_fd();
+    for (forced, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for option in [forced, plain] {
+            // SAFETY: setsockopt on a socket we own, with a c_int value of the size passed.
+            let ret = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    option,
+                    &SIZE as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if ret == 0 {
+                break;
+            }
+        }
     }
 }
 

@@ -48,6 +48,12 @@ pub struct TunnelSet {
     ready: BTreeSet<u16>,
     /// Tunnels given commands through `tunnel_mut`: they may hold events not collected yet.
     touched: BTreeSet<u16>,
+    /// Timer index: each tunnel's next deadline, so that a wake-up costs O(log n), not a scan
+    /// of every tunnel.
+    timers: BTreeSet<(Instant, u16)>,
+    deadlines: BTreeMap<u16, Instant>,
+    /// Tunnels whose deadline may have moved since it was indexed.
+    stale: BTreeSet<u16>,
     events: VecDeque<(u16, Event)>,
     rng: StdRng,
     stats: TunnelSetStats,
@@ -79,6 +85,9 @@ impl TunnelSet {
             by_initiator: BTreeMap::new(),
             ready: BTreeSet::new(),
             touched: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            deadlines: BTreeMap::new(),
+            stale: BTreeSet::new(),
             events: VecDeque::new(),
             rng,
             stats: TunnelSetStats::default(),
@@ -109,6 +118,7 @@ impl TunnelSet {
     pub fn tunnel_mut(&mut self, id: u16) -> Option<&mut Tunnel> {
         self.ready.insert(id);
         self.touched.insert(id);
+        self.stale.insert(id);
         self.tunnels.get_mut(&id).map(|e| &mut e.tunnel)
     }
 
@@ -143,6 +153,7 @@ impl TunnelSet {
         let tunnel = Tunnel::connect(Arc::clone(&self.config), id, seed, now);
         self.tunnels.insert(id, Entry { peer, tunnel });
         self.ready.insert(id);
+        self.stale.insert(id);
         Some(id)
     }
 
@@ -175,6 +186,7 @@ impl TunnelSet {
                 entry.peer = from;
                 entry.tunnel.handle(now, packet);
                 self.ready.insert(tunnel_id);
+                self.stale.insert(tunnel_id);
                 self.collect_events(tunnel_id);
             }
             _ => self.stats.no_tunnel += 1,
@@ -197,6 +209,7 @@ impl TunnelSet {
             if let Some(entry) = self.tunnels.get_mut(&local) {
                 entry.tunnel.handle(now, PacketRepr::Control(message));
                 self.ready.insert(local);
+                self.stale.insert(local);
             }
             return;
         }
@@ -216,6 +229,7 @@ impl TunnelSet {
         self.tunnels.insert(id, Entry { peer: from, tunnel });
         self.by_initiator.insert((from, their_id), id);
         self.ready.insert(id);
+        self.stale.insert(id);
         self.collect_events(id);
     }
 
@@ -292,6 +306,10 @@ impl TunnelSet {
         self.tunnels.remove(&id);
         self.ready.remove(&id);
         self.touched.remove(&id);
+        self.stale.remove(&id);
+        if let Some(at) = self.deadlines.remove(&id) {
+            self.timers.remove(&(at, id));
+        }
         self.by_initiator.retain(|_, local| *local != id);
     }
 
@@ -300,6 +318,8 @@ impl TunnelSet {
         while let Some(&id) = self.ready.first() {
             if let Some(entry) = self.tunnels.get_mut(&id) {
                 if entry.tunnel.poll_transmit(now, buf) {
+                    // Sending arms the retransmission timer.
+                    self.stale.insert(id);
                     return Some(entry.peer);
                 }
             }
@@ -309,26 +329,50 @@ impl TunnelSet {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tunnels
-            .values()
+        // Indexed deadlines of tunnels not touched since, plus the few touched ones directly.
+        let indexed = self
+            .timers
+            .iter()
+            .find(|(_, id)| !self.stale.contains(id))
+            .map(|(at, _)| *at);
+        let fresh = self
+            .stale
+            .iter()
+            .filter_map(|id| self.tunnels.get(id))
             .filter_map(|e| e.tunnel.poll_timeout())
-            .min()
+            .min();
+        indexed.into_iter().chain(fresh).min()
+    }
+
+    /// Re-indexes the deadlines of the tunnels touched since the last call.
+    fn reindex(&mut self) {
+        while let Some(id) = self.stale.pop_first() {
+            if let Some(at) = self.deadlines.remove(&id) {
+                self.timers.remove(&(at, id));
+            }
+            if let Some(at) = self.tunnels.get(&id).and_then(|e| e.tunnel.poll_timeout()) {
+                self.deadlines.insert(id, at);
+                self.timers.insert((at, id));
+            }
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u16> = self
-            .tunnels
-            .iter()
-            .filter(|(_, e)| e.tunnel.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        self.reindex();
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, id));
+            self.deadlines.remove(&id);
             if let Some(entry) = self.tunnels.get_mut(&id) {
                 entry.tunnel.handle_timeout(now);
                 self.ready.insert(id);
+                self.stale.insert(id);
             }
             self.collect_events(id);
         }
+        self.reindex();
     }
 
     /// Collects events after commands given through `tunnel_mut`, whether or not

@@ -2,6 +2,8 @@
 //!
 //! The protocol lives in `l2tp` (sans-IO); this crate only adds sockets, clocks and policy.
 
+pub mod cluster;
 pub mod endpoint;
+pub mod master;
 pub mod raw;
 pub mod runner;

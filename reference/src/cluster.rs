@@ -1,0 +1,519 @@
+//! Load reports, the patent's "load status messages": each endpoint tells the master how loaded
+//! it is, and which Tunnel IDs it hands out, once a second or so over UDP on the LAN.
+//!
+//! A report travels in a versioned envelope sealed with HMAC-SHA256 under a key the cluster
+//! shares, so a forged report cannot steer dispatch; its `sequence` lets the master refuse a
+//! replayed one.
+//!
+//! ```text
+//! envelope: magic "L2KR" (4) | version 1 (1) | body | HMAC-SHA256 tag (32) over all before it
+//! body:     sequence u64 | name length u16 | name (UTF-8) | LAN address (4)
+//!           | global flag u8 (0 or 1) [| global address (4)] | tunnels u32 | sessions u32
+//!           | capacity u32 | state u8 (0 in service, 1 draining)
+//!           | block count u16 | blocks: (first u16, last u16)*
+//! ```
+//!
+//! Every integer is big-endian. The tag is checked (in constant time) before the body is read,
+//! so bytes from anyone without the key never reach the body parser.
+
+use std::net::Ipv4Addr;
+
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+
+/// The UDP port endpoints send their reports to, on the master's LAN address.
+pub const REPORT_PORT: u16 = 1702;
+
+const MAGIC: [u8; 4] = *b"L2KR";
+const VERSION: u8 = 1;
+const PREAMBLE_LEN: usize = MAGIC.len() + 1;
+const TAG_LEN: usize = 32;
+
+/// The longest endpoint name `open` accepts, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// The most Tunnel ID blocks one report may carry.
+pub const MAX_BLOCKS: usize = 1024;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What the endpoint says of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointState {
+    InService,
+    /// Takes no new tunnels, keeps the ones it has (for example before a restart).
+    Draining,
+}
+
+/// One endpoint's load status message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// The endpoint's name, e.g. "te1": its identity in the cluster.
+    pub endpoint: String,
+    /// Where the master forwards to on the LAN; must be a unicast address.
+    pub lan_addr: Ipv4Addr,
+    /// FIG 4: the endpoint's own public address, from which it answers SCCRQs.
+    pub global_addr: Option<Ipv4Addr>,
+    pub tunnels: u32,
+    pub sessions: u32,
+    /// The most tunnels the endpoint takes.
+    pub capacity: u32,
+    pub state: EndpointState,
+    /// Inclusive blocks of the Tunnel IDs this endpoint assigns: sorted, disjoint, never 0, and
+    /// unique cluster-wide, so the master can route by the L2TP header's Tunnel ID.
+    pub tunnel_ids: Vec<(u16, u16)>,
+    /// Strictly increasing per endpoint: the master refuses a report that does not advance it.
+    /// An endpoint that restarts must not start over; seeding it from the wall clock (e.g.
+    /// microseconds since the Unix epoch) keeps it increasing across restarts.
+    pub sequence: u64,
+}
+
+/// Why `open` refused a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ReportError {
+    #[error("load report truncated: {have} bytes, need at least {need}")]
+    Truncated { need: usize, have: usize },
+    #[error("not a load report (bad magic)")]
+    BadMagic,
+    #[error("load report version {0} is not supported (this master speaks {VERSION})")]
+    BadVersion(u8),
+    #[error("load report tag does not verify: forged, corrupted or sealed with another key")]
+    BadTag,
+    #[error("load report body: {field} at body byte {offset}: {reason}")]
+    Malformed {
+        field: &'static str,
+        offset: usize,
+        reason: &'static str,
+    },
+}
+
+fn mac(key: &[u8]) -> HmacSha256 {
+    // HMAC takes a key of any length (long keys are hashed), so this cannot fail.
+    <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length")
+}
+
+/// Encodes and seals a report. A report that breaks `open`'s rules (name too long, blocks out
+/// of order, ...) is sealed as it is and refused by `open` as `Malformed`.
+pub fn seal(report: &LoadReport, key: &[u8]) -> Vec<u8> {
+    let name = report.endpoint.as_bytes();
+    let mut out = Vec::with_capacity(
+        PREAMBLE_LEN
+            + 8
+            + 2
+            + name.len()
+            + 4
+            + 5
+            + 12
+            + 1
+            + 2
+            + 4 * report.tunnel_ids.len()
+            + TAG_LEN,
+    );
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&report.sequence.to_be_bytes());
+    // An over-long field keeps its true bytes under a clamped length: `open` then finds
+    // trailing bytes and refuses it, rather than accepting a silently cut name.
+    out.extend_from_slice(&clamp_u16(name.len()).to_be_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&report.lan_addr.octets());
+    match report.global_addr {
+        Some(addr) => {
+            out.push(1);
+            out.extend_from_slice(&addr.octets());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&report.tunnels.to_be_bytes());
+    out.extend_from_slice(&report.sessions.to_be_bytes());
+    out.extend_from_slice(&report.capacity.to_be_bytes());
+    out.push(match report.state {
+        EndpointState::InService => 0,
+        EndpointState::Draining => 1,
+    });
+    out.extend_from_slice(&clamp_u16(report.tunnel_ids.len()).to_be_bytes());
+    for &(first, last) in &report.tunnel_ids {
+        out.extend_from_slice(&first.to_be_bytes());
+        out.extend_from_slice(&last.to_be_bytes());
+    }
+    let mut mac = mac(key);
+    mac.update(&out);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+fn clamp_u16(len: usize) -> u16 {
+    u16::try_from(len).unwrap_or(u16::MAX)
+}
+
+/// Checks the envelope and the tag, then reads the body. Never panics, whatever the bytes.
+pub fn open(bytes: &[u8], key: &[u8]) -> Result<LoadReport, ReportError> {
+    let min = PREAMBLE_LEN + TAG_LEN;
+    if bytes.len() < min {
+        // A short prefix of something that is not a report at all says so first.
+        if !MAGIC.starts_with(&bytes[..bytes.len().min(MAGIC.len())]) {
+            return Err(ReportError::BadMagic);
+        }
+        return Err(ReportError::Truncated {
+            need: min,
+            have: bytes.len(),
+        });
+    }
+    if bytes[..MAGIC.len()] != MAGIC {
+        return Err(ReportError::BadMagic);
+    }
+    if bytes[MAGIC.len()] != VERSION {
+        return Err(ReportError::BadVersion(bytes[MAGIC.len()]));
+    }
+    let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+    let mut mac = mac(key);
+    mac.update(signed);
+    mac.verify_slice(tag).map_err(|_| ReportError::BadTag)?;
+    Body::new(&signed[PREAMBLE_LEN..]).parse()
+}
+
+/// A cursor over the authenticated body; every read is bounds-checked.
+struct Body<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Body<'a> {
+    fn new(bytes: &'a [u8]) -> Body<'a> {
+        Body { bytes, at: 0 }
+    }
+
+    fn malformed(&self, field: &'static str, reason: &'static str) -> ReportError {
+        ReportError::Malformed {
+            field,
+            offset: self.at,
+            reason,
+        }
+    }
+
+    fn take(&mut self, field: &'static str, len: usize) -> Result<&'a [u8], ReportError> {
+        let end = self.at.saturating_add(len);
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| self.malformed(field, "body ends inside it"))?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], ReportError> {
+        let slice = self.take(field, N)?;
+        let mut out = [0; N];
+        out.copy_from_slice(slice);
+        Ok(out)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, ReportError> {
+        Ok(self.array::<1>(field)?[0])
+    }
+    fn u16(&mut self, field: &'static str) -> Result<u16, ReportError> {
+        Ok(u16::from_be_bytes(self.array(field)?))
+    }
+    fn u32(&mut self, field: &'static str) -> Result<u32, ReportError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+    fn u64(&mut self, field: &'static str) -> Result<u64, ReportError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+    fn addr(&mut self, field: &'static str) -> Result<Ipv4Addr, ReportError> {
+        Ok(Ipv4Addr::from(self.array::<4>(field)?))
+    }
+
+    fn parse(mut self) -> Result<LoadReport, ReportError> {
+        let sequence = self.u64("sequence")?;
+        let name_len = usize::from(self.u16("name length")?);
+        if name_len == 0 || name_len > MAX_NAME_LEN {
+            return Err(self.malformed("name length", "must be 1 to 64 bytes"));
+        }
+        let name_at = self.at;
+        let name = self.take("name", name_len)?;
+        let endpoint = core::str::from_utf8(name)
+            .map_err(|_| ReportError::Malformed {
+                field: "name",
+                offset: name_at,
+                reason: "not UTF-8",
+            })?
+            .to_owned();
+        let lan_at = self.at;
+        let lan_addr = self.addr("LAN address")?;
+        if !is_unicast(lan_addr) {
+            return Err(ReportError::Malformed {
+                field: "LAN address",
+                offset: lan_at,
+                reason: "not a unicast address",
+            });
+        }
+        let global_addr = match self.u8("global address flag")? {
+            0 => None,
+            1 => Some(self.addr("global address")?),
+            _ => return Err(self.malformed("global address flag", "must be 0 or 1")),
+        };
+        let tunnels = self.u32("tunnels")?;
+        let sessions = self.u32("sessions")?;
+        let capacity = self.u32("capacity")?;
+        let state = match self.u8("state")? {
+            0 => EndpointState::InService,
+            1 => EndpointState::Draining,
+            _ => return Err(self.malformed("state", "must be 0 (in service) or 1 (draining)")),
+        };
+        let count = usize::from(self.u16("block count")?);
+        if count > MAX_BLOCKS {
+            return Err(self.malformed("block count", "more than 1024 blocks"));
+        }
+        let mut tunnel_ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let at = self.at;
+            let first = self.u16("block first ID")?;
+            let last = self.u16("block last ID")?;
+            let bad = |reason| ReportError::Malformed {
+                field: "Tunnel ID block",
+                offset: at,
+                reason,
+            };
+            if first == 0 {
+                return Err(bad("Tunnel ID 0 is reserved (RFC 2661 §3.1)"));
+            }
+            if first > last {
+                return Err(bad("first ID above last ID"));
+            }
+            if tunnel_ids.last().is_some_and(|&(_, prev)| first <= prev) {
+                return Err(bad("blocks must be sorted and disjoint"));
+            }
+            tunnel_ids.push((first, last));
+        }
+        if self.at != self.bytes.len() {
+            return Err(self.malformed("body", "trailing bytes after the last block"));
+        }
+        Ok(LoadReport {
+            endpoint,
+            lan_addr,
+            global_addr,
+            tunnels,
+            sessions,
+            capacity,
+            state,
+            tunnel_ids,
+            sequence,
+        })
+    }
+}
+
+/// An address a packet can be forwarded to: not 0.0.0.0, broadcast or multicast.
+fn is_unicast(addr: Ipv4Addr) -> bool {
+    !(addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: &[u8] = b"cluster-key";
+
+    fn report() -> LoadReport {
+        LoadReport {
+            endpoint: "te1".into(),
+            lan_addr: Ipv4Addr::new(198, 19, 0, 11),
+            global_addr: Some(Ipv4Addr::new(198, 18, 0, 11)),
+            tunnels: 17,
+            sessions: 40,
+            capacity: 1000,
+            state: EndpointState::InService,
+            tunnel_ids: vec![(0x1000, 0x1fff), (0x8000, 0x80ff)],
+            sequence: 0x0102_0304_0506_0708,
+        }
+    }
+
+    #[test]
+    fn golden_bytes() {
+        let report = LoadReport {
+            endpoint: "te1".into(),
+            lan_addr: Ipv4Addr::new(198, 19, 0, 11),
+            global_addr: None,
+            tunnels: 2,
+            sessions: 3,
+            capacity: 100,
+            state: EndpointState::Draining,
+            tunnel_ids: vec![(1, 0x00ff)],
+            sequence: 7,
+        };
+        let sealed = seal(&report, KEY);
+        let body: &[u8] = &[
+            b'L', b'2', b'K', b'R', 1, // magic, version
+            0, 0, 0, 0, 0, 0, 0, 7, // sequence
+            0, 3, b't', b'e', b'1', // name
+            198, 19, 0, 11, // LAN address
+            0,  // no global address
+            0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 100, // tunnels, sessions, capacity
+            1,   // draining
+            0, 1, 0, 1, 0, 0xff, // one block 1..=255
+        ];
+        assert_eq!(&sealed[..body.len()], body);
+        assert_eq!(sealed.len(), body.len() + TAG_LEN);
+        let mut mac = mac(KEY);
+        mac.update(body);
+        assert_eq!(
+            &sealed[body.len()..],
+            mac.finalize().into_bytes().as_slice()
+        );
+        assert_eq!(open(&sealed, KEY), Ok(report));
+    }
+
+    #[test]
+    fn round_trip() {
+        let sealed = seal(&report(), KEY);
+        assert_eq!(open(&sealed, KEY), Ok(report()));
+    }
+
+    #[test]
+    fn wrong_key_and_every_flipped_byte_are_refused() {
+        let sealed = seal(&report(), KEY);
+        assert_eq!(open(&sealed, b"another key"), Err(ReportError::BadTag));
+        for at in 0..sealed.len() {
+            let mut tampered = sealed.clone();
+            tampered[at] ^= 0x01;
+            let expected = match at {
+                0..=3 => ReportError::BadMagic,
+                4 => ReportError::BadVersion(0),
+                _ => ReportError::BadTag,
+            };
+            assert_eq!(open(&tampered, KEY), Err(expected), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn envelope_errors() {
+        let sealed = seal(&report(), KEY);
+        assert_eq!(
+            open(&sealed[..20], KEY),
+            Err(ReportError::Truncated { need: 37, have: 20 })
+        );
+        assert_eq!(
+            open(b"", KEY),
+            Err(ReportError::Truncated { need: 37, have: 0 })
+        );
+        assert_eq!(open(b"HTTP/1.1", KEY), Err(ReportError::BadMagic));
+        let mut v2 = sealed.clone();
+        v2[4] = 2;
+        assert_eq!(open(&v2, KEY), Err(ReportError::BadVersion(2)));
+        // Cutting the tail moves the tag: a cut report never verifies.
+        assert_eq!(
+            open(&sealed[..sealed.len() - 1], KEY),
+            Err(ReportError::BadTag)
+        );
+    }
+
+    fn refused(report: &LoadReport) -> (&'static str, &'static str) {
+        match open(&seal(report, KEY), KEY) {
+            Err(ReportError::Malformed { field, reason, .. }) => (field, reason),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn authentic_but_invalid_bodies_are_malformed() {
+        let with = |f: fn(&mut LoadReport)| {
+            let mut r = report();
+            f(&mut r);
+            r
+        };
+        assert_eq!(refused(&with(|r| r.endpoint.clear())).0, "name length");
+        assert_eq!(
+            refused(&with(|r| r.endpoint = "x".repeat(65))).0,
+            "name length"
+        );
+        assert_eq!(
+            refused(&with(|r| r.endpoint = "x".repeat(70_000))).0,
+            "name length"
+        );
+        assert_eq!(
+            refused(&with(|r| r.lan_addr = Ipv4Addr::UNSPECIFIED)).0,
+            "LAN address"
+        );
+        assert_eq!(
+            refused(&with(|r| r.lan_addr = Ipv4Addr::new(224, 0, 0, 1))).0,
+            "LAN address"
+        );
+        for blocks in [
+            vec![(0, 5)],
+            vec![(9, 8)],
+            vec![(10, 20), (20, 30)],
+            vec![(10, 20), (1, 5)],
+        ] {
+            let r = LoadReport {
+                tunnel_ids: blocks,
+                ..report()
+            };
+            assert_eq!(refused(&r).0, "Tunnel ID block");
+        }
+        let r = LoadReport {
+            tunnel_ids: vec![(1, 1); MAX_BLOCKS + 1],
+            ..report()
+        };
+        assert_eq!(refused(&r).0, "block count");
+
+        // A body cut short, or with bytes after it, sealed with the right key.
+        let mut plain = seal(&report(), KEY);
+        plain.truncate(plain.len() - TAG_LEN);
+        for body in [
+            &plain[..plain.len() - 1],
+            &[plain.as_slice(), &[0]].concat()[..],
+        ] {
+            let mut mac = mac(KEY);
+            mac.update(body);
+            let sealed = [body, mac.finalize().into_bytes().as_slice()].concat();
+            assert!(matches!(
+                open(&sealed, KEY),
+                Err(ReportError::Malformed { .. })
+            ));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = open(&bytes, KEY);
+        }
+
+        #[test]
+        fn authentic_random_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let signed = [&MAGIC[..], &[VERSION], &body].concat();
+            let mut mac = mac(KEY);
+            mac.update(&signed);
+            let sealed = [signed.as_slice(), mac.finalize().into_bytes().as_slice()].concat();
+            let _ = open(&sealed, KEY);
+        }
+
+        #[test]
+        fn every_valid_report_round_trips(
+            name in "[a-z0-9-]{1,64}",
+            lan in 1u32..0xe000_0000,
+            global in proptest::option::of(any::<u32>()),
+            tunnels in any::<u32>(), sessions in any::<u32>(), capacity in any::<u32>(),
+            draining in any::<bool>(), sequence in any::<u64>(),
+            starts in proptest::collection::btree_set(1u16..u16::MAX, 0..8),
+        ) {
+            // Disjoint blocks: each runs from one start to just before the next.
+            let starts: Vec<u16> = starts.into_iter().collect();
+            let tunnel_ids = starts.iter().enumerate().map(|(i, &first)| {
+                (first, starts.get(i + 1).map_or(first, |next| next - 1))
+            }).collect();
+            let report = LoadReport {
+                endpoint: name,
+                lan_addr: Ipv4Addr::from(lan),
+                global_addr: global.map(Ipv4Addr::from),
+                tunnels, sessions, capacity,
+                state: if draining { EndpointState::Draining } else { EndpointState::InService },
+                tunnel_ids,
+                sequence,
+            };
+            prop_assert_eq!(open(&seal(&report, KEY), KEY), Ok(report));
+        }
+    }
+}

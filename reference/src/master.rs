@@ -1,0 +1,1081 @@
+//! The cluster master (the patent's 154 / 254), sans-IO.
+//!
+//! The master owns the cluster address. For each SCCRQ that reaches it, it picks an endpoint
+//! (least-load from the endpoints' load reports, round-robin or leaky bucket), rewrites only
+//! the IP destination to that endpoint's LAN address, and has its runner send the packet on
+//! the LAN; the source stays the initiator's, so the endpoint answers the initiator itself.
+//! Every other packet to the cluster address (LACs such as xl2tpd keep sending SCCCN, ICRQ and
+//! data to the address they dialled) goes to the endpoint whose reported Tunnel ID blocks hold
+//! the L2TP header's Tunnel ID.
+//!
+//! Choices this module makes (see `Policy` and `Master::deactivate` for the details):
+//! - least-load compares load relative to capacity, and no policy sends an SCCRQ to an endpoint
+//!   that is full by its own report;
+//! - the leaky bucket drops (as `NoCapacity`) when no endpoint has a token, and lets the
+//!   initiator's retransmission be the queue;
+//! - a retransmitted SCCRQ goes where the first went for `dispatch_memory` after the first,
+//!   whatever the state of that endpoint since;
+//! - fragments are dropped: only the first carries the Tunnel ID, and the master does not
+//!   reassemble.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use l2tp::time::Instant;
+use l2tp::wire::avp::Avp;
+use l2tp::wire::{Header, HeaderRepr};
+use serde::Serialize;
+
+use crate::cluster::{self, EndpointState, ReportError};
+
+/// The L2TP port the cluster address listens on (RFC 2661 §8.1).
+pub const L2TP_PORT: u16 = 1701;
+/// Endpoints report once a second; three missed reports take one out of service.
+pub const DEFAULT_REPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longer than an initiator's whole SCCRQ retransmission cycle (RFC 2661 §5.8 suggests five
+/// retries with the interval capped at 8 s: about 30 s).
+pub const DEFAULT_DISPATCH_MEMORY: Duration = Duration::from_secs(60);
+/// A flood of SCCRQs from forged sources must not grow the dispatch memory without bound; past
+/// this many the oldest choices are forgotten first.
+pub const MAX_REMEMBERED_DISPATCHES: usize = 1 << 20;
+
+/// How the master picks an endpoint for a new SCCRQ. Every policy skips endpoints that are not
+/// in service and endpoints that are full (reported tunnels plus SCCRQs sent since that report
+/// reach the reported capacity).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Policy {
+    /// The patent's preferred policy. Load is (reported tunnels + SCCRQs dispatched since that
+    /// report) / capacity: relative, so that endpoints of unequal size fill to the same share
+    /// (with equal capacities it is plain tunnel count). Counting the dispatches since the last
+    /// report keeps a burst between two reports from piling onto one endpoint. Ties go to the
+    /// next endpoint in rotation (name order), so equal endpoints take turns.
+    #[default]
+    LeastLoad,
+    /// Each SCCRQ to the next endpoint in name order.
+    RoundRobin,
+    /// A token bucket per endpoint: `burst` tokens at most, refilled at `rate` per second, one
+    /// per SCCRQ. The endpoint with the most tokens gets the SCCRQ (ties in rotation); with no
+    /// token anywhere the SCCRQ is dropped as `NoCapacity` and the initiator's retransmission
+    /// (1 s later, then backing off) tries again. Queueing here would only add a second,
+    /// unbounded buffer in front of the one the initiator already keeps.
+    LeakyBucket { rate: f64, burst: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub cluster_addr: Ipv4Addr,
+    pub policy: Policy,
+    /// No report for this long: the endpoint is out of service and gets no new SCCRQs.
+    pub report_timeout: Duration,
+    /// The key load reports are sealed with (`cluster::seal`).
+    pub key: Vec<u8>,
+    /// How long an SCCRQ's choice is remembered, from its first dispatch, for retransmissions.
+    pub dispatch_memory: Duration,
+}
+
+impl MasterConfig {
+    /// Least-load, the default timeouts.
+    pub fn new(cluster_addr: Ipv4Addr, key: impl Into<Vec<u8>>) -> MasterConfig {
+        MasterConfig {
+            cluster_addr,
+            policy: Policy::default(),
+            report_timeout: DEFAULT_REPORT_TIMEOUT,
+            key: key.into(),
+            dispatch_memory: DEFAULT_DISPATCH_MEMORY,
+        }
+    }
+}
+
+/// What to do with one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the packet (its destination already rewritten in place) to `to` on the LAN. The
+    /// datagram is the first IPv4 Total Length bytes of the buffer; anything after is link
+    /// padding the runner leaves behind.
+    Forward {
+        endpoint: String,
+        to: Ipv4Addr,
+    },
+    Drop(DropReason),
+}
+
+/// Why a packet was not forwarded. Each is counted in `MasterStatus::drops`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Not a whole IPv4 packet, a UDP header that does not fit, an L2TP header that does not
+    /// parse, or an SCCRQ without a readable Assigned Tunnel ID.
+    Malformed,
+    NotUdp,
+    /// Only the first fragment carries the Tunnel ID, and the master does not reassemble.
+    Fragment,
+    NotClusterAddress,
+    NotL2tpPort,
+    /// An SCCRQ, and no endpoint is in service.
+    NoEndpoint,
+    /// An SCCRQ, and every endpoint in service is full or (leaky bucket) out of tokens.
+    NoCapacity,
+    /// Not an SCCRQ, and no endpoint's blocks hold its Tunnel ID.
+    UnknownTunnel,
+}
+
+/// Why a load report changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportRejection {
+    /// The tag does not verify: another key, or altered bytes.
+    Forged,
+    /// The sequence does not advance past the last one accepted from that endpoint.
+    Replayed,
+    /// Truncated, not a report, another version, an authentic but invalid body, or a LAN
+    /// address that is the cluster address itself (the master would forward to itself).
+    Malformed,
+    /// Its Tunnel ID blocks overlap another endpoint's: routing by Tunnel ID would be
+    /// ambiguous, so the first claim stands.
+    TunnelIdConflict,
+}
+
+/// What `handle_report` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Accepted,
+    Rejected(ReportRejection),
+}
+
+/// An endpoint's state as the master sees it, most binding first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    InService,
+    /// Drained by the operator, or says so in its reports: no new tunnels.
+    Draining,
+    /// Deactivated by the operator: no new tunnels until `activate`.
+    Deactivated,
+    /// No report for `report_timeout`.
+    OutOfService,
+}
+
+/// The operator's word on an endpoint; outlives its reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    Active,
+    Drained,
+    Deactivated,
+}
+
+/// A snapshot for the CLI, the TUI and JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MasterStatus {
+    pub cluster_addr: Ipv4Addr,
+    pub policy: Policy,
+    /// In name order.
+    pub endpoints: Vec<EndpointStatus>,
+    pub totals: StatusTotals,
+    pub drops: DropCounts,
+    pub reports: ReportCounts,
+    /// SCCRQ choices held for retransmissions.
+    pub remembered_dispatches: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointStatus {
+    pub name: String,
+    pub lan_addr: Ipv4Addr,
+    pub global_addr: Option<Ipv4Addr>,
+    pub state: MemberState,
+    pub admin: AdminState,
+    pub reported_state: EndpointState,
+    pub tunnels: u32,
+    pub sessions: u32,
+    pub capacity: u32,
+    pub tunnel_ids: Vec<(u16, u16)>,
+    /// New SCCRQs sent since its last report (the report does not count them yet).
+    pub dispatched_since_report: u32,
+    pub dispatched_total: u64,
+    /// Retransmitted SCCRQs sent after the first.
+    pub sccrq_retransmitted: u64,
+    /// Non-SCCRQ packets routed by Tunnel ID.
+    pub forwarded: u64,
+    /// Age of its last report at the latest time the master was given.
+    pub last_report_age_ms: u64,
+    pub last_report_from: SocketAddrV4,
+    pub sequence: u64,
+    /// Leaky bucket only: tokens as of the last dispatch decision.
+    pub tokens: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct StatusTotals {
+    pub endpoints: usize,
+    pub in_service: usize,
+    pub tunnels: u64,
+    pub sessions: u64,
+    /// Capacity of the endpoints in service.
+    pub capacity: u64,
+    pub sccrq_dispatched: u64,
+    pub sccrq_retransmitted: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    /// Dispatch choices forgotten early because the memory was full.
+    pub remembered_evicted: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DropCounts {
+    pub malformed: u64,
+    pub not_udp: u64,
+    pub fragment: u64,
+    pub not_cluster_address: u64,
+    pub not_l2tp_port: u64,
+    pub no_endpoint: u64,
+    pub no_capacity: u64,
+    pub unknown_tunnel: u64,
+}
+
+impl DropCounts {
+    fn slot(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::NotUdp => &mut self.not_udp,
+            DropReason::Fragment => &mut self.fragment,
+            DropReason::NotClusterAddress => &mut self.not_cluster_address,
+            DropReason::NotL2tpPort => &mut self.not_l2tp_port,
+            DropReason::NoEndpoint => &mut self.no_endpoint,
+            DropReason::NoCapacity => &mut self.no_capacity,
+            DropReason::UnknownTunnel => &mut self.unknown_tunnel,
+        }
+    }
+
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::Malformed => self.malformed,
+            DropReason::NotUdp => self.not_udp,
+            DropReason::Fragment => self.fragment,
+            DropReason::NotClusterAddress => self.not_cluster_address,
+            DropReason::NotL2tpPort => self.not_l2tp_port,
+            DropReason::NoEndpoint => self.no_endpoint,
+            DropReason::NoCapacity => self.no_capacity,
+            DropReason::UnknownTunnel => self.unknown_tunnel,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.malformed
+            + self.not_udp
+            + self.fragment
+            + self.not_cluster_address
+            + self.not_l2tp_port
+            + self.no_endpoint
+            + self.no_capacity
+            + self.unknown_tunnel
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ReportCounts {
+    pub accepted: u64,
+    pub forged: u64,
+    pub replayed: u64,
+    pub malformed: u64,
+    pub tunnel_id_conflict: u64,
+}
+
+/// The Assigned Tunnel ID of an SCCRQ as the master can know it: in clear, or (hidden with a
+/// secret the master does not hold) as the ciphertext, which a retransmission repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum AssignedTunnel {
+    Plain(u16),
+    Hidden(Box<[u8]>),
+}
+
+/// What makes two SCCRQs the same tunnel request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DispatchKey {
+    initiator: SocketAddrV4,
+    assigned: AssignedTunnel,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    member: usize,
+    at: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant, rate: f64, burst: u32) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + rate * elapsed).min(f64::from(burst));
+        self.at = self.at.max(now);
+    }
+}
+
+/// One endpoint the master has heard from.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    lan_addr: Ipv4Addr,
+    global_addr: Option<Ipv4Addr>,
+    tunnels: u32,
+    sessions: u32,
+    capacity: u32,
+    reported_state: EndpointState,
+    tunnel_ids: Vec<(u16, u16)>,
+    sequence: u64,
+    last_report: Instant,
+    last_report_from: SocketAddrV4,
+    admin: AdminState,
+    dispatched_since_report: u32,
+    dispatched_total: u64,
+    sccrq_retransmitted: u64,
+    forwarded: u64,
+    bucket: Bucket,
+    /// Whether its reports were fresh when last looked at: only for the timer and for logging
+    /// transitions; dispatch always judges freshness from `now`.
+    fresh: bool,
+}
+
+impl Member {
+    fn is_fresh(&self, now: Instant, timeout: Duration) -> bool {
+        now.saturating_duration_since(self.last_report) < timeout
+    }
+
+    fn state(&self, now: Instant, timeout: Duration) -> MemberState {
+        if self.admin == AdminState::Deactivated {
+            MemberState::Deactivated
+        } else if !self.is_fresh(now, timeout) {
+            MemberState::OutOfService
+        } else if self.admin == AdminState::Drained
+            || self.reported_state == EndpointState::Draining
+        {
+            MemberState::Draining
+        } else {
+            MemberState::InService
+        }
+    }
+
+    fn load(&self) -> u64 {
+        u64::from(self.tunnels) + u64::from(self.dispatched_since_report)
+    }
+
+    fn is_full(&self) -> bool {
+        self.load() >= u64::from(self.capacity)
+    }
+
+    /// load / capacity below the other's, compared exactly by cross-multiplying.
+    fn less_loaded_than(&self, other: &Member) -> bool {
+        u128::from(self.load()) * u128::from(other.capacity)
+            < u128::from(other.load()) * u128::from(self.capacity)
+    }
+}
+
+/// The cluster master: see the module documentation.
+#[derive(Debug)]
+pub struct Master {
+    config: MasterConfig,
+    members: Vec<Member>,
+    by_name: BTreeMap<String, usize>,
+    /// Member indices in name order: the rotation.
+    order: Vec<usize>,
+    /// Where in `order` the next scan starts.
+    cursor: usize,
+    /// Tunnel ID blocks: first ID → (last ID, member). Disjoint, so the block holding an ID is
+    /// the one with the greatest first ID at or below it.
+    blocks: BTreeMap<u16, (u16, usize)>,
+    remembered: HashMap<DispatchKey, Remembered>,
+    /// Remembered keys in dispatch order; `now` never runs backwards, so neither do these.
+    expiry: VecDeque<(Instant, DispatchKey)>,
+    /// `MAX_REMEMBERED_DISPATCHES`, smaller in tests.
+    remember_limit: usize,
+    /// The latest `now` given, for `status`.
+    latest: Instant,
+    totals: StatusTotals,
+    drops: DropCounts,
+    reports: ReportCounts,
+}
+
+impl Master {
+    pub fn new(config: MasterConfig) -> Master {
+        if config.key.is_empty() {
+            tracing::warn!("load report key is empty: anyone on the LAN can steer dispatch");
+        }
+        Master {
+            config,
+            members: Vec::new(),
+            by_name: BTreeMap::new(),
+            order: Vec::new(),
+            cursor: 0,
+            blocks: BTreeMap::new(),
+            remembered: HashMap::new(),
+            expiry: VecDeque::new(),
+            remember_limit: MAX_REMEMBERED_DISPATCHES,
+            latest: Instant::ZERO,
+            totals: StatusTotals::default(),
+            drops: DropCounts::default(),
+            reports: ReportCounts::default(),
+        }
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.config
+    }
+
+    fn observe(&mut self, now: Instant) {
+        self.latest = self.latest.max(now);
+    }
+
+    /// A load report datagram from `from` (kept for the status only: the tag, not the source
+    /// address, says who sent it). Forged, replayed or malformed reports change nothing but
+    /// their counter.
+    pub fn handle_report(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) -> ReportOutcome {
+        self.observe(now);
+        let outcome = self.apply_report(now, from, bytes);
+        match outcome {
+            ReportOutcome::Accepted => self.reports.accepted += 1,
+            ReportOutcome::Rejected(why) => {
+                let counter = match why {
+                    ReportRejection::Forged => &mut self.reports.forged,
+                    ReportRejection::Replayed => &mut self.reports.replayed,
+                    ReportRejection::Malformed => &mut self.reports.malformed,
+                    ReportRejection::TunnelIdConflict => &mut self.reports.tunnel_id_conflict,
+                };
+                *counter += 1;
+            }
+        }
+        outcome
+    }
+
+    fn apply_report(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) -> ReportOutcome {
+        use ReportOutcome::Rejected;
+        let report = match cluster::open(bytes, &self.config.key) {
+            Ok(report) => report,
+            Err(ReportError::BadTag) => {
+                tracing::debug!(%from, "forged load report");
+                return Rejected(ReportRejection::Forged);
+            }
+            Err(err) => {
+                tracing::debug!(%from, %err, "malformed load report");
+                return Rejected(ReportRejection::Malformed);
+            }
+        };
+        if report.lan_addr == self.config.cluster_addr {
+            tracing::warn!(endpoint = %report.endpoint, "load report names the cluster address as its LAN address");
+            return Rejected(ReportRejection::Malformed);
+        }
+        let existing = self.by_name.get(&report.endpoint).copied();
+        if let Some(index) = existing {
+            if report.sequence <= self.members[index].sequence {
+                tracing::debug!(endpoint = %report.endpoint, sequence = report.sequence, "replayed load report");
+                return Rejected(ReportRejection::Replayed);
+            }
+        }
+        for &(first, last) in &report.tunnel_ids {
+            if let Some(owner) = self.block_owner_other_than(first, last, existing) {
+                tracing::warn!(
+                    endpoint = %report.endpoint, first, last, owner = %self.members[owner].name,
+                    "load report claims Tunnel IDs another endpoint holds"
+                );
+                return Rejected(ReportRejection::TunnelIdConflict);
+            }
+        }
+
+        let index = match existing {
+            Some(index) => index,
+            None => {
+                tracing::info!(endpoint = %report.endpoint, lan = %report.lan_addr, "endpoint joins the cluster");
+                self.add_member(now, from, &report.endpoint)
+            }
+        };
+        if self.members[index].tunnel_ids != report.tunnel_ids {
+            for (first, _) in &self.members[index].tunnel_ids {
+                self.blocks.remove(first);
+            }
+            for &(first, last) in &report.tunnel_ids {
+                self.blocks.insert(first, (last, index));
+            }
+        }
+        let timeout = self.config.report_timeout;
+        let member = &mut self.members[index];
+        if !member.fresh {
+            tracing::info!(endpoint = %member.name, "endpoint reports again");
+        }
+        member.lan_addr = report.lan_addr;
+        member.global_addr = report.global_addr;
+        member.tunnels = report.tunnels;
+        member.sessions = report.sessions;
+        member.capacity = report.capacity;
+        member.reported_state = report.state;
+        member.tunnel_ids = report.tunnel_ids;
+        member.sequence = report.sequence;
+        member.last_report = now;
+        member.last_report_from = from;
+        member.dispatched_since_report = 0;
+        member.fresh = member.is_fresh(now, timeout);
+        ReportOutcome::Accepted
+    }
+
+    fn add_member(&mut self, now: Instant, from: SocketAddrV4, name: &str) -> usize {
+        let burst = match self.config.policy {
+            Policy::LeakyBucket { burst, .. } => f64::from(burst),
+            _ => 0.0,
+        };
+        let index = self.members.len();
+        self.members.push(Member {
+            name: name.to_owned(),
+            lan_addr: Ipv4Addr::UNSPECIFIED,
+            global_addr: None,
+            tunnels: 0,
+            sessions: 0,
+            capacity: 0,
+            reported_state: EndpointState::InService,
+            tunnel_ids: Vec::new(),
+            sequence: 0,
+            last_report: now,
+            last_report_from: from,
+            admin: AdminState::Active,
+            dispatched_since_report: 0,
+            dispatched_total: 0,
+            sccrq_retransmitted: 0,
+            forwarded: 0,
+            bucket: Bucket {
+                tokens: burst,
+                at: now,
+            },
+            fresh: true,
+        });
+        self.by_name.insert(name.to_owned(), index);
+        // The rotation keeps pointing at the endpoint it pointed at before.
+        let next = self.order.get(self.cursor).copied();
+        self.order = self.by_name.values().copied().collect();
+        self.cursor = next
+            .and_then(|m| self.order.iter().position(|&o| o == m))
+            .unwrap_or(0);
+        index
+    }
+
+    /// A member other than `except` holding an ID in `first..=last`.
+    fn block_owner_other_than(
+        &self,
+        first: u16,
+        last: u16,
+        except: Option<usize>,
+    ) -> Option<usize> {
+        // Blocks are disjoint: walking down from `last`, ends fall too, so stop at the first
+        // block that ends before `first`.
+        self.blocks
+            .range(..=last)
+            .rev()
+            .take_while(|(_, &(end, _))| end >= first)
+            .map(|(_, &(_, owner))| owner)
+            .find(|&owner| Some(owner) != except)
+    }
+
+    fn tunnel_owner(&self, tunnel_id: u16) -> Option<usize> {
+        let (_, &(last, owner)) = self.blocks.range(..=tunnel_id).next_back()?;
+        (tunnel_id <= last).then_some(owner)
+    }
+
+    /// One IPv4 packet that reached the cluster address. On `Forward` its destination address
+    /// has been rewritten in place (checksums updated); on `Drop` it is untouched.
+    pub fn handle_packet(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        self.observe(now);
+        match self.route(now, packet) {
+            Ok(index) => {
+                let member = &self.members[index];
+                ip::rewrite_destination(packet, member.lan_addr);
+                Verdict::Forward {
+                    endpoint: member.name.clone(),
+                    to: member.lan_addr,
+                }
+            }
+            Err(reason) => {
+                *self.drops.slot(reason) += 1;
+                self.totals.dropped += 1;
+                Verdict::Drop(reason)
+            }
+        }
+    }
+
+    fn route(&mut self, now: Instant, packet: &[u8]) -> Result<usize, DropReason> {
+        let datagram = ip::Datagram::parse(packet)?;
+        if datagram.destination != self.config.cluster_addr {
+            return Err(DropReason::NotClusterAddress);
+        }
+        if datagram.protocol != ip::UDP {
+            return Err(DropReason::NotUdp);
+        }
+        if datagram.fragment {
+            return Err(DropReason::Fragment);
+        }
+        let udp = datagram.udp(packet)?;
+        if udp.destination_port != L2TP_PORT {
+            return Err(DropReason::NotL2tpPort);
+        }
+        let l2tp = &packet[udp.payload];
+        let header = Header::new_checked(l2tp).map_err(|_| DropReason::Malformed)?;
+        if header.is_control() && header.tunnel_id() == 0 {
+            if let Some(assigned) = sccrq_assigned_tunnel(&header)? {
+                let key = DispatchKey {
+                    initiator: SocketAddrV4::new(datagram.source, udp.source_port),
+                    assigned,
+                };
+                return self.dispatch(now, key);
+            }
+        }
+        let index = self
+            .tunnel_owner(header.tunnel_id())
+            .ok_or(DropReason::UnknownTunnel)?;
+        self.members[index].forwarded += 1;
+        self.totals.forwarded += 1;
+        Ok(index)
+    }
+
+    fn dispatch(&mut self, now: Instant, key: DispatchKey) -> Result<usize, DropReason> {
+        let memory = self.config.dispatch_memory;
+        if let Some(earlier) = self.remembered.get(&key) {
+            if now.saturating_duration_since(earlier.at) < memory {
+                let index = earlier.member;
+                self.members[index].sccrq_retransmitted += 1;
+                self.totals.sccrq_retransmitted += 1;
+                return Ok(index);
+            }
+        }
+        let index = self.pick(now)?;
+        let member = &mut self.members[index];
+        member.dispatched_since_report = member.dispatched_since_report.saturating_add(1);
+        member.dispatched_total += 1;
+        if matches!(self.config.policy, Policy::LeakyBucket { .. }) {
+            member.bucket.tokens -= 1.0;
+        }
+        self.totals.sccrq_dispatched += 1;
+        self.remember(now, key, index);
+        Ok(index)
+    }
+
+    /// The policy's choice among the endpoints in service that have room.
+    fn pick(&mut self, now: Instant) -> Result<usize, DropReason> {
+        let timeout = self.config.report_timeout;
+        let policy = self.config.policy;
+        if let Policy::LeakyBucket { rate, burst } = policy {
+            let rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+            for member in &mut self.members {
+                member.bucket.refill(now, rate, burst);
+            }
+        }
+        let count = self.order.len();
+        let mut in_service = false;
+        let mut best: Option<(usize, usize)> = None; // (position in order, member)
+        for step in 0..count {
+            let position = (self.cursor + step) % count;
+            let index = self.order[position];
+            let member = &self.members[index];
+            if member.state(now, timeout) != MemberState::InService {
+                continue;
+            }
+            in_service = true;
+            if member.is_full() {
+                continue;
+            }
+            let better = match (policy, best) {
+                (Policy::LeakyBucket { .. }, _) if member.bucket.tokens < 1.0 => false,
+                (_, None) => true,
+                (Policy::RoundRobin, Some(_)) => false,
+                (Policy::LeastLoad, Some((_, b))) => member.less_loaded_than(&self.members[b]),
+                (Policy::LeakyBucket { .. }, Some((_, b))) => {
+                    member.bucket.tokens > self.members[b].bucket.tokens
+                }
+            };
+            if better {
+                best = Some((position, index));
+            }
+        }
+        match best {
+            Some((position, index)) => {
+                self.cursor = (position + 1) % count;
+                Ok(index)
+            }
+            None if in_service => Err(DropReason::NoCapacity),
+            None => Err(DropReason::NoEndpoint),
+        }
+    }
+
+    fn remember(&mut self, now: Instant, key: DispatchKey, member: usize) {
+        while self.remembered.len() >= self.remember_limit {
+            let Some((_, oldest)) = self.expiry.pop_front() else {
+                break;
+            };
+            self.remembered.remove(&oldest);
+            self.totals.remembered_evicted += 1;
+        }
+        let deadline = now + self.config.dispatch_memory;
+        // A choice that expired unswept is replaced; its old queue entry finds the new `at`
+        // when it comes up and leaves the choice alone.
+        self.remembered
+            .insert(key.clone(), Remembered { member, at: now });
+        self.expiry.push_back((deadline, key));
+    }
+
+    fn set_admin(&mut self, endpoint: &str, admin: AdminState) -> bool {
+        let Some(&index) = self.by_name.get(endpoint) else {
+            return false;
+        };
+        let member = &mut self.members[index];
+        if member.admin != admin {
+            tracing::info!(endpoint, from = ?member.admin, to = ?admin, "endpoint state set");
+            member.admin = admin;
+        }
+        true
+    }
+
+    /// No new SCCRQs for this endpoint; packets of its existing tunnels (and retransmissions
+    /// of SCCRQs it already has) still reach it. Holds until `activate`. False when the master
+    /// has never heard of it.
+    pub fn drain(&mut self, endpoint: &str) -> bool {
+        self.set_admin(endpoint, AdminState::Drained)
+    }
+
+    /// The patent's "inactivate" (an endpoint not needed at the current level of traffic): no
+    /// new SCCRQs, its capacity leaves the cluster's total, and it shows as deactivated even
+    /// when its reports stop. Packets of its existing tunnels are still forwarded, as for a
+    /// drained endpoint: the master never cuts a live tunnel, since dropping its packets would
+    /// only leave both ends to time out where the endpoint can close it cleanly with StopCCN.
+    /// Holds until `activate`.
+    pub fn deactivate(&mut self, endpoint: &str) -> bool {
+        self.set_admin(endpoint, AdminState::Deactivated)
+    }
+
+    /// Undoes `drain` or `deactivate`. An endpoint that reports Draining itself stays draining.
+    pub fn activate(&mut self, endpoint: &str) -> bool {
+        self.set_admin(endpoint, AdminState::Active)
+    }
+
+    /// Forgets expired SCCRQ choices and notes endpoints whose reports stopped.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        let memory = self.config.dispatch_memory;
+        while let Some((deadline, _)) = self.expiry.front() {
+            if *deadline > now {
+                break;
+            }
+            if let Some((_, key)) = self.expiry.pop_front() {
+                let expired = self
+                    .remembered
+                    .get(&key)
+                    .is_some_and(|r| now.saturating_duration_since(r.at) >= memory);
+                if expired {
+                    self.remembered.remove(&key);
+                }
+            }
+        }
+        let timeout = self.config.report_timeout;
+        for member in &mut self.members {
+            if member.fresh && !member.is_fresh(now, timeout) {
+                member.fresh = false;
+                tracing::warn!(endpoint = %member.name, "no load report for {timeout:?}: out of service");
+            }
+        }
+    }
+
+    /// The next time `handle_timeout` has work: an endpoint's report going stale, or an SCCRQ
+    /// choice expiring.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.config.report_timeout;
+        let stale = self
+            .members
+            .iter()
+            .filter(|m| m.fresh)
+            .map(|m| m.last_report + timeout);
+        let expiry = self.expiry.front().map(|(deadline, _)| *deadline);
+        stale.chain(expiry).min()
+    }
+
+    pub fn status(&self) -> MasterStatus {
+        let now = self.latest;
+        let timeout = self.config.report_timeout;
+        let leaky = matches!(self.config.policy, Policy::LeakyBucket { .. });
+        let mut totals = self.totals;
+        totals.endpoints = self.members.len();
+        let endpoints = self
+            .order
+            .iter()
+            .map(|&index| {
+                let m = &self.members[index];
+                let state = m.state(now, timeout);
+                totals.tunnels += u64::from(m.tunnels);
+                totals.sessions += u64::from(m.sessions);
+                if state == MemberState::InService {
+                    totals.in_service += 1;
+                    totals.capacity += u64::from(m.capacity);
+                }
+                EndpointStatus {
+                    name: m.name.clone(),
+                    lan_addr: m.lan_addr,
+                    global_addr: m.global_addr,
+                    state,
+                    admin: m.admin,
+                    reported_state: m.reported_state,
+                    tunnels: m.tunnels,
+                    sessions: m.sessions,
+                    capacity: m.capacity,
+                    tunnel_ids: m.tunnel_ids.clone(),
+                    dispatched_since_report: m.dispatched_since_report,
+                    dispatched_total: m.dispatched_total,
+                    sccrq_retransmitted: m.sccrq_retransmitted,
+                    forwarded: m.forwarded,
+                    last_report_age_ms: u64::try_from(
+                        now.saturating_duration_since(m.last_report).as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
+                    last_report_from: m.last_report_from,
+                    sequence: m.sequence,
+                    tokens: leaky.then_some(m.bucket.tokens),
+                }
+            })
+            .collect();
+        MasterStatus {
+            cluster_addr: self.config.cluster_addr,
+            policy: self.config.policy,
+            endpoints,
+            totals,
+            drops: self.drops,
+            reports: self.reports,
+            remembered_dispatches: self.remembered.len(),
+        }
+    }
+}
+
+/// For a control message to Tunnel ID 0: `Some` with its Assigned Tunnel ID when it is an SCCRQ,
+/// `None` when it is some other message (which then routes as Tunnel ID 0: to nobody).
+fn sccrq_assigned_tunnel(header: &Header<&[u8]>) -> Result<Option<AssignedTunnel>, DropReason> {
+    const MESSAGE_TYPE: u16 = 0;
+    const ASSIGNED_TUNNEL_ID: u16 = 9;
+    const SCCRQ: [u8; 2] = [0, 1];
+    let avps = header.payload();
+    if avps.is_empty() {
+        return Ok(None); // a ZLB
+    }
+    let first = Avp::new_checked(avps, 0).map_err(|_| DropReason::Malformed)?;
+    if first.vendor_id() != 0 || first.attr_type() != MESSAGE_TYPE || first.hidden() {
+        return Err(DropReason::Malformed); // RFC 2661 §4.4.1: Message Type comes first
+    }
+    if first.value() != SCCRQ {
+        return Ok(None);
+    }
+    // T, L and S set, O and P clear: an SCCRQ an endpoint would accept.
+    HeaderRepr::parse(header).map_err(|_| DropReason::Malformed)?;
+    let mut offset = 0;
+    while let Some(rest) = avps.get(offset..).filter(|rest| !rest.is_empty()) {
+        let avp = Avp::new_checked(rest, offset).map_err(|_| DropReason::Malformed)?;
+        if avp.vendor_id() == 0 && avp.attr_type() == ASSIGNED_TUNNEL_ID {
+            return match (avp.hidden(), avp.value()) {
+                (true, ciphertext) => Ok(Some(AssignedTunnel::Hidden(ciphertext.into()))),
+                (false, &[high, low]) => {
+                    Ok(Some(AssignedTunnel::Plain(u16::from_be_bytes([high, low]))))
+                }
+                (false, _) => Err(DropReason::Malformed),
+            };
+        }
+        offset += usize::from(avp.length());
+    }
+    Err(DropReason::Malformed) // mandatory in an SCCRQ (RFC 2661 §6.1)
+}
+
+/// Minimal IPv4/UDP reading and destination rewriting, until `l2tp::ip` lands.
+mod ip {
+    use core::ops::Range;
+    use std::net::Ipv4Addr;
+
+    use super::DropReason;
+
+    pub const UDP: u8 = 17;
+    const MIN_HEADER: usize = 20;
+    const UDP_HEADER: usize = 8;
+    const MORE_FRAGMENTS: u16 = 0x2000;
+    const FRAGMENT_OFFSET: u16 = 0x1fff;
+    const CHECKSUM: Range<usize> = 10..12;
+    const SOURCE: Range<usize> = 12..16;
+    const DESTINATION: Range<usize> = 16..20;
+    const UDP_CHECKSUM: usize = 6;
+
+    fn u16_at(bytes: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([bytes[at], bytes[at + 1]])
+    }
+
+    fn addr_at(bytes: &[u8], range: Range<usize>) -> Ipv4Addr {
+        let mut octets = [0; 4];
+        octets.copy_from_slice(&bytes[range]);
+        Ipv4Addr::from(octets)
+    }
+
+    /// A checked IPv4 header: the header and Total Length lie within the buffer.
+    pub struct Datagram {
+        pub source: Ipv4Addr,
+        pub destination: Ipv4Addr,
+        pub protocol: u8,
+        pub fragment: bool,
+        header_len: usize,
+        total_len: usize,
+    }
+
+    pub struct Udp {
+        pub source_port: u16,
+        pub destination_port: u16,
+        pub payload: Range<usize>,
+    }
+
+    impl Datagram {
+        pub fn parse(packet: &[u8]) -> Result<Datagram, DropReason> {
+            if packet.len() < MIN_HEADER || packet[0] >> 4 != 4 {
+                return Err(DropReason::Malformed);
+            }
+            let header_len = usize::from(packet[0] & 0x0f) * 4;
+            let total_len = usize::from(u16_at(packet, 2));
+            if header_len < MIN_HEADER || total_len < header_len || total_len > packet.len() {
+                return Err(DropReason::Malformed);
+            }
+            let fragment = u16_at(packet, 6);
+            Ok(Datagram {
+                source: addr_at(packet, SOURCE),
+                destination: addr_at(packet, DESTINATION),
+                protocol: packet[9],
+                fragment: fragment & (MORE_FRAGMENTS | FRAGMENT_OFFSET) != 0,
+                header_len,
+                total_len,
+            })
+        }
+
+        /// The UDP header, checked against the IPv4 Total Length.
+        pub fn udp(&self, packet: &[u8]) -> Result<Udp, DropReason> {
+            let at = self.header_len;
+            if at + UDP_HEADER > self.total_len {
+                return Err(DropReason::Malformed);
+            }
+            let udp_len = usize::from(u16_at(packet, at + 4));
+            if udp_len < UDP_HEADER || at + udp_len > self.total_len {
+                return Err(DropReason::Malformed);
+            }
+            Ok(Udp {
+                source_port: u16_at(packet, at),
+                destination_port: u16_at(packet, at + 2),
+                payload: at + UDP_HEADER..at + udp_len,
+            })
+        }
+    }
+
+    /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for a 32-bit field changing from `old` to `new`.
+    pub fn update_checksum(checksum: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+        let mut sum = u32::from(!checksum);
+        for i in [0, 2] {
+            sum += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+            sum += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// Sets the destination address of a packet `Datagram::parse` accepted, updating the IPv4
+    /// header checksum and the UDP checksum (whose pseudo-header holds the address).
+    pub fn rewrite_destination(packet: &mut [u8], to: Ipv4Addr) {
+        let old: [u8; 4] = addr_at(packet, DESTINATION).octets();
+        let new = to.octets();
+        packet[DESTINATION].copy_from_slice(&new);
+        let checksum = update_checksum(u16_at(packet, CHECKSUM.start), old, new);
+        packet[CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+        let header_len = usize::from(packet[0] & 0x0f) * 4;
+        let at = header_len + UDP_CHECKSUM;
+        if packet[9] != UDP || packet.len() < at + 2 {
+            return;
+        }
+        match u16_at(packet, at) {
+            0 => {} // sent without a checksum: stays so
+            sum => {
+                // Zero would mean "no checksum"; its one's-complement twin is all ones.
+                let sum = match update_checksum(sum, old, new) {
+                    0 => 0xffff,
+                    sum => sum,
+                };
+                packet[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1624_example() {
+        // RFC 1624 §4: HC = 0xDD2F, m = 0x5555 → m' = 0x3285 gives HC' = 0x0000.
+        // Spread over a 32-bit field whose other half stays put.
+        assert_eq!(
+            ip::update_checksum(0xdd2f, [0x55, 0x55, 0, 0], [0x32, 0x85, 0, 0]),
+            0x0000
+        );
+    }
+
+    #[test]
+    fn a_full_dispatch_memory_forgets_the_oldest_choice_first() {
+        let mut master = Master::new(MasterConfig::new(Ipv4Addr::new(198, 18, 0, 1), "k"));
+        master.remember_limit = 3;
+        let key = |id| DispatchKey {
+            initiator: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 1701),
+            assigned: AssignedTunnel::Plain(id),
+        };
+        for id in 1..=5 {
+            master.remember(Instant::from_micros(u64::from(id)), key(id), 0);
+        }
+        assert_eq!(master.remembered.len(), 3);
+        assert!(!master.remembered.contains_key(&key(1)));
+        assert!(!master.remembered.contains_key(&key(2)));
+        assert!(master.remembered.contains_key(&key(3)));
+        assert_eq!(master.status().totals.remembered_evicted, 2);
+    }
+
+    #[test]
+    fn tunnel_owner_is_an_interval_lookup() {
+        let mut master = Master::new(MasterConfig::new(Ipv4Addr::new(198, 18, 0, 1), "k"));
+        master.blocks.insert(10, (19, 0));
+        master.blocks.insert(20, (20, 1));
+        master.blocks.insert(100, (199, 2));
+        let owners: Vec<_> = [9, 10, 19, 20, 21, 99, 100, 150, 199, 200]
+            .into_iter()
+            .map(|id| master.tunnel_owner(id))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                None,
+                Some(0),
+                Some(0),
+                Some(1),
+                None,
+                None,
+                Some(2),
+                Some(2),
+                Some(2),
+                None
+            ]
+        );
+        assert_eq!(master.block_owner_other_than(1, 9, None), None);
+        assert_eq!(master.block_owner_other_than(1, 10, None), Some(0));
+        assert_eq!(master.block_owner_other_than(1, 300, Some(2)), Some(1));
+        assert_eq!(master.block_owner_other_than(150, 300, Some(2)), None);
+        assert_eq!(master.block_owner_other_than(21, 99, None), None);
+    }
+}

@@ -7,6 +7,10 @@ use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
 use serde::Serialize;
 
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::cluster::{self, EndpointState, LoadReport};
 use crate::runner::Role;
 
 /// What the endpoint saw; printed at exit and exported as JSON.
@@ -21,9 +25,35 @@ pub struct EndpointStats {
     pub data_frames: u64,
 }
 
+/// Where and how an endpoint of the cluster reports its load to the master (DESIGN.md: reports
+/// are authenticated with a shared key; the Tunnel ID blocks let the master route by ID).
+#[derive(Debug, Clone)]
+pub struct Reporting {
+    pub name: String,
+    pub master: SocketAddrV4,
+    pub key: Vec<u8>,
+    pub interval: Duration,
+    pub lan_addr: Ipv4Addr,
+    /// FIG 4: the endpoint's own global address.
+    pub global_addr: Option<Ipv4Addr>,
+    pub capacity: u32,
+    pub tunnel_ids: (u16, u16),
+    /// First sequence number: wall-clock microseconds, so a restart keeps it increasing.
+    pub first_sequence: u64,
+}
+
+struct Reporter {
+    config: Reporting,
+    sequence: u64,
+    next_at: Instant,
+    pending: Option<Vec<u8>>,
+}
+
 pub struct Endpoint {
     /// Our LCP magic number in Echo-Replies.
     magic: u32,
+    reporter: Option<Reporter>,
+    draining: bool,
     /// Stop after this many tunnels have closed (tests); never when `None`.
     stop_after_closed: Option<u64>,
     stopping: bool,
@@ -34,10 +64,28 @@ impl Endpoint {
     pub fn new(magic: u32) -> Endpoint {
         Endpoint {
             magic,
+            reporter: None,
+            draining: false,
             stop_after_closed: None,
             stopping: false,
             stats: EndpointStats::default(),
         }
+    }
+
+    /// Sends load reports to the master as configured.
+    pub fn with_reporting(mut self, reporting: Reporting) -> Endpoint {
+        self.reporter = Some(Reporter {
+            sequence: reporting.first_sequence,
+            next_at: Instant::ZERO,
+            pending: None,
+            config: reporting,
+        });
+        self
+    }
+
+    /// Reports "draining" from now on: the master sends no new tunnels.
+    pub fn drain(&mut self) {
+        self.draining = true;
     }
 
     pub fn stop_after_closed(mut self, tunnels: u64) -> Endpoint {
@@ -90,8 +138,42 @@ impl Role for Endpoint {
         }
     }
 
-    fn on_tick(&mut self, _set: &mut TunnelSet, _now: Instant) -> Option<Instant> {
-        None
+    fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant> {
+        let draining = self.draining || self.stopping;
+        let reporter = self.reporter.as_mut()?;
+        if now >= reporter.next_at {
+            let sessions: usize = set
+                .tunnel_ids()
+                .filter_map(|id| set.tunnel(id))
+                .map(|t| t.session_ids().count())
+                .sum();
+            let config = &reporter.config;
+            let report = LoadReport {
+                endpoint: config.name.clone(),
+                lan_addr: config.lan_addr,
+                global_addr: config.global_addr,
+                tunnels: u32::try_from(set.len()).unwrap_or(u32::MAX),
+                sessions: u32::try_from(sessions).unwrap_or(u32::MAX),
+                capacity: config.capacity,
+                state: if draining {
+                    EndpointState::Draining
+                } else {
+                    EndpointState::InService
+                },
+                tunnel_ids: vec![config.tunnel_ids],
+                sequence: reporter.sequence,
+            };
+            reporter.sequence = reporter.sequence.saturating_add(1);
+            reporter.pending = Some(cluster::seal(&report, &config.key));
+            reporter.next_at = now + config.interval;
+        }
+        Some(reporter.next_at)
+    }
+
+    fn poll_side_transmit(&mut self, _now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
+        let reporter = self.reporter.as_mut()?;
+        let bytes = reporter.pending.take()?;
+        Some((reporter.config.master, bytes))
     }
 
     fn finished(&self, set: &TunnelSet, _now: Instant) -> bool {

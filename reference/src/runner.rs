@@ -23,6 +23,11 @@ pub trait Role {
     fn finished(&self, set: &TunnelSet, now: Instant) -> bool;
     /// Ctrl-C or the deadline: tear down cleanly (StopCCN) and let the runner drain.
     fn shutdown(&mut self, set: &mut TunnelSet, now: Instant);
+    /// Datagrams the role sends outside the tunnels (an endpoint's load reports), from the
+    /// same socket.
+    fn poll_side_transmit(&mut self, _now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +175,12 @@ impl Runner {
             let wake = role.on_tick(&mut self.set, now);
             self.dispatch_events(role, now);
             self.flush_transmit(now, &mut buf).await?;
+            while let Some((to, bytes)) = role.poll_side_transmit(now) {
+                // Reports are best effort: a lost one is replaced by the next.
+                if let Err(err) = self.socket.send_to(&bytes, to).await {
+                    tracing::debug!(%to, %err, "side datagram not sent");
+                }
+            }
             if role.finished(&self.set, now) {
                 return Ok(shutting_down.map_or(Ended::Finished, |(_, why)| why));
             }

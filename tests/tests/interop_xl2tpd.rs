@@ -147,6 +147,14 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         duration: Some(4.0),
         pcap: Some(pcap.clone()),
         json: false,
+        master: None,
+        report_key: None,
+        report_interval: 1.0,
+        name: "te".to_string(),
+        tunnel_ids: None,
+        lan: None,
+        global: None,
+        capacity: 60_000,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

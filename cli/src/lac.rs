@@ -47,6 +47,11 @@ pub struct LacArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Accept the SCCRP from any address and follow it (a cluster: FIG 4 endpoints and FIG 2's
+    /// NAT answer from their own address). Without it the socket is connected to the target,
+    /// which reports an LNS that is not listening at once.
+    #[arg(long)]
+    pub any_source: bool,
 }
 
 fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
@@ -111,7 +116,8 @@ pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let set = TunnelSet::new(config, seed, false);
-        let mut runner = Runner::bind(bind, Some(target), set, args.pcap.as_deref()).await?;
+        let connect = (!args.any_source).then_some(target);
+        let mut runner = Runner::bind(bind, connect, set, args.pcap.as_deref()).await?;
         tracing::info!(local = %runner.local_addr(), %target, "LAC started");
         let mut lac = Lac::new(plan, (seed >> 32) as u32);
         // Bounded: setup, hold, and the teardown's drain.

@@ -5,4 +5,5 @@ pub mod bench;
 pub mod decode;
 pub mod endpoint;
 pub mod lac;
+pub mod master;
 mod net;

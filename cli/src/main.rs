@@ -21,6 +21,9 @@ enum Command {
     Lac(lac::LacArgs),
     /// The reference LNS: accepts tunnels and sessions, answers LCP Echo-Request.
     Endpoint(endpoint::EndpointArgs),
+    /// The cluster master: owns the cluster address, dispatches each SCCRQ to an endpoint,
+    /// forwards later packets by Tunnel ID (needs root for its raw socket).
+    Master(l2tpkit::master::MasterArgs),
     /// Measure throughput (not a test): `bench decode` on a synthetic capture, against tshark.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::run(&command),
         Command::Lac(args) => lac::run(&args),
         Command::Endpoint(args) => endpoint::run(&args),
+        Command::Master(args) => l2tpkit::master::run(&args),
     };
     match result {
         Ok(code) => code,

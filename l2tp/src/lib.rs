@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod conn;
+pub mod ip;
 pub mod ppp;
 pub mod sim;
 pub mod time;

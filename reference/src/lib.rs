@@ -5,5 +5,7 @@
 pub mod cluster;
 pub mod endpoint;
 pub mod master;
+pub mod nat;
 pub mod raw;
 pub mod runner;
+pub mod serve;

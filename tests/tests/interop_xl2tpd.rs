@@ -68,6 +68,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
         host_name: "l2tpkit-interop".to_string(),
         pcap: Some(pcap.clone()),
         json: false,
+        any_source: false,
     };
     let (report, _) = lac::execute(&args).expect("lac run");
     eprintln!("{report}");

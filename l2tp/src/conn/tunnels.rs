@@ -182,7 +182,13 @@ impl TunnelSet {
         }
         match self.tunnels.get_mut(&tunnel_id) {
             // Only the peer may speak for a tunnel, but its port may change under NAT (§8.1).
-            Some(entry) if entry.peer.ip() == from.ip() => {
+            // The reply to our SCCRQ may come from another address (a cluster's endpoint or its
+            // NAT, the patent's FIG 2 and FIG 4): the tunnel then follows that address.
+            Some(entry)
+                if entry.peer.ip() == from.ip()
+                    || (entry.tunnel.role() == Role::Initiator
+                        && entry.tunnel.state() == TunnelState::WaitCtlReply) =>
+            {
                 entry.peer = from;
                 entry.tunnel.handle(now, packet);
                 self.ready.insert(tunnel_id);

@@ -1,0 +1,1277 @@
+//! The NAT server of the patent's FIG 2 (160), sans-IO: it stands between the cluster LAN and
+//! the public network with one global address, learns a Table 1 entry from each SCCRP an
+//! endpoint sends, and rewrites whole IPv4 packets in place; a runner moves them.
+//!
+//! Table 1 pairs the far end (the tunnel initiator's address and UDP port) with the local end
+//! (the endpoint's LAN address and port). Ports are never translated, so several endpoints can
+//! sit behind the one global address on the same port; the two tunnel IDs tell them apart:
+//!
+//! - LAN → public: (local, far end, header Tunnel ID = the initiator's ID) finds the entry; the
+//!   source becomes the global address.
+//! - public → LAN: (far end, header Tunnel ID = the endpoint's ID) finds it, which also keeps
+//!   apart one initiator's tunnels on several endpoints from the same address and port; the
+//!   destination becomes the endpoint's LAN address and port.
+//!
+//! Anything that matches no entry is dropped and counted: the NAT is never an open relay. Only
+//! an SCCRP from the LAN creates an entry. Both lookups are one hash probe on a packed key.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use l2tp::ip::{self, Ipv4Udp, L2tpClass};
+use l2tp::time::Instant;
+use l2tp::wire::{self, MessageType};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatConfig {
+    /// The one public address; every endpoint's packets leave with it as their source.
+    pub global: Ipv4Addr,
+    /// An entry that carries no packet for this long goes.
+    pub entry_timeout: Duration,
+    /// How long an entry stays after its first StopCCN, for the StopCCN's retransmissions and
+    /// its acknowledgement (RFC 2661 §5.7 suggests a full retransmission cycle: 31 s).
+    pub stop_hold: Duration,
+    /// SCCRPs beyond this many live entries are dropped (`TableFull`), bounding the memory a
+    /// flood of tunnel setups can take.
+    pub max_entries: usize,
+}
+
+impl NatConfig {
+    /// Three times xl2tpd's 60 s HELLO interval: a quiet tunnel that is still up refreshes its
+    /// entry twice before it could expire.
+    pub const DEFAULT_ENTRY_TIMEOUT: Duration = Duration::from_secs(180);
+    pub const DEFAULT_STOP_HOLD: Duration = Duration::from_secs(31);
+    pub const DEFAULT_MAX_ENTRIES: usize = 1 << 20;
+
+    pub fn new(global: Ipv4Addr) -> NatConfig {
+        NatConfig {
+            global,
+            entry_timeout: NatConfig::DEFAULT_ENTRY_TIMEOUT,
+            stop_hold: NatConfig::DEFAULT_STOP_HOLD,
+            max_entries: NatConfig::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// One row of the patent's Table 1, plus the tunnel IDs that key it and its timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatEntry {
+    /// The tunnel initiator's address and port (the SCCRP's destination).
+    pub far_end: SocketAddrV4,
+    /// The endpoint's LAN address and port (the SCCRP's source).
+    pub local: SocketAddrV4,
+    /// The initiator's ID for the tunnel: the Tunnel ID of every packet from the endpoint.
+    pub initiator_tunnel_id: u16,
+    /// The endpoint's ID (the SCCRP's Assigned Tunnel ID): the Tunnel ID of every packet from
+    /// the initiator.
+    pub endpoint_tunnel_id: u16,
+    pub created: Instant,
+    pub last_seen: Instant,
+    /// When the tunnel's first StopCCN passed; the entry goes `stop_hold` later.
+    pub stopping_since: Option<Instant>,
+}
+
+/// What to do with a packet after `from_lan` or `from_public`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten in place (source = the global address); send it out on the public side.
+    ToPublic,
+    /// Rewritten in place (destination = the endpoint); send it on the LAN to `endpoint`.
+    ToLan { endpoint: Ipv4Addr },
+    /// Not forwarded; the packet may be partly examined but was not changed.
+    Drop(DropReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Not IPv4, or IPv4 carrying another protocol than UDP.
+    NotIpv4Udp,
+    /// An IPv4 fragment: no whole UDP datagram to route by, and nothing here reassembles.
+    Fragment,
+    /// IPv4 or UDP lengths that contradict each other or the buffer; an SCCRP that assigns or
+    /// addresses Tunnel ID 0.
+    Malformed,
+    /// The IPv4 header checksum does not verify (RFC 1812 §5.2.2).
+    BadIpChecksum,
+    /// The UDP payload is no L2TPv2 message whose routing fields can be read.
+    NotL2tp,
+    /// An SCCRP whose Assigned Tunnel ID is hidden: the NAT holds no tunnel secret.
+    HiddenTunnelId,
+    /// From the public side: not addressed to the global address. From the LAN: addressed to
+    /// it (the NAT does not hairpin).
+    NotForUs,
+    /// No Table 1 entry matches.
+    NoEntry,
+    /// TTL 0 or 1: the hop would end it (RFC 1812 §5.3.1).
+    TtlExpired,
+    /// A new entry would pass `max_entries`.
+    TableFull,
+}
+
+/// Dropped packets, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DropCounts {
+    pub not_ipv4_udp: u64,
+    pub fragment: u64,
+    pub malformed: u64,
+    pub bad_ip_checksum: u64,
+    pub not_l2tp: u64,
+    pub hidden_tunnel_id: u64,
+    pub not_for_us: u64,
+    pub no_entry: u64,
+    pub ttl_expired: u64,
+    pub table_full: u64,
+}
+
+impl DropCounts {
+    fn slot(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::NotIpv4Udp => &mut self.not_ipv4_udp,
+            DropReason::Fragment => &mut self.fragment,
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::BadIpChecksum => &mut self.bad_ip_checksum,
+            DropReason::NotL2tp => &mut self.not_l2tp,
+            DropReason::HiddenTunnelId => &mut self.hidden_tunnel_id,
+            DropReason::NotForUs => &mut self.not_for_us,
+            DropReason::NoEntry => &mut self.no_entry,
+            DropReason::TtlExpired => &mut self.ttl_expired,
+            DropReason::TableFull => &mut self.table_full,
+        }
+    }
+
+    fn count(&mut self, reason: DropReason) {
+        *self.slot(reason) += 1;
+    }
+
+    pub fn get(&self, reason: DropReason) -> u64 {
+        let mut counts = *self;
+        *counts.slot(reason)
+    }
+
+    pub fn total(&self) -> u64 {
+        let DropCounts {
+            not_ipv4_udp,
+            fragment,
+            malformed,
+            bad_ip_checksum,
+            not_l2tp,
+            hidden_tunnel_id,
+            not_for_us,
+            no_entry,
+            ttl_expired,
+            table_full,
+        } = *self;
+        not_ipv4_udp
+            + fragment
+            + malformed
+            + bad_ip_checksum
+            + not_l2tp
+            + hidden_tunnel_id
+            + not_for_us
+            + no_entry
+            + ttl_expired
+            + table_full
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NatStats {
+    /// Packets handed to `from_lan`.
+    pub lan_in: u64,
+    /// Of those, forwarded to the public side.
+    pub to_public: u64,
+    /// Packets handed to `from_public`.
+    pub public_in: u64,
+    /// Of those, forwarded to an endpoint.
+    pub to_lan: u64,
+    /// Live entries now.
+    pub entries: u64,
+    pub entries_created: u64,
+    /// Gone after `entry_timeout` without a packet.
+    pub entries_expired: u64,
+    /// Gone `stop_hold` after a StopCCN.
+    pub entries_removed: u64,
+    /// Gone because a newer SCCRP claimed one of its keys (an endpoint restarted, an ID reused).
+    pub entries_replaced: u64,
+    /// SCCRPs that matched their entry exactly: retransmissions, forwarded, no new entry.
+    pub sccrp_retransmits: u64,
+    pub lan_drops: DropCounts,
+    pub public_drops: DropCounts,
+}
+
+/// The far end and the endpoint's tunnel ID, packed into one word so a lookup hashes once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PublicKey(u64);
+
+impl PublicKey {
+    fn new(far_end: SocketAddrV4, endpoint_tunnel_id: u16) -> PublicKey {
+        PublicKey(
+            u64::from(u32::from(*far_end.ip())) << 32
+                | u64::from(far_end.port()) << 16
+                | u64::from(endpoint_tunnel_id),
+        )
+    }
+}
+
+/// The local end, the far end and the initiator's tunnel ID, packed likewise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct LanKey(u128);
+
+impl LanKey {
+    fn new(local: SocketAddrV4, far_end: SocketAddrV4, initiator_tunnel_id: u16) -> LanKey {
+        let addr = |a: SocketAddrV4| u128::from(u32::from(*a.ip())) << 16 | u128::from(a.port());
+        LanKey(addr(local) << 64 | addr(far_end) << 16 | u128::from(initiator_tunnel_id))
+    }
+}
+
+/// Stale timers tolerated before `remove` rebuilds the heap.
+const TIMER_SLACK: usize = 1024;
+
+struct Slot {
+    /// Tells a timer armed for this entry from one armed for an earlier entry under the key.
+    id: u64,
+    entry: NatEntry,
+}
+
+pub struct Nat {
+    config: NatConfig,
+    /// Table 1, keyed as packets from the public side find it.
+    entries: HashMap<PublicKey, Slot>,
+    /// The same entries as packets from the LAN find them.
+    by_lan: HashMap<LanKey, PublicKey>,
+    /// Wake-ups, armed lazily: a packet only moves `last_seen`, and a timer that fires early
+    /// re-arms itself at the entry's real deadline. At most two per entry (idle, StopCCN hold).
+    timers: BinaryHeap<Reverse<(Instant, PublicKey, u64)>>,
+    next_id: u64,
+    /// The latest `now` seen, for the ages in `table()`.
+    now: Instant,
+    stats: NatStats,
+}
+
+impl Nat {
+    pub fn new(config: NatConfig) -> Nat {
+        Nat {
+            config,
+            entries: HashMap::new(),
+            by_lan: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_id: 0,
+            now: Instant::ZERO,
+            stats: NatStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &NatConfig {
+        &self.config
+    }
+
+    /// A packet from the LAN: an endpoint's. An SCCRP creates (or, retransmitted, refreshes)
+    /// the entry; a packet that matches an entry leaves with the global address as its source;
+    /// anything else is dropped.
+    pub fn from_lan(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        self.now = self.now.max(now);
+        self.stats.lan_in += 1;
+        let verdict = self.route_from_lan(now, packet);
+        match verdict {
+            Verdict::ToPublic => self.stats.to_public += 1,
+            Verdict::Drop(reason) => self.stats.lan_drops.count(reason),
+            Verdict::ToLan { .. } => {}
+        }
+        verdict
+    }
+
+    /// A packet from the public side: an initiator's. One that matches an entry goes to that
+    /// entry's endpoint; anything else is dropped.
+    pub fn from_public(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        self.now = self.now.max(now);
+        self.stats.public_in += 1;
+        let verdict = self.route_from_public(now, packet);
+        match verdict {
+            Verdict::ToLan { .. } => self.stats.to_lan += 1,
+            Verdict::Drop(reason) => self.stats.public_drops.count(reason),
+            Verdict::ToPublic => {}
+        }
+        verdict
+    }
+
+    fn route_from_lan(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        let (mut view, class) = match check(packet) {
+            Ok(checked) => checked,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let local = view.src_addr();
+        let far_end = view.dst_addr();
+        if *far_end.ip() == self.config.global {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let key = match class {
+            L2tpClass::Setup {
+                message_type: MessageType::Sccrp,
+                tunnel_id,
+                assigned_tunnel_id,
+            } => match self.learn(now, local, far_end, tunnel_id, assigned_tunnel_id) {
+                Ok(key) => key,
+                Err(reason) => return Verdict::Drop(reason),
+            },
+            _ => match self
+                .by_lan
+                .get(&LanKey::new(local, far_end, class.tunnel_id()))
+            {
+                Some(&key) => key,
+                None => return Verdict::Drop(DropReason::NoEntry),
+            },
+        };
+        if let Some(slot) = self.entries.get_mut(&key) {
+            touch(slot, key, now, class, &self.config, &mut self.timers);
+        }
+        view.set_src(self.config.global);
+        view.decrement_ttl();
+        Verdict::ToPublic
+    }
+
+    fn route_from_public(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        let (mut view, class) = match check(packet) {
+            Ok(checked) => checked,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if view.dst() != self.config.global {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let key = PublicKey::new(view.src_addr(), class.tunnel_id());
+        let Some(slot) = self.entries.get_mut(&key) else {
+            return Verdict::Drop(DropReason::NoEntry);
+        };
+        let local = slot.entry.local;
+        touch(slot, key, now, class, &self.config, &mut self.timers);
+        view.set_dst(*local.ip());
+        view.set_dst_port(local.port());
+        view.decrement_ttl();
+        Verdict::ToLan {
+            endpoint: *local.ip(),
+        }
+    }
+
+    /// Makes the Table 1 entry for an SCCRP, or finds it when the SCCRP is a retransmission.
+    fn learn(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        far_end: SocketAddrV4,
+        initiator_tunnel_id: u16,
+        endpoint_tunnel_id: u16,
+    ) -> Result<PublicKey, DropReason> {
+        // An SCCRP answers a nonzero Assigned Tunnel ID and assigns one (RFC 2661 §4.4.3).
+        if initiator_tunnel_id == 0 || endpoint_tunnel_id == 0 {
+            return Err(DropReason::Malformed);
+        }
+        let key = PublicKey::new(far_end, endpoint_tunnel_id);
+        let lan_key = LanKey::new(local, far_end, initiator_tunnel_id);
+        if let Some(slot) = self.entries.get(&key) {
+            if slot.entry.local == local && slot.entry.initiator_tunnel_id == initiator_tunnel_id {
+                self.stats.sccrp_retransmits += 1;
+                return Ok(key);
+            }
+        }
+        // The SCCRP is the newest word on both keys: whatever entry held either one is stale.
+        let stale_lan = self.by_lan.get(&lan_key).copied();
+        for stale in [Some(key), stale_lan].into_iter().flatten() {
+            if self.remove(stale).is_some() {
+                self.stats.entries_replaced += 1;
+            }
+        }
+        if self.entries.len() >= self.config.max_entries {
+            return Err(DropReason::TableFull);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = NatEntry {
+            far_end,
+            local,
+            initiator_tunnel_id,
+            endpoint_tunnel_id,
+            created: now,
+            last_seen: now,
+            stopping_since: None,
+        };
+        tracing::debug!(%local, %far_end, initiator_tunnel_id, endpoint_tunnel_id, "NAT entry created");
+        self.timers
+            .push(Reverse((now + self.config.entry_timeout, key, id)));
+        self.entries.insert(key, Slot { id, entry });
+        self.by_lan.insert(lan_key, key);
+        self.stats.entries_created += 1;
+        Ok(key)
+    }
+
+    fn remove(&mut self, key: PublicKey) -> Option<NatEntry> {
+        let slot = self.entries.remove(&key)?;
+        let entry = slot.entry;
+        self.by_lan.remove(&LanKey::new(
+            entry.local,
+            entry.far_end,
+            entry.initiator_tunnel_id,
+        ));
+        // A removed entry leaves its timers behind until they come due; under heavy churn
+        // (short tunnels, long `entry_timeout`) they would pile up, so rebuild from the live
+        // entries once they outnumber them. Amortized O(1) per removal.
+        if self.timers.len() > 2 * self.entries.len() + TIMER_SLACK {
+            let timers = self
+                .entries
+                .iter()
+                .map(|(&key, slot)| Reverse((self.deadline(&slot.entry), key, slot.id)))
+                .collect();
+            self.timers = timers;
+        }
+        Some(entry)
+    }
+
+    fn deadline(&self, entry: &NatEntry) -> Instant {
+        let idle = entry.last_seen + self.config.entry_timeout;
+        match entry.stopping_since {
+            Some(since) => idle.min(since + self.config.stop_hold),
+            None => idle,
+        }
+    }
+
+    /// Removes the entries whose time is up: idle for `entry_timeout`, or `stop_hold` past
+    /// their first StopCCN.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        while let Some(&Reverse((at, key, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.entries.get(&key).filter(|slot| slot.id == id) else {
+                continue;
+            };
+            let due = self.deadline(&slot.entry);
+            if due > now {
+                self.timers.push(Reverse((due, key, id)));
+                continue;
+            }
+            if let Some(entry) = self.remove(key) {
+                let reason = if entry.stopping_since.is_some() {
+                    self.stats.entries_removed += 1;
+                    "StopCCN"
+                } else {
+                    self.stats.entries_expired += 1;
+                    "idle"
+                };
+                tracing::debug!(local = %entry.local, far_end = %entry.far_end,
+                    endpoint_tunnel_id = entry.endpoint_tunnel_id, reason, "NAT entry gone");
+            }
+        }
+    }
+
+    /// When `handle_timeout` should next run. It may be earlier than any entry's deadline
+    /// (traffic moved it on); `handle_timeout` then re-arms, and this answers later.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|&Reverse((at, _, _))| at)
+    }
+
+    /// The live entries, in no particular order (`table()` sorts them).
+    pub fn entries(&self) -> impl Iterator<Item = &NatEntry> {
+        self.entries.values().map(|slot| &slot.entry)
+    }
+
+    pub fn stats(&self) -> NatStats {
+        NatStats {
+            entries: self.entries.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Table 1 as fixed-width text, one entry a line in address order, ages as of the latest
+    /// `now` the NAT was given.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<&NatEntry> = self.entries().collect();
+        rows.sort_by_key(|e| (e.local, e.far_end, e.endpoint_tunnel_id));
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<21}  {:<21}  {:>15}  {:>16}  {:>9}  State",
+            "Local address/port",
+            "Far end address/port",
+            "Endpoint tunnel",
+            "Initiator tunnel",
+            "Age",
+        );
+        for entry in rows {
+            let age = self.now.saturating_duration_since(entry.created);
+            let _ = writeln!(
+                out,
+                "{:<21}  {:<21}  {:>15}  {:>16}  {:>8.1}s  {}",
+                entry.local.to_string(),
+                entry.far_end.to_string(),
+                entry.endpoint_tunnel_id,
+                entry.initiator_tunnel_id,
+                age.as_secs_f64(),
+                if entry.stopping_since.is_some() {
+                    "stopping"
+                } else {
+                    "open"
+                },
+            );
+        }
+        out
+    }
+}
+
+/// A packet matched the entry: it is alive; a StopCCN starts its hold.
+fn touch(
+    slot: &mut Slot,
+    key: PublicKey,
+    now: Instant,
+    class: L2tpClass,
+    config: &NatConfig,
+    timers: &mut BinaryHeap<Reverse<(Instant, PublicKey, u64)>>,
+) {
+    slot.entry.last_seen = slot.entry.last_seen.max(now);
+    if class.message_type() == Some(MessageType::StopCcn) && slot.entry.stopping_since.is_none() {
+        slot.entry.stopping_since = Some(now);
+        timers.push(Reverse((now + config.stop_hold, key, slot.id)));
+    }
+}
+
+/// The checks both directions share: a whole IPv4 UDP packet with a good header checksum, a
+/// TTL that allows one more hop, and L2TP routing fields that can be read.
+fn check(packet: &mut [u8]) -> Result<(Ipv4Udp<&mut [u8]>, L2tpClass), DropReason> {
+    let view = Ipv4Udp::new_checked(packet).map_err(|err| match err {
+        ip::Error::NotIpv4 { .. } | ip::Error::NotUdp { .. } => DropReason::NotIpv4Udp,
+        ip::Error::Fragment { .. } => DropReason::Fragment,
+        ip::Error::Truncated { .. } | ip::Error::BadValue { .. } => DropReason::Malformed,
+    })?;
+    if !view.ipv4_checksum_ok() {
+        return Err(DropReason::BadIpChecksum);
+    }
+    let class = ip::classify(view.udp_payload()).map_err(|err| match err {
+        wire::Error::Hidden { .. } => DropReason::HiddenTunnelId,
+        _ => DropReason::NotL2tp,
+    })?;
+    if view.ttl() <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    Ok((view, class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use l2tp::capture::build_ipv4_udp;
+    use l2tp::wire::{AvpRepr, AvpValue, ControlMessage, HeaderRepr, PacketRepr};
+    use pnet_packet::ipv4::{self, Ipv4Packet};
+    use pnet_packet::udp::{self, UdpPacket};
+    use std::borrow::Cow;
+
+    const GLOBAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    /// Tunnel initiator 40 of FIG 2.
+    const TI: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 40), 1701);
+    /// Tunnel endpoint devices 170A and 170C on LAN 156.
+    const TE_A: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 170), 1701);
+    const TE_C: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 172), 1701);
+    const NAT_PUBLIC: SocketAddrV4 = SocketAddrV4::new(GLOBAL, 1701);
+
+    fn at(secs: f64) -> Instant {
+        Instant::from_micros((secs * 1e6) as u64)
+    }
+
+    fn nat() -> Nat {
+        Nat::new(NatConfig::new(GLOBAL))
+    }
+
+    fn m(value: AvpValue<'static>) -> AvpRepr<'static> {
+        AvpRepr {
+            mandatory: true,
+            hidden: false,
+            reserved: 0,
+            value,
+        }
+    }
+
+    fn datagram(src: SocketAddrV4, dst: SocketAddrV4, l2tp: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        build_ipv4_udp(src, dst, l2tp, 0x4242, &mut out).unwrap();
+        out
+    }
+
+    fn control(
+        kind: MessageType,
+        tunnel_id: u16,
+        ns: u16,
+        nr: u16,
+        avps: Vec<AvpRepr<'static>>,
+    ) -> Vec<u8> {
+        let mut all = vec![m(AvpValue::MessageType(kind))];
+        all.extend(avps);
+        ControlMessage {
+            header: HeaderRepr::control(tunnel_id, 0, ns, nr),
+            avps: all,
+        }
+        .to_vec(Some(b"tunnel secret"))
+        .unwrap()
+    }
+
+    /// SCCRP 106: to the initiator's tunnel ID, assigning the endpoint's.
+    fn sccrp(initiator_tunnel_id: u16, endpoint_tunnel_id: u16) -> Vec<u8> {
+        control(
+            MessageType::Sccrp,
+            initiator_tunnel_id,
+            0,
+            1,
+            vec![
+                m(AvpValue::ProtocolVersion {
+                    version: 1,
+                    revision: 0,
+                }),
+                m(AvpValue::FramingCapabilities(3)),
+                m(AvpValue::HostName(Cow::Borrowed(b"te-170c"))),
+                m(AvpValue::AssignedTunnelId(endpoint_tunnel_id)),
+            ],
+        )
+    }
+
+    fn sccn(endpoint_tunnel_id: u16) -> Vec<u8> {
+        control(MessageType::Scccn, endpoint_tunnel_id, 1, 1, vec![])
+    }
+
+    fn zlb(tunnel_id: u16) -> Vec<u8> {
+        ControlMessage {
+            header: HeaderRepr::control(tunnel_id, 0, 1, 2),
+            avps: vec![],
+        }
+        .to_vec(None)
+        .unwrap()
+    }
+
+    fn stop_ccn(tunnel_id: u16, assigned: u16) -> Vec<u8> {
+        control(
+            MessageType::StopCcn,
+            tunnel_id,
+            2,
+            2,
+            vec![
+                m(AvpValue::AssignedTunnelId(assigned)),
+                m(AvpValue::ResultCode {
+                    result: 1,
+                    error: None,
+                    message: None,
+                }),
+            ],
+        )
+    }
+
+    /// A data message padded so that the whole IPv4 packet is 60 bytes.
+    fn data(tunnel_id: u16) -> Vec<u8> {
+        let payload = [0xff, 0x03, 0xc0, 0x21, 0x09, 0x01, 0x00, 0x08, 1, 2, 3, 4]
+            .into_iter()
+            .cycle()
+            .take(24)
+            .collect::<Vec<u8>>();
+        let packet = PacketRepr::Data {
+            header: HeaderRepr::data(tunnel_id, 9),
+            payload: &payload,
+        };
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.emit(&mut buf, None).unwrap();
+        buf
+    }
+
+    /// A full recompute of both checksums by pnet, independent of the incremental update.
+    fn assert_checksums(packet: &[u8]) {
+        let ip = Ipv4Packet::new(packet).unwrap();
+        assert_eq!(
+            ipv4::checksum(&ip),
+            ip.get_checksum(),
+            "IPv4 header checksum"
+        );
+        let header_len = usize::from(ip.get_header_length()) * 4;
+        let segment = UdpPacket::new(&packet[header_len..]).unwrap();
+        let expected = match udp::ipv4_checksum(&segment, &ip.get_source(), &ip.get_destination()) {
+            0 => 0xffff,
+            sum => sum,
+        };
+        assert_eq!(segment.get_checksum(), expected, "UDP checksum");
+    }
+
+    fn addresses(packet: &[u8]) -> (SocketAddrV4, SocketAddrV4, u8) {
+        let view = Ipv4Udp::new_checked(packet).unwrap();
+        (view.src_addr(), view.dst_addr(), view.ttl())
+    }
+
+    /// Sends `l2tp` from the LAN and checks the forwarded packet: source = global, port and
+    /// payload kept, TTL one less, checksums right.
+    fn lan_to_public(
+        nat: &mut Nat,
+        now: Instant,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        l2tp: &[u8],
+    ) {
+        let mut packet = datagram(src, dst, l2tp);
+        assert_eq!(nat.from_lan(now, &mut packet), Verdict::ToPublic);
+        assert_eq!(
+            addresses(&packet),
+            (SocketAddrV4::new(GLOBAL, src.port()), dst, 63)
+        );
+        assert_eq!(&packet[28..], l2tp);
+        assert_checksums(&packet);
+    }
+
+    /// Sends `l2tp` from the public side to the NAT and checks it reaches `endpoint`.
+    fn public_to_lan(
+        nat: &mut Nat,
+        now: Instant,
+        src: SocketAddrV4,
+        l2tp: &[u8],
+        endpoint: SocketAddrV4,
+    ) {
+        let mut packet = datagram(src, NAT_PUBLIC, l2tp);
+        assert_eq!(
+            nat.from_public(now, &mut packet),
+            Verdict::ToLan {
+                endpoint: *endpoint.ip()
+            }
+        );
+        assert_eq!(addresses(&packet), (src, endpoint, 63));
+        assert_eq!(&packet[28..], l2tp);
+        assert_checksums(&packet);
+    }
+
+    fn drop_from_lan(nat: &mut Nat, now: Instant, mut packet: Vec<u8>, reason: DropReason) {
+        let before = packet.clone();
+        assert_eq!(nat.from_lan(now, &mut packet), Verdict::Drop(reason));
+        assert_eq!(packet, before, "a dropped packet is not rewritten");
+    }
+
+    fn drop_from_public(nat: &mut Nat, now: Instant, mut packet: Vec<u8>, reason: DropReason) {
+        let before = packet.clone();
+        assert_eq!(nat.from_public(now, &mut packet), Verdict::Drop(reason));
+        assert_eq!(packet, before, "a dropped packet is not rewritten");
+    }
+
+    /// FIG 3 after the master's part: SCCRP 106 → 108, SCCN 110 → 112, ZLB 114 → 116.
+    fn fig3(nat: &mut Nat, now: Instant) {
+        lan_to_public(nat, now, TE_C, TI, &sccrp(1, 2));
+        public_to_lan(nat, now, TI, &sccn(2), TE_C);
+        lan_to_public(nat, now, TE_C, TI, &zlb(1));
+    }
+
+    #[test]
+    fn fig3_flow_builds_table1_and_routes_both_ways() {
+        let mut nat = nat();
+        fig3(&mut nat, at(0.0));
+        let entries: Vec<_> = nat.entries().cloned().collect();
+        assert_eq!(
+            entries,
+            [NatEntry {
+                far_end: TI,
+                local: TE_C,
+                initiator_tunnel_id: 1,
+                endpoint_tunnel_id: 2,
+                created: at(0.0),
+                last_seen: at(0.0),
+                stopping_since: None,
+            }]
+        );
+        // The call's data, both ways.
+        public_to_lan(&mut nat, at(1.0), TI, &data(2), TE_C);
+        lan_to_public(&mut nat, at(1.0), TE_C, TI, &data(1));
+        let stats = nat.stats();
+        assert_eq!(
+            (stats.lan_in, stats.to_public, stats.public_in, stats.to_lan),
+            (3, 3, 2, 2)
+        );
+        assert_eq!((stats.entries, stats.entries_created), (1, 1));
+        assert_eq!(stats.lan_drops.total() + stats.public_drops.total(), 0);
+    }
+
+    #[test]
+    fn destination_port_becomes_the_endpoints() {
+        let mut nat = nat();
+        let te = SocketAddrV4::new(*TE_C.ip(), 40000);
+        lan_to_public(&mut nat, at(0.0), te, TI, &sccrp(1, 2));
+        // The initiator sends to global:1701, the address it first dialled: the entry's port
+        // goes in with the endpoint's address.
+        let mut packet = datagram(TI, NAT_PUBLIC, &sccn(2));
+        assert!(matches!(
+            nat.from_public(at(0.0), &mut packet),
+            Verdict::ToLan { .. }
+        ));
+        assert_eq!(addresses(&packet).1, te);
+        assert_checksums(&packet);
+    }
+
+    #[test]
+    fn one_initiator_with_tunnels_on_two_endpoints() {
+        let mut nat = nat();
+        // Same initiator address and port, its tunnels 1 and 5; endpoint IDs 2 and 7 (unique
+        // cluster-wide).
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+        lan_to_public(&mut nat, at(0.0), TE_A, TI, &sccrp(5, 7));
+        assert_eq!(nat.entries().count(), 2);
+        for _ in 0..2 {
+            public_to_lan(&mut nat, at(1.0), TI, &sccn(2), TE_C);
+            public_to_lan(&mut nat, at(1.0), TI, &sccn(7), TE_A);
+            public_to_lan(&mut nat, at(1.0), TI, &data(7), TE_A);
+            public_to_lan(&mut nat, at(1.0), TI, &data(2), TE_C);
+            lan_to_public(&mut nat, at(1.0), TE_C, TI, &data(1));
+            lan_to_public(&mut nat, at(1.0), TE_A, TI, &data(5));
+        }
+        // Each endpoint only speaks for its own tunnel.
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_A, TI, &data(1)),
+            DropReason::NoEntry,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, TI, &data(5)),
+            DropReason::NoEntry,
+        );
+    }
+
+    #[test]
+    fn same_initiator_tunnel_id_on_two_endpoints() {
+        // Two initiators behind one address and port cannot happen, but one initiator reusing
+        // its ID towards two endpoints must still route: the LAN key has the local end.
+        let mut nat = nat();
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+        lan_to_public(&mut nat, at(0.0), TE_A, TI, &sccrp(1, 7));
+        assert_eq!(nat.entries().count(), 2);
+        lan_to_public(&mut nat, at(0.0), TE_A, TI, &data(1));
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &data(1));
+        public_to_lan(&mut nat, at(0.0), TI, &data(7), TE_A);
+        public_to_lan(&mut nat, at(0.0), TI, &data(2), TE_C);
+    }
+
+    #[test]
+    fn retransmitted_sccrp_makes_no_second_entry() {
+        let mut nat = nat();
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+        lan_to_public(&mut nat, at(1.0), TE_C, TI, &sccrp(1, 2));
+        lan_to_public(&mut nat, at(3.0), TE_C, TI, &sccrp(1, 2));
+        assert_eq!(nat.entries().count(), 1);
+        let stats = nat.stats();
+        assert_eq!((stats.entries_created, stats.sccrp_retransmits), (1, 2));
+        assert_eq!(nat.entries().next().unwrap().last_seen, at(3.0));
+        public_to_lan(&mut nat, at(3.0), TI, &sccn(2), TE_C);
+    }
+
+    #[test]
+    fn a_newer_sccrp_replaces_a_stale_entry() {
+        let mut nat = nat();
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+        // Endpoint A now holds ID 2 towards the same far end (C's tunnel is long gone).
+        lan_to_public(&mut nat, at(5.0), TE_A, TI, &sccrp(3, 2));
+        assert_eq!(nat.entries().count(), 1);
+        assert_eq!(nat.stats().entries_replaced, 1);
+        public_to_lan(&mut nat, at(5.0), TI, &data(2), TE_A);
+        drop_from_lan(
+            &mut nat,
+            at(5.0),
+            datagram(TE_C, TI, &data(1)),
+            DropReason::NoEntry,
+        );
+        // The old entry's timer finds the new entry and leaves it alone.
+        nat.handle_timeout(at(180.0));
+        assert_eq!(nat.entries().count(), 1);
+        nat.handle_timeout(at(185.0));
+        assert_eq!(nat.entries().count(), 0);
+    }
+
+    #[test]
+    fn never_an_open_relay() {
+        let mut nat = nat();
+        fig3(&mut nat, at(0.0));
+        let elsewhere = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 1701);
+        // From the LAN: to an address with no entry, L2TP or not.
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, elsewhere, &data(1)),
+            DropReason::NoEntry,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, elsewhere, &zlb(1)),
+            DropReason::NoEntry,
+        );
+        let sccrq = control(
+            MessageType::Sccrq,
+            0,
+            0,
+            0,
+            vec![m(AvpValue::AssignedTunnelId(9))],
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, elsewhere, &sccrq),
+            DropReason::NoEntry,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, elsewhere, b"\x12\x34\x01\x00 dns?"),
+            DropReason::NotL2tp,
+        );
+        // The right far end but another port, or the wrong tunnel ID.
+        let other_port = SocketAddrV4::new(*TI.ip(), 1702);
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, other_port, &data(1)),
+            DropReason::NoEntry,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, TI, &data(4)),
+            DropReason::NoEntry,
+        );
+        // Another LAN host borrowing the entry's far end.
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_A, TI, &data(1)),
+            DropReason::NoEntry,
+        );
+        // To the NAT itself.
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_C, NAT_PUBLIC, &sccrp(1, 3)),
+            DropReason::NotForUs,
+        );
+
+        // From the public side: unknown tunnel, unknown source, not for us, an SCCRQ.
+        drop_from_public(
+            &mut nat,
+            at(1.0),
+            datagram(TI, NAT_PUBLIC, &data(3)),
+            DropReason::NoEntry,
+        );
+        drop_from_public(
+            &mut nat,
+            at(1.0),
+            datagram(elsewhere, NAT_PUBLIC, &data(2)),
+            DropReason::NoEntry,
+        );
+        drop_from_public(
+            &mut nat,
+            at(1.0),
+            datagram(other_port, NAT_PUBLIC, &data(2)),
+            DropReason::NoEntry,
+        );
+        drop_from_public(
+            &mut nat,
+            at(1.0),
+            datagram(TI, TE_C, &data(2)),
+            DropReason::NotForUs,
+        );
+        drop_from_public(
+            &mut nat,
+            at(1.0),
+            datagram(TI, NAT_PUBLIC, &sccrq),
+            DropReason::NoEntry,
+        );
+
+        let stats = nat.stats();
+        assert_eq!(stats.lan_drops.no_entry, 6);
+        assert_eq!(stats.lan_drops.not_l2tp, 1);
+        assert_eq!(stats.lan_drops.not_for_us, 1);
+        assert_eq!(stats.lan_drops.total(), 8);
+        assert_eq!(stats.public_drops.get(DropReason::NoEntry), 4);
+        assert_eq!(stats.public_drops.get(DropReason::NotForUs), 1);
+        assert_eq!(stats.public_drops.total(), 5);
+        assert_eq!((stats.to_public, stats.to_lan), (2, 1));
+        assert_eq!(nat.entries().count(), 1);
+    }
+
+    #[test]
+    fn damaged_and_unroutable_packets_are_dropped_by_reason() {
+        let mut nat = nat();
+        fig3(&mut nat, at(0.0));
+        let good = datagram(TI, NAT_PUBLIC, &data(2));
+        let with = |at: usize, value: u8| {
+            let mut packet = good.clone();
+            packet[at] = value;
+            packet
+        };
+        let cases = [
+            (with(9, 6), DropReason::NotIpv4Udp),
+            (with(0, 0x65), DropReason::NotIpv4Udp),
+            (with(6, 0x20), DropReason::Fragment),
+            (with(3, 0xff), DropReason::Malformed),
+            (good[..27].to_vec(), DropReason::Malformed),
+            (with(11, good[11] ^ 1), DropReason::BadIpChecksum),
+            (
+                datagram(TI, NAT_PUBLIC, &[0xc8, 0x03, 0, 0]),
+                DropReason::NotL2tp,
+            ),
+            (datagram(TI, NAT_PUBLIC, &[]), DropReason::NotL2tp),
+        ];
+        for (packet, reason) in cases {
+            drop_from_public(&mut nat, at(1.0), packet.clone(), reason);
+            drop_from_lan(&mut nat, at(1.0), packet, reason);
+        }
+        // TTL: 1 ends here; the checksum is fixed up so that only the TTL is wrong.
+        let mut ttl_one = good.clone();
+        {
+            let mut view = Ipv4Udp::new_checked(&mut ttl_one[..]).unwrap();
+            for _ in 0..62 {
+                assert!(view.decrement_ttl());
+            }
+            assert_eq!(view.ttl(), 2);
+        }
+        let mut two = ttl_one.clone();
+        assert!(matches!(
+            nat.from_public(at(1.0), &mut two),
+            Verdict::ToLan { .. }
+        ));
+        Ipv4Udp::new_checked(&mut ttl_one[..])
+            .unwrap()
+            .decrement_ttl();
+        drop_from_public(&mut nat, at(1.0), ttl_one, DropReason::TtlExpired);
+
+        // SCCRPs the NAT cannot key.
+        let hidden = control(
+            MessageType::Sccrp,
+            1,
+            0,
+            1,
+            vec![
+                m(AvpValue::RandomVector(Cow::Borrowed(b"0123456789abcdef"))),
+                AvpRepr {
+                    hidden: true,
+                    ..m(AvpValue::AssignedTunnelId(5))
+                },
+            ],
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_A, TI, &hidden),
+            DropReason::HiddenTunnelId,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_A, TI, &sccrp(1, 0)),
+            DropReason::Malformed,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_A, TI, &sccrp(0, 5)),
+            DropReason::Malformed,
+        );
+        let no_id = control(MessageType::Sccrp, 1, 0, 1, vec![]);
+        drop_from_lan(
+            &mut nat,
+            at(1.0),
+            datagram(TE_A, TI, &no_id),
+            DropReason::NotL2tp,
+        );
+        assert_eq!(nat.entries().count(), 1);
+        let stats = nat.stats();
+        assert_eq!(stats.public_drops.total(), 9);
+        assert_eq!(stats.lan_drops.total(), 12);
+        assert_eq!(stats.public_drops.fragment, 1);
+        assert_eq!(stats.public_drops.ttl_expired, 1);
+        assert_eq!(stats.lan_drops.hidden_tunnel_id, 1);
+    }
+
+    #[test]
+    fn stop_ccn_from_the_initiator_removes_the_entry_after_the_hold() {
+        let mut nat = nat();
+        fig3(&mut nat, at(0.0));
+        public_to_lan(&mut nat, at(10.0), TI, &stop_ccn(2, 1), TE_C);
+        assert_eq!(nat.entries().next().unwrap().stopping_since, Some(at(10.0)));
+        // The hold carries the StopCCN's acknowledgement and retransmissions.
+        lan_to_public(&mut nat, at(10.1), TE_C, TI, &zlb(1));
+        public_to_lan(&mut nat, at(11.0), TI, &stop_ccn(2, 1), TE_C);
+        assert_eq!(nat.poll_timeout(), Some(at(41.0)));
+        nat.handle_timeout(at(40.999_999));
+        assert_eq!(nat.entries().count(), 1);
+        nat.handle_timeout(at(41.0));
+        assert_eq!(nat.entries().count(), 0);
+        let stats = nat.stats();
+        assert_eq!((stats.entries_removed, stats.entries_expired), (1, 0));
+        drop_from_public(
+            &mut nat,
+            at(42.0),
+            datagram(TI, NAT_PUBLIC, &data(2)),
+            DropReason::NoEntry,
+        );
+        drop_from_lan(
+            &mut nat,
+            at(42.0),
+            datagram(TE_C, TI, &zlb(1)),
+            DropReason::NoEntry,
+        );
+        // The idle timer armed at the SCCRP fires later and finds nothing.
+        assert_eq!(nat.poll_timeout(), Some(at(180.0)));
+        nat.handle_timeout(at(180.0));
+        assert_eq!(nat.poll_timeout(), None);
+    }
+
+    #[test]
+    fn stop_ccn_from_the_endpoint_removes_the_entry_after_a_configured_hold() {
+        let mut nat = Nat::new(NatConfig {
+            stop_hold: Duration::from_secs(2),
+            ..NatConfig::new(GLOBAL)
+        });
+        fig3(&mut nat, at(0.0));
+        lan_to_public(&mut nat, at(5.0), TE_C, TI, &stop_ccn(1, 2));
+        public_to_lan(&mut nat, at(5.5), TI, &zlb(2), TE_C);
+        nat.handle_timeout(at(6.9));
+        assert_eq!(nat.entries().count(), 1);
+        nat.handle_timeout(at(7.0));
+        assert_eq!(nat.entries().count(), 0);
+        assert_eq!(nat.stats().entries_removed, 1);
+    }
+
+    #[test]
+    fn idle_entries_expire_and_traffic_keeps_them() {
+        let mut nat = Nat::new(NatConfig {
+            entry_timeout: Duration::from_secs(60),
+            ..NatConfig::new(GLOBAL)
+        });
+        fig3(&mut nat, at(0.0));
+        // HELLOs every 50 s keep the entry.
+        let hello = control(MessageType::Hello, 2, 5, 5, vec![]);
+        for t in [50.0, 100.0, 150.0] {
+            nat.handle_timeout(at(t - 0.5));
+            public_to_lan(&mut nat, at(t), TI, &hello, TE_C);
+        }
+        // Then silence: driven only by poll_timeout, it goes exactly 60 s after the last one.
+        let mut wakeups = 0;
+        while let Some(next) = nat.poll_timeout() {
+            assert!(next <= at(210.0), "woken at {next}");
+            assert_eq!(nat.entries().count(), 1);
+            nat.handle_timeout(next);
+            wakeups += 1;
+        }
+        assert!(wakeups <= 4, "{wakeups} wake-ups");
+        assert_eq!(nat.entries().count(), 0);
+        let stats = nat.stats();
+        assert_eq!((stats.entries_expired, stats.entries_removed), (1, 0));
+        assert_eq!(stats.entries, 0);
+    }
+
+    #[test]
+    fn churn_leaves_no_pile_of_stale_timers() {
+        // 20 000 tunnels, each set up and stopped within a second: their idle timers (180 s
+        // out) would otherwise all stay queued.
+        let mut nat = Nat::new(NatConfig {
+            stop_hold: Duration::from_millis(500),
+            ..NatConfig::new(GLOBAL)
+        });
+        for i in 0..20_000u32 {
+            let now = Instant::from_micros(u64::from(i) * 1000);
+            let far = SocketAddrV4::new(Ipv4Addr::from(0xc612_0100 + i), 1701);
+            let id = (i % 60_000) as u16 + 1;
+            let mut packet = datagram(TE_C, far, &sccrp(1, id));
+            assert_eq!(nat.from_lan(now, &mut packet), Verdict::ToPublic);
+            let mut packet = datagram(far, NAT_PUBLIC, &stop_ccn(id, 1));
+            assert!(matches!(
+                nat.from_public(now, &mut packet),
+                Verdict::ToLan { .. }
+            ));
+            nat.handle_timeout(now);
+            assert!(nat.timers.len() <= 2 * nat.entries.len() + TIMER_SLACK + 2);
+        }
+        nat.handle_timeout(at(20.5));
+        assert_eq!(nat.entries().count(), 0);
+        assert_eq!(nat.stats().entries_removed, 20_000);
+        while let Some(next) = nat.poll_timeout() {
+            nat.handle_timeout(next);
+        }
+        assert!(nat.timers.is_empty());
+    }
+
+    #[test]
+    fn table_full_bounds_the_entries() {
+        let mut nat = Nat::new(NatConfig {
+            max_entries: 1,
+            ..NatConfig::new(GLOBAL)
+        });
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+        drop_from_lan(
+            &mut nat,
+            at(0.0),
+            datagram(TE_A, TI, &sccrp(5, 7)),
+            DropReason::TableFull,
+        );
+        // A retransmission of the entry that exists still passes.
+        lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+        assert_eq!(nat.stats().lan_drops.table_full, 1);
+    }
+
+    #[test]
+    fn table_shows_table1_columns() {
+        let mut nat = nat();
+        fig3(&mut nat, at(0.0));
+        let far = SocketAddrV4::new(Ipv4Addr::new(198, 18, 3, 200), 50123);
+        lan_to_public(&mut nat, at(2.5), TE_A, far, &sccrp(40000, 65535));
+        public_to_lan(&mut nat, at(12.5), far, &stop_ccn(65535, 40000), TE_A);
+        assert_eq!(
+            nat.table(),
+            "\
+Local address/port     Far end address/port   Endpoint tunnel  Initiator tunnel        Age  State
+198.19.0.170:1701      198.18.3.200:50123               65535             40000      10.0s  stopping
+198.19.0.172:1701      198.18.0.40:1701                     2                 1      12.5s  open
+"
+        );
+    }
+
+    #[test]
+    fn stats_serialize() {
+        let mut nat = nat();
+        fig3(&mut nat, at(0.0));
+        let json = serde_json::to_value(nat.stats()).unwrap();
+        assert_eq!(json["to_public"], 2);
+        assert_eq!(json["entries"], 1);
+        assert_eq!(json["public_drops"]["no_entry"], 0);
+        assert_eq!(
+            serde_json::to_value(DropReason::NoEntry).unwrap(),
+            "no_entry"
+        );
+    }
+
+    #[test]
+    fn many_tunnels_route_by_key() {
+        // 2000 tunnels from 200 initiators over 10 endpoints: every packet finds its own.
+        let mut nat = nat();
+        let initiator =
+            |i: u16| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, (i % 200) as u8), 1701);
+        let endpoint =
+            |i: u16| SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, (i % 10) as u8 + 1), 1701);
+        for i in 0..2000u16 {
+            let mut packet = datagram(endpoint(i), initiator(i), &sccrp(i + 1, 10_000 + i));
+            assert_eq!(nat.from_lan(at(0.0), &mut packet), Verdict::ToPublic);
+        }
+        assert_eq!(nat.entries().count(), 2000);
+        for i in (0..2000u16).rev() {
+            let mut packet = datagram(initiator(i), NAT_PUBLIC, &data(10_000 + i));
+            assert_eq!(
+                nat.from_public(at(1.0), &mut packet),
+                Verdict::ToLan {
+                    endpoint: *endpoint(i).ip()
+                }
+            );
+            assert_eq!(addresses(&packet).1, endpoint(i));
+            let mut packet = datagram(endpoint(i), initiator(i), &data(i + 1));
+            assert_eq!(nat.from_lan(at(1.0), &mut packet), Verdict::ToPublic);
+        }
+    }
+}

@@ -6,4 +6,5 @@ pub mod decode;
 pub mod endpoint;
 pub mod lac;
 pub mod master;
+pub mod nat;
 mod net;

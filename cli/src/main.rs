@@ -24,6 +24,9 @@ enum Command {
     /// The cluster master: owns the cluster address, dispatches each SCCRQ to an endpoint,
     /// forwards later packets by Tunnel ID (needs root for its raw socket).
     Master(l2tpkit::master::MasterArgs),
+    /// The NAT of FIG 2: Table 1 built from SCCRPs, source rewritten on the way out,
+    /// destination on the way in (needs root for its raw sockets).
+    Nat(l2tpkit::nat::NatArgs),
     /// Measure throughput (not a test): `bench decode` on a synthetic capture, against tshark.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Lac(args) => lac::run(&args),
         Command::Endpoint(args) => endpoint::run(&args),
         Command::Master(args) => l2tpkit::master::run(&args),
+        Command::Nat(args) => l2tpkit::nat::run(&args),
     };
     match result {
         Ok(code) => code,

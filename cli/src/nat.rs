@@ -1,0 +1,108 @@
+//! `l2tpkit nat`: the NAT server of the patent's FIG 2, in front of endpoints that have LAN
+//! addresses only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use reference::nat::NatConfig;
+use reference::serve::{serve_nat, NatSetup};
+
+#[derive(Debug, clap::Args)]
+pub struct NatArgs {
+    /// The NAT's global address (public side).
+    #[arg(long, required_unless_present = "dump")]
+    pub global: Option<String>,
+    /// The NAT's LAN address (the endpoints' default gateway).
+    #[arg(long, required_unless_present = "dump")]
+    pub lan: Option<String>,
+    /// The LAN interface to tap for the endpoints' replies.
+    #[arg(long, required_unless_present = "dump")]
+    pub lan_if: Option<String>,
+    /// Status file (stats + Table 1), rewritten every second; read back by `--dump`.
+    #[arg(long)]
+    pub status: Option<PathBuf>,
+    /// Print the Table 1 of a running NAT from its `--status` file and exit.
+    #[arg(long)]
+    pub dump: bool,
+    /// Seconds an idle entry lives.
+    #[arg(long, default_value_t = 180.0)]
+    pub entry_timeout: f64,
+    /// Write every forwarded packet (after the rewrite) to this pcap.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Stop after this many seconds; runs until Ctrl-C otherwise.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Print the final stats as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn ip(flag: &str, value: Option<&String>) -> anyhow::Result<std::net::Ipv4Addr> {
+    let value = value.ok_or_else(|| anyhow::anyhow!("{flag} is required"))?;
+    value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag} {value:?}: expected an IPv4 address"))
+}
+
+pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
+    if args.dump {
+        let Some(path) = &args.status else {
+            anyhow::bail!("--dump reads the running NAT's --status file: give --status FILE");
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let status: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a NAT status file", path.display()))?;
+        let table = status
+            .get("table")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: no Table 1 in it", path.display()))?;
+        print!("{table}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let global = ip("--global", args.global.as_ref())?;
+    let lan = ip("--lan", args.lan.as_ref())?;
+    let lan_if = args
+        .lan_if
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--lan-if is required"))?;
+    if !args.entry_timeout.is_finite() || !(1.0..=86_400.0).contains(&args.entry_timeout) {
+        anyhow::bail!(
+            "--entry-timeout {}: expected 1 to 86400 seconds",
+            args.entry_timeout
+        );
+    }
+    let mut config = NatConfig::new(global);
+    config.entry_timeout = Duration::from_secs_f64(args.entry_timeout);
+    let duration = match args.duration {
+        Some(d) if !d.is_finite() || !(0.0..=31_536_000.0).contains(&d) => {
+            anyhow::bail!("--duration {d}: expected seconds between 0 and one year")
+        }
+        Some(d) => Some(Duration::from_secs_f64(d)),
+        None => None,
+    };
+    let setup = NatSetup {
+        config,
+        port: 1701,
+        lan_interface: lan_if,
+        lan_addr: lan,
+        status_file: args.status.clone(),
+        status_interval: Duration::from_secs(1),
+        pcap: args.pcap.clone(),
+        duration,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let status = runtime.block_on(serve_nat(setup))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.table);
+    }
+    Ok(ExitCode::SUCCESS)
+}

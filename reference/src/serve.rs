@@ -230,7 +230,7 @@ fn complete_udp_checksum(packet: &mut [u8]) {
         return;
     }
     let header = view.header_len();
-    let udp_len = usize::from(view.udp_len());
+    let udp_len = view.udp_len();
     let (src, dst) = (view.src(), view.dst());
     let Some(udp) = packet.get_mut(header..header + udp_len) else {
         return;

@@ -22,6 +22,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use l2tp::ip::{self, Ipv4Udp};
 use l2tp::time::Instant;
 use l2tp::wire::avp::Avp;
 use l2tp::wire::{Header, HeaderRepr};
@@ -595,7 +596,10 @@ impl Master {
         match self.route(now, packet) {
             Ok(index) => {
                 let member = &self.members[index];
-                ip::rewrite_destination(packet, member.lan_addr);
+                // `route` accepted the packet, so the checked view cannot fail here.
+                if let Ok(mut view) = Ipv4Udp::new_checked(&mut *packet) {
+                    view.set_dst(member.lan_addr);
+                }
                 Verdict::Forward {
                     endpoint: member.name.clone(),
                     to: member.lan_addr,
@@ -610,26 +614,23 @@ impl Master {
     }
 
     fn route(&mut self, now: Instant, packet: &[u8]) -> Result<usize, DropReason> {
-        let datagram = ip::Datagram::parse(packet)?;
-        if datagram.destination != self.config.cluster_addr {
+        let datagram = Ipv4Udp::new_checked(packet).map_err(|err| match err {
+            ip::Error::NotUdp { .. } => DropReason::NotUdp,
+            ip::Error::Fragment { .. } => DropReason::Fragment,
+            _ => DropReason::Malformed,
+        })?;
+        if datagram.dst() != self.config.cluster_addr {
             return Err(DropReason::NotClusterAddress);
         }
-        if datagram.protocol != ip::UDP {
-            return Err(DropReason::NotUdp);
-        }
-        if datagram.fragment {
-            return Err(DropReason::Fragment);
-        }
-        let udp = datagram.udp(packet)?;
-        if udp.destination_port != L2TP_PORT {
+        if datagram.dst_port() != L2TP_PORT {
             return Err(DropReason::NotL2tpPort);
         }
-        let l2tp = &packet[udp.payload];
+        let l2tp = datagram.udp_payload();
         let header = Header::new_checked(l2tp).map_err(|_| DropReason::Malformed)?;
         if header.is_control() && header.tunnel_id() == 0 {
             if let Some(assigned) = sccrq_assigned_tunnel(&header)? {
                 let key = DispatchKey {
-                    initiator: SocketAddrV4::new(datagram.source, udp.source_port),
+                    initiator: datagram.src_addr(),
                     assigned,
                 };
                 return self.dispatch(now, key);
@@ -893,141 +894,9 @@ fn sccrq_assigned_tunnel(header: &Header<&[u8]>) -> Result<Option<AssignedTunnel
     Err(DropReason::Malformed) // mandatory in an SCCRQ (RFC 2661 §6.1)
 }
 
-/// Minimal IPv4/UDP reading and destination rewriting, until `l2tp::ip` lands.
-mod ip {
-    use core::ops::Range;
-    use std::net::Ipv4Addr;
-
-    use super::DropReason;
-
-    pub const UDP: u8 = 17;
-    const MIN_HEADER: usize = 20;
-    const UDP_HEADER: usize = 8;
-    const MORE_FRAGMENTS: u16 = 0x2000;
-    const FRAGMENT_OFFSET: u16 = 0x1fff;
-    const CHECKSUM: Range<usize> = 10..12;
-    const SOURCE: Range<usize> = 12..16;
-    const DESTINATION: Range<usize> = 16..20;
-    const UDP_CHECKSUM: usize = 6;
-
-    fn u16_at(bytes: &[u8], at: usize) -> u16 {
-        u16::from_be_bytes([bytes[at], bytes[at + 1]])
-    }
-
-    fn addr_at(bytes: &[u8], range: Range<usize>) -> Ipv4Addr {
-        let mut octets = [0; 4];
-        octets.copy_from_slice(&bytes[range]);
-        Ipv4Addr::from(octets)
-    }
-
-    /// A checked IPv4 header: the header and Total Length lie within the buffer.
-    pub struct Datagram {
-        pub source: Ipv4Addr,
-        pub destination: Ipv4Addr,
-        pub protocol: u8,
-        pub fragment: bool,
-        header_len: usize,
-        total_len: usize,
-    }
-
-    pub struct Udp {
-        pub source_port: u16,
-        pub destination_port: u16,
-        pub payload: Range<usize>,
-    }
-
-    impl Datagram {
-        pub fn parse(packet: &[u8]) -> Result<Datagram, DropReason> {
-            if packet.len() < MIN_HEADER || packet[0] >> 4 != 4 {
-                return Err(DropReason::Malformed);
-            }
-            let header_len = usize::from(packet[0] & 0x0f) * 4;
-            let total_len = usize::from(u16_at(packet, 2));
-            if header_len < MIN_HEADER || total_len < header_len || total_len > packet.len() {
-                return Err(DropReason::Malformed);
-            }
-            let fragment = u16_at(packet, 6);
-            Ok(Datagram {
-                source: addr_at(packet, SOURCE),
-                destination: addr_at(packet, DESTINATION),
-                protocol: packet[9],
-                fragment: fragment & (MORE_FRAGMENTS | FRAGMENT_OFFSET) != 0,
-                header_len,
-                total_len,
-            })
-        }
-
-        /// The UDP header, checked against the IPv4 Total Length.
-        pub fn udp(&self, packet: &[u8]) -> Result<Udp, DropReason> {
-            let at = self.header_len;
-            if at + UDP_HEADER > self.total_len {
-                return Err(DropReason::Malformed);
-            }
-            let udp_len = usize::from(u16_at(packet, at + 4));
-            if udp_len < UDP_HEADER || at + udp_len > self.total_len {
-                return Err(DropReason::Malformed);
-            }
-            Ok(Udp {
-                source_port: u16_at(packet, at),
-                destination_port: u16_at(packet, at + 2),
-                payload: at + UDP_HEADER..at + udp_len,
-            })
-        }
-    }
-
-    /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for a 32-bit field changing from `old` to `new`.
-    pub fn update_checksum(checksum: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
-        let mut sum = u32::from(!checksum);
-        for i in [0, 2] {
-            sum += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
-            sum += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
-    /// Sets the destination address of a packet `Datagram::parse` accepted, updating the IPv4
-    /// header checksum and the UDP checksum (whose pseudo-header holds the address).
-    pub fn rewrite_destination(packet: &mut [u8], to: Ipv4Addr) {
-        let old: [u8; 4] = addr_at(packet, DESTINATION).octets();
-        let new = to.octets();
-        packet[DESTINATION].copy_from_slice(&new);
-        let checksum = update_checksum(u16_at(packet, CHECKSUM.start), old, new);
-        packet[CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
-        let header_len = usize::from(packet[0] & 0x0f) * 4;
-        let at = header_len + UDP_CHECKSUM;
-        if packet[9] != UDP || packet.len() < at + 2 {
-            return;
-        }
-        match u16_at(packet, at) {
-            0 => {} // sent without a checksum: stays so
-            sum => {
-                // Zero would mean "no checksum"; its one's-complement twin is all ones.
-                let sum = match update_checksum(sum, old, new) {
-                    0 => 0xffff,
-                    sum => sum,
-                };
-                packet[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc1624_example() {
-        // RFC 1624 §4: HC = 0xDD2F, m = 0x5555 → m' = 0x3285 gives HC' = 0x0000.
-        // Spread over a 32-bit field whose other half stays put.
-        assert_eq!(
-            ip::update_checksum(0xdd2f, [0x55, 0x55, 0, 0], [0x32, 0x85, 0, 0]),
-            0x0000
-        );
-    }
 
     #[test]
     fn a_full_dispatch_memory_forgets_the_oldest_choice_first() {

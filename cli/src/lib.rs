@@ -8,3 +8,4 @@ pub mod lac;
 pub mod master;
 pub mod nat;
 mod net;
+pub mod verify;

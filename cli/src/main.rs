@@ -30,6 +30,9 @@ enum Command {
     /// Measure throughput (not a test): `bench decode` on a synthetic capture, against tshark.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check captures of a cluster run against the patent's sequences (FIG 3, FIG 5) and
+    /// RFC 2661's Ns/Nr rules; exit 0 only if every tunnel conforms.
+    Verify(l2tpkit::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Bench(command) => bench::run(&command),
+        Command::Verify(args) => l2tpkit::verify::run(&args),
         Command::Lac(args) => lac::run(&args),
         Command::Endpoint(args) => endpoint::run(&args),
         Command::Master(args) => l2tpkit::master::run(&args),

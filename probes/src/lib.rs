@@ -1,4 +1,5 @@
-//! The initiator side and the judges: simulated LACs (`lac`); probes and the sequence checker
-//! come with later issues.
+//! The initiator side and the judges: simulated LACs (`lac`) and the timeline checker
+//! (`sequence`); probes come with later issues.
 
 pub mod lac;
+pub mod sequence;

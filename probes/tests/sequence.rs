@@ -1,0 +1,428 @@
+//! The timeline checker against crafted cluster runs, written as pcaps (public side and LAN
+//! side) with the capture writer and read back: correct FIG 3 and FIG 5 runs, the xl2tpd
+//! variants, and runs broken the ways a master, a NAT or an initiator can break them.
+
+use std::path::{Path, PathBuf};
+
+use l2tp::capture::CaptureReader;
+use l2tp::wire::message::ParseOptions;
+use probes::sequence::craft::{self, Fault, Plan, Run};
+use probes::sequence::{
+    check, read_capture, Deviation, Observation, Report, Roles, Rule, Sequence, TunnelReport,
+    Variant,
+};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("probes/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// Writes the run as two pcaps and reads them back: what `l2tpkit verify` would see.
+fn through_pcaps(name: &str, run: &Run) -> Vec<Observation> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sequence-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (public, lan) = (dir.join("public.pcap"), dir.join("lan.pcap"));
+    run.write_pcaps(&public, &lan).unwrap();
+    let mut observations = Vec::new();
+    // LAN first: the checker must not depend on the order of the files.
+    for (capture, path) in [(1, &lan), (0, &public)] {
+        let mut reader = CaptureReader::open(path).unwrap();
+        let counts = read_capture(
+            &mut reader,
+            capture,
+            1701,
+            &ParseOptions::default(),
+            &mut observations,
+        )
+        .unwrap();
+        assert_eq!(counts.malformed, 0);
+        assert_eq!(counts.skipped, 0);
+    }
+    assert_eq!(observations.len(), run.public.len() + run.lan.len());
+    observations
+}
+
+fn verify(name: &str, plan: Plan) -> (Run, Report) {
+    let run = craft::craft(plan);
+    let report = check(&through_pcaps(name, &run), &run.roles, Sequence::Auto);
+    (run, report)
+}
+
+fn text(report: &Report) -> String {
+    report.render_text(&["public.pcap".to_owned(), "lan.pcap".to_owned()])
+}
+
+fn steps(tunnel: &TunnelReport) -> Vec<u16> {
+    tunnel
+        .timeline
+        .iter()
+        .filter(|entry| !entry.retransmission)
+        .filter_map(|entry| entry.step)
+        .collect()
+}
+
+/// The one deviating tunnel of a run broken in one tunnel, and its first deviation.
+fn only_deviation(report: &Report) -> (&TunnelReport, &Deviation) {
+    assert_eq!(report.totals.deviating, 1, "{}", text(report));
+    assert_eq!(report.totals.conforming, report.totals.tunnels - 1);
+    assert!(!report.conforms());
+    let tunnel = report
+        .tunnels
+        .iter()
+        .find(|t| !t.conforms)
+        .expect("a deviating tunnel");
+    (tunnel, &tunnel.deviations[0])
+}
+
+#[test]
+fn a_correct_fig3_run_conforms() {
+    let (_, report) = verify("fig3", Plan::new(Variant::Fig3));
+    assert!(report.conforms(), "{}", text(&report));
+    assert_eq!(report.totals.tunnels, 6);
+    assert_eq!(report.totals.variants.get(&Variant::Fig3), Some(&6));
+    assert!(report.coverage.public && report.coverage.lan);
+    assert_eq!(report.totals.unattributed, 0);
+    for tunnel in &report.tunnels {
+        assert_eq!(steps(tunnel), [102, 104, 106, 108, 110, 112, 114, 116]);
+        assert!(tunnel.endpoint_tunnel_id.is_some());
+        assert_eq!(tunnel.data_messages, 4);
+    }
+    // Three endpoints, and one initiator holding tunnels on two of them.
+    let mut endpoints: Vec<_> = report
+        .tunnels
+        .iter()
+        .filter_map(|t| t.endpoint.clone())
+        .collect();
+    endpoints.sort();
+    endpoints.dedup();
+    assert_eq!(endpoints, ["te1", "te2", "te3"]);
+    let first = craft::initiator(0);
+    let held: Vec<_> = report
+        .tunnels
+        .iter()
+        .filter(|t| t.initiator == first)
+        .map(|t| t.endpoint.clone().unwrap())
+        .collect();
+    assert_eq!(held, ["te1", "te2"]);
+    assert!(text(&report).contains("totals: 6 tunnels: 6 conform, 0 deviate (fig3 6)"));
+}
+
+#[test]
+fn a_correct_fig3_run_conforms_with_inferred_roles() {
+    let run = craft::craft(Plan::new(Variant::Fig3));
+    let observations = through_pcaps("fig3-inferred", &run);
+    let report = check(&observations, &Roles::default(), Sequence::Auto);
+    assert!(report.conforms(), "{}", text(&report));
+    assert_eq!(report.roles.cluster_address, run.roles.cluster_address);
+    assert_eq!(report.roles.nat_global, run.roles.nat_global);
+    assert_eq!(report.roles.endpoints, run.roles.endpoints);
+    // Neither shows in a correct run.
+    assert_eq!(report.roles.master_lan, None);
+    assert_eq!(report.roles.nat_lan, None);
+    assert_eq!(report.inferred.len(), 3, "{:?}", report.inferred);
+}
+
+#[test]
+fn a_correct_fig5_run_conforms() {
+    let (run, report) = verify("fig5", Plan::new(Variant::Fig5));
+    assert!(report.conforms(), "{}", text(&report));
+    assert_eq!(report.totals.variants.get(&Variant::Fig5), Some(&6));
+    for tunnel in &report.tunnels {
+        assert_eq!(steps(tunnel), [102, 204, 206, 210, 214]);
+    }
+    let inferred = check(&run.observations(), &Roles::default(), Sequence::Auto);
+    assert!(inferred.conforms(), "{}", text(&inferred));
+    assert_eq!(inferred.roles.endpoints, run.roles.endpoints);
+    assert_eq!(inferred.roles.nat_global, None);
+}
+
+#[test]
+fn xl2tpd_variants_conform_and_are_named() {
+    let (_, report) = verify("fig3-via-master", Plan::new(Variant::Fig3ViaMaster));
+    assert!(report.conforms(), "{}", text(&report));
+    assert_eq!(
+        report.totals.variants.get(&Variant::Fig3ViaMaster),
+        Some(&6)
+    );
+    let tunnel = &report.tunnels[0];
+    assert_eq!(steps(tunnel), [102, 104, 106, 108, 110, 112, 114, 116]);
+    let scccn = tunnel
+        .timeline
+        .iter()
+        .find(|e| e.step == Some(110))
+        .unwrap();
+    assert_eq!(scccn.to, "CM");
+    assert!(tunnel.notes.iter().any(|n| n.contains("as xl2tpd does")));
+
+    let (_, report) = verify("fig5-via-master", Plan::new(Variant::Fig5ViaMaster));
+    assert!(report.conforms(), "{}", text(&report));
+    assert_eq!(
+        report.totals.variants.get(&Variant::Fig5ViaMaster),
+        Some(&6)
+    );
+    assert_eq!(steps(&report.tunnels[0]), [102, 204, 206, 210, 212, 214]);
+    assert!(text(&report).contains("conforms (fig5-via-master)"));
+}
+
+#[test]
+fn an_ack_piggybacked_on_icrp_stands_in_for_the_zlb() {
+    for (variant, step) in [(Variant::Fig3, 114), (Variant::Fig5, 214)] {
+        let plan = Plan {
+            piggyback_ack: true,
+            ..Plan::new(variant)
+        };
+        let (_, report) = verify(&format!("piggyback-{}", variant.name()), plan);
+        assert!(report.conforms(), "{}", text(&report));
+        let tunnel = &report.tunnels[0];
+        let ack = tunnel
+            .timeline
+            .iter()
+            .find(|e| e.step == Some(step))
+            .unwrap();
+        assert_eq!(ack.message.to_string(), "ICRP");
+        assert!(
+            tunnel.notes.iter().any(
+                |n| n.ends_with("no ZLB; the endpoint acknowledged the SCCCN with ICRP (Nr 3)")
+            ),
+            "{:?}",
+            tunnel.notes
+        );
+    }
+}
+
+#[test]
+fn a_retransmitted_sccrq_is_reported_not_failed() {
+    let plan = Plan {
+        retransmit_sccrq: true,
+        ..Plan::new(Variant::Fig3)
+    };
+    let (_, report) = verify("retransmission", plan);
+    assert!(report.conforms(), "{}", text(&report));
+    assert_eq!(report.totals.retransmissions, 1);
+    let tunnel = &report.tunnels[0];
+    assert_eq!(tunnel.retransmissions, 1);
+    let again: Vec<_> = tunnel
+        .timeline
+        .iter()
+        .filter(|e| e.retransmission)
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(again, [Some(102), Some(104)]);
+    assert!(tunnel
+        .notes
+        .iter()
+        .any(|n| n == "SCCRQ (Ns 0) from the initiator retransmitted 1 time"));
+}
+
+#[test]
+fn the_wrong_figure_is_named() {
+    let run = craft::craft(Plan::new(Variant::Fig3));
+    let report = check(&run.observations(), &run.roles, Sequence::Fig5);
+    assert_eq!(report.totals.deviating, 6);
+    let first = &report.tunnels[0].deviations[0];
+    assert_eq!(first.step, Some(206));
+    assert!(
+        first.text.contains("te1's global address (unknown"),
+        "{}",
+        first.text
+    );
+
+    let run = craft::craft(Plan::new(Variant::Fig5));
+    let report = check(&run.observations(), &run.roles, Sequence::Fig3);
+    assert_eq!(report.totals.deviating, 6);
+    // The SCCRP from te1's global address is not the endpoint's on the LAN (106)...
+    let deviations = &report.tunnels[0].deviations;
+    assert_eq!(
+        (deviations[0].step, deviations[0].rule),
+        (Some(106), Rule::Missing)
+    );
+    // ...nor the NAT's (108).
+    assert_eq!(
+        (deviations[1].step, deviations[1].rule),
+        (Some(108), Rule::Address)
+    );
+}
+
+#[test]
+fn sccrp_leaving_the_nat_with_the_lan_source_fails_at_108() {
+    for roles in ["given", "inferred"] {
+        let run = craft::craft(Plan::new(Variant::Fig3).with_fault(1, Fault::NatKeepsLanSource));
+        let given = if roles == "given" {
+            run.roles.clone()
+        } else {
+            Roles::default()
+        };
+        let observations = through_pcaps(&format!("nat-{roles}"), &run);
+        let report = check(&observations, &given, Sequence::Auto);
+        let (tunnel, first) = only_deviation(&report);
+        assert_eq!(tunnel.initiator, craft::initiator(1));
+        assert_eq!(first.step, Some(108));
+        assert_eq!(first.rule, Rule::Address);
+        assert_eq!(
+            first.text,
+            "step 108: SCCRP left the NAT with source 198.19.0.12:1701 (te2 lan), \
+             expected the NAT's global address 198.18.0.2"
+        );
+        assert_eq!(first.expected, "the NAT's global address 198.18.0.2");
+        assert_eq!(first.observed, "198.19.0.12:1701 (te2 lan)");
+        assert_eq!(first.origin.map(|o| o.capture), Some(0));
+        assert!(text(&report).contains("DEVIATES at step 108 (fig3)"));
+    }
+}
+
+#[test]
+fn a_master_that_rewrites_the_source_fails_at_104() {
+    for variant in [Variant::Fig3, Variant::Fig5] {
+        let run = craft::craft(Plan::new(variant).with_fault(4, Fault::MasterRewritesSource));
+        for given in [run.roles.clone(), Roles::default()] {
+            let report = check(&run.observations(), &given, Sequence::Auto);
+            let (tunnel, first) = only_deviation(&report);
+            let step = if variant == Variant::Fig3 { 104 } else { 204 };
+            assert_eq!(first.step, Some(step), "{}", text(&report));
+            assert_eq!(first.rule, Rule::Address);
+            assert_eq!(
+                first.text,
+                format!(
+                    "step {step}: SCCRQ was forwarded by the master with source 198.19.0.1:1701 \
+                     (master lan), expected the initiator {} (the master rewrites only the \
+                     destination)",
+                    tunnel.initiator
+                )
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_step_is_named() {
+    for (variant, step) in [
+        (Variant::Fig3, 112),
+        (Variant::Fig3, 106),
+        (Variant::Fig3, 116),
+        (Variant::Fig5, 204),
+        (Variant::Fig5, 206),
+    ] {
+        let run = craft::craft(Plan::new(variant).with_fault(3, Fault::Drop(step)));
+        let report = check(&run.observations(), &run.roles, Sequence::Auto);
+        let (_, first) = only_deviation(&report);
+        assert_eq!(first.step, Some(step), "{}", text(&report));
+        assert_eq!(first.rule, Rule::Missing);
+        assert!(
+            first
+                .text
+                .starts_with(&format!("step {step}: missing: no ")),
+            "{}",
+            first.text
+        );
+    }
+}
+
+#[test]
+fn without_a_lan_capture_lan_steps_are_not_checked() {
+    let run = craft::craft(Plan::new(Variant::Fig3));
+    let public: Vec<Observation> = run
+        .observations()
+        .into_iter()
+        .filter(|o| o.origin.unwrap().capture == 0)
+        .collect();
+    let report = check(&public, &run.roles, Sequence::Auto);
+    assert!(report.conforms(), "{}", text(&report));
+    assert!(!report.coverage.lan);
+    assert_eq!(steps(&report.tunnels[0]), [102, 108, 110, 116]);
+    assert!(text(&report).contains("partial: LAN-side steps not checked"));
+}
+
+#[test]
+fn a_wrong_tunnel_id_in_scccn_fails_at_110() {
+    let plan = Plan::new(Variant::Fig3).with_fault(2, Fault::WrongScccnTunnelId);
+    let (_, report) = verify("wrong-tid", plan);
+    let (tunnel, first) = only_deviation(&report);
+    assert_eq!(first.step, Some(110));
+    assert_eq!(first.rule, Rule::TunnelId);
+    assert_eq!(
+        first.text,
+        format!(
+            "step 110: SCCCN was sent by the initiator with header Tunnel ID 1, expected te3's \
+             Assigned Tunnel ID {} (from the SCCRP)",
+            tunnel.endpoint_tunnel_id.unwrap()
+        )
+    );
+    // The NAT forwarded it as it was.
+    assert_eq!(tunnel.deviations[1].step, Some(112));
+}
+
+#[test]
+fn an_unacknowledged_message_fails() {
+    let plan = Plan::new(Variant::Fig5).with_fault(5, Fault::UnacknowledgedHello);
+    let (_, report) = verify("unacked", plan);
+    let (tunnel, first) = only_deviation(&report);
+    assert_eq!(tunnel.deviations.len(), 1);
+    assert_eq!(first.step, None);
+    assert_eq!(first.rule, Rule::Unacknowledged);
+    assert_eq!(
+        first.text,
+        "HELLO (Ns 4) from the initiator was never acknowledged"
+    );
+    assert!(text(&report).contains("DEVIATES (unacknowledged) (fig5)"));
+}
+
+#[test]
+fn a_retransmission_dispatched_elsewhere_fails_at_104() {
+    let plan = Plan::new(Variant::Fig3).with_fault(0, Fault::Redispatch);
+    let (_, report) = verify("redispatch", plan);
+    let (_, first) = only_deviation(&report);
+    assert_eq!(first.step, Some(104));
+    assert_eq!(first.rule, Rule::Dispatch);
+    assert!(
+        first.text.contains("dispatch must be deterministic"),
+        "{}",
+        first.text
+    );
+}
+
+#[test]
+fn steps_out_of_order_fail() {
+    let mut run = craft::craft(Plan::new(Variant::Fig3));
+    // The first tunnel's SCCCN, seen on the public side before the SCCRP that prompted it.
+    let sccrp_time = run.lan[1].time;
+    let scccn = run
+        .public
+        .iter_mut()
+        .find(|d| d.payload.len() == 20 && d.src == craft::initiator(0))
+        .expect("the first tunnel's SCCCN");
+    scccn.time = sccrp_time - std::time::Duration::from_micros(5);
+    let report = check(&run.observations(), &run.roles, Sequence::Auto);
+    let (_, first) = only_deviation(&report);
+    assert_eq!(first.step, Some(110), "{}", text(&report));
+    assert_eq!(first.rule, Rule::Order);
+}
+
+fn snapshot(name: &str, timeline: String) {
+    insta::with_settings!({
+        snapshot_path => repo_root().join("snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, timeline);
+    });
+}
+
+#[test]
+fn fig3_timeline_snapshot() {
+    let (_, report) = verify("fig3-snapshot", Plan::new(Variant::Fig3));
+    snapshot(
+        "sequence-fig3-timeline",
+        report.tunnels[0].normalised_timeline(),
+    );
+}
+
+#[test]
+fn fig5_timeline_snapshot() {
+    let (_, report) = verify("fig5-snapshot", Plan::new(Variant::Fig5));
+    snapshot(
+        "sequence-fig5-timeline",
+        report.tunnels[0].normalised_timeline(),
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
-use probes::lac::{Lac, LacPlan, LacReport};
+use probes::lac::{Combined, Lac, LacPlan, LacReport};
 use reference::runner::{Ended, Runner};
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
@@ -52,6 +52,10 @@ pub struct LacArgs {
     /// which reports an LNS that is not listening at once.
     #[arg(long)]
     pub any_source: bool,
+    /// Simulated initiators: this many consecutive source addresses from --bind's address up,
+    /// each with its own socket and its share of --tunnels.
+    #[arg(long, default_value_t = 1)]
+    pub initiators: usize,
 }
 
 fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
@@ -110,23 +114,82 @@ pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
         echo_rate: args.echo_rate,
         setup_timeout,
     };
+    if args.initiators == 0 || args.initiators > 4096 {
+        anyhow::bail!("--initiators {}: expected 1 to 4096", args.initiators);
+    }
+    if args.initiators > args.tunnels {
+        anyhow::bail!(
+            "--initiators {} is more than --tunnels {}: every initiator opens at least one",
+            args.initiators,
+            args.tunnels
+        );
+    }
+    if args.initiators > 1 && bind.ip().is_unspecified() {
+        anyhow::bail!("--initiators needs --bind with the first initiator address");
+    }
+    let first = u32::from(*bind.ip());
+    if first.checked_add(args.initiators as u32 - 1).is_none() {
+        anyhow::bail!(
+            "--bind {} + --initiators {} runs past 255.255.255.255",
+            bind.ip(),
+            args.initiators
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async {
-        let set = TunnelSet::new(config, seed, false);
-        let connect = (!args.any_source).then_some(target);
-        let mut runner = Runner::bind(bind, connect, set, args.pcap.as_deref()).await?;
-        tracing::info!(local = %runner.local_addr(), %target, "LAC started");
-        let mut lac = Lac::new(plan, (seed >> 32) as u32);
-        // Bounded: setup, hold, and the teardown's drain.
-        let deadline = setup_timeout + hold + Duration::from_secs(5);
-        let run = runner
-            .run(&mut lac, Some(deadline), Duration::from_secs(10))
-            .await;
-        runner.finish()?;
-        let ended = run?;
-        Ok((lac.finish(&runner.set), ended))
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..args.initiators {
+            // Tunnels split as evenly as they go: the first ones take the remainder.
+            let share =
+                args.tunnels / args.initiators + usize::from(i < args.tunnels % args.initiators);
+            let ip = std::net::Ipv4Addr::from(first + i as u32);
+            let bind = std::net::SocketAddrV4::new(ip, bind.port());
+            let plan = LacPlan {
+                tunnels: share,
+                ..plan.clone()
+            };
+            let config = config.clone();
+            let pcap = args.pcap.as_ref().map(|p| {
+                if args.initiators == 1 {
+                    p.clone()
+                } else {
+                    p.with_file_name(format!(
+                        "{}-{ip}.pcap",
+                        p.file_stem().and_then(|s| s.to_str()).unwrap_or("lac")
+                    ))
+                }
+            });
+            let connect = (!args.any_source).then_some(target);
+            let seed = seed.wrapping_add(i as u64);
+            tasks.spawn_local(async move {
+                let set = TunnelSet::new(config, seed, false);
+                let mut runner = Runner::bind(bind, connect, set, pcap.as_deref()).await?;
+                tracing::info!(local = %runner.local_addr(), %target, "LAC started");
+                let mut lac = Lac::new(plan, (seed >> 32) as u32);
+                // Bounded: setup, hold, and the teardown's drain.
+                let deadline = setup_timeout + hold + Duration::from_secs(5);
+                let run = runner
+                    .run(&mut lac, Some(deadline), Duration::from_secs(10))
+                    .await;
+                runner.finish()?;
+                let ended = run?;
+                lac.finish(&runner.set);
+                Ok::<_, anyhow::Error>((lac, ended))
+            });
+        }
+        let mut combined = Combined::default();
+        let mut ended = Ended::Finished;
+        while let Some(joined) = tasks.join_next().await {
+            let (lac, how) = joined.context("an initiator task failed")??;
+            combined.add(&lac);
+            if how != Ended::Finished {
+                ended = how;
+            }
+        }
+        Ok((combined.report(), ended))
     })
 }

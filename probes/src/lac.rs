@@ -442,6 +442,57 @@ impl Lac {
     }
 }
 
+/// Several LACs (one per initiator address) as one: counts added, latency histograms merged.
+#[derive(Default)]
+pub struct Combined {
+    report: Option<LacReport>,
+    tunnel_latency: Option<Histogram<u64>>,
+    session_latency: Option<Histogram<u64>>,
+}
+
+impl Combined {
+    /// Adds one finished LAC (call `Lac::finish` first).
+    pub fn add(&mut self, lac: &Lac) {
+        let r = &lac.report;
+        let total = self.report.get_or_insert_with(|| LacReport {
+            target: r.target.clone(),
+            ..LacReport::default()
+        });
+        total.tunnels_requested += r.tunnels_requested;
+        total.tunnels_established += r.tunnels_established;
+        total.tunnels_failed += r.tunnels_failed;
+        total.sessions_requested += r.sessions_requested;
+        total.sessions_established += r.sessions_established;
+        total.sessions_failed += r.sessions_failed;
+        total.echo_requests_sent += r.echo_requests_sent;
+        total.echo_replies += r.echo_replies;
+        total.echo_looped_back += r.echo_looped_back;
+        total.tunnels_closed_cleanly += r.tunnels_closed_cleanly;
+        for (why, count) in &r.failures {
+            *total.failures.entry(why.clone()).or_default() += count;
+        }
+        for (mine, theirs) in [
+            (&mut self.tunnel_latency, &lac.tunnel_latency),
+            (&mut self.session_latency, &lac.session_latency),
+        ] {
+            let merged = mine.get_or_insert_with(histogram);
+            // Same bounds on both sides: adding cannot fail.
+            let _ = merged.add(theirs);
+        }
+    }
+
+    pub fn report(&self) -> LacReport {
+        let mut report = self.report.clone().unwrap_or_default();
+        if let Some(h) = &self.tunnel_latency {
+            report.tunnel_setup = Latency::from(h);
+        }
+        if let Some(h) = &self.session_latency {
+            report.session_setup = Latency::from(h);
+        }
+        report
+    }
+}
+
 fn describe(result: &ResultCode, by_peer: bool) -> String {
     let from = if by_peer { "from peer" } else { "ours" };
     format!("{result} [{from}]")

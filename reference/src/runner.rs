@@ -246,7 +246,7 @@ impl Runner {
 
 /// Bursts of thousands of SCCRQs overflow the default 208 KB socket buffers; ask for 8 MB
 /// (forced past `rmem_max` when we have CAP_NET_ADMIN, best effort otherwise).
-fn grow_buffers(socket: &UdpSocket) {
+pub(crate) fn grow_buffers(socket: &UdpSocket) {
     use std::os::fd::AsRawFd;
     const SIZE: libc::c_int = 8 << 20;
     let fd = socket.as_raw_fd();

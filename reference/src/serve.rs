@@ -74,9 +74,11 @@ impl Clock {
 }
 
 async fn bind(addr: SocketAddrV4) -> Result<UdpSocket, ServeError> {
-    UdpSocket::bind(addr)
+    let socket = UdpSocket::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    crate::runner::grow_buffers(&socket);
+    Ok(socket)
 }
 
 fn write_status(path: &Path, master: &Master) -> Result<(), ServeError> {

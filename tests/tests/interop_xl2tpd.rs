@@ -69,6 +69,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
         pcap: Some(pcap.clone()),
         json: false,
         any_source: false,
+        initiators: 1,
     };
     let (report, _) = lac::execute(&args).expect("lac run");
     eprintln!("{report}");

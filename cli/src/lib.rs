@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod decode;
 pub mod endpoint;
+pub mod lab;
 pub mod lac;
 pub mod master;
 pub mod nat;

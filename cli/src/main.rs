@@ -33,6 +33,9 @@ enum Command {
     /// Check captures of a cluster run against the patent's sequences (FIG 3, FIG 5) and
     /// RFC 2661's Ns/Nr rules; exit 0 only if every tunnel conforms.
     Verify(l2tpkit::verify::VerifyArgs),
+    /// The patent's FIG 2 / FIG 4 topologies in network namespaces: `lab up`, `lab down`.
+    #[command(subcommand)]
+    Lab(l2tpkit::lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Endpoint(args) => endpoint::run(&args),
         Command::Master(args) => l2tpkit::master::run(&args),
         Command::Nat(args) => l2tpkit::nat::run(&args),
+        Command::Lab(command) => l2tpkit::lab::run(&command),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,281 @@
+//! `l2tpkit lab`: the patent's FIG 2 and FIG 4 in network namespaces on one machine.
+//!
+//! Everything a run makes (namespaces, veths, bridges, processes) carries the run's prefix
+//! (`l2k` + 4 hex digits), is written to `<run-dir>/state.jsonl` before it is made, and is
+//! removed when the run ends: by [`Lab::down`], by `Drop` (also during a panic), by `lab up`
+//! itself when it fails or is interrupted (SIGINT/SIGTERM are caught and checked between
+//! steps), or later by `l2tpkit lab down`. Addresses: 198.18.0.0/16 on the public side,
+//! 198.19.0.0/16 on the LAN side, only inside the lab's namespaces; the switch namespace has no
+//! link to the host, so nothing can be routed out of the lab.
+
+mod echo;
+mod instance;
+pub mod plan;
+pub mod state;
+mod supervisor;
+pub mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use echo::udp_check;
+pub use instance::{
+    default_binary, start_roles, teardown, Bridges, DownReport, EndpointDescription,
+    InterfaceDescription, Lab, LabDescription, LabProcess, LabSpec, NamespaceDescription, Pcaps,
+    RolesEndpoint, RolesFile,
+};
+pub use plan::{Role, Segment, Topology};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build a FIG 2 or FIG 4 cluster topology in network namespaces, start its captures, and
+    /// leave it up (prints its description; `lab down` removes it).
+    Up(UpArgs),
+    /// Remove a lab: exactly what its state file lists (idempotent).
+    Down(DownArgs),
+    /// The per-lab process that owns and reaps the lab's processes (started by `lab up`).
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+    /// Answer UDP datagrams (reachability checks inside a lab).
+    #[command(hide = true)]
+    UdpEcho(echo::UdpEchoArgs),
+    /// Send a UDP datagram to a `udp-echo` and wait for it to come back.
+    #[command(hide = true)]
+    UdpPing(echo::UdpPingArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// fig2: endpoints behind a NAT; fig4: endpoints with global addresses of their own.
+    #[arg(long, value_enum)]
+    pub topology: Topology,
+    /// Number of tunnel endpoints (LAN 198.19.0.11 onwards; FIG 4 also 198.18.0.11 onwards).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=plan::MAX_ENDPOINTS as i64))]
+    pub endpoints: u16,
+    /// Number of initiator addresses, 198.18.1.1 onwards, on the initiator namespace.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=plan::MAX_INITIATORS as i64))]
+    pub initiators: u16,
+    /// Directory for the state file, logs, captures and lab.json [default: a new directory
+    /// $TMPDIR/l2tpkit-lab/<prefix>, /tmp/l2tpkit-lab/<prefix> without TMPDIR].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Print the description as JSON (it is always written to <run-dir>/lab.json).
+    #[arg(long)]
+    pub json: bool,
+    /// The topology and its captures only: start none of the cluster's roles.
+    #[arg(long)]
+    pub no_roles: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// The run to remove [default: the most recent run that is still up].
+    #[arg(long, conflicts_with = "all_stale")]
+    pub run_dir: Option<PathBuf>,
+    /// Remove every run whose creator and supervisor are both gone.
+    #[arg(long)]
+    pub all_stale: bool,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Unused: shows in `ps` whose supervisor this is.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+pub fn run(command: &LabCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LabCommand::Up(args) => up(args),
+        LabCommand::Down(args) => down(args),
+        LabCommand::Supervise(args) => supervisor::supervise(&args.run_dir),
+        LabCommand::UdpEcho(args) => echo::udp_echo(args),
+        LabCommand::UdpPing(args) => echo::udp_ping(args),
+    }
+}
+
+/// `println!` that does not panic when stdout is gone (`lab up | head`): the lab is made or
+/// removed by then, and that is what the exit status reports.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// 128 + SIGINT, as a shell reports a process that Ctrl-C ended.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
+    sys::install_interrupt_handler(true)?;
+    let spec = LabSpec {
+        topology: args.topology,
+        endpoints: args.endpoints.into(),
+        initiators: args.initiators.into(),
+        run_dir: args.run_dir.clone(),
+        binary: None,
+        captures: true,
+        roles: !args.no_roles,
+    };
+    let up = Lab::up(&spec).and_then(|lab| {
+        sys::checkpoint()?;
+        lab.detach()
+    });
+    let description = match up {
+        Ok(d) => d,
+        Err(e) if e.is::<sys::Interrupted>() => {
+            eprintln!("l2tpkit lab up: interrupted; removed everything it had made");
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+        Err(e) => return Err(e),
+    };
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&description)?);
+    } else {
+        print_summary(&description);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(d: &LabDescription) {
+    say!(
+        "lab {} up: {}, {} endpoints, {} initiator addresses",
+        d.prefix,
+        d.topology,
+        d.endpoints.len(),
+        d.initiators.len()
+    );
+    for ns in &d.namespaces {
+        let ifaces: Vec<String> = ns
+            .interfaces
+            .iter()
+            .map(|i| {
+                let addrs = if i.addresses.len() > 3 {
+                    format!(
+                        "{} .. {} ({})",
+                        i.addresses[0],
+                        i.addresses[i.addresses.len() - 1],
+                        i.addresses.len()
+                    )
+                } else {
+                    i.addresses.join(" ")
+                };
+                format!("{} {addrs}", i.name)
+            })
+            .collect();
+        let routes: Vec<String> = ns
+            .routes
+            .iter()
+            .map(|r| match r.via {
+                Some(via) => format!("{} via {via}", r.to),
+                None => format!("{} dev {}", r.to, r.dev),
+            })
+            .collect();
+        let role = serde_json::to_value(ns.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        say!(
+            "  {:<14} {:<9} {}{}",
+            ns.name,
+            role,
+            if ifaces.is_empty() {
+                format!("bridges {} {}", d.bridges.public, d.bridges.lan)
+            } else {
+                ifaces.join(", ")
+            },
+            if routes.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", routes.join(", "))
+            }
+        );
+    }
+    for pcap in [&d.pcaps.public, &d.pcaps.lan].into_iter().flatten() {
+        say!("  capture {}", pcap.display());
+    }
+    say!("  description {}", d.run_dir.join("lab.json").display());
+    say!("  roles (for verify --roles) {}", d.roles_file.display());
+    say!(
+        "  remove with: l2tpkit lab down --run-dir {}",
+        d.run_dir.display()
+    );
+}
+
+fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
+    // Ctrl-C must not stop a cleanup half-way; it is bounded anyway.
+    sys::install_interrupt_handler(true)?;
+    if !sys::is_root() {
+        anyhow::bail!("the lab needs root (network namespaces, veths, bridges)");
+    }
+    let runs: Vec<state::RunState> = if let Some(dir) = &args.run_dir {
+        vec![state::RunState::read(&dir.join(state::STATE_FILE))?]
+    } else if args.all_stale {
+        state::list_runs()
+            .into_iter()
+            .filter(|r| !r.is_down() && r.is_orphaned())
+            .collect()
+    } else {
+        let namespaces = sys::netns_list()?;
+        state::list_runs()
+            .into_iter()
+            .rfind(|r| !r.is_down() && r.namespaces().iter().any(|n| namespaces.contains(n)))
+            .into_iter()
+            .collect()
+    };
+    if args.all_stale {
+        let known: Vec<String> = state::list_runs()
+            .iter()
+            .map(|r| r.prefix().to_string())
+            .collect();
+        for ns in sys::netns_list()? {
+            if state::is_lab_prefix(&ns) && !known.iter().any(|p| ns.starts_with(p.as_str())) {
+                eprintln!(
+                    "l2tpkit lab down: {ns} looks like a lab's but no run in {} lists it: left alone",
+                    state::registry_root().display()
+                );
+            }
+        }
+    }
+    if runs.is_empty() && !args.json {
+        say!("no lab to remove");
+    }
+    let reports: Vec<DownReport> = runs.iter().map(|r| teardown(r, None)).collect();
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            if r.removed.is_empty() && r.problems.is_empty() {
+                say!(
+                    "lab {} ({}): nothing left to remove",
+                    r.prefix,
+                    r.run_dir.display()
+                );
+                continue;
+            }
+            say!(
+                "lab {} ({}): removed {} objects",
+                r.prefix,
+                r.run_dir.display(),
+                r.removed.len()
+            );
+            for item in &r.removed {
+                say!("  {item}");
+            }
+        }
+    }
+    let problems: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.problems.iter().map(move |p| format!("{}: {p}", r.prefix)))
+        .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("could not remove everything: {}", problems.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,221 @@
+//! The cluster on loopback, no namespaces: `l2tpkit master` dispatching to three `l2tpkit
+//! endpoint`s that answer from their own addresses (the shape of FIG 4), dialled by 30
+//! initiator addresses. Needs root for the master's raw socket (CI runs as root).
+
+use std::net::{SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use l2tp::wire::{samples, PacketRepr};
+use l2tpkit::endpoint::{execute as run_endpoint, EndpointArgs};
+use l2tpkit::lac::{execute as run_lac, LacArgs};
+use reference::cluster::{seal, EndpointState, LoadReport};
+use reference::master::{MasterConfig, MasterStatus};
+use reference::serve::{serve_master, MasterSetup};
+
+const KEY: &str = "cluster-test-key";
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but not root: the master's raw socket needs CAP_NET_RAW");
+        }
+        eprintln!("SKIPPED: the cluster test needs root");
+    }
+    root
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("l2tpkit-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+struct Cluster {
+    master: std::thread::JoinHandle<MasterStatus>,
+    endpoints: Vec<std::thread::JoinHandle<reference::endpoint::EndpointStats>>,
+    status: PathBuf,
+}
+
+/// Master on `net.1`, endpoints te1..te3 on `net.11..13`, all for `seconds`.
+fn start(net: [u8; 3], seconds: f64) -> Cluster {
+    let ip = |last: u8| format!("{}.{}.{}.{last}", net[0], net[1], net[2]);
+    let status = scratch(&format!("master-{}.json", net[2]));
+    let setup = MasterSetup {
+        config: MasterConfig::new(ip(1).parse().unwrap(), KEY.as_bytes().to_vec()),
+        lan_addr: ip(1).parse().unwrap(),
+        port: 1701,
+        status_file: Some(status.clone()),
+        status_interval: Duration::from_millis(100),
+        pcap: None,
+        duration: Some(Duration::from_secs_f64(seconds + 1.0)),
+    };
+    let master = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(serve_master(setup)).expect("master")
+    });
+    let endpoints = (1..=3u8)
+        .map(|i| {
+            let args = EndpointArgs {
+                listen: format!("{}:1701", ip(10 + i)),
+                secret: None,
+                hidden: false,
+                host_name: format!("te{i}"),
+                duration: Some(seconds),
+                pcap: None,
+                json: false,
+                master: Some(ip(1)),
+                report_key: Some(KEY.to_string()),
+                report_interval: 0.2,
+                name: format!("te{i}"),
+                tunnel_ids: Some(format!(
+                    "{}-{}",
+                    u32::from(i) * 1000,
+                    u32::from(i) * 1000 + 999
+                )),
+                lan: None,
+                global: None,
+                capacity: 10_000,
+            };
+            std::thread::spawn(move || run_endpoint(&args, |_| {}).expect("endpoint"))
+        })
+        .collect();
+    // Let the first reports reach the master.
+    std::thread::sleep(Duration::from_millis(800));
+    Cluster {
+        master,
+        endpoints,
+        status,
+    }
+}
+
+fn status(path: &PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn least_load_spreads_300_tunnels_from_30_initiators_evenly() {
+    if !root() {
+        return;
+    }
+    let cluster = start([127, 77, 1], 8.0);
+    let args = LacArgs {
+        target: "127.77.1.1".to_string(),
+        bind: "127.77.2.1:0".to_string(),
+        tunnels: 300,
+        sessions_per_tunnel: 1,
+        secret: None,
+        hidden: false,
+        hold: 1.0,
+        echo_rate: 1.0,
+        setup_timeout: 5.0,
+        host_name: "lac".to_string(),
+        pcap: None,
+        json: false,
+        any_source: true,
+        initiators: 30,
+    };
+    let (report, _) = run_lac(&args).expect("lac");
+    assert!(report.success(), "{report}");
+    assert_eq!(report.tunnels_established, 300, "{report}");
+    let master = cluster.master.join().unwrap();
+    let stats: Vec<_> = cluster
+        .endpoints
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for (e, s) in master.endpoints.iter().zip(&stats) {
+        // ±10% of an even 100 each.
+        assert!(
+            (90..=110).contains(&e.dispatched_total),
+            "{} got {}: {:?}",
+            e.name,
+            e.dispatched_total,
+            master.endpoints
+        );
+        assert_eq!(s.tunnels_established, e.dispatched_total);
+    }
+    let _ = status(&cluster.status);
+}
+
+#[test]
+fn a_retransmitted_sccrq_makes_no_second_tunnel_and_forged_reports_are_dropped() {
+    if !root() {
+        return;
+    }
+    let cluster = start([127, 77, 3], 3.0);
+    let initiator = UdpSocket::bind("127.77.4.1:0").unwrap();
+    initiator
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // The sample SCCRQ: the same bytes twice, as a retransmission would be.
+    let PacketRepr::Control(sccrq) = samples::every_message().remove(0) else {
+        panic!("the first sample is the SCCRQ");
+    };
+    let mut sccrq = sccrq;
+    // Keep a plain SCCRQ: no Challenge (the endpoint has no secret) and no vendor AVP.
+    sccrq.avps.retain(|a| {
+        a.value.vendor_id() == 0 && a.value.avp_type() != Some(l2tp::wire::AvpType::Challenge)
+    });
+    let bytes = sccrq.to_vec(None).unwrap();
+    let master: SocketAddrV4 = "127.77.3.1:1701".parse().unwrap();
+    initiator.send_to(&bytes, master).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    initiator.send_to(&bytes, master).unwrap();
+    // A forged report: right format, wrong key, claiming te2 is idle.
+    let forged = LoadReport {
+        endpoint: "te2".to_string(),
+        lan_addr: "127.77.3.12".parse().unwrap(),
+        global_addr: None,
+        tunnels: 0,
+        sessions: 0,
+        capacity: 10_000,
+        state: EndpointState::InService,
+        tunnel_ids: vec![(2000, 2999)],
+        sequence: u64::MAX - 1,
+    };
+    let reports = UdpSocket::bind("127.77.4.2:0").unwrap();
+    reports
+        .send_to(&seal(&forged, b"not the key"), "127.77.3.1:1702")
+        .unwrap();
+    // Both SCCRPs come from the one endpoint chosen, for the one tunnel it made.
+    let mut buf = [0u8; 2048];
+    let mut sources = Vec::new();
+    while let Ok((len, from)) = initiator.recv_from(&mut buf) {
+        if let Ok(PacketRepr::Control(m)) = PacketRepr::parse(&buf[..len], &Default::default()) {
+            if m.message_type() == Some(l2tp::wire::MessageType::Sccrp) {
+                let assigned = match m.avp(l2tp::wire::AvpType::AssignedTunnelId) {
+                    Some(l2tp::wire::AvpValue::AssignedTunnelId(id)) => *id,
+                    _ => 0,
+                };
+                sources.push((from, assigned));
+            }
+        }
+        if sources.len() >= 2 {
+            break;
+        }
+    }
+    let master = cluster.master.join().unwrap();
+    let stats: Vec<_> = cluster
+        .endpoints
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(master.totals.sccrq_dispatched, 1, "{:?}", master.totals);
+    assert_eq!(master.totals.sccrq_retransmitted, 1, "{:?}", master.totals);
+    assert_eq!(master.reports.forged, 1, "{:?}", master.reports);
+    let tunnels: u64 = stats.iter().map(|s| s.tunnels_established).sum();
+    assert_eq!(
+        tunnels, 0,
+        "no SCCCN was sent, so nothing is established: {stats:?}"
+    );
+    assert!(!sources.is_empty(), "no SCCRP came back");
+    // Same endpoint, same tunnel: the second SCCRP is the first one retransmitted.
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert!(sources.windows(2).all(|w| w[0] == w[1]), "{sources:?}");
+}

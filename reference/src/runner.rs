@@ -62,6 +62,8 @@ pub struct Runner {
     /// Set when the socket is connected to one peer (the LAC): ICMP errors then surface.
     connected: Option<SocketAddrV4>,
     pub set: TunnelSet,
+    /// For the role's side datagrams (load reports), made on first use.
+    side: Option<UdpSocket>,
     pcap: Option<CaptureWriter>,
     start: std::time::Instant,
     wall_start: Duration,
@@ -99,6 +101,7 @@ impl Runner {
             local,
             connected: connect,
             set,
+            side: None,
             pcap,
             start: std::time::Instant::now(),
             wall_start: SystemTime::now()
@@ -176,9 +179,16 @@ impl Runner {
             self.dispatch_events(role, now);
             self.flush_transmit(now, &mut buf).await?;
             while let Some((to, bytes)) = role.poll_side_transmit(now) {
-                // Reports are best effort: a lost one is replaced by the next.
-                if let Err(err) = self.socket.send_to(&bytes, to).await {
-                    tracing::debug!(%to, %err, "side datagram not sent");
+                // From a socket of their own, so that nothing but L2TP leaves port 1701.
+                if self.side.is_none() {
+                    let local = SocketAddrV4::new(*self.local.ip(), 0);
+                    self.side = Some(UdpSocket::bind(local).await.map_err(RunError::Socket)?);
+                }
+                if let Some(side) = &self.side {
+                    // Reports are best effort: a lost one is replaced by the next.
+                    if let Err(err) = side.send_to(&bytes, to).await {
+                        tracing::debug!(%to, %err, "side datagram not sent");
+                    }
                 }
             }
             if role.finished(&self.set, now) {

@@ -106,6 +106,11 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
     let clock = Clock::new();
     let mut master = Master::new(setup.config.clone());
     tracing::info!(%cluster, lan = %setup.lan_addr, "master up");
+    // The readiness line the lab waits for.
+    eprintln!(
+        "l2tpkit master: listening on {cluster}, reports on {}:{REPORT_PORT}",
+        setup.lan_addr
+    );
     let mut buf = vec![0u8; 65536];
     let mut report_buf = vec![0u8; 4096];
     let mut packet = Vec::with_capacity(2048);
@@ -279,6 +284,10 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
     let clock = Clock::new();
     let mut nat = crate::nat::Nat::new(setup.config.clone());
     tracing::info!(%global, lan = %setup.lan_interface, "NAT up");
+    eprintln!(
+        "l2tpkit nat: listening on {global}, tapping {}",
+        setup.lan_interface
+    );
     let mut buf = vec![0u8; 65536];
     let mut packet = Vec::with_capacity(2048);
     let mut next_status = Instant::ZERO;

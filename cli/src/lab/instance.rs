@@ -374,6 +374,13 @@ impl Lab {
                     "-Z",
                     "root",
                     "-n",
+                    // A setup burst of hundreds of tunnels overflows tcpdump's default 2 MB
+                    // kernel buffer (a third of the packets dropped at 300 tunnels).
+                    "-B",
+                    "65536",
+                    "-s",
+                    "2048",
+                    "udp",
                 ],
                 &log,
             )?;
@@ -720,14 +727,91 @@ impl Drop for Lab {
     }
 }
 
-/// The hook where the cluster's roles start, once they exist (another change): in the master
-/// namespace `l2tpkit master` on the cluster address and the LAN; in FIG 2 `l2tpkit nat` in the
-/// NAT namespace; `l2tpkit endpoint` in each endpoint namespace (LAN address, and in FIG 4 its
-/// global). Each is one `lab.spawn_l2tpkit(name, namespace, args)?` followed by
-/// `lab.wait_for_log(&process, "listening on", timeout)?`. Does nothing yet.
+/// Starts the cluster's roles, each as its own `l2tpkit` process in its own namespace: the
+/// master on the cluster address (reports on its LAN address), in FIG 2 the NAT, and every
+/// endpoint (FIG 2: LAN address only, replies through the NAT; FIG 4: listens on all its
+/// addresses and answers from its global one). Endpoints get disjoint Tunnel ID blocks and
+/// report every half second with a key made for this lab; it returns once the master has had
+/// time to hear from every endpoint.
 pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
-    let _ = lab;
+    let plan = lab.plan();
+    let key = format!("{:016x}", crate::net::os_seed());
+    std::fs::write(lab.run_dir().join("report.key"), &key).context("writing report.key")?;
+    let ready = Duration::from_secs(10);
+    let master = plan.node(Role::Master).context("the plan has no master")?;
+    let cluster = address(master, Segment::Public)?;
+    let master_lan = address(master, Segment::Lan)?;
+    let run = lab.run_dir();
+    let process = lab.spawn_l2tpkit(
+        "master",
+        &master.namespace,
+        [
+            "master".to_string(),
+            format!("--cluster={cluster}"),
+            format!("--lan={master_lan}"),
+            format!("--report-key={key}"),
+            format!("--status={}", run.join("master-status.json").display()),
+        ],
+    )?;
+    lab.wait_for_log(&process, "listening on", ready)?;
+    if let Some(nat) = plan.node(Role::Nat) {
+        let lan_if = nat
+            .interface(Segment::Lan)
+            .context("the NAT has no LAN interface")?;
+        let process = lab.spawn_l2tpkit(
+            "nat",
+            &nat.namespace,
+            [
+                "nat".to_string(),
+                format!("--global={}", address(nat, Segment::Public)?),
+                format!("--lan={}", address(nat, Segment::Lan)?),
+                format!("--lan-if={}", lan_if.name),
+                format!("--status={}", run.join("nat-status.json").display()),
+            ],
+        )?;
+        lab.wait_for_log(&process, "listening on", ready)?;
+    }
+    let endpoints: Vec<_> = plan.endpoints().collect();
+    // Disjoint Tunnel ID blocks, unique cluster-wide: the master routes by them.
+    let block = u16::MAX as usize / (endpoints.len() + 1);
+    let mut started = Vec::new();
+    for (i, node) in endpoints.iter().enumerate() {
+        let lan = address(node, Segment::Lan)?;
+        let first = (i + 1) * block;
+        let last = first + block - 1;
+        let mut args = vec![
+            "endpoint".to_string(),
+            format!("--name={}", node.short),
+            format!("--host-name={}", node.short),
+            format!("--master={master_lan}"),
+            format!("--report-key={key}"),
+            "--report-interval=0.5".to_string(),
+            format!("--tunnel-ids={first}-{last}"),
+        ];
+        match node.interface(Segment::Public) {
+            // FIG 4: both addresses; replies leave from the global one (default route).
+            Some(public) => {
+                let global = public.addresses.first().context("public address")?;
+                args.push("--listen=0.0.0.0:1701".to_string());
+                args.push(format!("--lan={lan}"));
+                args.push(format!("--global={global}"));
+            }
+            None => args.push(format!("--listen={lan}:1701")),
+        }
+        started.push(lab.spawn_l2tpkit(&node.short, &node.namespace, args)?);
+    }
+    for process in &started {
+        lab.wait_for_log(process, "listening on", ready)?;
+    }
+    // Two report intervals: every endpoint is in service at the master before anyone dials.
+    std::thread::sleep(Duration::from_millis(1100));
     Ok(())
+}
+
+fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Result<Ipv4Addr> {
+    node.interface(segment)
+        .and_then(|i| i.addresses.first().copied())
+        .with_context(|| format!("{} has no {segment:?} address", node.short))
 }
 
 fn segment_name(segment: Segment) -> &'static str {

@@ -11,6 +11,7 @@
 mod echo;
 mod instance;
 pub mod plan;
+mod run;
 pub mod state;
 mod supervisor;
 pub mod sys;
@@ -33,6 +34,9 @@ pub enum LabCommand {
     Up(UpArgs),
     /// Remove a lab: exactly what its state file lists (idempotent).
     Down(DownArgs),
+    /// Up, the LAC from the initiator namespace, verify both captures, a table per endpoint,
+    /// down. The run dir keeps the captures, logs, status files and summary.json.
+    Run(run::RunArgs),
     /// The per-lab process that owns and reaps the lab's processes (started by `lab up`).
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -94,6 +98,7 @@ pub fn run(command: &LabCommand) -> anyhow::Result<ExitCode> {
     match command {
         LabCommand::Up(args) => up(args),
         LabCommand::Down(args) => down(args),
+        LabCommand::Run(args) => run::run(args),
         LabCommand::Supervise(args) => supervisor::supervise(&args.run_dir),
         LabCommand::UdpEcho(args) => echo::udp_echo(args),
         LabCommand::UdpPing(args) => echo::udp_ping(args),

@@ -24,10 +24,8 @@ fn lab_run(topology: &str, sequence: &str) {
     if !root_and_tools() {
         return;
     }
-    let run_dir = std::env::temp_dir().join(format!(
-        "l2tpkit-labrun-{topology}-{}",
-        std::process::id()
-    ));
+    let run_dir =
+        std::env::temp_dir().join(format!("l2tpkit-labrun-{topology}-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
         .args(["lab", "run", "--json", "--topology", topology])
         .arg("--run-dir")
@@ -50,10 +48,9 @@ fn lab_run(topology: &str, sequence: &str) {
         assert!((90..=110).contains(&dispatched), "uneven spread: {stdout}");
     }
     // The lab is gone: no namespace with its prefix remains.
-    let lab: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("lab.json")).expect("lab.json"),
-    )
-    .expect("lab.json is JSON");
+    let lab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("lab.json")).expect("lab.json"))
+            .expect("lab.json is JSON");
     let prefix = lab["prefix"].as_str().expect("prefix").to_string();
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(

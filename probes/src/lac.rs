@@ -83,6 +83,10 @@ pub struct LacReport {
     pub echo_looped_back: u64,
     /// Tunnels whose StopCCN the peer acknowledged.
     pub tunnels_closed_cleanly: usize,
+    /// From the first SCCRQ to the last session up, in milliseconds: the setup phase.
+    pub setup_phase_ms: f64,
+    /// Tunnels established per second of the setup phase.
+    pub tunnel_setups_per_second: f64,
 }
 
 impl LacReport {
@@ -104,6 +108,11 @@ impl LacReport {
 impl core::fmt::Display for LacReport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         writeln!(f, "target {}", self.target)?;
+        writeln!(
+            f,
+            "setup    {:.0} tunnels/s over {:.1} ms",
+            self.tunnel_setups_per_second, self.setup_phase_ms
+        )?;
         writeln!(
             f,
             "tunnels  {}/{} established, {} failed; setup p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
@@ -163,6 +172,8 @@ pub struct Lac {
     plan: LacPlan,
     phase: Phase,
     started_at: Instant,
+    /// When the last tunnel or session came up.
+    last_up: Instant,
     tunnels: BTreeMap<u16, TunnelTrack>,
     tunnel_latency: Histogram<u64>,
     session_latency: Histogram<u64>,
@@ -189,6 +200,7 @@ impl Lac {
             plan,
             phase: Phase::Start,
             started_at: Instant::ZERO,
+            last_up: Instant::ZERO,
             tunnels: BTreeMap::new(),
             tunnel_latency: histogram(),
             session_latency: histogram(),
@@ -256,6 +268,7 @@ impl Role for Lac {
         };
         match event {
             Event::TunnelUp { .. } => {
+                self.last_up = self.last_up.max(now);
                 track.up = true;
                 self.report.tunnels_established += 1;
                 let us = now.saturating_duration_since(track.started).as_micros();
@@ -296,6 +309,7 @@ impl Role for Lac {
             }
             Event::SessionUp { session_id, .. } => {
                 if let Some(s) = track.sessions.get_mut(&session_id) {
+                    self.last_up = self.last_up.max(now);
                     s.up = true;
                     self.report.sessions_established += 1;
                     let us = now.saturating_duration_since(s.started).as_micros();
@@ -427,6 +441,13 @@ impl Lac {
     pub fn finish(&mut self, set: &TunnelSet) -> LacReport {
         self.report.tunnel_setup = Latency::from(&self.tunnel_latency);
         self.report.session_setup = Latency::from(&self.session_latency);
+        let phase = self.last_up.saturating_duration_since(self.started_at);
+        self.report.setup_phase_ms = phase.as_secs_f64() * 1000.0;
+        self.report.tunnel_setups_per_second = if phase.is_zero() {
+            0.0
+        } else {
+            self.report.tunnels_established as f64 / phase.as_secs_f64()
+        };
         self.report.tunnels_closed_cleanly = self
             .tunnels
             .iter()
@@ -468,6 +489,13 @@ impl Combined {
         total.echo_replies += r.echo_replies;
         total.echo_looped_back += r.echo_looped_back;
         total.tunnels_closed_cleanly += r.tunnels_closed_cleanly;
+        // The initiators run side by side: the setup phase is the longest of theirs.
+        total.setup_phase_ms = total.setup_phase_ms.max(r.setup_phase_ms);
+        total.tunnel_setups_per_second = if total.setup_phase_ms > 0.0 {
+            total.tunnels_established as f64 / (total.setup_phase_ms / 1000.0)
+        } else {
+            0.0
+        };
         for (why, count) in &r.failures {
             *total.failures.entry(why.clone()).or_default() += count;
         }

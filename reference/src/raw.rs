@@ -153,6 +153,24 @@ impl Tap {
                 std::mem::size_of::<libc::sockaddr_ll>() as u32,
             )
         })?;
+        // The default ~200 KB queue drops a burst of a few hundred SCCRPs; ask for 8 MB (forced
+        // past rmem_max when we may, which is always true for a tap: it already needs root).
+        let size: libc::c_int = 8 << 20;
+        for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt on our socket with a c_int of the size passed.
+            let ret = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    &size as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if ret == 0 {
+                break;
+            }
+        }
         let batch = batch.clamp(1, 1024);
         Ok(Tap {
             fd,

@@ -1,6 +1,7 @@
 //! Real xl2tpd peers for end-to-end tests: [`Xl2tpd::start`] writes a configuration, starts
-//! xl2tpd as an LNS or a LAC on a 127.0.0.0/8 address, and [`Xl2tpd::stop`] (or `Drop`, also when
-//! the test panics) ends it and everything it started, and removes its temporary directory.
+//! xl2tpd as an LNS or a LAC on a 127.0.0.0/8 address (or inside a network namespace), and
+//! [`Xl2tpd::stop`] (or `Drop`, also when the test panics) ends it and everything it started, and
+//! removes its temporary directory.
 //!
 //! # How xl2tpd runs here
 //!
@@ -20,6 +21,11 @@
 //! process group) reaps that init and exits, so [`Xl2tpd::stop`] only has to signal xl2tpd and
 //! `wait()` for `unshare`. `unshare` blocks SIGTERM and SIGINT while it waits, so it always
 //! outlives xl2tpd; `--kill-child` takes xl2tpd with it should `unshare` be SIGKILLed.
+//!
+//! With [`Xl2tpdOptions::netns`] set (a lab's initiator namespace, say) the command is prefixed
+//! with `ip netns exec NS`. `ip` enters the namespace and execs `unshare` in place (it forks only
+//! in batch mode), so `unshare` keeps our child's PID and the cleanup is unchanged. The temporary
+//! directory stays reachable: `ip netns exec` only remounts `/sys` and makes `/` a slave.
 //!
 //! # The pppd stand-in: a data loopback
 //!
@@ -106,6 +112,9 @@ pub struct Xl2tpdOptions {
     pub challenge: bool,
     /// `debug avp/network/state/tunnel = yes`: every message in the log.
     pub debug: bool,
+    /// The network namespace to run in (`ip netns exec NS unshare …`, e.g. a lab's initiator
+    /// namespace); `None` runs in the test's own namespace.
+    pub netns: Option<String>,
 }
 
 impl Default for Xl2tpdOptions {
@@ -117,6 +126,7 @@ impl Default for Xl2tpdOptions {
             hidden: false,
             challenge: false,
             debug: false,
+            netns: None,
         }
     }
 }
@@ -330,7 +340,16 @@ impl Xl2tpd {
         fs::write(&conf, config(role, options, &secrets, &pppopts))?;
         let log = File::create(&daemon.log_path)?;
 
-        let mut command = Command::new("unshare");
+        // `ip netns exec` switches namespace and then execs `unshare` without forking, so our
+        // direct child is `unshare` either way and the cleanup below is the same.
+        let mut command = match &options.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns, "unshare"]);
+                command
+            }
+            None => Command::new("unshare"),
+        };
         command
             .args([
                 "--pid",

@@ -774,6 +774,25 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_namespace_fails_the_start_at_once() {
+        if !available() {
+            return;
+        }
+        let options = Xl2tpdOptions {
+            netns: Some("l2tpkit-test-no-such-netns".into()),
+            ..Xl2tpdOptions::on(Ipv4Addr::new(198, 18, 1, 1))
+        };
+        let started = Instant::now();
+        let err = Xl2tpd::start(Role::Lns, &options).unwrap_err();
+        assert!(started.elapsed() < START_TIMEOUT, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("exited during start") && text.contains("l2tpkit-test-no-such-netns"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn parses_ids_from_the_log() {
         let log = "xl2tpd[1]: Connection established to 127.66.1.2, 1701.  Local: 11608, Remote: 61721 (ref=0/0).\n\
                    xl2tpd[1]: Call established with 127.66.1.2, Local: 21982, Remote: 49000, Serial: 1 (ref=0/0)\n\

@@ -4,7 +4,7 @@
 //! does not reap orphans, so a capture or role whose parent had exited would stay a zombie once
 //! killed. The supervisor is their parent for the lab's whole life: it starts them on request,
 //! reaps every one that exits (and notes it in the state file), and on SIGTERM, SIGINT or a
-//! `shutdown` request stops them all by PID (SIGTERM, up to 5 s, SIGKILL) and waits on them.
+//! `shutdown` request stops them all by PID (SIGINT, up to 5 s, SIGKILL) and waits on them.
 //! When the owner holds the lab in-process (`Lab::up`), the owner is the supervisor's parent and
 //! reaps it in turn: nothing is left, not even a zombie. After `lab up` returns, the supervisor
 //! itself is an orphan; when `lab down` stops it, it is a zombie until PID 1 reaps it.
@@ -39,7 +39,7 @@ pub enum Request {
         args: Vec<String>,
         log: PathBuf,
     },
-    /// Stop one process by name (SIGTERM, up to 5 s, SIGKILL) and reap it.
+    /// Stop one process by name (SIGINT, up to 5 s, SIGKILL) and reap it.
     Stop { name: String },
     /// The owner is about to go away on purpose: keep running after stdin closes.
     Detach,
@@ -295,13 +295,14 @@ fn stop_all(children: &mut Vec<Supervised>, state: &StateFile) {
     children.clear();
 }
 
-/// SIGTERM to each by PID, up to [`sys::TERM_GRACE`] for all of them together, SIGKILL to the
-/// rest, and a bounded wait on each: every stopped child is reaped here.
+/// SIGINT to each by PID (the lab's roles and tcpdump take it as "finish cleanly": final status
+/// files, flushed pcaps, StopCCNs), up to [`sys::TERM_GRACE`] for all of them together, SIGKILL
+/// to the rest, and a bounded wait on each: every stopped child is reaped here.
 fn stop(children: &mut [Supervised], state: &StateFile) -> Vec<String> {
     let mut statuses: Vec<Option<String>> = vec![None; children.len()];
     for c in children.iter_mut() {
         if matches!(c.child.try_wait(), Ok(None)) {
-            let _ = sys::send_signal(c.pid, "TERM");
+            let _ = sys::send_signal(c.pid, "INT");
         }
     }
     let deadline = Instant::now() + sys::TERM_GRACE;
@@ -321,7 +322,7 @@ fn stop(children: &mut [Supervised], state: &StateFile) -> Vec<String> {
     for (c, s) in children.iter_mut().zip(statuses.iter_mut()) {
         if s.is_none() {
             eprintln!(
-                "supervisor: {} (pid {}) ignored SIGTERM: SIGKILL",
+                "supervisor: {} (pid {}) ignored SIGINT: SIGKILL",
                 c.name, c.pid
             );
             let _ = c.child.kill();

@@ -426,3 +426,55 @@ fn fig5_timeline_snapshot() {
         report.tunnels[0].normalised_timeline(),
     );
 }
+
+/// The message that acknowledges tunnel 0's SCCCN, lost between the endpoint and the NAT's
+/// public side the first time, gets through when retransmitted a second later: loss, not a
+/// wrong rewrite. The tunnel conforms, with a note naming the late step.
+#[test]
+fn a_step_first_seen_in_a_retransmission_conforms_with_a_note() {
+    use l2tp::wire::{MessageType, PacketRepr};
+    let mut run = craft::craft(Plan::new(Variant::Fig3));
+    let initiator = craft::initiator(0);
+    let is_ack_to = |d: &craft::Datagram| {
+        d.dst == initiator
+            && match PacketRepr::parse(&d.payload, &ParseOptions::default()) {
+                Ok(PacketRepr::Control(m)) => {
+                    m.message_type().is_none() || m.message_type() == Some(MessageType::Icrp)
+                }
+                _ => false,
+            }
+    };
+    let lan_ack = run.lan.iter().find(|d| is_ack_to(d)).cloned().expect("114");
+    let position = run.public.iter().position(is_ack_to).expect("116");
+    let public_ack = run.public.remove(position);
+    // Tunnel 0 ends here, so that the retransmission a second later is the last word.
+    let of_tunnel_0 = |d: &craft::Datagram| d.src == initiator || d.dst == initiator;
+    run.lan
+        .retain(|d| !(of_tunnel_0(d) && d.time > lan_ack.time));
+    run.public
+        .retain(|d| !(of_tunnel_0(d) && d.time > public_ack.time));
+    let later = std::time::Duration::from_secs(1);
+    run.lan.push(craft::Datagram {
+        time: lan_ack.time + later,
+        ..lan_ack
+    });
+    run.public.push(craft::Datagram {
+        time: public_ack.time + later,
+        ..public_ack
+    });
+    let report = check(&run.observations(), &run.roles, Sequence::Fig3);
+    let tunnel = report
+        .tunnels
+        .iter()
+        .find(|t| t.initiator == initiator)
+        .expect("tunnel 0");
+    assert!(tunnel.conforms, "{}", text(&report));
+    assert!(
+        tunnel
+            .notes
+            .iter()
+            .any(|n| n.starts_with("step 116: first seen in retransmission 1")),
+        "{:?}",
+        tunnel.notes
+    );
+}

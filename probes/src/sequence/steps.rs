@@ -274,6 +274,7 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
         hops,
         matched: vec![None; hops.len()],
         labels: HashMap::new(),
+        late: Vec::new(),
     };
     matcher.stage(Request, &request);
     matcher.stage(Reply, &reply);
@@ -324,6 +325,12 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
         }
     }
 
+    for (step, retransmission) in &matcher.late {
+        notes.push(format!(
+            "step {step}: first seen in retransmission {retransmission} (the earlier \
+             transmission was lost before this hop)"
+        ));
+    }
     let mut deviations = matcher.check();
     let outcome = rfc::check(ctx, tunnel, &control, &matcher.labels);
     deviations.extend(outcome.deviations);
@@ -473,6 +480,9 @@ struct Matcher<'c, 'a> {
     matched: Vec<Option<Entry>>,
     /// Observation index -> (step, is a retransmission).
     labels: HashMap<usize, (u16, bool)>,
+    /// Steps first seen only in a retransmission (step, which retransmission): the earlier
+    /// transmission was lost before that hop, which is loss, not a wrong rewrite.
+    late: Vec<(u16, usize)>,
 }
 
 impl Matcher<'_, '_> {
@@ -493,7 +503,8 @@ impl Matcher<'_, '_> {
         let hop_indices = self.stage_hops(stage);
         let groups = transmissions(self.ctx, entries, hop_indices.len());
         for (g, group) in groups.iter().enumerate() {
-            if stage == Ack && g > 0 {
+            // Only the first acknowledgement counts, unless it was lost before a hop (below).
+            if stage == Ack && g > 0 && hop_indices.iter().all(|&i| self.matched[i].is_some()) {
                 break;
             }
             let placed = self.assign(group, &hop_indices);
@@ -503,6 +514,10 @@ impl Matcher<'_, '_> {
                         .insert(entry.obs, (self.hops[hop_index].step, g > 0));
                     if g == 0 {
                         self.matched[hop_index] = Some(*entry);
+                    } else if self.matched[hop_index].is_none() {
+                        // The first transmission never got this far; a later one did.
+                        self.matched[hop_index] = Some(*entry);
+                        self.late.push((self.hops[hop_index].step, g));
                     }
                 }
             }

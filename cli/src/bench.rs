@@ -12,11 +12,24 @@ use l2tp::capture::{CaptureWriter, Linktype};
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{samples, PacketRepr};
 
+mod nat;
+mod traffic;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Decode a synthetic capture of control packets with `l2tpkit decode`'s code path, then
     /// the same file with tshark, and print both rates and their ratio.
     Decode(DecodeBench),
+    /// L2TP data messages per second through our NAT (`l2tpkit nat`) against the kernel's NAT
+    /// (nftables DNAT + masquerade) in the same FIG 2 lab, rounds alternating; prints both
+    /// rates and their ratio. Needs root and nftables.
+    Nat(nat::NatBench),
+    /// The load generator of `bench nat` (runs in the lab's initiator namespace).
+    #[command(hide = true)]
+    NatBlast(traffic::BlastArgs),
+    /// The packet counter of `bench nat` (runs in the lab's endpoint namespace).
+    #[command(hide = true)]
+    NatSink(traffic::SinkArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +51,9 @@ pub struct DecodeBench {
 pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Decode(args) => decode(args),
+        BenchCommand::Nat(args) => nat::run(args),
+        BenchCommand::NatBlast(args) => traffic::blast(args),
+        BenchCommand::NatSink(args) => traffic::sink(args),
     }
 }
 

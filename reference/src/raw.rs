@@ -40,9 +40,10 @@ impl RawSender {
         Ok(RawSender { fd })
     }
 
-    /// Sends a batch of IPv4 packets; returns how many the kernel took. A packet too short to
-    /// carry an IPv4 header goes to 0.0.0.0 and fails there (the caller built it, so it is a
-    /// bug upstream). One sendmmsg per [`BATCH`] packets; nothing is allocated.
+    /// Sends a batch of IPv4 packets, one sendmmsg per [`BATCH`]; nothing is allocated. A packet
+    /// the kernel refuses (or one too short to carry an IPv4 header, which goes to 0.0.0.0) is
+    /// skipped and the rest still go; returns how many were dealt with (all), or the error
+    /// when none went out.
     pub fn send_batch(&self, packets: &[&[u8]]) -> io::Result<usize> {
         send_batch(self.fd.as_raw_fd(), packets, |packet| {
             let dst = packet
@@ -62,21 +63,26 @@ impl RawSender {
 pub const BATCH: usize = 64;
 
 /// Sends `packets` on a *connected* UDP socket (each one datagram), one sendmmsg per
-/// [`BATCH`]; returns how many the kernel took. Nothing is allocated: the load generator of
-/// `l2tpkit bench nat` calls this in its hot loop.
+/// [`BATCH`]; returns how many were dealt with (see `send_batch`). Nothing is allocated: the
+/// load generator of `l2tpkit bench nat` calls this in its hot loop.
 pub fn send_udp_batch(fd: RawFd, packets: &[&[u8]]) -> io::Result<usize> {
     send_batch(fd, packets, |_| None)
 }
 
 /// sendmmsg over `packets`, [`BATCH`] at a time, with the destination `name` gives each one
-/// (none: the socket's connected peer). Stops at the first error once something was sent and
-/// reports how much; an error before anything was sent is returned.
+/// (none: the socket's connected peer). A packet the kernel refuses on its own (too long for
+/// the MTU, no route) is skipped, so it does not take the rest of its batch with it. Returns
+/// how many packets were dealt with, in order: all of them, unless a non-blocking socket's
+/// buffer filled up (then the ones after that are left, and `Err(WouldBlock)` if that was the
+/// first). An error is returned when not one packet went out.
 fn send_batch(
     fd: RawFd,
     packets: &[&[u8]],
     name: impl Fn(&[u8]) -> Option<libc::sockaddr_in>,
 ) -> io::Result<usize> {
-    let mut sent = 0;
+    let mut done = 0;
+    let mut went_out = 0;
+    let mut first_error = None;
     for chunk in packets.chunks(BATCH) {
         // SAFETY: all-zero sockaddr_in, iovec and mmsghdr values are valid (null pointers,
         // zero lengths); every one that is passed to the kernel is filled in below.
@@ -109,18 +115,30 @@ fn send_batch(
                     0,
                 )
             };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if sent + offset > 0 {
-                    return Ok(sent + offset);
-                }
-                return Err(err);
+            if n >= 0 {
+                offset += n as usize;
+                went_out += n as usize;
+                continue;
             }
-            offset += n as usize;
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock if done + offset == 0 => return Err(err),
+                io::ErrorKind::WouldBlock => return Ok(done + offset),
+                // The packet at `offset` failed: skip it, keep the first error.
+                _ => {
+                    tracing::debug!(%err, "a packet of a batch was refused");
+                    first_error.get_or_insert(err);
+                    offset += 1;
+                }
+            }
         }
-        sent += chunk.len();
+        done += chunk.len();
     }
-    Ok(sent)
+    match first_error {
+        Some(err) if went_out == 0 => Err(err),
+        _ => Ok(done),
+    }
 }
 
 /// Receives UDP datagrams in batches (recvmmsg) with their source addresses, each into a
@@ -446,9 +464,9 @@ impl FrameSender {
         self.mac
     }
 
-    /// Sends the frames in one sendmmsg per [`BATCH`]. Non-blocking: returns how many the
-    /// kernel took, which may be fewer than given when the send buffer is full (`Ok(0)` then,
-    /// not `WouldBlock`).
+    /// Sends the frames in one sendmmsg per [`BATCH`]. Non-blocking: returns how many were dealt
+    /// with, in order (a frame the kernel refuses is skipped), which is fewer than given when
+    /// the send buffer filled up (`Ok(0)` then, not `WouldBlock`): the rest are the caller's.
     pub fn send(&self, frames: &[&[u8]]) -> io::Result<usize> {
         match send_batch(self.fd.as_raw_fd(), frames, |_| None) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(0),

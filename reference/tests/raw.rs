@@ -38,8 +38,12 @@ fn forged_source_arrives_as_forged() {
     l2tp::capture::build_ipv4_udp(forged, to, b"hello", 1, &mut packet).unwrap();
     let sender = RawSender::new().unwrap();
     assert_eq!(sender.send_batch(&[&packet, &packet]).unwrap(), 2);
+    // One the kernel refuses (no room for an IPv4 header) does not stop the rest of its batch.
+    let broken = [0x45u8, 0, 0, 5, 0];
+    assert_eq!(sender.send_batch(&[&packet, &broken, &packet]).unwrap(), 3);
+    assert!(sender.send_batch(&[&broken]).is_err());
     let mut buf = [0u8; 64];
-    for _ in 0..2 {
+    for _ in 0..4 {
         let (len, from) = receiver.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"hello");
         assert_eq!(from, std::net::SocketAddr::V4(forged));

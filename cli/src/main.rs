@@ -27,7 +27,8 @@ enum Command {
     /// The NAT of FIG 2: Table 1 built from SCCRPs, source rewritten on the way out,
     /// destination on the way in (needs root for its raw sockets).
     Nat(l2tpkit::nat::NatArgs),
-    /// Measure throughput (not a test): `bench decode` on a synthetic capture, against tshark.
+    /// Measure throughput (not a test): `bench decode` against tshark, `bench nat` against
+    /// kernel NAT.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Check captures of a cluster run against the patent's sequences (FIG 3, FIG 5) and

@@ -2,4 +2,5 @@
 //! (`sequence`); probes come with later issues.
 
 pub mod lac;
+pub mod live;
 pub mod sequence;

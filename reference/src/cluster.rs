@@ -19,7 +19,7 @@
 use std::net::Ipv4Addr;
 
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// The UDP port endpoints send their reports to, on the master's LAN address.
@@ -38,7 +38,7 @@ pub const MAX_BLOCKS: usize = 1024;
 type HmacSha256 = Hmac<Sha256>;
 
 /// What the endpoint says of itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointState {
     InService,

@@ -26,7 +26,7 @@ use l2tp::ip::{self, Ipv4Udp};
 use l2tp::time::Instant;
 use l2tp::wire::avp::Avp;
 use l2tp::wire::{Header, HeaderRepr};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, EndpointState, ReportError};
 
@@ -44,7 +44,7 @@ pub const MAX_REMEMBERED_DISPATCHES: usize = 1 << 20;
 /// How the master picks an endpoint for a new SCCRQ. Every policy skips endpoints that are not
 /// in service and endpoints that are full (reported tunnels plus SCCRQs sent since that report
 /// reach the reported capacity).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Policy {
     /// The patent's preferred policy. Load is (reported tunnels + SCCRQs dispatched since that
@@ -103,7 +103,7 @@ pub enum Verdict {
 }
 
 /// Why a packet was not forwarded. Each is counted in `MasterStatus::drops`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
     /// Not a whole IPv4 packet, a UDP header that does not fit, an L2TP header that does not
@@ -123,7 +123,7 @@ pub enum DropReason {
 }
 
 /// Why a load report changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportRejection {
     /// The tag does not verify: another key, or altered bytes.
@@ -146,7 +146,7 @@ pub enum ReportOutcome {
 }
 
 /// An endpoint's state as the master sees it, most binding first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberState {
     InService,
@@ -159,7 +159,7 @@ pub enum MemberState {
 }
 
 /// The operator's word on an endpoint; outlives its reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminState {
     Active,
@@ -168,7 +168,7 @@ pub enum AdminState {
 }
 
 /// A snapshot for the CLI, the TUI and JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MasterStatus {
     pub cluster_addr: Ipv4Addr,
     pub policy: Policy,
@@ -181,7 +181,7 @@ pub struct MasterStatus {
     pub remembered_dispatches: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointStatus {
     pub name: String,
     pub lan_addr: Ipv4Addr,
@@ -208,7 +208,7 @@ pub struct EndpointStatus {
     pub tokens: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StatusTotals {
     pub endpoints: usize,
     pub in_service: usize,
@@ -224,7 +224,7 @@ pub struct StatusTotals {
     pub remembered_evicted: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DropCounts {
     pub malformed: u64,
     pub not_udp: u64,
@@ -275,7 +275,7 @@ impl DropCounts {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ReportCounts {
     pub accepted: u64,
     pub forged: u64,

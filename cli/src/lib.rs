@@ -2,6 +2,7 @@
 //! drive the same code paths in process.
 
 pub mod bench;
+pub mod ctl;
 pub mod decode;
 pub mod endpoint;
 pub mod lab;

@@ -27,6 +27,9 @@ enum Command {
     /// The NAT of FIG 2: Table 1 built from SCCRPs, source rewritten on the way out,
     /// destination on the way in (needs root for its raw sockets).
     Nat(l2tpkit::nat::NatArgs),
+    /// Ask a running master or NAT over its control socket: status, or drain / deactivate /
+    /// activate an endpoint.
+    Ctl(l2tpkit::ctl::CtlArgs),
     /// Measure throughput (not a test): `bench decode` against tshark, `bench nat` against
     /// kernel NAT.
     #[command(subcommand)]
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Master(args) => l2tpkit::master::run(&args),
         Command::Nat(args) => l2tpkit::nat::run(&args),
         Command::Lab(command) => l2tpkit::lab::run(&command),
+        Command::Ctl(args) => l2tpkit::ctl::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -40,6 +40,9 @@ pub struct MasterArgs {
     /// Write the per-endpoint status as JSON to this file every second.
     #[arg(long)]
     pub status: Option<PathBuf>,
+    /// Unix control socket: `l2tpkit ctl PATH status|drain NAME|deactivate NAME|activate NAME`.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
     /// Write every forwarded packet (after the rewrite) to this pcap.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -98,6 +101,7 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
         port: 1701,
         status_file: args.status.clone(),
         status_interval: Duration::from_secs(1),
+        control: args.control.clone(),
         pcap: args.pcap.clone(),
         duration: args
             .duration

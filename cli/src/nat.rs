@@ -23,9 +23,13 @@ pub struct NatArgs {
     /// Status file (stats + Table 1), rewritten every second; read back by `--dump`.
     #[arg(long)]
     pub status: Option<PathBuf>,
-    /// Print the Table 1 of a running NAT from its `--status` file and exit.
+    /// Print the Table 1 of a running NAT and exit: asked over `--control` when given, read
+    /// from its `--status` file otherwise.
     #[arg(long)]
     pub dump: bool,
+    /// Unix control socket answering `status` (`l2tpkit ctl PATH status`).
+    #[arg(long)]
+    pub control: Option<PathBuf>,
     /// Seconds an idle entry lives.
     #[arg(long, default_value_t = 180.0)]
     pub entry_timeout: f64,
@@ -49,8 +53,21 @@ fn ip(flag: &str, value: Option<&String>) -> anyhow::Result<std::net::Ipv4Addr> 
 
 pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
     if args.dump {
+        if let Some(socket) = &args.control {
+            let status = reference::control::request(socket, "status")?;
+            let table = status
+                .get("table")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{}: the reply holds no Table 1", socket.display())
+                })?;
+            print!("{table}");
+            return Ok(ExitCode::SUCCESS);
+        }
         let Some(path) = &args.status else {
-            anyhow::bail!("--dump reads the running NAT's --status file: give --status FILE");
+            anyhow::bail!(
+                "--dump asks the running NAT: give its --control socket or its --status file"
+            );
         };
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -91,6 +108,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         lan_addr: lan,
         status_file: args.status.clone(),
         status_interval: Duration::from_secs(1),
+        control: args.control.clone(),
         pcap: args.pcap.clone(),
         duration,
     };

@@ -3,6 +3,7 @@
 //! The protocol lives in `l2tp` (sans-IO); this crate only adds sockets, clocks and policy.
 
 pub mod cluster;
+pub mod control;
 pub mod endpoint;
 pub mod master;
 pub mod nat;

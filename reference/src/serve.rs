@@ -16,6 +16,7 @@ use l2tp::time::Instant;
 use tokio::net::UdpSocket;
 
 use crate::cluster::REPORT_PORT;
+use crate::control::{self, ControlServer, Request};
 use crate::master::{Master, MasterConfig, Verdict};
 use crate::raw::{FrameSender, RawSender, RxRing, UdpBatchReceiver, BATCH};
 
@@ -34,6 +35,8 @@ pub enum ServeError {
     Pcap(#[from] l2tp::capture::CaptureError),
     #[error("writing status file {path}: {source}")]
     Status { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 /// Where the master listens and what it writes.
@@ -46,6 +49,8 @@ pub struct MasterSetup {
     /// Rewritten every `status_interval` with the JSON of `Master::status`.
     pub status_file: Option<PathBuf>,
     pub status_interval: Duration,
+    /// Unix socket for `status`, `drain`, `deactivate`, `activate` (see [`crate::control`]).
+    pub control: Option<PathBuf>,
     pub pcap: Option<PathBuf>,
     /// Stop after this long (tests, lab runs); until Ctrl-C otherwise.
     pub duration: Option<Duration>,
@@ -103,6 +108,11 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
         Some(path) => Some(CaptureWriter::create(path, Linktype::RAW)?),
         None => None,
     };
+    let mut control = setup
+        .control
+        .as_deref()
+        .map(ControlServer::bind)
+        .transpose()?;
     let clock = Clock::new();
     let mut master = Master::new(setup.config.clone());
     tracing::info!(%cluster, lan = %setup.lan_addr, "master up");
@@ -166,6 +176,12 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
                     tracing::debug!(%from, ?outcome, "load report");
                 }
             }
+            pending = control::next(control.as_mut()) => {
+                let now = clock.now();
+                master.handle_timeout(now);
+                let reply = answer_master(&mut master, pending.request);
+                let _ = pending.reply.send(reply);
+            }
             _ = sleep_for(sleep) => {}
             _ = &mut ctrl_c => break,
         }
@@ -177,6 +193,35 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
         pcap.flush()?;
     }
     Ok(master.status())
+}
+
+/// One control request to the master: the operator's drain / deactivate / activate (the
+/// patent's "inactivate"), or just its status.
+fn answer_master(master: &mut Master, request: Result<Request, String>) -> String {
+    let (verb, done, name) = match request {
+        Err(error) => return control::refused(&error),
+        Ok(Request::Status) => return control::ok(&master.status()),
+        Ok(Request::Drain(name)) => ("drain", master.drain(&name), name),
+        Ok(Request::Deactivate(name)) => ("deactivate", master.deactivate(&name), name),
+        Ok(Request::Activate(name)) => ("activate", master.activate(&name), name),
+    };
+    if !done {
+        let known: Vec<String> = master
+            .status()
+            .endpoints
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        return control::refused(&format!(
+            "{verb} {name}: no endpoint of that name (known: {})",
+            if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    control::ok(&master.status())
 }
 
 async fn sleep_for(duration: Option<Duration>) {
@@ -198,6 +243,8 @@ pub struct NatSetup {
     /// Rewritten every `status_interval`: the stats and the Table 1 dump.
     pub status_file: Option<PathBuf>,
     pub status_interval: Duration,
+    /// Unix socket answering `status` with the same JSON (see [`crate::control`]).
+    pub control: Option<PathBuf>,
     pub pcap: Option<PathBuf>,
     pub duration: Option<Duration>,
 }
@@ -458,6 +505,11 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
         Some(path) => Some(CaptureWriter::create(path, Linktype::RAW)?),
         None => None,
     };
+    let mut control = setup
+        .control
+        .as_deref()
+        .map(ControlServer::bind)
+        .transpose()?;
     let clock = Clock::new();
     let mut nat = crate::nat::Nat::new(setup.config.clone());
     let mut neighbours = Neighbours::new();
@@ -599,6 +651,19 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
                         tracing::warn!(%err, "forwarding to the public side failed");
                     }
                 }
+            }
+            pending = control::next(control.as_mut()) => {
+                let reply = match pending.request {
+                    Ok(Request::Status) => {
+                        io.ring_drops += ring_drops(ring.as_ref());
+                        control::ok(&nat_status(&nat, io))
+                    }
+                    Ok(other) => control::refused(&format!(
+                        "{other}: the NAT has no endpoints to drain; ask the master"
+                    )),
+                    Err(error) => control::refused(&error),
+                };
+                let _ = pending.reply.send(reply);
             }
             _ = sleep_for(sleep) => {}
             _ = &mut ctrl_c => break,

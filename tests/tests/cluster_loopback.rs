@@ -37,18 +37,21 @@ struct Cluster {
     master: std::thread::JoinHandle<MasterStatus>,
     endpoints: Vec<std::thread::JoinHandle<reference::endpoint::EndpointStats>>,
     status: PathBuf,
+    control: PathBuf,
 }
 
 /// Master on `net.1`, endpoints te1..te3 on `net.11..13`, all for `seconds`.
 fn start(net: [u8; 3], seconds: f64) -> Cluster {
     let ip = |last: u8| format!("{}.{}.{}.{last}", net[0], net[1], net[2]);
     let status = scratch(&format!("master-{}.json", net[2]));
+    let control = scratch(&format!("master-{}.sock", net[2]));
     let setup = MasterSetup {
         config: MasterConfig::new(ip(1).parse().unwrap(), KEY.as_bytes().to_vec()),
         lan_addr: ip(1).parse().unwrap(),
         port: 1701,
         status_file: Some(status.clone()),
         status_interval: Duration::from_millis(100),
+        control: Some(control.clone()),
         pcap: None,
         duration: Some(Duration::from_secs_f64(seconds + 1.0)),
     };
@@ -91,6 +94,7 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
         master,
         endpoints,
         status,
+        control,
     }
 }
 
@@ -218,4 +222,79 @@ fn a_retransmitted_sccrq_makes_no_second_tunnel_and_forged_reports_are_dropped()
     // Same endpoint, same tunnel: the second SCCRP is the first one retransmitted.
     assert_eq!(sources.len(), 2, "{sources:?}");
     assert!(sources.windows(2).all(|w| w[0] == w[1]), "{sources:?}");
+}
+
+fn lac_args(target: &str, bind: &str, tunnels: usize, initiators: usize) -> LacArgs {
+    LacArgs {
+        target: target.to_string(),
+        bind: bind.to_string(),
+        tunnels,
+        sessions_per_tunnel: 1,
+        secret: None,
+        hidden: false,
+        hold: 0.2,
+        echo_rate: 0.0,
+        setup_timeout: 5.0,
+        host_name: "lac".to_string(),
+        pcap: None,
+        json: false,
+        any_source: true,
+        initiators,
+    }
+}
+
+/// Dispatch totals per endpoint, from the master's control socket.
+fn dispatched(control: &std::path::Path) -> Vec<(String, u64)> {
+    let status = reference::control::request(control, "status").expect("status");
+    let status: MasterStatus = serde_json::from_value(status).expect("a master status");
+    status
+        .endpoints
+        .into_iter()
+        .map(|e| (e.name, e.dispatched_total))
+        .collect()
+}
+
+#[test]
+fn the_control_socket_drains_and_activates_an_endpoint() {
+    if !root() {
+        return;
+    }
+    let cluster = start([127, 77, 5], 8.0);
+    let control = cluster.control.clone();
+    // An unknown name is refused by name, and changes nothing.
+    match reference::control::request(&control, "drain te9") {
+        Err(reference::control::ControlError::Refused(why)) => {
+            assert!(why.contains("te9") && why.contains("te1"), "{why}")
+        }
+        other => panic!("drain te9 should be refused: {other:?}"),
+    }
+    let drained = reference::control::request(&control, "drain te2").expect("drain te2");
+    let te2 = &drained["endpoints"][1];
+    assert_eq!(te2["name"], "te2");
+    assert_eq!(te2["admin"], "drained", "{te2}");
+    assert_eq!(te2["state"], "draining", "{te2}");
+
+    let (report, _) = run_lac(&lac_args("127.77.5.1", "127.77.6.1:0", 60, 6)).expect("lac");
+    assert!(report.success(), "{report}");
+    let after_drain = dispatched(&control);
+    assert_eq!(after_drain[1], ("te2".to_string(), 0), "{after_drain:?}");
+    assert_eq!(after_drain[0].1 + after_drain[2].1, 60, "{after_drain:?}");
+
+    let active = reference::control::request(&control, "activate te2").expect("activate te2");
+    assert_eq!(active["endpoints"][1]["admin"], "active");
+    let (report, _) = run_lac(&lac_args("127.77.5.1", "127.77.6.11:0", 60, 6)).expect("lac");
+    assert!(report.success(), "{report}");
+    let after_activate = dispatched(&control);
+    // te2 was emptiest: least-load sends it the larger share of the new tunnels.
+    assert!(after_activate[1].1 >= 20, "{after_activate:?}");
+
+    let deactivated = reference::control::request(&control, "deactivate te3").expect("deactivate");
+    assert_eq!(deactivated["endpoints"][2]["state"], "deactivated");
+    let master = cluster.master.join().unwrap();
+    for t in cluster.endpoints {
+        t.join().unwrap();
+    }
+    assert_eq!(master.totals.sccrq_dispatched, 120, "{:?}", master.totals);
+    // The socket file goes with the master.
+    assert!(!control.exists());
 }

@@ -67,6 +67,10 @@ pub struct LabDescription {
     pub initiators: Vec<Ipv4Addr>,
     pub master_namespace: String,
     pub master_lan: Ipv4Addr,
+    /// The master's control socket (`l2tpkit ctl PATH drain te2`).
+    pub master_control: PathBuf,
+    /// FIG 2: the NAT's control socket (`l2tpkit ctl PATH status`, `l2tpkit nat --dump`).
+    pub nat_control: Option<PathBuf>,
     pub nat_namespace: Option<String>,
     pub nat_lan: Option<Ipv4Addr>,
     pub switch_namespace: String,
@@ -612,6 +616,8 @@ impl Lab {
             initiators,
             master_namespace: cm.namespace.clone(),
             master_lan: plan::MASTER_LAN,
+            master_control: self.run_dir.join("master.sock"),
+            nat_control: nat.map(|_| self.run_dir.join("nat.sock")),
             nat_namespace: nat.map(|n| n.namespace.clone()),
             nat_lan: nat.map(|_| plan::NAT_LAN),
             switch_namespace: plan.switch_namespace.clone(),
@@ -751,6 +757,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             format!("--lan={master_lan}"),
             format!("--report-key={key}"),
             format!("--status={}", run.join("master-status.json").display()),
+            format!("--control={}", run.join("master.sock").display()),
         ],
     )?;
     lab.wait_for_log(&process, "listening on", ready)?;
@@ -767,6 +774,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
                 format!("--lan={}", address(nat, Segment::Lan)?),
                 format!("--lan-if={}", lan_if.name),
                 format!("--status={}", run.join("nat-status.json").display()),
+                format!("--control={}", run.join("nat.sock").display()),
             ],
         )?;
         lab.wait_for_log(&process, "listening on", ready)?;

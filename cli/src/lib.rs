@@ -10,4 +10,5 @@ pub mod lac;
 pub mod master;
 pub mod nat;
 mod net;
+pub mod tui;
 pub mod verify;

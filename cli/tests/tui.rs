@@ -1,0 +1,559 @@
+//! The live TUI, driven through its events and painted on ratatui's `TestBackend`: frames
+//! snapshotted in `snapshots/tui-*.snap`, keys checked for what they ask of the world.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use l2tpkit::tui::app::{RowState, MAX_RATE, MIN_RATE};
+use l2tpkit::tui::{draw, events, Action, App, Event, Input};
+use probes::live::{EndpointLive, LiveSnapshot, Percentiles};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use reference::cluster::EndpointState;
+use reference::master::{
+    AdminState, DropCounts, EndpointStatus, MasterStatus, MemberState, Policy, ReportCounts,
+    StatusTotals,
+};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ sits in the workspace")
+        .to_path_buf()
+}
+
+fn assert_frame(name: &str, frame: &str) {
+    insta::with_settings!({
+        snapshot_path => repo_root().join("snapshots"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, frame);
+    });
+}
+
+/// The frame as text, one line per row, trailing blanks cut.
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    terminal
+        .draw(|frame| draw(frame, app))
+        .expect("draw on a test backend");
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let mut line = String::new();
+        for x in 0..buffer.area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn key(app: &mut App, code: KeyCode) -> Action {
+    let event = events::from_terminal(TermEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+        .expect("a bound key");
+    app.update(event)
+}
+
+fn percentiles(count: u64, base: f64) -> Percentiles {
+    Percentiles {
+        count,
+        p50_ms: base,
+        p90_ms: base * 1.8,
+        p99_ms: base * 4.5,
+        p999_ms: base * 9.0,
+        max_ms: base * 23.0,
+    }
+}
+
+fn endpoint_live(name: &str, tunnels: u64, seed: u64) -> EndpointLive {
+    EndpointLive {
+        key: name.to_string(),
+        address: "198.18.0.1".to_string(),
+        tunnels,
+        sessions: tunnels,
+        tunnels_total: tunnels + seed,
+        // A ramp, a wobble around 16/s, a 4 s pause: one entry per second of a 40 s run.
+        setups_per_second: (0..40u64)
+            .map(|s| match s {
+                0..=7 => s * 2,
+                26..=29 => 0,
+                _ => 10 + (s * 7 + seed * 3) % 9,
+            })
+            .collect(),
+    }
+}
+
+fn mid_run_snapshot() -> LiveSnapshot {
+    let mut failures = BTreeMap::new();
+    failures.insert("timeout".to_string(), 2);
+    failures.insert("StopCCN 2/0 busy".to_string(), 1);
+    LiveSnapshot {
+        elapsed_s: 40.4,
+        phase: "connecting".to_string(),
+        paused: false,
+        target_rate: 50.0,
+        tunnels_requested: 1000,
+        tunnels_started: 608,
+        outstanding: 4,
+        tunnels_up: 601,
+        tunnels_established: 601,
+        tunnels_failed: 3,
+        sessions_requested: 1000,
+        sessions_up: 601,
+        sessions_established: 601,
+        sessions_failed: 0,
+        retransmissions: 17,
+        echo_sent: 1200,
+        echo_answered: 1198,
+        endpoints: vec![
+            endpoint_live("te1", 201, 1),
+            endpoint_live("te2", 200, 2),
+            endpoint_live("te3", 200, 3),
+        ],
+        sccrq_to_sccrp: percentiles(608, 0.42),
+        tunnel_setup: percentiles(601, 1.31),
+        session_setup: percentiles(601, 2.07),
+        echo_rtt: percentiles(1198, 0.35),
+        failures,
+    }
+}
+
+fn endpoint_status(index: u8, tunnels: u32) -> EndpointStatus {
+    EndpointStatus {
+        name: format!("te{index}"),
+        lan_addr: Ipv4Addr::new(198, 19, 0, 10 + index),
+        global_addr: None,
+        state: MemberState::InService,
+        admin: AdminState::Active,
+        reported_state: EndpointState::InService,
+        tunnels,
+        sessions: tunnels,
+        capacity: 1000,
+        tunnel_ids: vec![(u16::from(index) * 4096, u16::from(index) * 4096 + 4095)],
+        dispatched_since_report: 0,
+        dispatched_total: u64::from(tunnels) + 1,
+        sccrq_retransmitted: 0,
+        forwarded: u64::from(tunnels) * 5,
+        last_report_age_ms: 300,
+        last_report_from: SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 10 + index), 1702),
+        sequence: 40,
+        tokens: None,
+    }
+}
+
+fn master_status(endpoints: Vec<EndpointStatus>) -> MasterStatus {
+    let mut totals = StatusTotals {
+        endpoints: endpoints.len(),
+        ..StatusTotals::default()
+    };
+    for e in &endpoints {
+        totals.tunnels += u64::from(e.tunnels);
+        totals.sessions += u64::from(e.sessions);
+        if e.state == MemberState::InService {
+            totals.in_service += 1;
+            totals.capacity += u64::from(e.capacity);
+        }
+    }
+    MasterStatus {
+        cluster_addr: Ipv4Addr::new(198, 18, 0, 1),
+        policy: Policy::LeastLoad,
+        endpoints,
+        totals,
+        drops: DropCounts {
+            no_capacity: 2,
+            ..DropCounts::default()
+        },
+        reports: ReportCounts::default(),
+        remembered_dispatches: 4,
+    }
+}
+
+fn mid_run_master() -> MasterStatus {
+    master_status(vec![
+        endpoint_status(1, 201),
+        endpoint_status(2, 200),
+        endpoint_status(3, 200),
+    ])
+}
+
+fn mid_run_app() -> App {
+    let mut app = App::new(true, 50.0, false);
+    app.update(Event::Snapshot(mid_run_snapshot()));
+    app.update(Event::Master(Some(mid_run_master())));
+    app
+}
+
+fn line_of<'a>(frame: &'a str, needle: &str) -> &'a str {
+    frame
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in\n{frame}"))
+}
+
+#[test]
+fn frame_at_start() {
+    let app = App::new(true, 50.0, false);
+    let frame = render(&app, 100, 30);
+    assert!(frame.contains("starting"), "{frame}");
+    assert!(frame.contains("no master status"), "{frame}");
+    assert_frame("tui-start", &frame);
+}
+
+#[test]
+fn frame_mid_run() {
+    let app = mid_run_app();
+    let frame = render(&app, 100, 30);
+    for name in ["te1", "te2", "te3"] {
+        assert!(line_of(&frame, name).contains("in service"), "{frame}");
+    }
+    assert!(line_of(&frame, "te2").contains("200/1000"), "{frame}");
+    assert!(line_of(&frame, "total").contains("601/3000"), "{frame}");
+    assert!(line_of(&frame, "tunnel setup").contains("1.31"), "{frame}");
+    assert_frame("tui-mid-run", &frame);
+}
+
+#[test]
+fn drain_te2() {
+    let mut app = mid_run_app();
+    assert_eq!(key(&mut app, KeyCode::Down), Action::None);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('d')),
+        Action::Drain("te2".into())
+    );
+    app.update(Event::Drained {
+        endpoint: "te2".into(),
+        result: Ok(()),
+    });
+    let mut master = mid_run_master();
+    master.endpoints[1].admin = AdminState::Drained;
+    master.endpoints[1].state = MemberState::Draining;
+    master.totals.in_service = 2;
+    master.totals.capacity = 2000;
+    app.update(Event::Master(Some(master)));
+    let frame = render(&app, 100, 30);
+    assert!(line_of(&frame, "te2").contains("draining"), "{frame}");
+    assert!(line_of(&frame, "te1").contains("in service"), "{frame}");
+    assert!(frame.contains("drained te2"), "{frame}");
+    // The selection marker stays on te2.
+    assert!(line_of(&frame, "te2").contains("> te2"), "{frame}");
+    assert_frame("tui-drained", &frame);
+}
+
+#[test]
+fn kill_te3() {
+    let mut app = mid_run_app();
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('k')),
+        Action::Kill("te3".into())
+    );
+    app.update(Event::Killed {
+        endpoint: "te3".into(),
+        result: Ok(()),
+    });
+    // Its tunnels are gone from the initiators' view, and its reports have stopped.
+    let mut snapshot = mid_run_snapshot();
+    snapshot.endpoints[2].tunnels = 0;
+    snapshot.endpoints[2].sessions = 0;
+    snapshot.tunnels_up = 401;
+    snapshot.sessions_up = 401;
+    app.update(Event::Snapshot(snapshot));
+    let mut master = mid_run_master();
+    master.endpoints[2].state = MemberState::OutOfService;
+    master.endpoints[2].last_report_age_ms = 3400;
+    master.totals.in_service = 2;
+    master.totals.capacity = 2000;
+    app.update(Event::Master(Some(master)));
+    assert_eq!(app.rows()[2].state(), RowState::Killed);
+    let frame = render(&app, 100, 30);
+    assert!(line_of(&frame, "> te3").contains("killed"), "{frame}");
+    assert!(frame.contains("te3 killed"), "{frame}");
+    // A second kill of the same endpoint asks nothing of the world.
+    assert_eq!(key(&mut app, KeyCode::Char('k')), Action::None);
+    assert_frame("tui-killed", &frame);
+}
+
+#[test]
+fn frame_with_help() {
+    let mut app = mid_run_app();
+    assert_eq!(key(&mut app, KeyCode::Char('?')), Action::None);
+    assert!(app.help);
+    let frame = render(&app, 100, 30);
+    assert!(frame.contains(" keys "), "{frame}");
+    assert_frame("tui-help", &frame);
+    // Esc closes the help first, and only then quits.
+    assert_eq!(key(&mut app, KeyCode::Esc), Action::None);
+    assert!(!app.help);
+    assert_eq!(key(&mut app, KeyCode::Esc), Action::Quit);
+}
+
+#[test]
+fn quit_keys() {
+    let mut app = mid_run_app();
+    assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
+    let ctrl_c = TermEvent::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert_eq!(
+        app.update(events::from_terminal(ctrl_c).expect("bound")),
+        Action::Quit
+    );
+}
+
+#[test]
+fn rate_steps_and_bounds() {
+    let mut app = App::new(false, 50.0, false);
+    assert_eq!(key(&mut app, KeyCode::Char('+')), Action::SetRate(62.5));
+    assert_eq!(key(&mut app, KeyCode::Char('=')), Action::SetRate(78.125));
+    assert_eq!(key(&mut app, KeyCode::Char('-')), Action::SetRate(62.5));
+    assert_eq!(app.rate, 62.5);
+
+    let mut slow = App::new(false, 1.1, false);
+    assert_eq!(
+        key(&mut slow, KeyCode::Char('-')),
+        Action::SetRate(MIN_RATE)
+    );
+    assert_eq!(
+        key(&mut slow, KeyCode::Char('-')),
+        Action::SetRate(MIN_RATE)
+    );
+
+    let mut fast = App::new(false, MAX_RATE / 1.1, false);
+    assert_eq!(
+        key(&mut fast, KeyCode::Char('+')),
+        Action::SetRate(MAX_RATE)
+    );
+    assert_eq!(
+        key(&mut fast, KeyCode::Char('+')),
+        Action::SetRate(MAX_RATE)
+    );
+}
+
+#[test]
+fn rate_from_unpaced() {
+    let mut app = App::new(false, 0.0, false);
+    app.update(Event::Snapshot(mid_run_snapshot()));
+    // Unpaced is as fast as it goes: `+` changes nothing and says so.
+    assert_eq!(key(&mut app, KeyCode::Char('+')), Action::None);
+    assert!(app.message.as_deref().unwrap_or("").contains("unpaced"));
+    // `-` pins the pace under the measured rate: the last 3 s of all endpoints together.
+    let measured = app.measured_rate();
+    let last3: u64 = mid_run_snapshot()
+        .endpoints
+        .iter()
+        .flat_map(|e| e.setups_per_second[37..].iter().copied())
+        .sum();
+    assert_eq!(measured, last3 as f64 / 3.0);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('-')),
+        Action::SetRate(measured / 1.25)
+    );
+
+    // Nothing measured yet: the floor.
+    let mut idle = App::new(false, 0.0, false);
+    assert_eq!(
+        key(&mut idle, KeyCode::Char('-')),
+        Action::SetRate(MIN_RATE)
+    );
+}
+
+#[test]
+fn pause_toggles() {
+    let mut app = App::new(false, 10.0, false);
+    assert_eq!(key(&mut app, KeyCode::Char('p')), Action::SetPaused(true));
+    assert!(render(&app, 100, 30).contains("PAUSED"));
+    assert_eq!(key(&mut app, KeyCode::Char('p')), Action::SetPaused(false));
+    assert!(!render(&app, 100, 30).contains("PAUSED"));
+}
+
+#[test]
+fn selection_wraps_and_clamps() {
+    let mut empty = App::new(true, 10.0, false);
+    assert_eq!(key(&mut empty, KeyCode::Up), Action::None);
+    assert_eq!(key(&mut empty, KeyCode::Down), Action::None);
+    assert_eq!(empty.selected, 0);
+    assert_eq!(key(&mut empty, KeyCode::Char('d')), Action::None);
+    assert!(empty
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .contains("no endpoint"));
+
+    let mut app = mid_run_app();
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.selected, 2);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, 0);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, 1);
+
+    // te3 selected, then the master and the driver forget it: the selection moves up.
+    key(&mut app, KeyCode::Down);
+    let mut snapshot = mid_run_snapshot();
+    snapshot.endpoints.truncate(2);
+    app.update(Event::Snapshot(snapshot));
+    let mut master = mid_run_master();
+    master.endpoints.truncate(2);
+    app.update(Event::Master(Some(master)));
+    assert_eq!(app.selected, 1);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('d')),
+        Action::Drain("te2".into())
+    );
+}
+
+#[test]
+fn drain_and_kill_need_the_lab() {
+    let mut app = App::new(false, 10.0, false);
+    app.update(Event::Snapshot(mid_run_snapshot()));
+    app.update(Event::Master(Some(mid_run_master())));
+    assert_eq!(key(&mut app, KeyCode::Char('d')), Action::None);
+    assert!(app.message.as_deref().unwrap_or("").contains("lab"));
+    app.message = None;
+    assert_eq!(key(&mut app, KeyCode::Char('k')), Action::None);
+    assert!(app.message.as_deref().unwrap_or("").contains("lab"));
+    assert!(render(&app, 100, 30).contains("d/k: lab only"));
+}
+
+#[test]
+fn failed_hooks_are_reported_and_change_nothing() {
+    let mut app = mid_run_app();
+    app.update(Event::Killed {
+        endpoint: "te1".into(),
+        result: Err("no such process".into()),
+    });
+    assert_eq!(app.rows()[0].state(), RowState::InService);
+    assert_eq!(
+        app.message.as_deref(),
+        Some("kill te1 failed: no such process")
+    );
+    app.update(Event::Drained {
+        endpoint: "te1".into(),
+        result: Err("master did not answer".into()),
+    });
+    assert!(render(&app, 100, 30).contains("drain te1 failed: master did not answer"));
+}
+
+#[test]
+fn messages_fade_after_ticks() {
+    let mut app = App::new(false, 10.0, false);
+    key(&mut app, KeyCode::Char('p'));
+    assert!(app.message.is_some());
+    for _ in 0..l2tpkit::tui::app::MESSAGE_TICKS {
+        app.update(Event::Tick);
+    }
+    assert_eq!(app.message, None);
+}
+
+#[test]
+fn stale_master_keeps_its_last_word() {
+    let mut app = mid_run_app();
+    app.update(Event::Master(None));
+    assert!(app.master.is_some());
+    assert!(app.master_stale);
+    assert!(render(&app, 100, 30).contains("(stale)"));
+    app.update(Event::Master(Some(mid_run_master())));
+    assert!(!app.master_stale);
+}
+
+#[test]
+fn rows_merge_by_name_then_address() {
+    let mut app = App::new(true, 10.0, false);
+    let snapshot = LiveSnapshot {
+        endpoints: vec![
+            // FIG 4 without Host Name: keyed by the SCCRP's source, the endpoint's global address.
+            EndpointLive {
+                key: "198.18.0.12:1701".into(),
+                address: "198.18.0.12:1701".into(),
+                tunnels: 7,
+                ..EndpointLive::default()
+            },
+            // One the master does not know.
+            EndpointLive {
+                key: "stray".into(),
+                address: "198.18.0.99".into(),
+                tunnels: 1,
+                ..EndpointLive::default()
+            },
+            EndpointLive {
+                key: "te1".into(),
+                address: "198.18.0.11".into(),
+                tunnels: 5,
+                ..EndpointLive::default()
+            },
+        ],
+        ..LiveSnapshot::default()
+    };
+    app.update(Event::Snapshot(snapshot));
+    let mut te2 = endpoint_status(2, 7);
+    te2.global_addr = Some(Ipv4Addr::new(198, 18, 0, 12));
+    // te4: the master knows it, the driver has no tunnel with it.
+    app.update(Event::Master(Some(master_status(vec![
+        endpoint_status(1, 5),
+        te2,
+        endpoint_status(4, 0),
+    ]))));
+    let rows = app.rows();
+    let view: Vec<(&str, Option<u64>, bool)> = rows
+        .iter()
+        .map(|r| (r.name, r.live.map(|l| l.tunnels), r.master.is_some()))
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("te1", Some(5), true),
+            ("te2", Some(7), true),
+            ("te4", None, true),
+            ("stray", Some(1), false),
+        ]
+    );
+    assert_eq!(rows[3].state(), RowState::Unknown);
+    // The driver-only row can still be drained by its key.
+    key(&mut app, KeyCode::Up);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('d')),
+        Action::Drain("stray".into())
+    );
+}
+
+#[test]
+fn lays_out_at_80_by_24() {
+    let frame = render(&mid_run_app(), 80, 24);
+    for needle in ["te1", "te2", "te3", "total", "echo RTT", "errors", "q quit"] {
+        assert!(frame.contains(needle), "{needle:?} missing from\n{frame}");
+    }
+}
+
+#[test]
+fn tiny_and_odd_sizes_do_not_panic() {
+    let mut app = mid_run_app();
+    app.update(Event::Input(Input::ToggleHelp));
+    let mut crowded = mid_run_app();
+    let mut snapshot = mid_run_snapshot();
+    for i in 4..60 {
+        snapshot.endpoints.push(endpoint_live(
+            &format!("an-endpoint-with-a-long-name-{i}"),
+            i,
+            i,
+        ));
+    }
+    crowded.update(Event::Snapshot(snapshot));
+    for _ in 0..40 {
+        crowded.update(Event::Input(Input::SelectDown));
+    }
+    for app in [&App::new(false, 0.0, false), &mid_run_app(), &app, &crowded] {
+        for width in 1..=40 {
+            for height in 1..=14 {
+                render(app, width, height);
+            }
+        }
+        render(app, 10, 3);
+        render(app, 300, 2);
+        render(app, 2, 100);
+    }
+    assert!(render(&app, 10, 3).lines().count() == 3);
+}

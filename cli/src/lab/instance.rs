@@ -497,6 +497,18 @@ impl Lab {
         Ok(status)
     }
 
+    /// Kills one process at once (SIGKILL): the lab's way to make a role die.
+    pub fn kill(&self, name: &str) -> anyhow::Result<String> {
+        let mut inner = self.lock();
+        let supervisor = inner
+            .supervisor
+            .as_mut()
+            .context("the lab has no supervisor (detached or down)")?;
+        let status = supervisor.kill(name)?;
+        inner.processes.retain(|p| p.name != name);
+        Ok(status)
+    }
+
     pub fn prefix(&self) -> &str {
         &self.plan.prefix
     }

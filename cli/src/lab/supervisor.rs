@@ -41,6 +41,9 @@ pub enum Request {
     },
     /// Stop one process by name (SIGINT, up to 5 s, SIGKILL) and reap it.
     Stop { name: String },
+    /// Kill one process by name at once (SIGKILL, no clean shutdown: a role that dies) and
+    /// reap it.
+    Kill { name: String },
     /// The owner is about to go away on purpose: keep running after stdin closes.
     Detach,
     /// Stop every process, reap them, answer, exit.
@@ -135,6 +138,7 @@ pub fn supervise(run_dir: &Path) -> anyhow::Result<ExitCode> {
                             log,
                         } => spawn(&mut children, &state, name, namespace, program, args, &log),
                         Request::Stop { name } => stop_one(&mut children, &state, &name),
+                        Request::Kill { name } => kill_one(&mut children, &state, &name),
                         Request::Detach => {
                             detached = true;
                             Response {
@@ -286,6 +290,25 @@ fn stop_one(children: &mut Vec<Supervised>, state: &StateFile, name: &str) -> Re
     Response {
         ok: true,
         status: statuses.into_iter().next(),
+        ..Response::default()
+    }
+}
+
+fn kill_one(children: &mut Vec<Supervised>, state: &StateFile, name: &str) -> Response {
+    let Some(at) = children.iter().position(|c| c.name == name) else {
+        return failure(format!("no running process named {name:?}"));
+    };
+    let mut c = children.remove(at);
+    let _ = c.child.kill();
+    let status = match sys::wait_timeout(&mut c.child, sys::KILL_GRACE) {
+        Ok(Some(status)) => status.to_string(),
+        _ => "still running after SIGKILL".to_string(),
+    };
+    eprintln!("supervisor: killed {} (pid {}): {status}", c.name, c.pid);
+    note_exit(state, &c, &status);
+    Response {
+        ok: true,
+        status: Some(status),
         ..Response::default()
     }
 }
@@ -499,6 +522,12 @@ impl Supervisor {
     /// Stops one process by name; its exit status.
     pub fn stop(&mut self, name: &str) -> anyhow::Result<String> {
         let r = self.request(Request::Stop { name: name.into() }, SHUTDOWN_TIMEOUT)?;
+        Ok(r.status.unwrap_or_default())
+    }
+
+    /// Kills one process by name (SIGKILL) and reaps it; its exit status.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<String> {
+        let r = self.request(Request::Kill { name: name.into() }, SHUTDOWN_TIMEOUT)?;
         Ok(r.status.unwrap_or_default())
     }
 

@@ -225,6 +225,23 @@ fn wait_gone(pid: u32, start_time: u64, timeout: Duration) -> bool {
     true
 }
 
+/// Moves the calling thread (only it) into the named network namespace: sockets it opens from
+/// then on live there. The lab runs its in-process LAC this way, so the TUI in the main thread
+/// reads the LAC's live figures without a pipe in between.
+pub fn enter_netns(name: &str) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = std::path::Path::new("/run/netns").join(name);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("opening network namespace {}", path.display()))?;
+    // SAFETY: a valid descriptor of a namespace file; setns changes only this thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("entering network namespace {name}"));
+    }
+    Ok(())
+}
+
 /// Whether we run as root (effective UID 0).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

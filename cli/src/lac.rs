@@ -1,17 +1,33 @@
-//! `l2tpkit lac`: simulated LACs against an LNS (or a cluster address).
+//! `l2tpkit lac`: simulated LACs against an LNS (or a cluster address), paced, with live
+//! figures, a per-second CSV and a final summary.
 
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
-use probes::lac::{Combined, Lac, LacPlan, LacReport};
+use l2tp::time::Instant;
+use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, Swarm};
+use probes::live::{Live, LiveSnapshot};
 use reference::runner::{Ended, Runner};
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
 
-#[derive(Debug, clap::Args)]
+/// Most tunnels one initiator (one Tunnel ID space) opens.
+const TUNNELS_PER_INITIATOR: usize = 60_000;
+
+/// How often the live snapshot is published.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a teardown may take to have its StopCCNs acknowledged after the run's end.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct LacArgs {
     /// The LNS (or cluster master) to dial: ADDR[:PORT], port 1701 by default.
     #[arg(long)]
@@ -19,6 +35,7 @@ pub struct LacArgs {
     /// Local address to send from: ADDR[:PORT]; any free port by default.
     #[arg(long, default_value = "0.0.0.0:0")]
     pub bind: String,
+    /// Tunnels to open, over all initiators (at most 60000 per initiator).
     #[arg(long, default_value_t = 1)]
     pub tunnels: usize,
     #[arg(long, default_value_t = 1)]
@@ -35,7 +52,7 @@ pub struct LacArgs {
     /// LCP Echo-Requests per second on each session while holding.
     #[arg(long, default_value_t = 1.0)]
     pub echo_rate: f64,
-    /// Seconds to wait for tunnels and sessions to come up.
+    /// Give up on a tunnel (a session) not up this many seconds after its SCCRQ (its ICRQ).
     #[arg(long, default_value_t = 40.0)]
     pub setup_timeout: f64,
     /// Host Name AVP.
@@ -53,9 +70,54 @@ pub struct LacArgs {
     #[arg(long)]
     pub any_source: bool,
     /// Simulated initiators: this many consecutive source addresses from --bind's address up,
-    /// each with its own socket and its share of --tunnels.
+    /// each with its own socket and its share of --tunnels, --rate and --max-outstanding.
     #[arg(long, default_value_t = 1)]
     pub initiators: usize,
+    /// Tunnel setups (SCCRQs) per second over all initiators; 0: as fast as
+    /// --max-outstanding allows.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// SCCRQs without an answer at once, over all initiators; more wait.
+    #[arg(long, default_value_t = 1000)]
+    pub max_outstanding: usize,
+    /// Seconds over which the rate grows linearly from 0 to --rate.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp: f64,
+    /// Hard bound on the run in seconds: at this time everything is torn down, whatever the
+    /// phase (the StopCCNs then get 5 s more to be acknowledged). Default: --ramp, twice
+    /// --tunnels / --rate, --setup-timeout and --hold, plus 10 s.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Write one row of figures per second of the run to this CSV file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+impl Default for LacArgs {
+    /// The command line's defaults, with an empty --target.
+    fn default() -> Self {
+        LacArgs {
+            target: String::new(),
+            bind: "0.0.0.0:0".to_string(),
+            tunnels: 1,
+            sessions_per_tunnel: 1,
+            secret: None,
+            hidden: false,
+            hold: 5.0,
+            echo_rate: 1.0,
+            setup_timeout: 40.0,
+            host_name: "l2tpkit-lac".to_string(),
+            pcap: None,
+            json: false,
+            any_source: false,
+            initiators: 1,
+            rate: 0.0,
+            max_outstanding: 1000,
+            ramp: 0.0,
+            duration: None,
+            csv: None,
+        }
+    }
 }
 
 fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
@@ -66,7 +128,7 @@ fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
 }
 
 pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
-    let (report, ended) = execute(args)?;
+    let (report, ended) = execute_with(args, Live::new(args.rate), true)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -85,10 +147,41 @@ pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the LAC and returns its report (the tests call this in process).
 pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
+    execute_with(args, Live::new(args.rate), false)
+}
+
+/// The checked flags.
+struct Setup {
+    target: SocketAddrV4,
+    first: u32,
+    bind_port: u16,
+    plan: LacPlan,
+    pace: PaceConfig,
+    /// The runners' own deadline: a backstop past the plan's `stop_at`.
+    deadline: Duration,
+}
+
+fn check(args: &LacArgs) -> anyhow::Result<Setup> {
     let target = parse_addr("--target", &args.target, 1701)?;
     let bind = parse_addr("--bind", &args.bind, 0)?;
-    if args.tunnels == 0 || args.tunnels > 60_000 {
-        anyhow::bail!("--tunnels {}: expected 1 to 60000", args.tunnels);
+    if args.initiators == 0 || args.initiators > 4096 {
+        anyhow::bail!("--initiators {}: expected 1 to 4096", args.initiators);
+    }
+    let most = TUNNELS_PER_INITIATOR * args.initiators;
+    if args.tunnels == 0 || args.tunnels > most {
+        anyhow::bail!(
+            "--tunnels {}: expected 1 to {most} ({TUNNELS_PER_INITIATOR} per initiator, \
+             --initiators {})",
+            args.tunnels,
+            args.initiators
+        );
+    }
+    if args.initiators > args.tunnels {
+        anyhow::bail!(
+            "--initiators {} is more than --tunnels {}: every initiator opens at least one",
+            args.initiators,
+            args.tunnels
+        );
     }
     if args.sessions_per_tunnel > 60_000 {
         anyhow::bail!(
@@ -102,28 +195,35 @@ pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
             args.echo_rate
         );
     }
-    let hold = seconds("--hold", args.hold, 86_400.0)?;
-    let setup_timeout = seconds("--setup-timeout", args.setup_timeout, 3600.0)?;
-    let config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
-    let seed = os_seed();
-    let plan = LacPlan {
-        target,
-        tunnels: args.tunnels,
-        sessions_per_tunnel: args.sessions_per_tunnel,
-        hold,
-        echo_rate: args.echo_rate,
-        setup_timeout,
-    };
-    if args.initiators == 0 || args.initiators > 4096 {
-        anyhow::bail!("--initiators {}: expected 1 to 4096", args.initiators);
-    }
-    if args.initiators > args.tunnels {
+    if !args.rate.is_finite() || !(0.0..=1_000_000.0).contains(&args.rate) {
         anyhow::bail!(
-            "--initiators {} is more than --tunnels {}: every initiator opens at least one",
-            args.initiators,
-            args.tunnels
+            "--rate {}: expected 0 (unpaced) to 1000000 setups per second",
+            args.rate
         );
     }
+    if !(1..=1_000_000).contains(&args.max_outstanding) {
+        anyhow::bail!(
+            "--max-outstanding {}: expected 1 to 1000000",
+            args.max_outstanding
+        );
+    }
+    let hold = seconds("--hold", args.hold, 86_400.0)?;
+    let setup_timeout = seconds("--setup-timeout", args.setup_timeout, 3600.0)?;
+    let ramp = seconds("--ramp", args.ramp, 86_400.0)?;
+    let stop_at = match args.duration {
+        Some(d) if !d.is_finite() || !(0.0..=86_400.0).contains(&d) || d == 0.0 => {
+            anyhow::bail!("--duration {d}: expected seconds above 0, at most 86400")
+        }
+        Some(d) => Duration::from_secs_f64(d),
+        None => {
+            let opening = if args.rate > 0.0 {
+                Duration::from_secs_f64(2.0 * args.tunnels as f64 / args.rate)
+            } else {
+                Duration::ZERO
+            };
+            ramp + opening + setup_timeout + hold + Duration::from_secs(10)
+        }
+    };
     if args.initiators > 1 && bind.ip().is_unspecified() {
         anyhow::bail!("--initiators needs --bind with the first initiator address");
     }
@@ -135,22 +235,92 @@ pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
             args.initiators
         );
     }
+    Ok(Setup {
+        target,
+        first,
+        bind_port: bind.port(),
+        plan: LacPlan {
+            target,
+            tunnels: args.tunnels,
+            sessions_per_tunnel: args.sessions_per_tunnel,
+            hold,
+            echo_rate: args.echo_rate,
+            setup_timeout,
+            stop_at: Some(stop_at),
+            drain: DRAIN,
+        },
+        pace: PaceConfig {
+            max_outstanding: args.max_outstanding,
+            ramp,
+            initiators: args.initiators,
+        },
+        deadline: stop_at + Duration::from_secs(1),
+    })
+}
+
+/// Runs the LAC, publishing into `live` about ten times a second and obeying its controls
+/// (pause, rate, stop); the rate starts at --rate. With `progress`, a line a second on stderr.
+/// The lab and the TUI call this in process.
+pub fn execute_with(
+    args: &LacArgs,
+    live: Live,
+    progress: bool,
+) -> anyhow::Result<(LacReport, Ended)> {
+    let setup = check(args)?;
+    let config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    let csv = match &args.csv {
+        Some(path) => {
+            Some(CsvSeries::create(path).with_context(|| format!("--csv {}", path.display()))?)
+        }
+        None => None,
+    };
+    live.control.set_rate(args.rate);
+    let swarm = Rc::new(Swarm::new(Pace::new(
+        setup.pace.clone(),
+        live.control.clone(),
+    )));
+    let seed = os_seed();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
+    let epoch = std::time::Instant::now();
+    let run_time = move || {
+        Instant::from_micros(u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    };
+    let publisher = Rc::new(RefCell::new(Publisher {
+        swarm: Rc::clone(&swarm),
+        live,
+        csv,
+        next_second: 0,
+        progress: progress.then(|| std::io::stderr().is_terminal()),
+    }));
+    let (ended, failed) = local.block_on(&runtime, async {
+        let ticker = {
+            let publisher = Rc::clone(&publisher);
+            tokio::task::spawn_local(async move {
+                let mut every = tokio::time::interval(PUBLISH_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let failed: csv::Error = loop {
+                    every.tick().await;
+                    if let Err(err) = publisher.borrow_mut().publish(run_time(), false) {
+                        break err;
+                    }
+                };
+                failed
+            })
+        };
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..args.initiators {
             // Tunnels split as evenly as they go: the first ones take the remainder.
             let share =
                 args.tunnels / args.initiators + usize::from(i < args.tunnels % args.initiators);
-            let ip = std::net::Ipv4Addr::from(first + i as u32);
-            let bind = std::net::SocketAddrV4::new(ip, bind.port());
+            let ip = Ipv4Addr::from(setup.first + i as u32);
+            let bind = SocketAddrV4::new(ip, setup.bind_port);
             let plan = LacPlan {
                 tunnels: share,
-                ..plan.clone()
+                ..setup.plan.clone()
             };
             let config = config.clone();
             let pcap = args.pcap.as_ref().map(|p| {
@@ -163,33 +333,115 @@ pub fn execute(args: &LacArgs) -> anyhow::Result<(LacReport, Ended)> {
                     ))
                 }
             });
+            let target = setup.target;
             let connect = (!args.any_source).then_some(target);
             let seed = seed.wrapping_add(i as u64);
+            let swarm = Rc::clone(&swarm);
+            let deadline = setup.deadline;
             tasks.spawn_local(async move {
                 let set = TunnelSet::new(config, seed, false);
                 let mut runner = Runner::bind(bind, connect, set, pcap.as_deref()).await?;
                 tracing::info!(local = %runner.local_addr(), %target, "LAC started");
-                let mut lac = Lac::new(plan, (seed >> 32) as u32);
-                // Bounded: setup, hold, and the teardown's drain.
-                let deadline = setup_timeout + hold + Duration::from_secs(5);
-                let run = runner
-                    .run(&mut lac, Some(deadline), Duration::from_secs(10))
-                    .await;
-                runner.finish()?;
-                let ended = run?;
+                let offset = epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(runner.now().as_micros()));
+                let mut lac = Lac::new(plan, (seed >> 32) as u32, swarm, i, offset);
+                let run = runner.run(&mut lac, Some(deadline), DRAIN).await;
                 lac.finish(&runner.set);
-                Ok::<_, anyhow::Error>((lac, ended))
+                runner.finish()?;
+                Ok::<_, anyhow::Error>(run?)
             });
         }
-        let mut combined = Combined::default();
         let mut ended = Ended::Finished;
+        let mut failed = None;
         while let Some(joined) = tasks.join_next().await {
-            let (lac, how) = joined.context("an initiator task failed")??;
-            combined.add(&lac);
-            if how != Ended::Finished {
-                ended = how;
+            match joined.context("an initiator task failed") {
+                Ok(Ok(how)) => {
+                    if how != Ended::Finished {
+                        ended = how;
+                    }
+                }
+                Ok(Err(err)) | Err(err) => {
+                    // One initiator's error ends the run: the others tear down now.
+                    swarm.pace.control().request_stop();
+                    failed.get_or_insert(err);
+                }
             }
         }
-        Ok((combined.report(), ended))
-    })
+        ticker.abort();
+        if let Ok(err) = ticker.await {
+            failed.get_or_insert(anyhow::Error::from(err).context("--csv"));
+        }
+        (ended, failed)
+    });
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    let end = run_time();
+    publisher.borrow_mut().publish(end, true).context("--csv")?;
+    Ok((swarm.report(&args.target, end), ended))
+}
+
+/// The watchers' side: the live snapshot, the CSV rows, the progress line.
+struct Publisher {
+    swarm: Rc<Swarm>,
+    live: Live,
+    csv: Option<CsvSeries>,
+    /// The next whole second to close with a CSV row and a progress line.
+    next_second: u64,
+    /// `Some(terminal)` when a progress line goes to stderr.
+    progress: Option<bool>,
+}
+
+impl Publisher {
+    /// Publishes the run at `now`; closes every whole second passed (`last`: and the one in
+    /// progress).
+    fn publish(&mut self, now: Instant, last: bool) -> Result<(), csv::Error> {
+        let mut snapshot = self.swarm.snapshot(now);
+        if last {
+            snapshot.phase = "done".to_string();
+        }
+        let elapsed = now.as_micros() / 1_000_000;
+        let end = if last { elapsed + 1 } else { elapsed };
+        while self.next_second < end {
+            let row = self.swarm.second_row(self.next_second, &snapshot);
+            if let Some(csv) = self.csv.as_mut() {
+                csv.write(&row)?;
+            }
+            if let Some(terminal) = self.progress {
+                progress_line(terminal, &snapshot, row.setups_this_second);
+            }
+            self.next_second += 1;
+        }
+        if last && self.progress == Some(true) {
+            eprintln!();
+        }
+        self.live.publish(snapshot);
+        Ok(())
+    }
+}
+
+fn progress_line(terminal: bool, s: &LiveSnapshot, setups: u64) {
+    let line = format!(
+        "[{:>5.0}s] {:<12} tunnels {}/{} up ({} failed, {} outstanding), sessions {}/{} up, \
+         {setups} setups/s, setup p99 {:.1} ms, {} retransmissions",
+        s.elapsed_s,
+        s.phase,
+        s.tunnels_up,
+        s.tunnels_requested,
+        s.tunnels_failed,
+        s.outstanding,
+        s.sessions_up,
+        s.sessions_requested,
+        s.sccrq_to_sccrp.p99_ms,
+        s.retransmissions
+    );
+    let mut err = std::io::stderr().lock();
+    // Progress is best effort: a closed stderr must not end the run.
+    let _ = if terminal {
+        write!(err, "\r{line}\x1b[K")
+    } else {
+        writeln!(err, "{line}")
+    };
+    let _ = err.flush();
 }

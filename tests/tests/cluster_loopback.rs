@@ -123,6 +123,7 @@ fn least_load_spreads_300_tunnels_from_30_initiators_evenly() {
         json: false,
         any_source: true,
         initiators: 30,
+        ..LacArgs::default()
     };
     let (report, _) = run_lac(&args).expect("lac");
     assert!(report.success(), "{report}");
@@ -240,6 +241,7 @@ fn lac_args(target: &str, bind: &str, tunnels: usize, initiators: usize) -> LacA
         json: false,
         any_source: true,
         initiators,
+        ..LacArgs::default()
     }
 }
 

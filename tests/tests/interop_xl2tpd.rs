@@ -70,6 +70,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
         json: false,
         any_source: false,
         initiators: 1,
+        ..LacArgs::default()
     };
     let (report, _) = lac::execute(&args).expect("lac run");
     eprintln!("{report}");

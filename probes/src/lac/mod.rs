@@ -1,0 +1,855 @@
+//! The simulated LAC: opens tunnels and incoming calls against an LNS at a pace, holds them
+//! with LCP echoes, tears them down cleanly, and reports what happened.
+//!
+//! One [`Lac`] is one initiator (one source address, one [`TunnelSet`]); the initiators of a
+//! run share a [`Swarm`]: the [`Pace`] (rate, ramp, outstanding cap, the live controls) and the
+//! [`Stats`] (counters and histograms). Every `Lac` works in run time: its runner's `now` plus
+//! the offset between the runner's start and the run's.
+
+mod pace;
+mod stats;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::rc::Rc;
+use std::time::Duration;
+
+use l2tp::conn::tunnel::{Event, ResultCode, TunnelState};
+use l2tp::conn::tunnels::TunnelSet;
+use l2tp::ppp::LcpEcho;
+use l2tp::time::Instant;
+use reference::runner::Role;
+use serde::Serialize;
+
+pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
+pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm};
+
+use crate::live::Percentiles;
+
+/// How often an initiator looks for SCCCN acks that came on a ZLB (no event tells it).
+pub const ACK_CHECK: Duration = Duration::from_millis(2);
+
+/// How often an initiator looks at the controls, the setup timeouts and the retransmission
+/// counters.
+const HOUSEKEEPING: Duration = Duration::from_millis(50);
+
+/// How often the retransmission counters of the live tunnels are read (a scan of them all).
+/// A tunnel we close ourselves is read just before; one the peer ends is held for a full
+/// retransmission cycle (§5.7) and read again before it goes.
+const RETRANSMISSION_SCAN: Duration = Duration::from_secs(1);
+
+/// How often a tearing-down initiator checks whether its StopCCNs are all acknowledged.
+const SETTLE_CHECK: Duration = Duration::from_millis(5);
+
+/// What one initiator is asked to do.
+#[derive(Debug, Clone)]
+pub struct LacPlan {
+    pub target: SocketAddrV4,
+    pub tunnels: usize,
+    pub sessions_per_tunnel: usize,
+    /// How long to keep everything up once it is established.
+    pub hold: Duration,
+    /// LCP Echo-Requests per second on each session while holding (0: none).
+    pub echo_rate: f64,
+    /// Give up on a tunnel (a session) not up this long after its SCCRQ (its ICRQ).
+    pub setup_timeout: Duration,
+    /// Run time at which everything is torn down, whatever the phase (`--duration`).
+    pub stop_at: Option<Duration>,
+    /// How long a teardown waits for its StopCCNs to be acknowledged.
+    pub drain: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Holding { until: Instant },
+    TearingDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Stage {
+    /// SCCRQ (ICRQ) sent, no answer yet.
+    #[default]
+    Waiting,
+    Up,
+    Gone,
+}
+
+#[derive(Debug, Default)]
+struct TunnelTrack {
+    /// Run time of the SCCRQ.
+    started: Instant,
+    stage: Stage,
+    was_up: bool,
+    timed_out: bool,
+    /// Index into the swarm's endpoints, once up.
+    endpoint: usize,
+    /// Retransmissions already counted.
+    retransmitted: u64,
+    sessions: BTreeMap<u16, SessionTrack>,
+}
+
+#[derive(Debug, Default)]
+struct SessionTrack {
+    started: Instant,
+    stage: Stage,
+    timed_out: bool,
+    /// Identifier and run time of the Echo-Request not answered yet.
+    echo: Option<(u8, Instant)>,
+}
+
+/// The LAC's summary, printed as text or JSON.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LacReport {
+    pub target: String,
+    pub tunnels_requested: usize,
+    pub tunnels_established: usize,
+    pub tunnels_failed: usize,
+    pub sessions_requested: usize,
+    pub sessions_established: usize,
+    pub sessions_failed: usize,
+    /// "StopCCN result 2 error 0 (…) [from peer]", "tunnel setup timeout": how many of each.
+    pub failures: BTreeMap<String, u64>,
+    /// SCCRQ sent → SCCRP received.
+    pub sccrq_to_sccrp: Percentiles,
+    /// SCCRQ sent → our SCCCN acknowledged (see `stats`).
+    pub tunnel_setup: Percentiles,
+    /// ICRQ sent → ICRP received.
+    pub session_setup: Percentiles,
+    /// LCP Echo-Request → its Echo-Reply (or itself looped back), per session.
+    pub echo_rtt: Percentiles,
+    pub echo_requests_sent: u64,
+    /// Echo-Replies from the peer's PPP.
+    pub echo_replies: u64,
+    /// Our own Echo-Requests coming back unchanged (a loopback PPP peer such as the pppd
+    /// stand-in in PEERS.md).
+    pub echo_looped_back: u64,
+    /// Tunnels whose StopCCN the peer acknowledged.
+    pub tunnels_closed_cleanly: usize,
+    /// From the first SCCRQ to the last tunnel or session up, in milliseconds.
+    pub setup_phase_ms: f64,
+    /// Tunnels established per second of the setup phase.
+    pub tunnel_setups_per_second: f64,
+    /// The most tunnels that came up within one whole second of the run.
+    pub peak_setups_per_second: u64,
+    /// The most tunnels up at once.
+    pub peak_tunnels_up: u64,
+    /// The most SCCRQs without an answer at once.
+    pub outstanding_max: u64,
+    /// Control messages we sent again (§5.8), over every tunnel, closed ones included.
+    pub retransmissions: u64,
+    /// Length of the whole run, teardown included, in seconds.
+    pub elapsed_s: f64,
+    /// Per LNS, keyed by the SCCRP's Host Name AVP (or its source address), in key order.
+    pub endpoints: Vec<EndpointReport>,
+}
+
+impl LacReport {
+    pub fn echo_answered(&self) -> u64 {
+        self.echo_replies + self.echo_looped_back
+    }
+
+    /// Everything requested came up, every echo was answered, every tunnel closed cleanly.
+    pub fn success(&self) -> bool {
+        self.tunnels_failed == 0
+            && self.sessions_failed == 0
+            && self.tunnels_established == self.tunnels_requested
+            && self.sessions_established == self.sessions_requested
+            && self.echo_answered() >= self.echo_requests_sent
+            && self.tunnels_closed_cleanly == self.tunnels_established
+    }
+}
+
+impl core::fmt::Display for LacReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "target {} ({:.1} s)", self.target, self.elapsed_s)?;
+        writeln!(
+            f,
+            "setup    {:.0} tunnels/s over {:.1} ms (peak {}/s in one second); \
+             at most {} SCCRQs outstanding; {} retransmissions",
+            self.tunnel_setups_per_second,
+            self.setup_phase_ms,
+            self.peak_setups_per_second,
+            self.outstanding_max,
+            self.retransmissions
+        )?;
+        writeln!(
+            f,
+            "tunnels  {}/{} established, {} failed, at most {} up at once",
+            self.tunnels_established,
+            self.tunnels_requested,
+            self.tunnels_failed,
+            self.peak_tunnels_up
+        )?;
+        writeln!(
+            f,
+            "sessions {}/{} established, {} failed",
+            self.sessions_established, self.sessions_requested, self.sessions_failed
+        )?;
+        writeln!(
+            f,
+            "echoes   {} sent, {} answered ({} replies, {} looped back)",
+            self.echo_requests_sent,
+            self.echo_answered(),
+            self.echo_replies,
+            self.echo_looped_back
+        )?;
+        writeln!(
+            f,
+            "teardown {}/{} tunnels closed cleanly",
+            self.tunnels_closed_cleanly, self.tunnels_established
+        )?;
+        writeln!(
+            f,
+            "\n{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+        )?;
+        for (name, p) in [
+            ("SCCRQ→SCCRP", &self.sccrq_to_sccrp),
+            ("tunnel setup", &self.tunnel_setup),
+            ("session setup", &self.session_setup),
+            ("echo RTT", &self.echo_rtt),
+        ] {
+            writeln!(
+                f,
+                "{:<16} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name, p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+            )?;
+        }
+        write!(
+            f,
+            "\n{:<24} {:<21} {:>9} {:>9} {:>9}",
+            "endpoint", "address", "tunnels", "sessions", "peak"
+        )?;
+        for e in &self.endpoints {
+            write!(
+                f,
+                "\n{:<24} {:<21} {:>9} {:>9} {:>9}",
+                e.key, e.address, e.tunnels_established, e.sessions_established, e.tunnels_peak
+            )?;
+        }
+        for (why, count) in &self.failures {
+            write!(f, "\nfailed   {count} × {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One initiator.
+pub struct Lac {
+    plan: LacPlan,
+    swarm: Rc<Swarm>,
+    /// This initiator's index in the swarm.
+    index: usize,
+    /// Run time = the runner's `now` + this.
+    offset: Duration,
+    phase: Phase,
+    bucket: Bucket,
+    to_open: usize,
+    done_opening: bool,
+    pending_tunnels: usize,
+    pending_sessions: usize,
+    tunnels: BTreeMap<u16, TunnelTrack>,
+    /// (SCCRQ run time, tunnel) in sending order: setup timeouts pop from the front.
+    awaiting_reply: VecDeque<(Instant, u16)>,
+    /// (ICRQ run time, tunnel, session) in sending order.
+    awaiting_session: VecDeque<(Instant, u16, u16)>,
+    /// Tunnels up whose SCCCN has not been seen acknowledged yet.
+    awaiting_ack: Vec<u16>,
+    /// Tunnels whose StopCCN is not acknowledged yet (teardown).
+    unsettled: Vec<u16>,
+    settled: bool,
+    /// Something happened that may let the next SCCRQs go or end the phase: act at once.
+    kick: bool,
+    next_open: Option<Instant>,
+    next_housekeeping: Instant,
+    next_retransmission_scan: Instant,
+    /// Run time the teardown began.
+    teardown_at: Instant,
+    /// Tunnels seen with their StopCCN acknowledged.
+    closed_cleanly: u64,
+    next_ack_check: Instant,
+    next_settle_check: Instant,
+    next_echo: Option<Instant>,
+    echo_id: u8,
+    magic: u32,
+}
+
+fn describe(result: &ResultCode, by_peer: bool) -> String {
+    let from = if by_peer { "from peer" } else { "ours" };
+    format!("{result} [{from}]")
+}
+
+impl Lac {
+    /// Initiator `index` of the swarm; `offset` turns its runner's clock into run time.
+    pub fn new(plan: LacPlan, magic: u32, swarm: Rc<Swarm>, index: usize, offset: Duration) -> Lac {
+        {
+            let mut stats = swarm.stats_mut();
+            stats.tunnels_requested += plan.tunnels as u64;
+            stats.sessions_requested +=
+                (plan.tunnels as u64).saturating_mul(plan.sessions_per_tunnel as u64);
+        }
+        Lac {
+            to_open: plan.tunnels,
+            plan,
+            swarm,
+            index,
+            offset,
+            phase: Phase::Connecting,
+            bucket: Bucket::default(),
+            done_opening: false,
+            pending_tunnels: 0,
+            pending_sessions: 0,
+            tunnels: BTreeMap::new(),
+            awaiting_reply: VecDeque::new(),
+            awaiting_session: VecDeque::new(),
+            awaiting_ack: Vec::new(),
+            unsettled: Vec::new(),
+            settled: false,
+            kick: true,
+            next_open: None,
+            next_housekeeping: Instant::ZERO,
+            next_retransmission_scan: Instant::ZERO,
+            teardown_at: Instant::ZERO,
+            closed_cleanly: 0,
+            next_ack_check: Instant::ZERO,
+            next_settle_check: Instant::ZERO,
+            next_echo: None,
+            echo_id: 0,
+            magic,
+        }
+    }
+
+    fn run_time(&self, now: Instant) -> Instant {
+        now + self.offset
+    }
+
+    fn runner_time(&self, t: Instant) -> Instant {
+        let offset = u64::try_from(self.offset.as_micros()).unwrap_or(u64::MAX);
+        Instant::from_micros(t.as_micros().saturating_sub(offset))
+    }
+
+    fn stop_opening(&mut self) {
+        if !self.done_opening {
+            self.done_opening = true;
+            self.swarm.pace.done_opening();
+        }
+    }
+
+    fn set_phase_name(&self, t: Instant) {
+        let name = match self.phase {
+            Phase::Connecting
+                if self.swarm.pace.target_rate(t) < self.swarm.pace.control().rate() =>
+            {
+                "ramping"
+            }
+            Phase::Connecting => "connecting",
+            Phase::Holding { .. } => "holding",
+            Phase::TearingDown if self.settled => "done",
+            Phase::TearingDown => "tearing down",
+        };
+        if let Some(slot) = self.swarm.stats_mut().phases.get_mut(self.index) {
+            *slot = name;
+        }
+    }
+
+    fn open_tunnels(&mut self, set: &mut TunnelSet, now: Instant, t: Instant) {
+        self.next_open = None;
+        if self.to_open == 0 {
+            return;
+        }
+        let grant = self.swarm.pace.grant(&mut self.bucket, t, self.to_open);
+        self.next_open = grant.retry_at;
+        for _ in 0..grant.count {
+            self.to_open -= 1;
+            match set.connect(now, self.plan.target) {
+                Some(id) => {
+                    self.swarm.pace.sent(&mut self.bucket, 1);
+                    self.swarm.stats_mut().tunnel_started(t);
+                    self.pending_tunnels += 1;
+                    self.awaiting_reply.push_back((t, id));
+                    self.tunnels.insert(
+                        id,
+                        TunnelTrack {
+                            started: t,
+                            ..TunnelTrack::default()
+                        },
+                    );
+                }
+                None => {
+                    let mut stats = self.swarm.stats_mut();
+                    stats.tunnels_failed += 1;
+                    stats.sessions_failed += self.plan.sessions_per_tunnel as u64;
+                    stats.fail("no free tunnel ID".to_string());
+                }
+            }
+        }
+        if self.to_open == 0 {
+            self.stop_opening();
+        }
+    }
+
+    /// Setup timeouts, control-message retransmission counts.
+    fn housekeeping(&mut self, set: &mut TunnelSet, now: Instant, t: Instant) {
+        let timeout = self.plan.setup_timeout;
+        while let Some(&(started, id)) = self.awaiting_reply.front() {
+            let waiting = self
+                .tunnels
+                .get(&id)
+                .is_some_and(|tr| tr.started == started && tr.stage == Stage::Waiting);
+            if waiting && t.saturating_duration_since(started) < timeout {
+                break;
+            }
+            self.awaiting_reply.pop_front();
+            if waiting {
+                if let Some(track) = self.tunnels.get_mut(&id) {
+                    track.timed_out = true;
+                    // It goes at once (no Tunnel ID from the peer, no StopCCN to hold for).
+                    if let Some(tunnel) = set.tunnel(id) {
+                        let now = tunnel.reliable().stats().retransmitted;
+                        let new = now.saturating_sub(track.retransmitted);
+                        track.retransmitted = now;
+                        self.swarm.stats_mut().retransmissions += new;
+                    }
+                }
+                if let Some(tunnel) = set.tunnel_mut(id) {
+                    let result = ResultCode::error(ResultCode::GENERAL_ERROR, 0, "setup timeout");
+                    tunnel.close(now, result);
+                }
+            }
+        }
+        while let Some(&(started, id, sid)) = self.awaiting_session.front() {
+            let waiting = self
+                .tunnels
+                .get(&id)
+                .and_then(|tr| tr.sessions.get(&sid))
+                .is_some_and(|s| s.started == started && s.stage == Stage::Waiting);
+            if waiting && t.saturating_duration_since(started) < timeout {
+                break;
+            }
+            self.awaiting_session.pop_front();
+            if waiting {
+                if let Some(s) = self
+                    .tunnels
+                    .get_mut(&id)
+                    .and_then(|tr| tr.sessions.get_mut(&sid))
+                {
+                    s.timed_out = true;
+                }
+                if let Some(tunnel) = set.tunnel_mut(id) {
+                    let result = ResultCode::error(ResultCode::GENERAL_ERROR, 0, "setup timeout");
+                    tunnel.close_session(sid, result);
+                }
+            }
+        }
+        if t >= self.next_retransmission_scan {
+            self.next_retransmission_scan = t + RETRANSMISSION_SCAN;
+            self.count_retransmissions(set);
+        }
+        self.set_phase_name(t);
+    }
+
+    /// Adds what the live tunnels retransmitted since the last look.
+    fn count_retransmissions(&mut self, set: &TunnelSet) {
+        let mut new = 0;
+        for id in set.tunnel_ids() {
+            let (Some(tunnel), Some(track)) = (set.tunnel(id), self.tunnels.get_mut(&id)) else {
+                continue;
+            };
+            let now = tunnel.reliable().stats().retransmitted;
+            new += now.saturating_sub(track.retransmitted);
+            track.retransmitted = now;
+        }
+        if new > 0 {
+            self.swarm.stats_mut().retransmissions += new;
+        }
+    }
+
+    /// Records the tunnel setups whose SCCCN the peer has acknowledged (SCCRQ and SCCCN are
+    /// our first two messages).
+    fn check_acks(&mut self, set: &TunnelSet, t: Instant) {
+        let tunnels = &self.tunnels;
+        let swarm = &self.swarm;
+        self.awaiting_ack.retain(|id| {
+            let Some(track) = tunnels.get(id).filter(|tr| tr.stage == Stage::Up) else {
+                return false;
+            };
+            match set.tunnel(*id) {
+                Some(tunnel) if tunnel.reliable().stats().acked >= 2 => {
+                    stats::record(&mut swarm.stats_mut().tunnel_setup, track.started, t);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
+    }
+
+    fn connecting_done(&self) -> bool {
+        self.to_open == 0 && self.pending_tunnels == 0 && self.pending_sessions == 0
+    }
+
+    fn start_teardown(&mut self, set: &mut TunnelSet, now: Instant) {
+        // Tunnels still waiting for an SCCRP go at once: read their counters first.
+        self.count_retransmissions(set);
+        self.phase = Phase::TearingDown;
+        self.teardown_at = self.run_time(now);
+        self.stop_opening();
+        self.to_open = 0;
+        self.next_echo = None;
+        for (&id, track) in &self.tunnels {
+            if track.stage == Stage::Gone {
+                continue;
+            }
+            if let Some(tunnel) = set.tunnel_mut(id) {
+                for sid in tunnel.session_ids().collect::<Vec<_>>() {
+                    tunnel.close_session(sid, ResultCode::new(ResultCode::ADMIN_CALL));
+                }
+                tunnel.close(now, ResultCode::new(ResultCode::CLEAR_TUNNEL));
+            }
+        }
+        self.unsettled = set.tunnel_ids().collect();
+        self.settled = false;
+    }
+
+    /// Drops the tunnels whose StopCCN is acknowledged (counting those that were up) or that
+    /// are gone; settled when none is left, or when the teardown has had its `drain` time.
+    fn settle(&mut self, set: &TunnelSet, t: Instant) {
+        let tunnels = &self.tunnels;
+        let mut clean = 0;
+        self.unsettled.retain(|&id| match set.tunnel(id) {
+            Some(tunnel)
+                if tunnel.state() == TunnelState::Closing && tunnel.reliable().is_idle() =>
+            {
+                clean += u64::from(tunnels.get(&id).is_some_and(|tr| tr.was_up));
+                false
+            }
+            Some(tunnel) => tunnel.state() != TunnelState::Closed,
+            // Gone before its StopCCN was acknowledged: the peer stopped answering.
+            None => false,
+        });
+        self.closed_cleanly += clean;
+        self.settled = self.unsettled.is_empty()
+            || t.saturating_duration_since(self.teardown_at) >= self.plan.drain;
+    }
+
+    fn send_echoes(&mut self, set: &mut TunnelSet, t: Instant) {
+        self.echo_id = self.echo_id.wrapping_add(1);
+        let frame = LcpEcho::request(self.echo_id, self.magic).to_frame();
+        let mut sent = 0;
+        for (&id, track) in &mut self.tunnels {
+            if track.stage != Stage::Up {
+                continue;
+            }
+            let Some(tunnel) = set.tunnel_mut(id) else {
+                continue;
+            };
+            for (&sid, session) in &mut track.sessions {
+                if session.stage == Stage::Up && tunnel.send_data(sid, &frame) {
+                    session.echo = Some((self.echo_id, t));
+                    sent += 1;
+                }
+            }
+        }
+        self.swarm.stats_mut().echo_sent += sent;
+    }
+
+    /// Final figures of this initiator (clean closes, last retransmissions) into the swarm;
+    /// call after the runner returns.
+    pub fn finish(&mut self, set: &TunnelSet) {
+        self.count_retransmissions(set);
+        self.stop_opening();
+        if self.phase == Phase::TearingDown {
+            let t = self.teardown_at + self.plan.drain;
+            self.settle(set, t);
+        }
+        self.swarm.stats_mut().tunnels_closed_cleanly += self.closed_cleanly;
+        if let Some(slot) = self.swarm.stats_mut().phases.get_mut(self.index) {
+            *slot = "done";
+        }
+    }
+}
+
+impl Role for Lac {
+    fn on_event(&mut self, set: &mut TunnelSet, now: Instant, tunnel: u16, event: Event) {
+        let t = self.run_time(now);
+        let sessions = self.plan.sessions_per_tunnel;
+        let tearing_down = self.phase == Phase::TearingDown;
+        let Some(track) = self.tunnels.get_mut(&tunnel) else {
+            return;
+        };
+        match event {
+            Event::TunnelUp { peer_host_name, .. } => {
+                if track.stage != Stage::Waiting {
+                    return;
+                }
+                track.stage = Stage::Up;
+                track.was_up = true;
+                self.pending_tunnels = self.pending_tunnels.saturating_sub(1);
+                self.swarm.pace.answered(&mut self.bucket);
+                self.kick = true;
+                let peer = set.peer_of(tunnel);
+                let address = peer.map_or_else(String::new, |p| p.to_string());
+                let key = if peer_host_name.is_empty() {
+                    address.clone()
+                } else {
+                    peer_host_name
+                };
+                {
+                    let mut stats = self.swarm.stats_mut();
+                    stats::record(&mut stats.sccrq_to_sccrp, track.started, t);
+                    track.endpoint = stats.tunnel_up(t, key, address);
+                }
+                self.awaiting_ack.push(tunnel);
+                if tearing_down {
+                    return;
+                }
+                if let Some(tun) = set.tunnel_mut(tunnel) {
+                    for _ in 0..sessions {
+                        match tun.open_incoming_call() {
+                            Some(sid) => {
+                                track.sessions.insert(
+                                    sid,
+                                    SessionTrack {
+                                        started: t,
+                                        ..SessionTrack::default()
+                                    },
+                                );
+                                self.pending_sessions += 1;
+                                self.awaiting_session.push_back((t, tunnel, sid));
+                            }
+                            None => {
+                                let mut stats = self.swarm.stats_mut();
+                                stats.sessions_failed += 1;
+                                stats.fail("no free session ID".to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            Event::TunnelDown { result, by_peer } => {
+                let stage = std::mem::replace(&mut track.stage, Stage::Gone);
+                let mut stats = self.swarm.stats_mut();
+                match stage {
+                    Stage::Waiting => {
+                        self.pending_tunnels = self.pending_tunnels.saturating_sub(1);
+                        self.swarm.pace.answered(&mut self.bucket);
+                        self.kick = true;
+                        stats.tunnels_failed += 1;
+                        // Its sessions were never opened.
+                        stats.sessions_failed += sessions as u64;
+                        let why = if track.timed_out {
+                            "tunnel setup timeout".to_string()
+                        } else if tearing_down {
+                            "stopped before the tunnel came up".to_string()
+                        } else {
+                            format!("StopCCN {}", describe(&result, by_peer))
+                        };
+                        stats.fail(why);
+                    }
+                    Stage::Up => {
+                        stats.tunnel_gone(track.endpoint);
+                        if !tearing_down {
+                            // An established tunnel lost before we asked: a failure too.
+                            stats.tunnels_failed += 1;
+                            stats.fail(format!(
+                                "tunnel lost: StopCCN {}",
+                                describe(&result, by_peer)
+                            ));
+                        }
+                    }
+                    Stage::Gone => {}
+                }
+            }
+            Event::SessionUp { session_id, .. } => {
+                let Some(s) = track.sessions.get_mut(&session_id) else {
+                    return;
+                };
+                if s.stage != Stage::Waiting {
+                    return;
+                }
+                s.stage = Stage::Up;
+                self.pending_sessions = self.pending_sessions.saturating_sub(1);
+                self.kick = true;
+                let mut stats = self.swarm.stats_mut();
+                stats::record(&mut stats.session_setup, s.started, t);
+                stats.session_up(t, track.endpoint);
+                drop(stats);
+                // The ICRP usually carries the ack of our SCCCN.
+                if set
+                    .tunnel(tunnel)
+                    .is_some_and(|tun| tun.reliable().stats().acked >= 2)
+                {
+                    if let Some(i) = self.awaiting_ack.iter().position(|&id| id == tunnel) {
+                        self.awaiting_ack.swap_remove(i);
+                        stats::record(&mut self.swarm.stats_mut().tunnel_setup, track.started, t);
+                    }
+                }
+            }
+            Event::SessionDown {
+                session_id,
+                result,
+                by_peer,
+            } => {
+                let Some(s) = track.sessions.get_mut(&session_id) else {
+                    return;
+                };
+                let stage = std::mem::replace(&mut s.stage, Stage::Gone);
+                let mut stats = self.swarm.stats_mut();
+                match stage {
+                    Stage::Waiting => {
+                        self.pending_sessions = self.pending_sessions.saturating_sub(1);
+                        self.kick = true;
+                        stats.sessions_failed += 1;
+                        let why = if s.timed_out {
+                            "session setup timeout".to_string()
+                        } else {
+                            format!("CDN {}", describe(&result, by_peer))
+                        };
+                        stats.fail(why);
+                    }
+                    Stage::Up => {
+                        stats.session_gone(track.endpoint);
+                        if !tearing_down && by_peer {
+                            stats.sessions_failed += 1;
+                            stats.fail(format!("session lost: CDN {}", describe(&result, by_peer)));
+                        }
+                    }
+                    Stage::Gone => {}
+                }
+            }
+            Event::Data { session_id, frame } => {
+                let Some(echo) = LcpEcho::parse(&frame) else {
+                    return;
+                };
+                let mut stats = self.swarm.stats_mut();
+                let answer = if echo.reply {
+                    stats.echo_replies += 1;
+                    true
+                } else if echo.magic == self.magic {
+                    stats.echo_looped_back += 1;
+                    true
+                } else {
+                    false
+                };
+                if let Some(s) = track.sessions.get_mut(&session_id) {
+                    if let Some((id, sent)) = s.echo {
+                        if answer && id == echo.identifier {
+                            s.echo = None;
+                            stats::record(&mut stats.echo_rtt, sent, t);
+                        }
+                    }
+                }
+            }
+            Event::Closed | Event::WanError { .. } | Event::LinkInfo { .. } => {}
+        }
+    }
+
+    fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant> {
+        let t = self.run_time(now);
+        let hold_end = match self.phase {
+            Phase::Holding { until } => Some(until),
+            _ => None,
+        };
+        let checking_acks = !self.awaiting_ack.is_empty();
+        let tearing_down = self.phase == Phase::TearingDown;
+        let due = [
+            Some(self.next_housekeeping),
+            self.next_open,
+            checking_acks.then_some(self.next_ack_check),
+            self.next_echo,
+            hold_end,
+            (tearing_down && !self.settled).then_some(self.next_settle_check),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if !self.kick && due.is_some_and(|d| t < d) {
+            return due.map(|d| self.runner_time(d));
+        }
+        self.kick = false;
+
+        // The controls and the hard stop come first.
+        let stop = self.swarm.pace.control().stop_requested()
+            || self.plan.stop_at.is_some_and(|s| t >= Instant::ZERO + s);
+        if stop && !tearing_down {
+            self.start_teardown(set, now);
+        }
+        if t >= self.next_housekeeping {
+            self.next_housekeeping = t + HOUSEKEEPING;
+            self.housekeeping(set, now, t);
+        }
+        if !self.awaiting_ack.is_empty() && t >= self.next_ack_check {
+            self.next_ack_check = t + ACK_CHECK;
+            self.check_acks(set, t);
+        }
+        match self.phase {
+            Phase::Connecting => {
+                // Also before `next_open`: an answer may have freed room under the cap.
+                self.open_tunnels(set, now, t);
+                if self.connecting_done() {
+                    let mut until = t + self.plan.hold;
+                    if let Some(stop) = self.plan.stop_at {
+                        until = until.min(Instant::ZERO + stop);
+                    }
+                    self.phase = Phase::Holding { until };
+                    if self.plan.echo_rate > 0.0 {
+                        self.next_echo = Some(t);
+                    }
+                    self.set_phase_name(t);
+                }
+            }
+            Phase::Holding { until } => {
+                if t >= until {
+                    self.start_teardown(set, now);
+                } else {
+                    // Echoes stop a second before teardown so the last answers can arrive.
+                    let quiet = until.saturating_duration_since(t) < Duration::from_secs(1);
+                    match self.next_echo {
+                        Some(at) if t >= at && !quiet => {
+                            self.send_echoes(set, t);
+                            let period = Duration::from_secs_f64(1.0 / self.plan.echo_rate);
+                            self.next_echo = Some(at + period);
+                        }
+                        Some(_) if quiet => self.next_echo = None,
+                        _ => {}
+                    }
+                }
+            }
+            Phase::TearingDown => {}
+        }
+        if self.phase == Phase::TearingDown && !self.settled && t >= self.next_settle_check {
+            self.next_settle_check = t + SETTLE_CHECK;
+            self.settle(set, t);
+            if self.settled {
+                self.set_phase_name(t);
+            }
+        }
+        let hold_end = match self.phase {
+            Phase::Holding { until } => Some(until),
+            _ => None,
+        };
+        [
+            Some(self.next_housekeeping),
+            self.next_open,
+            (!self.awaiting_ack.is_empty()).then_some(self.next_ack_check),
+            self.next_echo,
+            hold_end,
+            (self.phase == Phase::TearingDown && !self.settled).then_some(self.next_settle_check),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| self.runner_time(d))
+    }
+
+    fn finished(&self, _set: &TunnelSet, _now: Instant) -> bool {
+        self.phase == Phase::TearingDown && self.settled
+    }
+
+    fn shutdown(&mut self, set: &mut TunnelSet, now: Instant) {
+        if self.phase != Phase::TearingDown {
+            self.start_teardown(set, now);
+        }
+    }
+}

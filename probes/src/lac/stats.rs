@@ -1,0 +1,501 @@
+//! The run's figures, shared by every initiator of one run (they all live on one thread).
+//!
+//! The initiators only count and record into histograms here, O(1) per event; percentiles,
+//! snapshots and CSV rows are computed by the watcher side ([`Swarm::snapshot`], about ten
+//! times a second), off the packet path.
+//!
+//! What the histograms measure, in run time on the initiator:
+//! - `sccrq_to_sccrp`: SCCRQ sent → SCCRP received (the tunnel comes up on our side).
+//! - `tunnel_setup`: SCCRQ sent → our SCCCN acknowledged by the peer (its Nr covers the SCCCN,
+//!   on a ZLB or on its next message): the peer has the tunnel established too. A peer that
+//!   acknowledges with a delayed ZLB (ours waits 100 ms for a message to ride on) adds that
+//!   delay. An ack that rides on a message is seen at once; one on a ZLB within
+//!   [`ACK_CHECK`](super::ACK_CHECK).
+//! - `session_setup`: ICRQ sent → ICRP received (the session comes up on our side and the ICCN
+//!   goes out at once).
+//! - `echo_rtt`: LCP Echo-Request sent → the Echo-Reply with its identifier on that session, or
+//!   our own request looped back by the peer.
+
+use std::cell::{Ref, RefCell, RefMut};
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use l2tp::time::Instant;
+use serde::Serialize;
+
+use super::pace::Pace;
+use super::LacReport;
+use crate::live::{EndpointLive, LiveSnapshot, Percentiles};
+
+/// Per-endpoint setups per second kept for the live view.
+const ENDPOINT_SECONDS: usize = 120;
+
+pub(crate) fn histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h at 3 significant digits: constant, valid bounds.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds")
+}
+
+/// Records a latency in microseconds (clamped into the histogram's range).
+pub(crate) fn record(histogram: &mut Histogram<u64>, from: Instant, to: Instant) {
+    let us = u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(us.clamp(1, 3_600_000_000));
+}
+
+pub fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
+    if histogram.is_empty() {
+        return Percentiles::default();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    Percentiles {
+        count: histogram.len(),
+        p50_ms: ms(histogram.value_at_quantile(0.5)),
+        p90_ms: ms(histogram.value_at_quantile(0.9)),
+        p99_ms: ms(histogram.value_at_quantile(0.99)),
+        p999_ms: ms(histogram.value_at_quantile(0.999)),
+        max_ms: ms(histogram.max()),
+    }
+}
+
+fn second_of(t: Instant) -> usize {
+    usize::try_from(t.as_micros() / 1_000_000).unwrap_or(usize::MAX)
+}
+
+fn bump(per_second: &mut Vec<u64>, second: usize) {
+    // Bounded by the run's duration (at most a day of seconds, checked by the caller's flags).
+    if per_second.len() <= second {
+        per_second.resize(second + 1, 0);
+    }
+    if let Some(slot) = per_second.get_mut(second) {
+        *slot += 1;
+    }
+}
+
+/// One LNS as the initiators see it (see [`EndpointLive`]).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointTrack {
+    pub key: String,
+    pub address: String,
+    pub tunnels: u64,
+    pub sessions: u64,
+    pub tunnels_total: u64,
+    pub sessions_total: u64,
+    pub tunnels_peak: u64,
+    first_second: usize,
+    per_second: VecDeque<u64>,
+}
+
+impl EndpointTrack {
+    fn setup(&mut self, second: usize) {
+        if self.per_second.is_empty() {
+            self.first_second = second;
+        }
+        let last = self.first_second + self.per_second.len();
+        if second >= last {
+            for _ in last..=second {
+                self.per_second.push_back(0);
+            }
+        }
+        while self.per_second.len() > ENDPOINT_SECONDS {
+            self.per_second.pop_front();
+            self.first_second += 1;
+        }
+        if let Some(slot) = second
+            .checked_sub(self.first_second)
+            .and_then(|i| self.per_second.get_mut(i))
+        {
+            *slot += 1;
+        }
+    }
+
+    fn live(&self, now_second: usize) -> EndpointLive {
+        // Seconds with no setup up to now count as zeros.
+        let mut setups: Vec<u64> = self.per_second.iter().copied().collect();
+        let end = self.first_second + setups.len();
+        if now_second > end && !setups.is_empty() {
+            setups.extend(std::iter::repeat_n(0, now_second - end));
+        }
+        let skip = setups.len().saturating_sub(ENDPOINT_SECONDS);
+        EndpointLive {
+            key: self.key.clone(),
+            address: self.address.clone(),
+            tunnels: self.tunnels,
+            sessions: self.sessions,
+            tunnels_total: self.tunnels_total,
+            setups_per_second: setups.split_off(skip),
+        }
+    }
+}
+
+/// One endpoint in the final report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct EndpointReport {
+    pub key: String,
+    pub address: String,
+    pub tunnels_established: u64,
+    pub sessions_established: u64,
+    /// Most tunnels up with it at once.
+    pub tunnels_peak: u64,
+}
+
+/// The counters and histograms of the whole run.
+#[derive(Debug)]
+pub struct Stats {
+    pub tunnels_requested: u64,
+    pub sessions_requested: u64,
+    pub tunnels_started: u64,
+    pub tunnels_up: u64,
+    pub tunnels_up_peak: u64,
+    pub tunnels_established: u64,
+    pub tunnels_failed: u64,
+    pub sessions_up: u64,
+    pub sessions_established: u64,
+    pub sessions_failed: u64,
+    pub retransmissions: u64,
+    pub echo_sent: u64,
+    pub echo_replies: u64,
+    pub echo_looped_back: u64,
+    pub tunnels_closed_cleanly: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub sccrq_to_sccrp: Histogram<u64>,
+    pub tunnel_setup: Histogram<u64>,
+    pub session_setup: Histogram<u64>,
+    pub echo_rtt: Histogram<u64>,
+    pub endpoints: Vec<EndpointTrack>,
+    /// Endpoint key → index in `endpoints`.
+    endpoint_index: BTreeMap<String, usize>,
+    /// SCCRQs sent per whole second of the run.
+    pub started_per_second: Vec<u64>,
+    /// Tunnels up (SCCRP received) per whole second of the run.
+    pub setups_per_second: Vec<u64>,
+    pub first_sccrq: Option<Instant>,
+    /// When the last tunnel or session came up.
+    pub last_up: Instant,
+    /// Each initiator's phase name (see [`LiveSnapshot::phase`]).
+    pub phases: Vec<&'static str>,
+}
+
+impl Stats {
+    fn new(initiators: usize) -> Stats {
+        Stats {
+            tunnels_requested: 0,
+            sessions_requested: 0,
+            tunnels_started: 0,
+            tunnels_up: 0,
+            tunnels_up_peak: 0,
+            tunnels_established: 0,
+            tunnels_failed: 0,
+            sessions_up: 0,
+            sessions_established: 0,
+            sessions_failed: 0,
+            retransmissions: 0,
+            echo_sent: 0,
+            echo_replies: 0,
+            echo_looped_back: 0,
+            tunnels_closed_cleanly: 0,
+            failures: BTreeMap::new(),
+            sccrq_to_sccrp: histogram(),
+            tunnel_setup: histogram(),
+            session_setup: histogram(),
+            echo_rtt: histogram(),
+            endpoints: Vec::new(),
+            endpoint_index: BTreeMap::new(),
+            started_per_second: Vec::new(),
+            setups_per_second: Vec::new(),
+            first_sccrq: None,
+            last_up: Instant::ZERO,
+            phases: vec!["connecting"; initiators.max(1)],
+        }
+    }
+
+    pub fn fail(&mut self, why: String) {
+        *self.failures.entry(why).or_default() += 1;
+    }
+
+    pub(crate) fn tunnel_started(&mut self, now: Instant) {
+        self.tunnels_started += 1;
+        self.first_sccrq.get_or_insert(now);
+        bump(&mut self.started_per_second, second_of(now));
+    }
+
+    /// A tunnel came up with the endpoint `key` (at `address`); returns its index.
+    pub(crate) fn tunnel_up(&mut self, now: Instant, key: String, address: String) -> usize {
+        self.tunnels_up += 1;
+        self.tunnels_up_peak = self.tunnels_up_peak.max(self.tunnels_up);
+        self.tunnels_established += 1;
+        self.last_up = self.last_up.max(now);
+        let second = second_of(now);
+        bump(&mut self.setups_per_second, second);
+        let index = match self.endpoint_index.get(&key) {
+            Some(&index) => index,
+            None => {
+                let index = self.endpoints.len();
+                self.endpoints.push(EndpointTrack {
+                    key: key.clone(),
+                    address: address.clone(),
+                    ..EndpointTrack::default()
+                });
+                self.endpoint_index.insert(key, index);
+                index
+            }
+        };
+        if let Some(endpoint) = self.endpoints.get_mut(index) {
+            endpoint.tunnels += 1;
+            endpoint.tunnels_total += 1;
+            endpoint.tunnels_peak = endpoint.tunnels_peak.max(endpoint.tunnels);
+            endpoint.address = address;
+            endpoint.setup(second);
+        }
+        index
+    }
+
+    pub(crate) fn tunnel_gone(&mut self, endpoint: usize) {
+        self.tunnels_up = self.tunnels_up.saturating_sub(1);
+        if let Some(e) = self.endpoints.get_mut(endpoint) {
+            e.tunnels = e.tunnels.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn session_up(&mut self, now: Instant, endpoint: usize) {
+        self.sessions_up += 1;
+        self.sessions_established += 1;
+        self.last_up = self.last_up.max(now);
+        if let Some(e) = self.endpoints.get_mut(endpoint) {
+            e.sessions += 1;
+            e.sessions_total += 1;
+        }
+    }
+
+    pub(crate) fn session_gone(&mut self, endpoint: usize) {
+        self.sessions_up = self.sessions_up.saturating_sub(1);
+        if let Some(e) = self.endpoints.get_mut(endpoint) {
+            e.sessions = e.sessions.saturating_sub(1);
+        }
+    }
+
+    pub fn echo_answered(&self) -> u64 {
+        self.echo_replies + self.echo_looped_back
+    }
+
+    /// The run's phase: the least advanced of the initiators'.
+    fn phase(&self) -> &'static str {
+        for phase in ["ramping", "connecting", "holding", "tearing down"] {
+            if self.phases.contains(&phase) {
+                return phase;
+            }
+        }
+        "done"
+    }
+}
+
+/// Everything the initiators of one run share: the pace and the figures.
+#[derive(Debug)]
+pub struct Swarm {
+    pub pace: Pace,
+    stats: RefCell<Stats>,
+}
+
+impl Swarm {
+    pub fn new(pace: Pace) -> Swarm {
+        let stats = Stats::new(pace.config().initiators);
+        Swarm {
+            pace,
+            stats: RefCell::new(stats),
+        }
+    }
+
+    /// The figures; never hold the borrow across an await or a call into an initiator.
+    pub fn stats(&self) -> Ref<'_, Stats> {
+        self.stats.borrow()
+    }
+
+    pub(crate) fn stats_mut(&self) -> RefMut<'_, Stats> {
+        self.stats.borrow_mut()
+    }
+
+    /// The run at `now` (run time) for the watchers.
+    pub fn snapshot(&self, now: Instant) -> LiveSnapshot {
+        let s = self.stats.borrow();
+        let control = self.pace.control();
+        let second = second_of(now);
+        let mut endpoints: Vec<(&String, &usize)> = s.endpoint_index.iter().collect();
+        endpoints.sort_by(|a, b| a.0.cmp(b.0));
+        LiveSnapshot {
+            elapsed_s: now.as_micros() as f64 / 1e6,
+            phase: s.phase().to_string(),
+            paused: control.paused(),
+            target_rate: self.pace.target_rate(now),
+            tunnels_requested: s.tunnels_requested,
+            tunnels_started: s.tunnels_started,
+            outstanding: self.pace.outstanding() as u64,
+            tunnels_up: s.tunnels_up,
+            tunnels_established: s.tunnels_established,
+            tunnels_failed: s.tunnels_failed,
+            sessions_requested: s.sessions_requested,
+            sessions_up: s.sessions_up,
+            sessions_established: s.sessions_established,
+            sessions_failed: s.sessions_failed,
+            retransmissions: s.retransmissions,
+            echo_sent: s.echo_sent,
+            echo_answered: s.echo_answered(),
+            endpoints: endpoints
+                .into_iter()
+                .filter_map(|(_, &i)| s.endpoints.get(i))
+                .map(|e| e.live(second))
+                .collect(),
+            sccrq_to_sccrp: percentiles(&s.sccrq_to_sccrp),
+            tunnel_setup: percentiles(&s.tunnel_setup),
+            session_setup: percentiles(&s.session_setup),
+            echo_rtt: percentiles(&s.echo_rtt),
+            failures: s.failures.clone(),
+        }
+    }
+
+    /// The final summary.
+    pub fn report(&self, target: &str, elapsed: Instant) -> LacReport {
+        let s = self.stats.borrow();
+        let phase = s.first_sccrq.map_or(std::time::Duration::ZERO, |first| {
+            s.last_up.saturating_duration_since(first)
+        });
+        let mut endpoints: Vec<EndpointReport> = s
+            .endpoints
+            .iter()
+            .map(|e| EndpointReport {
+                key: e.key.clone(),
+                address: e.address.clone(),
+                tunnels_established: e.tunnels_total,
+                sessions_established: e.sessions_total,
+                tunnels_peak: e.tunnels_peak,
+            })
+            .collect();
+        endpoints.sort_by(|a, b| a.key.cmp(&b.key));
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        LacReport {
+            target: target.to_string(),
+            tunnels_requested: to_usize(s.tunnels_requested),
+            tunnels_established: to_usize(s.tunnels_established),
+            tunnels_failed: to_usize(s.tunnels_failed),
+            sessions_requested: to_usize(s.sessions_requested),
+            sessions_established: to_usize(s.sessions_established),
+            sessions_failed: to_usize(s.sessions_failed),
+            failures: s.failures.clone(),
+            sccrq_to_sccrp: percentiles(&s.sccrq_to_sccrp),
+            tunnel_setup: percentiles(&s.tunnel_setup),
+            session_setup: percentiles(&s.session_setup),
+            echo_rtt: percentiles(&s.echo_rtt),
+            echo_requests_sent: s.echo_sent,
+            echo_replies: s.echo_replies,
+            echo_looped_back: s.echo_looped_back,
+            tunnels_closed_cleanly: to_usize(s.tunnels_closed_cleanly),
+            setup_phase_ms: phase.as_secs_f64() * 1000.0,
+            tunnel_setups_per_second: if phase.is_zero() {
+                0.0
+            } else {
+                s.tunnels_established as f64 / phase.as_secs_f64()
+            },
+            peak_setups_per_second: s.setups_per_second.iter().copied().max().unwrap_or(0),
+            peak_tunnels_up: s.tunnels_up_peak,
+            outstanding_max: self.pace.outstanding_max() as u64,
+            retransmissions: s.retransmissions,
+            elapsed_s: elapsed.as_micros() as f64 / 1e6,
+            endpoints,
+        }
+    }
+}
+
+/// One CSV row: the run at the end of one whole second.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SecondRow {
+    /// The second of the run this row closes (0: the first).
+    pub second: u64,
+    pub phase: String,
+    pub target_rate: f64,
+    pub tunnels_started: u64,
+    pub tunnels_up: u64,
+    pub tunnels_established: u64,
+    pub tunnels_failed: u64,
+    pub sessions_up: u64,
+    pub sessions_established: u64,
+    pub sessions_failed: u64,
+    /// SCCRQs first sent in this second.
+    pub started_this_second: u64,
+    /// Tunnels up (SCCRP received) in this second.
+    pub setups_this_second: u64,
+    /// SCCRQs without an answer when the row was taken.
+    pub outstanding: u64,
+    /// The most SCCRQs without an answer at once since the previous row.
+    pub outstanding_peak: u64,
+    pub retransmissions: u64,
+    pub echo_sent: u64,
+    pub echo_answered: u64,
+    pub sccrq_to_sccrp_p50_ms: f64,
+    pub sccrq_to_sccrp_p99_ms: f64,
+    pub tunnel_setup_p50_ms: f64,
+    pub tunnel_setup_p99_ms: f64,
+    pub session_setup_p50_ms: f64,
+    pub session_setup_p99_ms: f64,
+    pub echo_rtt_p50_ms: f64,
+    pub echo_rtt_p99_ms: f64,
+}
+
+impl Swarm {
+    /// The row closing `second`, from a snapshot taken just after it.
+    pub fn second_row(&self, second: u64, snapshot: &LiveSnapshot) -> SecondRow {
+        let s = self.stats.borrow();
+        let at = |v: &Vec<u64>| {
+            usize::try_from(second)
+                .ok()
+                .and_then(|i| v.get(i))
+                .copied()
+                .unwrap_or(0)
+        };
+        SecondRow {
+            second,
+            phase: snapshot.phase.clone(),
+            target_rate: snapshot.target_rate,
+            tunnels_started: snapshot.tunnels_started,
+            tunnels_up: snapshot.tunnels_up,
+            tunnels_established: snapshot.tunnels_established,
+            tunnels_failed: snapshot.tunnels_failed,
+            sessions_up: snapshot.sessions_up,
+            sessions_established: snapshot.sessions_established,
+            sessions_failed: snapshot.sessions_failed,
+            started_this_second: at(&s.started_per_second),
+            setups_this_second: at(&s.setups_per_second),
+            outstanding: snapshot.outstanding,
+            outstanding_peak: self.pace.take_outstanding_peak() as u64,
+            retransmissions: snapshot.retransmissions,
+            echo_sent: snapshot.echo_sent,
+            echo_answered: snapshot.echo_answered,
+            sccrq_to_sccrp_p50_ms: snapshot.sccrq_to_sccrp.p50_ms,
+            sccrq_to_sccrp_p99_ms: snapshot.sccrq_to_sccrp.p99_ms,
+            tunnel_setup_p50_ms: snapshot.tunnel_setup.p50_ms,
+            tunnel_setup_p99_ms: snapshot.tunnel_setup.p99_ms,
+            session_setup_p50_ms: snapshot.session_setup.p50_ms,
+            session_setup_p99_ms: snapshot.session_setup.p99_ms,
+            echo_rtt_p50_ms: snapshot.echo_rtt.p50_ms,
+            echo_rtt_p99_ms: snapshot.echo_rtt.p99_ms,
+        }
+    }
+}
+
+/// The per-second CSV: a header row, then one [`SecondRow`] per second of the run.
+pub struct CsvSeries {
+    writer: csv::Writer<File>,
+}
+
+impl CsvSeries {
+    pub fn create(path: &Path) -> Result<CsvSeries, csv::Error> {
+        Ok(CsvSeries {
+            writer: csv::Writer::from_path(path)?,
+        })
+    }
+
+    pub fn write(&mut self, row: &SecondRow) -> Result<(), csv::Error> {
+        self.writer.serialize(row)?;
+        // A row a second: flushing each keeps the file readable while the run goes on.
+        self.writer.flush()?;
+        Ok(())
+    }
+}

@@ -32,6 +32,8 @@ pub struct TunnelSetStats {
 struct Entry {
     peer: SocketAddrV4,
     tunnel: Tunnel,
+    /// Its key in `by_initiator` (tunnels the peer opened), so removal needs no scan.
+    initiator: Option<(SocketAddrV4, u16)>,
 }
 
 /// The tunnels of one node, keyed by our (local) Tunnel ID.
@@ -151,7 +153,15 @@ impl TunnelSet {
         let id = self.allocate_id()?;
         let seed = self.rng.next_u64();
         let tunnel = Tunnel::connect(Arc::clone(&self.config), id, seed, now);
-        self.tunnels.insert(id, Entry { peer, tunnel });
+        let initiator = None;
+        self.tunnels.insert(
+            id,
+            Entry {
+                peer,
+                tunnel,
+                initiator,
+            },
+        );
         self.ready.insert(id);
         self.stale.insert(id);
         Some(id)
@@ -232,7 +242,14 @@ impl TunnelSet {
         };
         let seed = self.rng.next_u64();
         let tunnel = Tunnel::accept(Arc::clone(&self.config), id, seed, now, message);
-        self.tunnels.insert(id, Entry { peer: from, tunnel });
+        self.tunnels.insert(
+            id,
+            Entry {
+                peer: from,
+                tunnel,
+                initiator: Some((from, their_id)),
+            },
+        );
         self.by_initiator.insert((from, their_id), id);
         self.ready.insert(id);
         self.stale.insert(id);
@@ -309,14 +326,17 @@ impl TunnelSet {
     }
 
     fn remove(&mut self, id: u16) {
-        self.tunnels.remove(&id);
+        if let Some(key) = self.tunnels.remove(&id).and_then(|e| e.initiator) {
+            if self.by_initiator.get(&key) == Some(&id) {
+                self.by_initiator.remove(&key);
+            }
+        }
         self.ready.remove(&id);
         self.touched.remove(&id);
         self.stale.remove(&id);
         if let Some(at) = self.deadlines.remove(&id) {
             self.timers.remove(&(at, id));
         }
-        self.by_initiator.retain(|_, local| *local != id);
     }
 
     /// Writes the next datagram into `buf` and returns where it goes.
@@ -331,6 +351,9 @@ impl TunnelSet {
             }
             self.ready.remove(&id);
         }
+        // Everything is sent: index the deadlines that sending moved, so that `poll_timeout`
+        // stays O(log n) however many tunnels were busy (it scans only the stale ones).
+        self.reindex();
         None
     }
 

@@ -2,13 +2,19 @@
 //! against the cluster address, both captures checked with `verify`, a table per endpoint, and
 //! the lab removed, also when a step fails.
 
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use l2tp::wire::message::ParseOptions;
+use probes::live::Live;
 use probes::sequence;
+use reference::master::MasterStatus;
+
+use crate::lac::LacArgs;
+use crate::tui::LabHooks;
 
 use super::{sys, Lab, LabSpec, Role, Topology};
 
@@ -23,21 +29,88 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 30,
           value_parser = clap::value_parser!(u16).range(1..=super::plan::MAX_INITIATORS as i64))]
     pub initiators: u16,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     pub tunnels: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub sessions_per_tunnel: usize,
-    /// Seconds to hold everything up with LCP echoes.
-    #[arg(long, default_value_t = 3.0)]
+    /// Tunnel setups per second (0: as fast as the window allows).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// SCCRQs without an answer at most, over all initiators.
+    #[arg(long, default_value_t = 1000)]
+    pub max_outstanding: usize,
+    /// Seconds to hold everything up with LCP echoes once all are up.
+    #[arg(long, default_value_t = 8.0)]
     pub hold: f64,
+    /// LCP Echo-Requests per second on each session while holding.
     #[arg(long, default_value_t = 1.0)]
     pub echo_rate: f64,
+    /// Show the live TUI (the default when stdin and stdout are a terminal).
+    #[arg(long, conflicts_with = "no_tui")]
+    pub tui: bool,
+    /// No TUI: a progress line on stderr and the final table.
+    #[arg(long)]
+    pub no_tui: bool,
     /// Where the logs, captures, status files and summary stay after the run.
     #[arg(long)]
     pub run_dir: Option<std::path::PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl RunArgs {
+    fn wants_tui(&self) -> bool {
+        use std::io::IsTerminal;
+        self.tui
+            || (!self.no_tui && std::io::stdin().is_terminal() && std::io::stdout().is_terminal())
+    }
+}
+
+/// The TUI's way to the cluster: drain at the master's control socket, kill through the lab's
+/// supervisor.
+struct Hooks<'a> {
+    lab: &'a Lab,
+    control: PathBuf,
+}
+
+impl LabHooks for Hooks<'_> {
+    fn drain(&mut self, endpoint: &str) -> Result<(), String> {
+        reference::control::request(&self.control, &format!("drain {endpoint}"))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn kill(&mut self, endpoint: &str) -> Result<(), String> {
+        self.lab
+            .kill(endpoint)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+    fn master_status(&mut self) -> Option<MasterStatus> {
+        let status = reference::control::request(&self.control, "status").ok()?;
+        serde_json::from_value(status).ok()
+    }
+}
+
+/// The in-process LAC of the run: every initiator address of the lab, the cluster address as
+/// target, its CSV in the run directory.
+fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) -> LacArgs {
+    LacArgs {
+        target: cluster.to_string(),
+        bind: format!("{first}:0"),
+        tunnels: args.tunnels,
+        sessions_per_tunnel: args.sessions_per_tunnel,
+        hold: args.hold,
+        echo_rate: args.echo_rate,
+        setup_timeout: 20.0 + args.tunnels as f64 / args.rate.max(1.0),
+        json: true,
+        any_source: true,
+        initiators: usize::from(args.initiators),
+        rate: args.rate,
+        max_outstanding: args.max_outstanding,
+        csv: Some(run_dir.join("lac.csv")),
+        ..LacArgs::default()
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -54,6 +127,11 @@ struct RunSummary {
     run_dir: String,
     lac: serde_json::Value,
     lac_success: bool,
+    /// `q` in the TUI ended the run early; what was set up until then is judged.
+    stopped_by_user: bool,
+    /// The LAC's own text report (percentile tables), for the final table.
+    #[serde(skip)]
+    lac_text: String,
     verify_tunnels: usize,
     verify_conforming: usize,
     verify_variants: Vec<String>,
@@ -107,38 +185,68 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
         .namespace(Role::Initiator)
         .context("the lab has no initiator namespace")?
         .to_string();
-    let first = d
+    let first = *d
         .initiator_addresses
         .first()
         .context("the lab has no initiator address")?;
-    let setup_timeout = 20.0;
-    let mut lac = Command::new("ip");
-    lac.args(["netns", "exec", &ti])
-        .arg(lab.binary())
-        .args(["lac", "--any-source", "--json"])
-        .arg(format!("--target={}", d.cluster_address))
-        .arg(format!("--bind={first}:0"))
-        .arg(format!("--initiators={}", args.initiators))
-        .arg(format!("--tunnels={}", args.tunnels))
-        .arg(format!(
-            "--sessions-per-tunnel={}",
-            args.sessions_per_tunnel
-        ))
-        .arg(format!("--hold={}", args.hold))
-        .arg(format!("--echo-rate={}", args.echo_rate))
-        .arg(format!("--setup-timeout={setup_timeout}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let budget = Duration::from_secs_f64(setup_timeout + args.hold.max(0.0) + 30.0);
-    let output = run_bounded(lac, budget).context("running the LAC in the initiator namespace")?;
-    std::fs::write(lab.run_dir().join("lac.json"), &output.stdout).context("writing lac.json")?;
-    std::fs::write(lab.run_dir().join("lac.log"), &output.stderr).context("writing lac.log")?;
-    let lac: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "the LAC printed no summary: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })?;
+    let lac_args = lac_args(args, d.cluster_address, first, lab.run_dir());
+    let live = Live::new(args.rate);
+    let tui = args.wants_tui();
+    // The LAC runs in this process, on a thread moved into the initiator namespace: the TUI
+    // (or the progress line) reads its live figures directly.
+    let driver = {
+        let live = live.clone();
+        let lac_args = lac_args.clone();
+        std::thread::Builder::new()
+            .name("lac".into())
+            .spawn(move || {
+                sys::enter_netns(&ti)?;
+                crate::lac::execute_with(&lac_args, live, !tui)
+            })
+            .context("starting the LAC thread")?
+    };
+    let stopped_by_user = if tui {
+        let mut hooks = Hooks {
+            lab,
+            control: d.master_control.clone(),
+        };
+        let exit = crate::tui::run(live.clone(), &mut hooks, true, Duration::from_millis(100));
+        // Whatever the TUI did, the driver is told to finish; then we wait for it.
+        if !matches!(exit, Ok(crate::tui::TuiExit::Finished)) {
+            live.control.request_stop();
+        }
+        matches!(exit?, crate::tui::TuiExit::Quit)
+    } else {
+        false
+    };
+    let budget = Duration::from_secs_f64(lac_args.setup_timeout + args.hold.max(0.0) + 30.0);
+    let started = Instant::now();
+    let mut interrupted = false;
+    while !driver.is_finished() {
+        if sys::interrupted() && !interrupted {
+            interrupted = true;
+            live.control.request_stop();
+        }
+        if started.elapsed() > budget {
+            live.control.request_stop();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (lac_report, _ended) = driver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the LAC thread panicked"))??;
+    sys::checkpoint()?;
+    let lac = serde_json::to_value(&lac_report)?;
+    std::fs::write(
+        lab.run_dir().join("lac.json"),
+        serde_json::to_vec_pretty(&lac)?,
+    )
+    .context("writing lac.json")?;
+    let lac_success = if stopped_by_user {
+        lac_report.tunnels_failed == 0 && lac_report.sessions_failed == 0
+    } else {
+        lac_report.success()
+    };
     // Let the last acks reach the captures, then stop them so the files are complete.
     std::thread::sleep(Duration::from_millis(500));
     for capture in ["capture-public", "capture-lan"] {
@@ -184,7 +292,9 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
     Ok(RunSummary {
         topology: args.topology.to_string(),
         run_dir: lab.run_dir().display().to_string(),
-        lac_success: output.status.success(),
+        lac_success,
+        stopped_by_user,
+        lac_text: lac_report.to_string(),
         lac,
         verify_tunnels: report.totals.tunnels,
         verify_conforming: report.totals.conforming,
@@ -209,50 +319,12 @@ fn verify(run_dir: &Path, topology: Topology) -> anyhow::Result<sequence::Report
     Ok(sequence::check(&observations, &roles, expected.into()))
 }
 
-/// Waits for the command at most `budget`; kills it (by PID, then waits) when it overruns.
-fn run_bounded(mut command: Command, budget: Duration) -> anyhow::Result<std::process::Output> {
-    let child = command.spawn().context("starting")?;
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let started = Instant::now();
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(output) => {
-                let _ = waiter.join();
-                return output.context("waiting for it");
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if started.elapsed() > budget {
-                    let _ = Command::new("kill").arg(pid.to_string()).status();
-                    let _ = waiter.join();
-                    anyhow::bail!("did not finish within {budget:?}; killed");
-                }
-                sys::checkpoint()?;
-            }
-            Err(err) => anyhow::bail!("lost track of it: {err}"),
-        }
-    }
-}
-
 fn print_table(s: &RunSummary) {
     println!("lab run: {} — run dir {}", s.topology, s.run_dir);
-    println!(
-        "LAC: {} / {} tunnels, {} / {} sessions established; echoes {} sent, {} answered",
-        s.lac["tunnels_established"],
-        s.lac["tunnels_requested"],
-        s.lac["sessions_established"],
-        s.lac["sessions_requested"],
-        s.lac["echo_requests_sent"],
-        s.lac["echo_replies"].as_u64().unwrap_or(0)
-            + s.lac["echo_looped_back"].as_u64().unwrap_or(0)
-    );
-    println!(
-        "tunnel setup p50 {} ms, p99 {} ms",
-        s.lac["tunnel_setup"]["p50_ms"], s.lac["tunnel_setup"]["p99_ms"]
-    );
+    if s.stopped_by_user {
+        println!("stopped early from the TUI");
+    }
+    println!("{}", s.lac_text);
     println!(
         "{:<10} {:>10} {:>8} {:>12}",
         "endpoint", "dispatched", "share", "conforming"

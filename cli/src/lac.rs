@@ -91,6 +91,9 @@ pub struct LacArgs {
     /// Write one row of figures per second of the run to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
+    #[arg(long)]
+    pub tui: bool,
 }
 
 impl Default for LacArgs {
@@ -116,6 +119,7 @@ impl Default for LacArgs {
             ramp: 0.0,
             duration: None,
             csv: None,
+            tui: false,
         }
     }
 }
@@ -128,7 +132,12 @@ fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
 }
 
 pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
-    let (report, ended) = execute_with(args, Live::new(args.rate), true)?;
+    let (report, ended, quit) = if args.tui {
+        with_tui(args)?
+    } else {
+        let (report, ended) = execute_with(args, Live::new(args.rate), true)?;
+        (report, ended, false)
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -138,11 +147,46 @@ pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
         eprintln!("l2tpkit lac: interrupted");
         return Ok(ExitCode::from(130));
     }
-    Ok(if report.success() {
+    // Quit from the TUI: what was set up until then is judged, not what was never asked for.
+    let stopped_clean = quit && report.tunnels_failed == 0 && report.sessions_failed == 0;
+    Ok(if report.success() || stopped_clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The driver on its own thread, the TUI on this one (outside a lab: no master to ask, no
+/// drain or kill).
+fn with_tui(args: &LacArgs) -> anyhow::Result<(LacReport, Ended, bool)> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!("--tui needs a terminal on stdin and stdout");
+    }
+    // Checked before the terminal changes, so a bad flag is a plain error line.
+    check(args)?;
+    let live = Live::new(args.rate);
+    let driver = {
+        let (args, live) = (args.clone(), live.clone());
+        std::thread::Builder::new()
+            .name("lac".into())
+            .spawn(move || execute_with(&args, live, false))
+            .context("starting the LAC thread")?
+    };
+    let shown = crate::tui::run(
+        live.clone(),
+        &mut crate::tui::NoLab,
+        false,
+        Duration::from_millis(100),
+    );
+    if !matches!(shown, Ok(crate::tui::TuiExit::Finished)) {
+        live.control.request_stop();
+    }
+    let result = driver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the LAC thread panicked"))?;
+    let quit = shown? == crate::tui::TuiExit::Quit;
+    let (report, ended) = result?;
+    Ok((report, ended, quit))
 }
 
 /// Runs the LAC and returns its report (the tests call this in process).

@@ -30,6 +30,9 @@ enum Command {
     /// Ask a running master or NAT over its control socket: status, or drain / deactivate /
     /// activate an endpoint.
     Ctl(l2tpkit::ctl::CtlArgs),
+    /// Conformance probes against any LNS or cluster: a verdict per RFC 2661 rule (and the
+    /// patent's, with --cluster), the exchange as evidence, a pcap per probe.
+    Probe(l2tpkit::probe::ProbeArgs),
     /// Measure throughput (not a test): `bench decode` against tshark, `bench nat` against
     /// kernel NAT.
     #[command(subcommand)]
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Nat(args) => l2tpkit::nat::run(&args),
         Command::Lab(command) => l2tpkit::lab::run(&command),
         Command::Ctl(args) => l2tpkit::ctl::run(&args),
+        Command::Probe(args) => l2tpkit::probe::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -3,4 +3,5 @@
 
 pub mod lac;
 pub mod live;
+pub mod probe;
 pub mod sequence;

@@ -321,6 +321,14 @@ impl<'a> PacketRepr<'a> {
             }
         }
     }
+
+    /// `emit` into a buffer of its own.
+    pub fn to_vec(&self, secret: Option<&[u8]>) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.buffer_len()];
+        let len = self.emit(&mut buf, secret)?;
+        buf.truncate(len);
+        Ok(buf)
+    }
 }
 
 #[cfg(test)]

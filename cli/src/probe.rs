@@ -1,0 +1,145 @@
+//! `l2tpkit probe`: conformance probes against any LNS or LNS cluster, a verdict per rule.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use probes::probe::report::ProbeReport;
+use probes::probe::{catalog, run_one, select, Target};
+
+use crate::net::parse_addr;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// The LNS (or the cluster address) to probe, ADDR[:PORT].
+    #[arg(long, required_unless_present = "list")]
+    pub target: Option<String>,
+    /// The target is a cluster (the patent's master in front of endpoints): run the cluster
+    /// probes too, and expect SCCRPs from other addresses.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The tunnel secret the target was configured with.
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Run only these probes (names as `--list` prints them).
+    #[arg(long, num_args = 1..)]
+    pub only: Vec<String>,
+    /// Print the catalog (name, reference, what it sends and expects) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write each probe's exchange to DIR/NAME.pcap.
+    #[arg(long)]
+    pub pcap_dir: Option<PathBuf>,
+    /// Our source address.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Seconds to wait for an answer that should come at once.
+    #[arg(long, default_value_t = 2.0)]
+    pub reply_timeout: f64,
+    /// Live tunnels for the Tunnel ID uniqueness probe.
+    #[arg(long, default_value_t = 5000)]
+    pub live_tunnels: usize,
+}
+
+pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
+    let all = catalog::all();
+    if args.list {
+        for p in &all {
+            println!(
+                "{}  [{}]{}",
+                p.name,
+                p.reference,
+                match p.scope {
+                    probes::probe::Scope::Cluster => "  (--cluster)",
+                    probes::probe::Scope::Any => "",
+                }
+            );
+            println!("    sends:   {}", p.sends);
+            println!("    expects: {}", p.expects);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = target(args)?;
+    let chosen = select(&all, &args.only).map_err(|unknown| {
+        let known: Vec<&str> = all.iter().map(|p| p.name).collect();
+        anyhow::anyhow!(
+            "--only {}: no such probe (known: {})",
+            unknown.join(", "),
+            known.join(", ")
+        )
+    })?;
+    if let Some(dir) = &args.pcap_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--pcap-dir {}: creating it", dir.display()))?;
+    }
+    if !probes::probe::reachable(&target) {
+        anyhow::bail!(
+            "target {} unreachable: no answer to {} SCCRQs",
+            target.addr,
+            probes::probe::script::TRIES
+        );
+    }
+    use std::io::IsTerminal;
+    let show = !args.json && std::io::stderr().is_terminal();
+    let mut results = Vec::new();
+    for probe in chosen {
+        let pcap = args
+            .pcap_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.pcap", probe.name)));
+        if show {
+            eprint!("\r{:<60}", format!("probing: {}", probe.name));
+        }
+        results.push(run_one(probe, &target, pcap));
+    }
+    if show {
+        eprint!("\r{:<60}\r", "");
+    }
+    let report = ProbeReport::new(target.addr.to_string(), target.cluster, results);
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report.junit())
+            .with_context(|| format!("--junit {}: writing it", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.table());
+    }
+    Ok(if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn target(args: &ProbeArgs) -> anyhow::Result<Target> {
+    let addr = args.target.as_deref().context("--target is required")?;
+    let addr = parse_addr("--target", addr, 1701)?;
+    let bind: std::net::Ipv4Addr = args
+        .bind
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--bind {:?}: expected an IPv4 address", args.bind))?;
+    if !args.reply_timeout.is_finite() || !(0.05..=60.0).contains(&args.reply_timeout) {
+        anyhow::bail!(
+            "--reply-timeout {}: expected 0.05 to 60 seconds",
+            args.reply_timeout
+        );
+    }
+    if args.live_tunnels == 0 || args.live_tunnels > 60_000 {
+        anyhow::bail!("--live-tunnels {}: expected 1 to 60000", args.live_tunnels);
+    }
+    let mut target = Target::new(addr);
+    target.cluster = args.cluster;
+    target.secret = args.secret.as_ref().map(|s| s.as_bytes().to_vec());
+    target.bind = bind;
+    target.reply_timeout = Duration::from_secs_f64(args.reply_timeout);
+    target.live_tunnels = args.live_tunnels;
+    Ok(target)
+}

@@ -13,6 +13,7 @@ use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{samples, PacketRepr};
 
 mod nat;
+mod setups;
 mod traffic;
 
 #[derive(Debug, clap::Subcommand)]
@@ -24,6 +25,10 @@ pub enum BenchCommand {
     /// (nftables DNAT + masquerade) in the same FIG 2 lab, rounds alternating; prints both
     /// rates and their ratio. Needs root and nftables.
     Nat(nat::NatBench),
+    /// Tunnel setups per second with 0, 10k, 20k live tunnels held: through the FIG 2 cluster
+    /// and against one xl2tpd LNS, with the same `l2tpkit lac` driver in the same run; the
+    /// ratio per level and RSS per live tunnel. Needs root and xl2tpd.
+    Setups(setups::SetupsBench),
     /// The load generator of `bench nat` (runs in the lab's initiator namespace).
     #[command(hide = true)]
     NatBlast(traffic::BlastArgs),
@@ -52,6 +57,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Decode(args) => decode(args),
         BenchCommand::Nat(args) => nat::run(args),
+        BenchCommand::Setups(args) => setups::run(args),
         BenchCommand::NatBlast(args) => traffic::blast(args),
         BenchCommand::NatSink(args) => traffic::sink(args),
     }

@@ -5,10 +5,11 @@
 //! roles) with 20 initiator addresses. For each level of live tunnels (`--levels`):
 //!
 //! - Holders: `l2tpkit lac` processes (sessions 0, no echoes, a long hold: HELLO keeps the
-//!   tunnels up) from initiator addresses 1..=10, one process per address, each opening its
-//!   share of the level. They start one after the other, each once the target shows the previous
-//!   one's tunnels live: a burst of the whole level at once would overflow xl2tpd's socket
-//!   buffer and leave the level to retransmission luck.
+//!   tunnels up) from initiator addresses 1..=10 in turn, each opening its share of the level:
+//!   10 processes for the cluster, processes of `--xl2tpd-hold-chunk` tunnels for xl2tpd. They
+//!   start one after the other, each once the target shows the previous one's tunnels live: a
+//!   bigger burst would overflow xl2tpd's socket buffer and leave the level to retransmission
+//!   luck.
 //! - Measure: one more `l2tpkit lac` from addresses 11..=14 opens `--measure` new tunnels in one
 //!   burst (sessions 0, hold 0.5 s) and its `tunnel_setups_per_second` (established / first
 //!   SCCRQ to last tunnel up) and setup latency are the figure. With `--measure-chunk N` the

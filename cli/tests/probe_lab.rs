@@ -1,0 +1,207 @@
+//! `l2tpkit probe --cluster` against the lab's FIG 2 and FIG 4 clusters (three endpoints),
+//! from the initiator namespace, as root: every probe passes, the cluster ones and the rest;
+//! only the NAT probe is not applicable in FIG 4, which has no NAT. The evidence shows the
+//! tunnels spread over all three endpoints and the SCCRP coming from the NAT's global address
+//! (FIG 2) or from the endpoints' own (FIG 4). The lab goes down at the end, also on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
+
+fn root_and_tools() -> bool {
+    let root = l2tpkit::lab::sys::is_root();
+    let tcpdump = Command::new("sh")
+        .args(["-c", "command -v tcpdump"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(root && tcpdump) {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but the lab needs root and tcpdump (root: {root}, tcpdump: {tcpdump})");
+        }
+        eprintln!("SKIPPED: the lab needs root and tcpdump");
+        return false;
+    }
+    true
+}
+
+/// `lab down` for its run dir when dropped: after the test's last assertion or during the
+/// panic of a failed one.
+struct LabGuard {
+    run_dir: PathBuf,
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let out = Command::new(BIN)
+            .args(["lab", "down", "--run-dir"])
+            .arg(&self.run_dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                let _ = std::fs::remove_dir_all(&self.run_dir);
+            }
+            Ok(out) => eprintln!(
+                "lab down {} failed: {}",
+                self.run_dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("lab down {}: {e}", self.run_dir.display()),
+        }
+    }
+}
+
+fn lab_up(topology: &str, run_dir: &Path) -> (LabGuard, serde_json::Value) {
+    let _ = std::fs::remove_dir_all(run_dir);
+    // The guard first: a `lab up` that fails half-way has cleaned up after itself, and `lab
+    // down` on what is left is harmless.
+    let guard = LabGuard {
+        run_dir: run_dir.to_path_buf(),
+    };
+    let out = Command::new(BIN)
+        .args([
+            "lab",
+            "up",
+            "--json",
+            "--endpoints",
+            "3",
+            "--topology",
+            topology,
+        ])
+        .arg("--run-dir")
+        .arg(run_dir)
+        .output()
+        .expect("run l2tpkit lab up");
+    assert!(
+        out.status.success(),
+        "lab up failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lab: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lab description");
+    (guard, lab)
+}
+
+fn probe_lab(topology: &str) {
+    if !root_and_tools() {
+        return;
+    }
+    let run_dir = std::env::temp_dir().join(format!(
+        "l2tpkit-probelab-{topology}-{}",
+        std::process::id()
+    ));
+    let (_guard, lab) = lab_up(topology, &run_dir);
+    let namespace = lab["initiator_namespace"]
+        .as_str()
+        .expect("initiator_namespace");
+    let cluster = lab["cluster_address"].as_str().expect("cluster_address");
+    let bind = lab["initiator_addresses"][0]
+        .as_str()
+        .expect("an initiator address");
+    let junit = run_dir.join("probe.xml");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            namespace,
+            BIN,
+            "probe",
+            "--cluster",
+            "--json",
+        ])
+        .args(["--target", cluster, "--bind", bind])
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--pcap-dir")
+        .arg(run_dir.join("probe-pcaps"))
+        .output()
+        .expect("run l2tpkit probe in the initiator namespace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("probe JSON ({e}):\n{stdout}\n{stderr}"));
+    let probes = report["probes"].as_array().expect("probes");
+    assert_eq!(probes.len(), probes::probe::catalog::all().len());
+    let evidence = |name: &str| -> String {
+        probes
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["evidence"].as_array())
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    let mut wrong = Vec::new();
+    for p in probes {
+        let name = p["name"].as_str().unwrap_or("?");
+        let expected = if topology == "fig4" && name == "cluster-nat-no-open-relay" {
+            "not-applicable"
+        } else {
+            "pass"
+        };
+        if p["verdict"] != expected {
+            wrong.push(format!(
+                "{name}: {} ({}), expected {expected}\n{}",
+                p["verdict"],
+                p["reason"],
+                evidence(name)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{topology}:\n{}", wrong.join("\n\n"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    // Three endpoints, each by its Host Name (te1..te3), all got tunnels.
+    let spread = evidence("cluster-spread");
+    assert!(spread.contains("3 endpoints seen"), "{spread}");
+    let reachable = evidence("cluster-every-endpoint-reachable");
+    assert!(reachable.contains("3 endpoint(s) answered"), "{reachable}");
+    // Where the SCCRP came from: the NAT's global address, or an endpoint's own.
+    let reported = evidence("cluster-sccrp-address-reported");
+    let sources: Vec<String> = match topology {
+        "fig2" => vec![lab["nat_global"].as_str().expect("nat_global").to_string()],
+        _ => lab["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .map(|e| e["global"].as_str().expect("a global address").to_string())
+            .collect(),
+    };
+    assert!(
+        sources
+            .iter()
+            .any(|s| reported.contains(&format!("the SCCRP came from {s}:1701"))),
+        "expected an SCCRP from one of {sources:?}:\n{reported}"
+    );
+    if topology == "fig2" {
+        let relay = evidence("cluster-nat-no-open-relay");
+        assert!(relay.contains("silence on port"), "{relay}");
+        assert!(
+            relay.contains("never saw the HELLO from the port with no entry"),
+            "{relay}"
+        );
+    }
+
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file");
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit is XML");
+    let cases = doc
+        .root_element()
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(cases, probes.len());
+}
+
+#[test]
+fn fig2_cluster_passes_every_probe() {
+    probe_lab("fig2");
+}
+
+#[test]
+fn fig4_cluster_passes_every_probe() {
+    probe_lab("fig4");
+}

@@ -1,4 +1,4 @@
-//! The probe catalog against xl2tpd as LNS, in process: every probe comes to a judgement (pass,
+//! The probe catalog against xl2tpd as LNS (with a tunnel secret and challenges), in process: every probe comes to a judgement (pass,
 //! fail or not applicable; none inconclusive), and the table of verdicts is snapshotted, so a
 //! change in what we say about a real peer shows up in review.
 
@@ -9,9 +9,9 @@ use l2tpkit_tests::xl2tpd::{self, loopback_pair, Role, Xl2tpd, Xl2tpdOptions};
 use probes::probe::report::ProbeReport;
 use probes::probe::{catalog, run_one, Target, VerdictKind};
 
-/// Live tunnels for the Tunnel ID uniqueness probe: enough to see reuse, few enough that the
-/// run stays short against a daemon that sets tunnels up one at a time.
-const LIVE_TUNNELS: usize = 200;
+/// xl2tpd's tunnel secret (with `challenge = yes`), given to the probes too, so the Challenge
+/// and hidden-AVP probes apply.
+const SECRET: &str = "probe-secret";
 
 /// `name  verdict  reason`, one line per probe, with the addresses and the numbers that vary
 /// between runs (ports, tunnel and session IDs) replaced.
@@ -38,28 +38,32 @@ fn table(report: &ProbeReport, lns: SocketAddrV4, lac: std::net::Ipv4Addr) -> St
     lines.join("\n")
 }
 
-/// Addresses become LNS / LAC; a run of three or more digits (ports, IDs) becomes `#`.
+/// Addresses become LNS / LAC; every other number (ports, IDs, counts, which of our tunnels
+/// collided) becomes `#`, except in section references (§5.8) and in words (L2TPv2).
 fn normalise(text: &str, lns: SocketAddrV4, lac: std::net::Ipv4Addr) -> String {
     let text = text
         .replace(&lns.to_string(), "LNS")
         .replace(&lns.ip().to_string(), "LNS")
         .replace(&lac.to_string(), "LAC");
     let mut out = String::with_capacity(text.len());
-    let mut digits = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
+    // Inside a section reference or a word: digits stay.
+    let mut keep = false;
+    let mut in_number = false;
+    for c in text.chars() {
+        if c == '§' || c.is_alphabetic() {
+            keep = true;
+        } else if !(c.is_ascii_digit() || (keep && c == '.')) {
+            keep = false;
+        }
+        if c.is_ascii_digit() && !keep {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
             continue;
         }
-        if digits.len() >= 3 {
-            out.push('#');
-        } else {
-            out.push_str(&digits);
-        }
-        digits.clear();
-        if c != '\0' {
-            out.push(c);
-        }
+        in_number = false;
+        out.push(c);
     }
     out
 }
@@ -70,10 +74,15 @@ fn every_probe_judges_xl2tpd_and_the_table_is_snapshotted() {
         return;
     }
     let (lns_ip, lac_ip) = loopback_pair("probe_xl2tpd");
-    let lns = Xl2tpd::start(Role::Lns, &Xl2tpdOptions::on(lns_ip)).expect("start xl2tpd LNS");
+    let options = Xl2tpdOptions {
+        secret: Some(SECRET.to_string()),
+        challenge: true,
+        ..Xl2tpdOptions::on(lns_ip)
+    };
+    let lns = Xl2tpd::start(Role::Lns, &options).expect("start xl2tpd LNS");
     let mut target = Target::new(lns.addr());
+    target.secret = Some(SECRET.as_bytes().to_vec());
     target.bind = lac_ip;
-    target.live_tunnels = LIVE_TUNNELS;
     target.reply_timeout = Duration::from_secs(2);
     let results: Vec<_> = catalog::all()
         .into_iter()
@@ -121,10 +130,10 @@ fn normalise_replaces_addresses_and_long_numbers() {
     let lac = "127.66.3.5".parse().unwrap();
     assert_eq!(
         normalise(
-            "127.66.3.4:1701 sent StopCCN 2/6 on tunnel 34567 to 127.66.3.5 (§5.8)",
+            "127.66.3.4:1701 sent an L2TPv2 StopCCN 2/6 (T=34567) to 127.66.3.5 (§5.8).",
             lns,
             lac
         ),
-        "LNS sent StopCCN 2/6 on tunnel # to LAC (§5.8)"
+        "LNS sent an L2TPv2 StopCCN #/# (T=#) to LAC (§5.8)."
     );
 }

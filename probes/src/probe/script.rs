@@ -577,3 +577,169 @@ fn seed_from(local: SocketAddrV4) -> u64 {
         .unwrap_or(0);
     (nanos ^ (u64::from(u32::from(*local.ip())) << 16) ^ u64::from(local.port())) | 1
 }
+
+/// A control message as [`Ctl::watch`] saw it: when (since the watch began) and from where.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Duration,
+    pub from: SocketAddrV4,
+    pub message: ControlMessage<'static>,
+}
+
+/// Helpers for the reliable-transport and session probes.
+impl Ctl {
+    /// Opens a tunnel like [`Ctl::establish`], with the SCCRQ's AVPs changed by `edit` first
+    /// (a smaller Receive Window Size, say).
+    pub fn establish_with(
+        &mut self,
+        edit: impl FnOnce(&mut Vec<AvpRepr<'static>>),
+    ) -> Result<(), Verdict> {
+        self.our_tid = self.fresh_id();
+        let mut avps = self.sccrq_avps();
+        edit(&mut avps);
+        let reply = self.sccrq_with(avps)?.ok_or_else(|| {
+            Verdict::Inconclusive(format!(
+                "no SCCRP from {} after {TRIES} SCCRQs",
+                self.target
+            ))
+        })?;
+        let scccn = self.scccn_for(&reply)?;
+        let scccn = self.control(MessageType::Scccn, 0, scccn)?;
+        self.acked(&scccn)
+    }
+
+    /// Checks an answer to our SCCRQ as a correct LAC does and returns the SCCCN's AVPs
+    /// (the Challenge Response when the SCCRP challenges us).
+    pub fn scccn_for(
+        &mut self,
+        reply: &ControlMessage<'static>,
+    ) -> Result<Vec<AvpRepr<'static>>, Verdict> {
+        if reply.message_type() != Some(MessageType::Sccrp) {
+            return Err(Verdict::Inconclusive(format!(
+                "the target refused the tunnel: {}",
+                result_text(reply)
+            )));
+        }
+        if self.peer_tid == 0 {
+            return Err(Verdict::Fail(
+                "SCCRP without an Assigned Tunnel ID (§6.2: mandatory)".into(),
+            ));
+        }
+        if let Some(challenge) = self.our_challenge.clone() {
+            let secret = self.secret.clone().unwrap_or_default();
+            let expected = challenge_response(MessageType::Sccrp, &secret, &challenge);
+            match reply.avp(AvpType::ChallengeResponse) {
+                Some(AvpValue::ChallengeResponse(got)) if *got == expected => {}
+                _ => {
+                    return Err(Verdict::Fail(
+                        "the SCCRP lacks the Challenge Response our secret gives (§4.4.3)".into(),
+                    ))
+                }
+            }
+        }
+        let mut avps = Vec::new();
+        if let Some(AvpValue::Challenge(challenge)) = reply.avp(AvpType::Challenge) {
+            let Some(secret) = self.secret.clone() else {
+                return Err(Verdict::Inconclusive(
+                    "the target challenges us: give its tunnel secret with --secret".into(),
+                ));
+            };
+            let response = challenge_response(MessageType::Scccn, &secret, challenge);
+            avps.push(m(AvpValue::ChallengeResponse(response)));
+        }
+        Ok(avps)
+    }
+
+    /// Receives the peer's control messages for this tunnel for up to `timeout`, without
+    /// acknowledging anything or moving our Nr: for probes that judge the peer's own
+    /// retransmissions and window. Stops early, after recording it, at the first message
+    /// `stop` accepts.
+    pub fn watch(
+        &mut self,
+        timeout: Duration,
+        mut stop: impl FnMut(&ControlMessage) -> bool,
+    ) -> Vec<Seen> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return seen;
+            }
+            let Some(received) = self.recv(left) else {
+                return seen;
+            };
+            let Some(message) = self.parse(&received.bytes) else {
+                continue;
+            };
+            if message.header.tunnel_id != self.our_tid {
+                continue;
+            }
+            let done = stop(&message);
+            seen.push(Seen {
+                at: start.elapsed(),
+                from: received.from,
+                message,
+            });
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Sends a PPP frame in a data message on the peer's session `peer_session`.
+    pub fn send_data(&mut self, peer_session: u16, frame: &[u8]) -> Result<(), Verdict> {
+        let header = HeaderRepr::data(self.peer_tid, peer_session);
+        self.send(&PacketRepr::Data {
+            header,
+            payload: frame,
+        })
+    }
+
+    /// Waits up to `timeout` for a data message on our session `our_session` and returns its
+    /// PPP frame. Control messages on the way are handled as [`Ctl::wait`] does (in-order ones
+    /// advance Nr and are acknowledged) and handed to `control`, for the probe to judge (a CDN,
+    /// a StopCCN).
+    pub fn wait_data(
+        &mut self,
+        timeout: Duration,
+        our_session: u16,
+        mut control: impl FnMut(&ControlMessage<'static>),
+    ) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let received = self.recv(left)?;
+            let options = ParseOptions {
+                secret: self.secret.as_deref(),
+            };
+            match PacketRepr::parse(&received.bytes, &options) {
+                Ok(PacketRepr::Data { header, payload }) => {
+                    if header.tunnel_id == self.our_tid && header.session_id == our_session {
+                        return Some(payload.to_vec());
+                    }
+                }
+                Ok(PacketRepr::Control(message)) => {
+                    if message.header.tunnel_id != self.our_tid {
+                        continue;
+                    }
+                    let message = message.into_owned();
+                    if !message.is_zlb() {
+                        if let Some(seq) = message.header.sequence {
+                            if seq.ns == self.nr {
+                                self.nr = self.nr.wrapping_add(1);
+                            }
+                        }
+                        let _ = self.ack();
+                    }
+                    control(&message);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}

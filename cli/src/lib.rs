@@ -9,7 +9,7 @@ pub mod lab;
 pub mod lac;
 pub mod master;
 pub mod nat;
-pub mod probe;
 mod net;
+pub mod probe;
 pub mod tui;
 pub mod verify;

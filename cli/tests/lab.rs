@@ -44,6 +44,7 @@ fn spec(topology: Topology, endpoints: usize, initiators: usize) -> LabSpec {
         binary: Some(BIN.into()),
         // The topology alone: these tests send their own datagrams to the roles' addresses.
         roles: false,
+        secret: None,
         ..LabSpec::new(topology, endpoints)
     }
 }

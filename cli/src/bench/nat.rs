@@ -160,6 +160,7 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
         // tcpdump on both bridges would cost as much CPU as the NAT itself.
         captures: false,
         roles: true,
+        secret: None,
     };
     let lab = match Lab::up(&spec) {
         Ok(lab) => lab,

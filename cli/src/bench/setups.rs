@@ -216,6 +216,7 @@ pub fn run(args: &SetupsBench) -> anyhow::Result<ExitCode> {
         binary: None,
         captures: false,
         roles: true,
+        secret: None,
     };
     let lab = match Lab::up(&spec) {
         Ok(lab) => lab,

@@ -33,6 +33,8 @@ pub struct LabSpec {
     pub captures: bool,
     /// Start the cluster's roles ([`start_roles`]); off for tests of the topology alone.
     pub roles: bool,
+    /// The endpoints' tunnel secret (they challenge every LAC and accept hidden AVPs).
+    pub secret: Option<String>,
 }
 
 impl LabSpec {
@@ -45,6 +47,7 @@ impl LabSpec {
             binary: None,
             captures: true,
             roles: true,
+            secret: None,
         }
     }
 }
@@ -192,6 +195,8 @@ pub struct Lab {
     state: StateFile,
     binary: PathBuf,
     captures: bool,
+    /// The endpoints' tunnel secret.
+    secret: Option<String>,
     inner: Mutex<Inner>,
     /// Dropping an armed lab tears it down.
     armed: bool,
@@ -245,6 +250,7 @@ impl Lab {
             state,
             binary,
             captures: spec.captures,
+            secret: spec.secret.clone(),
             inner: Mutex::new(Inner {
                 supervisor: None,
                 processes: Vec::new(),
@@ -808,6 +814,9 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             "--report-interval=0.5".to_string(),
             format!("--tunnel-ids={first}-{last}"),
         ];
+        if let Some(secret) = &lab.secret {
+            args.push(format!("--secret={secret}"));
+        }
         match node.interface(Segment::Public) {
             // FIG 4: both addresses; replies leave from the global one (default route).
             Some(public) => {

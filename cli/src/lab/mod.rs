@@ -70,6 +70,9 @@ pub struct UpArgs {
     /// The topology and its captures only: start none of the cluster's roles.
     #[arg(long)]
     pub no_roles: bool,
+    /// Give every endpoint this tunnel secret (Challenge, hidden AVPs).
+    #[arg(long)]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +130,7 @@ fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         binary: None,
         captures: true,
         roles: !args.no_roles,
+        secret: args.secret.clone(),
     };
     let up = Lab::up(&spec).and_then(|lab| {
         sys::checkpoint()?;

@@ -155,6 +155,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         binary: None,
         captures: true,
         roles: true,
+        secret: None,
     };
     let lab = Lab::up(&spec)?;
     let outcome = drive(&lab, args);

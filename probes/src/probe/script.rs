@@ -189,6 +189,11 @@ impl Ctl {
         self.log.borrow_mut().note(line);
     }
 
+    /// Puts a packet crafted below UDP (sent on a raw socket) into the probe's capture.
+    pub fn capture_ip(&self, packet: &[u8]) {
+        self.log.borrow_mut().capture_ip(packet);
+    }
+
     /// Sends bytes as they are to `to`.
     pub fn send_bytes_to(&mut self, to: SocketAddrV4, bytes: &[u8]) -> Result<(), Verdict> {
         let line = describe(bytes, self.secret.as_deref());

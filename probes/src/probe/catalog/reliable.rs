@@ -26,7 +26,7 @@ pub const PROBES: &[Probe] = &[
         sends: "a call (ICRQ, ICRP, ICCN), then the acknowledged ICRQ again with its old Ns \
                 (Nr updated, as a retransmission carries it)",
         expects: "an acknowledgement (ZLB, or Nr on another message) and no second processing: no \
-                  ICRP, CDN or StopCCN in answer to the duplicate",
+                  ICRP or StopCCN in answer to the duplicate",
         scope: Scope::Any,
         run: duplicate_ns_reacked,
     },
@@ -259,10 +259,11 @@ fn duplicate(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
         if nr_of(msg).is_some_and(|nr| !seq_lt(nr, covers)) {
             *acked = true;
         }
-        // The tunnel holds only our call: any ICRP or CDN now answers the duplicate.
+        // A new ICRP (a second call) or a StopCCN answers the duplicate as a new message. A CDN
+        // is not judged: the LNS may end the call for its own reasons (its PPP side gone).
         if matches!(
             msg.message_type(),
-            Some(MessageType::Icrp | MessageType::Cdn | MessageType::StopCcn)
+            Some(MessageType::Icrp | MessageType::StopCcn)
         ) && twice.is_none()
         {
             twice = Some(format!("{} ({})", kind_name(msg), result_text(msg)));

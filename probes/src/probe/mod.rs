@@ -147,6 +147,20 @@ impl Log {
         self.lines.push(format!("{ms:>9.1} ms  {}", line.as_ref()));
     }
 
+    /// A whole IPv4 packet as it was crafted (bad checksums and all).
+    pub fn capture_ip(&mut self, packet: &[u8]) {
+        if let Some(pcap) = self.pcap.as_mut() {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            if pcap.write_raw(wall, packet).is_err() {
+                self.pcap = None;
+                self.lines
+                    .push("(pcap write failed; capture stopped)".into());
+            }
+        }
+    }
+
     pub fn capture(&mut self, src: SocketAddrV4, dst: SocketAddrV4, bytes: &[u8]) {
         if let Some(pcap) = self.pcap.as_mut() {
             let wall = SystemTime::now()
@@ -172,6 +186,13 @@ impl<'a> Ctx<'a> {
     /// A scripted initiator on a fresh socket.
     pub fn ctl(&self) -> Result<script::Ctl, Verdict> {
         script::Ctl::open(self.target, Rc::clone(&self.log))
+            .map_err(|e| Verdict::Inconclusive(format!("opening a UDP socket: {e}")))
+    }
+
+    /// A scripted initiator on a fresh socket, for a target changed by the probe (another
+    /// source address, say).
+    pub fn ctl_for(&self, target: &Target) -> Result<script::Ctl, Verdict> {
+        script::Ctl::open(target, Rc::clone(&self.log))
             .map_err(|e| Verdict::Inconclusive(format!("opening a UDP socket: {e}")))
     }
 

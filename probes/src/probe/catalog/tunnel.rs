@@ -165,6 +165,14 @@ pub const PROBES: &[Probe] = &[
         scope: Scope::Any,
         run: tunnel_id_uniqueness,
     },
+    Probe {
+        name: "bad-udp-checksum-discarded",
+        reference: "RFC 2661 §8.1, RFC 768",
+        sends: "an SCCRQ crafted at the IP layer (pnet) whose UDP checksum is wrong, then the same SCCRQ with a good one",
+        expects: "no answer to the corrupt datagram (UDP checksums are on in L2TP, so a bad one is dropped), an SCCRP to the good one",
+        scope: Scope::Any,
+        run: bad_udp_checksum_discarded,
+    },
 ];
 
 fn establishment(ctx: &mut Ctx) -> Verdict {
@@ -1417,4 +1425,88 @@ fn tunnel_id_uniqueness(ctx: &mut Ctx) -> Verdict {
         }
     ));
     verdict
+}
+
+fn bad_udp_checksum_discarded(ctx: &mut Ctx) -> Verdict {
+    settle(bad_udp_checksum_inner(ctx))
+}
+
+/// The source address the kernel picks towards `to` (what the target will answer).
+fn local_ip_towards(to: SocketAddrV4) -> std::io::Result<std::net::Ipv4Addr> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket.connect(to)?;
+    match socket.local_addr()? {
+        SocketAddr::V4(v4) => Ok(*v4.ip()),
+        SocketAddr::V6(_) => Err(std::io::Error::other("no IPv4 route")),
+    }
+}
+
+fn bad_udp_checksum_inner(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
+    use pnet_packet::udp::MutableUdpPacket;
+    let raw = match reference::raw::RawSender::new() {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Ok(Verdict::NotApplicable(format!(
+                "crafting below UDP needs a raw socket (root or CAP_NET_RAW): {e}"
+            )))
+        }
+    };
+    // The probe's socket is bound to the very address the crafted packet claims as its
+    // source, so an answer (there should be none) lands there.
+    let mut target = ctx.target.clone();
+    if target.bind.is_unspecified() {
+        target.bind = local_ip_towards(target.addr)
+            .map_err(|e| Verdict::Inconclusive(format!("no route to {}: {e}", target.addr)))?;
+    }
+    let mut ctl = ctx.ctl_for(&target)?;
+    ctl.our_tid = ctl.fresh_id();
+    let our_tid = ctl.our_tid;
+    let avps = ctl.sccrq_avps();
+    let payload = ctl.encode(HeaderRepr::control(0, 0, 0, 0), MessageType::Sccrq, avps)?;
+    let mut packet = Vec::new();
+    l2tp::capture::build_ipv4_udp(ctl.local, ctl.target, &payload, 0x4c32, &mut packet)
+        .map_err(|e| Verdict::Inconclusive(format!("building the datagram: {e:?}")))?;
+    let (good, bad) = {
+        let Some(mut udp) = packet.get_mut(20..).and_then(MutableUdpPacket::new) else {
+            return Err(Verdict::Inconclusive("building the datagram".into()));
+        };
+        let good = udp.get_checksum();
+        // Any other non-zero value: zero would mean "no checksum" (RFC 768).
+        let bad = match good ^ 0x5a5a {
+            0 => 0x1234,
+            other => other,
+        };
+        udp.set_checksum(bad);
+        (good, bad)
+    };
+    ctl.note(format!(
+        "→ {} SCCRQ T=0 Ns=0 for our Tunnel ID {our_tid}, UDP checksum {bad:#06x} (correct: {good:#06x}), on a raw socket",
+        ctl.target
+    ));
+    ctl.capture_ip(&packet);
+    raw.send(&packet)
+        .map_err(|e| Verdict::Inconclusive(format!("sending on the raw socket: {e}")))?;
+    if let Some((from, reply)) = ctl.wait(ctl.reply_timeout, |msg| msg.header.tunnel_id == our_tid)
+    {
+        let _ = ctl.ack();
+        return Ok(Verdict::Fail(format!(
+            "the datagram with a bad UDP checksum was answered from {from} ({}): the checksum was not checked",
+            reply.message_type().map_or("ZLB", MessageType::name)
+        )));
+    }
+    ctx.note("no answer to the corrupt datagram; now the same SCCRQ with a good checksum");
+    let avps = ctl.sccrq_avps();
+    match ctl.sccrq_with(avps)? {
+        Some(reply) if reply.message_type() == Some(MessageType::Sccrp) => {
+            let _ = ctl.close();
+            Ok(Verdict::Pass)
+        }
+        Some(reply) => Ok(Verdict::Inconclusive(format!(
+            "the good SCCRQ was refused too ({}), so the silence proves nothing",
+            result_text(&reply)
+        ))),
+        None => Ok(Verdict::Inconclusive(
+            "the good SCCRQ got no answer either, so the silence proves nothing".into(),
+        )),
+    }
 }

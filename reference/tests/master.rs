@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use reference::cluster::{seal, EndpointState, LoadReport};
 use reference::master::{
     AdminState, DropReason, Master, MasterConfig, MemberState, Policy, ReportOutcome,
-    ReportRejection, Verdict, L2TP_PORT,
+    ReportRejection, Verdict, L2TP_PORT, REPORT_LAG,
 };
 
 const CLUSTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -256,7 +256,9 @@ fn least_load_follows_reported_load() {
     assert_eq!(counts["te2"], 50);
     assert_eq!(counts["te3"], 50);
 
-    // te1 at 40 while the others are empty: the others catch up first, then all share.
+    // te1 at 40 while the others are empty: the others catch up first, then all share. (The
+    // reports come after REPORT_LAG: they count every SCCRQ dispatched so far.)
+    cluster.advance(REPORT_LAG);
     cluster.report(1, 40, 1000);
     cluster.report(2, 0, 1000);
     cluster.report(3, 0, 1000);
@@ -264,6 +266,25 @@ fn least_load_follows_reported_load() {
     assert_eq!(counts["te1"], 7);
     assert_eq!(counts["te2"], 47);
     assert_eq!(counts["te3"], 47);
+}
+
+#[test]
+fn a_report_does_not_forget_sccrqs_it_could_not_have_counted_yet() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 3);
+    for i in 0..30 {
+        cluster.sccrq(initiator(1, 1701), i + 1).unwrap();
+    }
+    // te1's report was written before the last SCCRQs reached it: it says 0. The 10 sent to it
+    // within REPORT_LAG stay counted, so the next ones do not all go to te1.
+    cluster.advance(REPORT_LAG / 2);
+    cluster.report(1, 0, 1000);
+    assert_eq!(cluster.endpoint(1).dispatched_since_report, 10);
+    let counts = tally((0..30).map(|i| cluster.sccrq(initiator(2, 1701), i + 1).unwrap()));
+    assert_eq!(counts.values().copied().collect::<Vec<_>>(), [10, 10, 10]);
+    // A report after the lag counts what it says; older dispatches are its business now.
+    cluster.advance(REPORT_LAG);
+    cluster.report(1, 20, 1000);
+    assert_eq!(cluster.endpoint(1).dispatched_since_report, 0);
 }
 
 #[test]
@@ -276,6 +297,7 @@ fn least_load_is_relative_to_capacity_and_skips_full_endpoints() {
     assert_eq!(counts["te2"], 75);
 
     // Full by its own report: no SCCRQ goes there; all full: NoCapacity.
+    cluster.advance(REPORT_LAG);
     cluster.report(1, 100, 100);
     cluster.report(2, 299, 300);
     assert_eq!(cluster.sccrq(initiator(2, 1701), 1).as_deref(), Ok("te2"));

@@ -677,10 +677,13 @@ fn config(role: Role, options: &Xl2tpdOptions, secrets: &Path, pppopts: &Path) -
         );
     }
     match role {
+        // xl2tpd takes an address from the pool at each ICRQ; the stand-in pppd never puts one
+        // on an interface. 127/8 keeps to the loopback rule, and ~2000 addresses let the
+        // session-ID probe hold 1500 calls on one tunnel.
         Role::Lns => conf.push_str(
             "[lns default]\n\
-             ip range = 198.51.100.10-198.51.100.250\n\
-             local ip = 198.51.100.1\n",
+             ip range = 127.201.0.10-127.201.7.250\n\
+             local ip = 127.201.0.1\n",
         ),
         Role::Lac { lns, autodial } => conf.push_str(&format!(
             "[lac cluster]\n\

@@ -794,8 +794,8 @@ fn start_xl2tpd(cx: &Run, tag: &str) -> anyhow::Result<LabProcess> {
              access control = no\n\
              force userspace = yes\n\
              [lns default]\n\
-             ip range = 198.51.100.10-198.51.100.250\n\
-             local ip = 198.51.100.1\n\
+             ip range = 127.201.0.10-127.201.7.250\n\
+             local ip = 127.201.0.1\n\
              require authentication = no\n\
              refuse pap = yes\n\
              refuse chap = yes\n\

@@ -131,6 +131,9 @@ pub struct Ctl {
     /// The Challenge our SCCRQ carried, to check the SCCRP's Challenge Response.
     our_challenge: Option<Vec<u8>>,
     seed: u64,
+    /// When set, packets go to the pcap but not line by line into the evidence (a probe
+    /// exchanging hundreds of messages notes a summary instead).
+    quiet: bool,
 }
 
 impl Ctl {
@@ -164,6 +167,7 @@ impl Ctl {
             log,
             our_challenge: None,
             seed,
+            quiet: false,
         })
     }
 
@@ -189,6 +193,11 @@ impl Ctl {
         self.log.borrow_mut().note(line);
     }
 
+    /// Packets stop (or start again) being noted line by line; the pcap keeps them all.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
     /// Puts a packet crafted below UDP (sent on a raw socket) into the probe's capture.
     pub fn capture_ip(&self, packet: &[u8]) {
         self.log.borrow_mut().capture_ip(packet);
@@ -196,10 +205,12 @@ impl Ctl {
 
     /// Sends bytes as they are to `to`.
     pub fn send_bytes_to(&mut self, to: SocketAddrV4, bytes: &[u8]) -> Result<(), Verdict> {
-        let line = describe(bytes, self.secret.as_deref());
         {
             let mut log = self.log.borrow_mut();
-            log.note(format!("→ {to} {line}"));
+            if !self.quiet {
+                let line = describe(bytes, self.secret.as_deref());
+                log.note(format!("→ {to} {line}"));
+            }
             log.capture(self.local, to, bytes);
         }
         self.socket
@@ -271,9 +282,11 @@ impl Ctl {
             return None;
         };
         let bytes = buf.get(..len).unwrap_or_default().to_vec();
-        let line = describe(&bytes, self.secret.as_deref());
         let mut log = self.log.borrow_mut();
-        log.note(format!("← {from} {line}"));
+        if !self.quiet {
+            let line = describe(&bytes, self.secret.as_deref());
+            log.note(format!("← {from} {line}"));
+        }
         log.capture(from, self.local, &bytes);
         Some(Received { from, bytes })
     }

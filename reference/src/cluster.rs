@@ -15,6 +15,23 @@
 //!
 //! Every integer is big-endian. The tag is checked (in constant time) before the body is read,
 //! so bytes from anyone without the key never reach the body parser.
+//!
+//! The master answers each report it accepts with a [`ReportAck`], sealed the same way under
+//! its own magic, sent back to the address the report came from (the endpoint's report socket:
+//! "L2" at the start of a datagram could pass for an L2TP header, so acks never go to port
+//! 1701). An ack is the endpoints' proof that the master lives, and it carries the master's
+//! view of the cluster, from which every endpoint computes the same takeover order
+//! ([`crate::takeover`]).
+//!
+//! ```text
+//! ack envelope: magic "L2KA" (4) | version 1 (1) | body | HMAC-SHA256 tag (32)
+//! ack body:     sequence u64 | report sequence u64 | master name length u16 | master name
+//!               | view count u16 | view: (name length u16 | name | LAN address (4)
+//!               | flags u8 (bit 0: in service; the others 0))*
+//! ```
+//!
+//! The report sequence names the report acknowledged: an endpoint takes an ack only for a
+//! report it sent recently, so a replayed old ack cannot fake a live master.
 
 use std::net::Ipv4Addr;
 
@@ -26,6 +43,7 @@ use sha2::Sha256;
 pub const REPORT_PORT: u16 = 1702;
 
 const MAGIC: [u8; 4] = *b"L2KR";
+const ACK_MAGIC: [u8; 4] = *b"L2KA";
 const VERSION: u8 = 1;
 const PREAMBLE_LEN: usize = MAGIC.len() + 1;
 const TAG_LEN: usize = 32;
@@ -34,6 +52,8 @@ const TAG_LEN: usize = 32;
 pub const MAX_NAME_LEN: usize = 64;
 /// The most Tunnel ID blocks one report may carry.
 pub const MAX_BLOCKS: usize = 1024;
+/// The most endpoints one ack's view may list (512 of the longest names still fit a datagram).
+pub const MAX_VIEW: usize = 512;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -69,18 +89,18 @@ pub struct LoadReport {
     pub sequence: u64,
 }
 
-/// Why `open` refused a report.
+/// Why `open` refused a report (or `open_ack` an ack).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum ReportError {
-    #[error("load report truncated: {have} bytes, need at least {need}")]
+    #[error("sealed cluster message truncated: {have} bytes, need at least {need}")]
     Truncated { need: usize, have: usize },
-    #[error("not a load report (bad magic)")]
+    #[error("not a sealed cluster message of this kind (bad magic)")]
     BadMagic,
-    #[error("load report version {0} is not supported (this master speaks {VERSION})")]
+    #[error("sealed cluster message version {0} is not supported (we speak {VERSION})")]
     BadVersion(u8),
-    #[error("load report tag does not verify: forged, corrupted or sealed with another key")]
+    #[error("sealed cluster message tag does not verify: forged, corrupted or sealed with another key")]
     BadTag,
-    #[error("load report body: {field} at body byte {offset}: {reason}")]
+    #[error("sealed cluster message body: {field} at body byte {offset}: {reason}")]
     Malformed {
         field: &'static str,
         offset: usize,
@@ -149,10 +169,19 @@ fn clamp_u16(len: usize) -> u16 {
 
 /// Checks the envelope and the tag, then reads the body. Never panics, whatever the bytes.
 pub fn open(bytes: &[u8], key: &[u8]) -> Result<LoadReport, ReportError> {
+    Body::new(open_envelope(bytes, key, &MAGIC)?).parse()
+}
+
+/// The authenticated body of a sealed message with `magic`.
+fn open_envelope<'a>(
+    bytes: &'a [u8],
+    key: &[u8],
+    magic: &[u8; 4],
+) -> Result<&'a [u8], ReportError> {
     let min = PREAMBLE_LEN + TAG_LEN;
     if bytes.len() < min {
-        // A short prefix of something that is not a report at all says so first.
-        if !MAGIC.starts_with(&bytes[..bytes.len().min(MAGIC.len())]) {
+        // A short prefix of something that is not this kind of message says so first.
+        if !magic.starts_with(&bytes[..bytes.len().min(magic.len())]) {
             return Err(ReportError::BadMagic);
         }
         return Err(ReportError::Truncated {
@@ -160,17 +189,77 @@ pub fn open(bytes: &[u8], key: &[u8]) -> Result<LoadReport, ReportError> {
             have: bytes.len(),
         });
     }
-    if bytes[..MAGIC.len()] != MAGIC {
+    if bytes[..magic.len()] != magic[..] {
         return Err(ReportError::BadMagic);
     }
-    if bytes[MAGIC.len()] != VERSION {
-        return Err(ReportError::BadVersion(bytes[MAGIC.len()]));
+    if bytes[magic.len()] != VERSION {
+        return Err(ReportError::BadVersion(bytes[magic.len()]));
     }
     let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
     let mut mac = mac(key);
     mac.update(signed);
     mac.verify_slice(tag).map_err(|_| ReportError::BadTag)?;
-    Body::new(&signed[PREAMBLE_LEN..]).parse()
+    Ok(&signed[PREAMBLE_LEN..])
+}
+
+/// One endpoint in a master's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewEntry {
+    pub name: String,
+    pub lan_addr: Ipv4Addr,
+    /// Takes new tunnels: reports fresh, not draining, not deactivated. Only these may take
+    /// over the master.
+    pub in_service: bool,
+}
+
+/// The master's answer to an accepted load report: "I live, and this is the cluster I see".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportAck {
+    /// The master's name: "master" for the one the cluster started with, an endpoint's name
+    /// for one that took over.
+    pub master: String,
+    /// Strictly increasing per master (wall-clock seeded, as report sequences are).
+    pub sequence: u64,
+    /// The sequence of the report acknowledged.
+    pub report_sequence: u64,
+    /// The endpoints the master knows, in name order (strictly increasing, so unique).
+    pub view: Vec<ViewEntry>,
+}
+
+/// Encodes and seals an ack; like `seal`, an ack that breaks `open_ack`'s rules is sealed as it
+/// is and refused by `open_ack`.
+pub fn seal_ack(ack: &ReportAck, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        PREAMBLE_LEN
+            + 16
+            + 2
+            + ack.master.len()
+            + 2
+            + ack.view.iter().map(|e| 7 + e.name.len()).sum::<usize>()
+            + TAG_LEN,
+    );
+    out.extend_from_slice(&ACK_MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&ack.sequence.to_be_bytes());
+    out.extend_from_slice(&ack.report_sequence.to_be_bytes());
+    out.extend_from_slice(&clamp_u16(ack.master.len()).to_be_bytes());
+    out.extend_from_slice(ack.master.as_bytes());
+    out.extend_from_slice(&clamp_u16(ack.view.len()).to_be_bytes());
+    for entry in &ack.view {
+        out.extend_from_slice(&clamp_u16(entry.name.len()).to_be_bytes());
+        out.extend_from_slice(entry.name.as_bytes());
+        out.extend_from_slice(&entry.lan_addr.octets());
+        out.push(u8::from(entry.in_service));
+    }
+    let mut mac = mac(key);
+    mac.update(&out);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+/// Checks an ack's envelope and tag, then reads its body. Never panics, whatever the bytes.
+pub fn open_ack(bytes: &[u8], key: &[u8]) -> Result<ReportAck, ReportError> {
+    Body::new(open_envelope(bytes, key, &ACK_MAGIC)?).parse_ack()
 }
 
 /// A cursor over the authenticated body; every read is bounds-checked.
@@ -225,21 +314,76 @@ impl<'a> Body<'a> {
         Ok(Ipv4Addr::from(self.array::<4>(field)?))
     }
 
-    fn parse(mut self) -> Result<LoadReport, ReportError> {
-        let sequence = self.u64("sequence")?;
-        let name_len = usize::from(self.u16("name length")?);
+    /// A name: length u16 (1 to [`MAX_NAME_LEN`]) and UTF-8 bytes.
+    fn name(&mut self, length: &'static str, field: &'static str) -> Result<String, ReportError> {
+        let name_len = usize::from(self.u16(length)?);
         if name_len == 0 || name_len > MAX_NAME_LEN {
-            return Err(self.malformed("name length", "must be 1 to 64 bytes"));
+            return Err(self.malformed(length, "must be 1 to 64 bytes"));
         }
         let name_at = self.at;
-        let name = self.take("name", name_len)?;
-        let endpoint = core::str::from_utf8(name)
+        let name = self.take(field, name_len)?;
+        Ok(core::str::from_utf8(name)
             .map_err(|_| ReportError::Malformed {
-                field: "name",
+                field,
                 offset: name_at,
                 reason: "not UTF-8",
             })?
-            .to_owned();
+            .to_owned())
+    }
+
+    fn parse_ack(mut self) -> Result<ReportAck, ReportError> {
+        let sequence = self.u64("sequence")?;
+        let report_sequence = self.u64("report sequence")?;
+        let master = self.name("master name length", "master name")?;
+        let count = usize::from(self.u16("view count")?);
+        if count > MAX_VIEW {
+            return Err(self.malformed("view count", "more than 512 endpoints"));
+        }
+        let mut view: Vec<ViewEntry> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let at = self.at;
+            let name = self.name("view name length", "view name")?;
+            if view.last().is_some_and(|prev| prev.name >= name) {
+                return Err(ReportError::Malformed {
+                    field: "view name",
+                    offset: at,
+                    reason: "names must be in strictly increasing order",
+                });
+            }
+            let lan_at = self.at;
+            let lan_addr = self.addr("view LAN address")?;
+            if !is_unicast(lan_addr) {
+                return Err(ReportError::Malformed {
+                    field: "view LAN address",
+                    offset: lan_at,
+                    reason: "not a unicast address",
+                });
+            }
+            let in_service = match self.u8("view flags")? {
+                0 => false,
+                1 => true,
+                _ => return Err(self.malformed("view flags", "only bit 0 may be set")),
+            };
+            view.push(ViewEntry {
+                name,
+                lan_addr,
+                in_service,
+            });
+        }
+        if self.at != self.bytes.len() {
+            return Err(self.malformed("body", "trailing bytes after the view"));
+        }
+        Ok(ReportAck {
+            master,
+            sequence,
+            report_sequence,
+            view,
+        })
+    }
+
+    fn parse(mut self) -> Result<LoadReport, ReportError> {
+        let sequence = self.u64("sequence")?;
+        let endpoint = self.name("name length", "name")?;
         let lan_at = self.at;
         let lan_addr = self.addr("LAN address")?;
         if !is_unicast(lan_addr) {
@@ -475,10 +619,113 @@ mod tests {
         }
     }
 
+    fn ack() -> ReportAck {
+        ReportAck {
+            master: "master".into(),
+            sequence: 9,
+            report_sequence: 0x0102_0304_0506_0708,
+            view: vec![
+                ViewEntry {
+                    name: "te1".into(),
+                    lan_addr: Ipv4Addr::new(198, 19, 0, 11),
+                    in_service: true,
+                },
+                ViewEntry {
+                    name: "te2".into(),
+                    lan_addr: Ipv4Addr::new(198, 19, 0, 12),
+                    in_service: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn ack_golden_bytes_and_round_trip() {
+        let sealed = seal_ack(&ack(), KEY);
+        let body: &[u8] = &[
+            b'L', b'2', b'K', b'A', 1, // magic, version
+            0, 0, 0, 0, 0, 0, 0, 9, // sequence
+            1, 2, 3, 4, 5, 6, 7, 8, // report sequence
+            0, 6, b'm', b'a', b's', b't', b'e', b'r', // master name
+            0, 2, // two in the view
+            0, 3, b't', b'e', b'1', 198, 19, 0, 11, 1, // te1, in service
+            0, 3, b't', b'e', b'2', 198, 19, 0, 12, 0, // te2, not
+        ];
+        assert_eq!(&sealed[..body.len()], body);
+        assert_eq!(sealed.len(), body.len() + TAG_LEN);
+        assert_eq!(open_ack(&sealed, KEY), Ok(ack()));
+        let empty = ReportAck {
+            view: Vec::new(),
+            ..ack()
+        };
+        assert_eq!(open_ack(&seal_ack(&empty, KEY), KEY), Ok(empty));
+    }
+
+    #[test]
+    fn forged_acks_and_reports_as_acks_are_refused() {
+        let sealed = seal_ack(&ack(), KEY);
+        assert_eq!(open_ack(&sealed, b"another key"), Err(ReportError::BadTag));
+        for at in 0..sealed.len() {
+            let mut tampered = sealed.clone();
+            tampered[at] ^= 0x01;
+            let expected = match at {
+                0..=3 => ReportError::BadMagic,
+                4 => ReportError::BadVersion(0),
+                _ => ReportError::BadTag,
+            };
+            assert_eq!(open_ack(&tampered, KEY), Err(expected), "byte {at}");
+        }
+        // The two kinds never pass for each other, even under the right key.
+        assert_eq!(
+            open_ack(&seal(&report(), KEY), KEY),
+            Err(ReportError::BadMagic)
+        );
+        assert_eq!(open(&sealed, KEY), Err(ReportError::BadMagic));
+    }
+
+    #[test]
+    fn authentic_but_invalid_acks_are_malformed() {
+        let field = |ack: &ReportAck| match open_ack(&seal_ack(ack, KEY), KEY) {
+            Err(ReportError::Malformed { field, .. }) => field,
+            other => panic!("expected Malformed, got {other:?}"),
+        };
+        let mut unordered = ack();
+        unordered.view.reverse();
+        assert_eq!(field(&unordered), "view name");
+        let mut twice = ack();
+        twice.view[1].name = "te1".into();
+        assert_eq!(field(&twice), "view name");
+        let mut nameless = ack();
+        nameless.master.clear();
+        assert_eq!(field(&nameless), "master name length");
+        let mut broadcast = ack();
+        broadcast.view[0].lan_addr = Ipv4Addr::BROADCAST;
+        assert_eq!(field(&broadcast), "view LAN address");
+        let mut crowd = ack();
+        crowd.view = (0..=MAX_VIEW)
+            .map(|i| ViewEntry {
+                name: format!("te{i:04}"),
+                lan_addr: Ipv4Addr::new(198, 19, 1, 1),
+                in_service: true,
+            })
+            .collect();
+        assert_eq!(field(&crowd), "view count");
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = open(&bytes, KEY);
+        }
+
+        #[test]
+        fn random_acks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = open_ack(&bytes, KEY);
+            let signed = [&ACK_MAGIC[..], &[VERSION], &bytes].concat();
+            let mut mac = mac(KEY);
+            mac.update(&signed);
+            let sealed = [signed.as_slice(), mac.finalize().into_bytes().as_slice()].concat();
+            let _ = open_ack(&sealed, KEY);
         }
 
         #[test]

@@ -28,7 +28,8 @@ use l2tp::wire::avp::Avp;
 use l2tp::wire::{Header, HeaderRepr};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{self, EndpointState, ReportError};
+use crate::cluster::{self, EndpointState, ReportAck, ReportError, ViewEntry};
+use crate::takeover::Holder;
 
 /// The L2TP port the cluster address listens on (RFC 2661 §8.1).
 pub const L2TP_PORT: u16 = 1701;
@@ -37,6 +38,9 @@ pub const DEFAULT_REPORT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longer than an initiator's whole SCCRQ retransmission cycle (RFC 2661 §5.8 suggests five
 /// retries with the interval capped at 8 s: about 30 s).
 pub const DEFAULT_DISPATCH_MEMORY: Duration = Duration::from_secs(60);
+/// Acks waiting for the runner; it takes each right after the report, so this only bounds a
+/// runner that does not.
+const MAX_PENDING_ACKS: usize = 1024;
 /// A flood of SCCRQs from forged sources must not grow the dispatch memory without bound; past
 /// this many the oldest choices are forgotten first.
 pub const MAX_REMEMBERED_DISPATCHES: usize = 1 << 20;
@@ -81,6 +85,10 @@ pub struct MasterConfig {
     pub key: Vec<u8>,
     /// How long an SCCRQ's choice is remembered, from its first dispatch, for retransmissions.
     pub dispatch_memory: Duration,
+    /// The master's name in its report acks (`crate::takeover`).
+    pub name: String,
+    /// The sequence of the first ack; wall-clock microseconds keep it rising across restarts.
+    pub first_ack_sequence: u64,
 }
 
 impl MasterConfig {
@@ -92,6 +100,8 @@ impl MasterConfig {
             report_timeout: DEFAULT_REPORT_TIMEOUT,
             key: key.into(),
             dispatch_memory: DEFAULT_DISPATCH_MEMORY,
+            name: "master".to_string(),
+            first_ack_sequence: 1,
         }
     }
 }
@@ -186,6 +196,9 @@ pub struct MasterStatus {
     pub reports: ReportCounts,
     /// SCCRQ choices held for retransmissions.
     pub remembered_dispatches: usize,
+    /// Who this master is, and how it came to hold the cluster address (or why it stands by).
+    #[serde(default)]
+    pub holder: Holder,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +302,9 @@ pub struct ReportCounts {
     pub replayed: u64,
     pub malformed: u64,
     pub tunnel_id_conflict: u64,
+    /// Acks sent for accepted reports.
+    #[serde(default)]
+    pub acks_sent: u64,
 }
 
 /// The Assigned Tunnel ID of an SCCRQ as the master can know it: in clear, or (hidden with a
@@ -410,6 +426,10 @@ pub struct Master {
     totals: StatusTotals,
     drops: DropCounts,
     reports: ReportCounts,
+    /// Sealed acks for accepted reports, with where they go (the report's source).
+    acks: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    ack_sequence: u64,
+    holder: Holder,
 }
 
 impl Master {
@@ -418,7 +438,6 @@ impl Master {
             tracing::warn!("load report key is empty: anyone on the LAN can steer dispatch");
         }
         Master {
-            config,
             members: Vec::new(),
             by_name: BTreeMap::new(),
             order: Vec::new(),
@@ -431,6 +450,13 @@ impl Master {
             totals: StatusTotals::default(),
             drops: DropCounts::default(),
             reports: ReportCounts::default(),
+            acks: VecDeque::new(),
+            ack_sequence: config.first_ack_sequence,
+            holder: Holder {
+                name: config.name.clone(),
+                ..Holder::default()
+            },
+            config,
         }
     }
 
@@ -454,7 +480,10 @@ impl Master {
         self.observe(now);
         let outcome = self.apply_report(now, from, bytes);
         match outcome {
-            ReportOutcome::Accepted => self.reports.accepted += 1,
+            ReportOutcome::Accepted => {
+                self.reports.accepted += 1;
+                self.queue_ack(now, from, bytes);
+            }
             ReportOutcome::Rejected(why) => {
                 let counter = match why {
                     ReportRejection::Forged => &mut self.reports.forged,
@@ -542,6 +571,54 @@ impl Master {
             u32::try_from(member.recent_dispatches.len()).unwrap_or(u32::MAX);
         member.fresh = member.is_fresh(now, timeout);
         ReportOutcome::Accepted
+    }
+
+    /// Queues the ack of an accepted report: its sequence and the view as it is now.
+    fn queue_ack(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        // Accepted, so it opens.
+        let Ok(report) = cluster::open(bytes, &self.config.key) else {
+            return;
+        };
+        let ack = ReportAck {
+            master: self.config.name.clone(),
+            sequence: self.ack_sequence,
+            report_sequence: report.sequence,
+            view: self.view(now),
+        };
+        self.ack_sequence = self.ack_sequence.saturating_add(1);
+        if self.acks.len() >= MAX_PENDING_ACKS {
+            self.acks.pop_front();
+        }
+        self.acks
+            .push_back((from, cluster::seal_ack(&ack, &self.config.key)));
+    }
+
+    /// The next ack to send, to the address its report came from.
+    pub fn poll_ack(&mut self) -> Option<(SocketAddrV4, Vec<u8>)> {
+        let ack = self.acks.pop_front()?;
+        self.reports.acks_sent += 1;
+        Some(ack)
+    }
+
+    /// The endpoints as the acks show them: name order, in service or not.
+    pub fn view(&self, now: Instant) -> Vec<ViewEntry> {
+        let timeout = self.config.report_timeout;
+        self.order
+            .iter()
+            .map(|&index| {
+                let m = &self.members[index];
+                ViewEntry {
+                    name: m.name.clone(),
+                    lan_addr: m.lan_addr,
+                    in_service: m.state(now, timeout) == MemberState::InService,
+                }
+            })
+            .collect()
+    }
+
+    /// What the status says of this master's hold on the cluster address.
+    pub fn set_holder(&mut self, holder: Holder) {
+        self.holder = holder;
     }
 
     fn add_member(&mut self, now: Instant, from: SocketAddrV4, name: &str) -> usize {
@@ -875,6 +952,7 @@ impl Master {
             drops: self.drops,
             reports: self.reports,
             remembered_dispatches: self.remembered.len(),
+            holder: self.holder.clone(),
         }
     }
 }

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
-use reference::endpoint::{Endpoint, EndpointStats, Reporting};
+use reference::claim::{ClaimAddress, ClaimPlan};
+use reference::endpoint::{Endpoint, EndpointStats, Reporting, TakeoverLink};
+use reference::master::{MasterConfig, Policy};
 use reference::runner::Runner;
+use reference::serve::{serve_takeover, MasterSetup};
+use reference::takeover::{Watch, WatchConfig};
 use std::net::SocketAddrV4;
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
@@ -61,6 +65,59 @@ pub struct EndpointArgs {
     /// Most tunnels this endpoint takes (reported to the master).
     #[arg(long, default_value_t = 60_000)]
     pub capacity: u32,
+    /// FIG 4 takeover: when the master goes silent and this endpoint's turn comes, claim the
+    /// cluster address ADDR/LEN (on the interface holding --global) and serve as the master.
+    #[command(flatten)]
+    pub takeover: TakeoverArgs,
+}
+
+/// What an endpoint needs to take the master over (all but --takeover-cluster optional).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TakeoverArgs {
+    /// The cluster address to claim, ADDR/LEN; enables takeover (needs --master and --global).
+    #[arg(long, requires_all = ["master", "global", "takeover_lan"])]
+    pub takeover_cluster: Option<String>,
+    /// The master's LAN address to claim (where the endpoints report), ADDR/LEN.
+    #[arg(long, requires = "takeover_cluster")]
+    pub takeover_lan: Option<String>,
+    /// Interface for the cluster address [default: the one holding --global].
+    #[arg(long, requires = "takeover_cluster")]
+    pub takeover_public_if: Option<String>,
+    /// Interface for the master's LAN address [default: the one holding --lan].
+    #[arg(long, requires = "takeover_cluster")]
+    pub takeover_lan_if: Option<String>,
+    /// The taken-over master's status file (as `l2tpkit master --status`).
+    #[arg(long, requires = "takeover_cluster")]
+    pub takeover_status: Option<PathBuf>,
+    /// The taken-over master's control socket (as `l2tpkit master --control`).
+    #[arg(long, requires = "takeover_cluster")]
+    pub takeover_control: Option<PathBuf>,
+    /// The taken-over master's pcap of forwarded packets.
+    #[arg(long, requires = "takeover_cluster")]
+    pub takeover_pcap: Option<PathBuf>,
+    /// The taken-over master's dispatch policy (least-load; round-robin).
+    #[arg(long, value_enum, requires = "takeover_cluster")]
+    pub takeover_policy: Option<crate::master::PolicyName>,
+    /// The taken-over master's --report-timeout, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub takeover_report_timeout: f64,
+}
+
+impl Default for TakeoverArgs {
+    /// No takeover; the command line's defaults otherwise.
+    fn default() -> Self {
+        TakeoverArgs {
+            takeover_cluster: None,
+            takeover_lan: None,
+            takeover_public_if: None,
+            takeover_lan_if: None,
+            takeover_status: None,
+            takeover_control: None,
+            takeover_pcap: None,
+            takeover_policy: None,
+            takeover_report_timeout: 3.0,
+        }
+    }
 }
 
 /// `FIRST-LAST`, both in 1..=65535, FIRST <= LAST.
@@ -113,9 +170,7 @@ fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option
     if !interval.is_finite() || !(0.01..=3600.0).contains(&interval) {
         anyhow::bail!("--report-interval {interval}: expected 0.01 to 3600 seconds");
     }
-    let first_sequence = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let first_sequence = wall_clock_sequence();
     Ok(Some(Reporting {
         name: args.name.clone(),
         master,
@@ -126,6 +181,85 @@ fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option
         capacity: args.capacity,
         tunnel_ids,
         first_sequence,
+    }))
+}
+
+/// Wall-clock microseconds: a first sequence number that a restart does not repeat.
+pub fn wall_clock_sequence() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The takeover flags, checked: the claim and the master to run once it is made.
+struct Takeover {
+    plan: ClaimPlan,
+    setup: MasterSetup,
+}
+
+fn takeover(args: &EndpointArgs, reporting: Option<&Reporting>) -> anyhow::Result<Option<Takeover>> {
+    let t = &args.takeover;
+    let Some(cluster) = &t.takeover_cluster else {
+        return Ok(None);
+    };
+    let reporting = reporting.context("--takeover-cluster needs --master (and reporting)")?;
+    let global = reporting
+        .global_addr
+        .context("--takeover-cluster needs --global: only FIG 4 endpoints take over")?;
+    let lan = t
+        .takeover_lan
+        .as_deref()
+        .context("--takeover-cluster needs --takeover-lan")?;
+    let interface = |flag: &str, given: &Option<String>, holding: std::net::Ipv4Addr| {
+        match given {
+            Some(name) => Ok(name.clone()),
+            None => reference::raw::interface_with_address(holding)
+                .with_context(|| format!("{flag}: no interface given and none holds {holding}")),
+        }
+    };
+    let public_if = interface("--takeover-public-if", &t.takeover_public_if, global)?;
+    let lan_if = interface("--takeover-lan-if", &t.takeover_lan_if, reporting.lan_addr)?;
+    let cluster = crate::master::claim_address("--takeover-cluster", cluster, &public_if)?;
+    let lan = crate::master::claim_address("--takeover-lan", lan, &lan_if)?;
+    if *reporting.master.ip() != lan.addr {
+        anyhow::bail!(
+            "--takeover-lan {}: must be the address this endpoint reports to (--master {})",
+            lan.addr,
+            reporting.master.ip()
+        );
+    }
+    let mut config = MasterConfig::new(cluster.addr, reporting.key.clone());
+    config.name = reporting.name.clone();
+    config.first_ack_sequence = wall_clock_sequence();
+    config.report_timeout = Duration::from_secs_f64(
+        Some(t.takeover_report_timeout)
+            .filter(|s| s.is_finite() && (0.0..=3600.0).contains(s))
+            .with_context(|| {
+                format!(
+                    "--takeover-report-timeout {}: expected 0 to 3600 seconds",
+                    t.takeover_report_timeout
+                )
+            })?,
+    );
+    config.policy = match t.takeover_policy {
+        None | Some(crate::master::PolicyName::LeastLoad) => Policy::LeastLoad,
+        Some(crate::master::PolicyName::RoundRobin) => Policy::RoundRobin,
+        Some(crate::master::PolicyName::LeakyBucket) => {
+            anyhow::bail!("--takeover-policy leaky-bucket: not for a taken-over master (its rate and burst are not flags here)")
+        }
+    };
+    let lan_addr = lan.addr;
+    let setup = MasterSetup {
+        status_file: t.takeover_status.clone(),
+        control: t.takeover_control.clone(),
+        pcap: t.takeover_pcap.clone(),
+        reuse_addr: true,
+        ..MasterSetup::new(config, lan_addr)
+    };
+    let addresses: Vec<ClaimAddress> = vec![cluster, lan];
+    Ok(Some(Takeover {
+        plan: ClaimPlan::new(addresses),
+        setup,
     }))
 }
 
@@ -165,6 +299,7 @@ pub fn execute(
     };
     let config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
     let reporting = reporting(args, listen)?;
+    let takeover = takeover(args, reporting.as_ref())?;
     let ids = match &args.tunnel_ids {
         Some(ids) => parse_ids(ids)?,
         None => (1, u16::MAX),
@@ -176,17 +311,59 @@ pub fn execute(
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let set = TunnelSet::with_ids(config, seed, true, ids.0..=ids.1);
-        let mut runner = Runner::bind(listen, None, set, args.pcap.as_deref()).await?;
+        let reuse = takeover.is_some();
+        let mut runner =
+            Runner::bind_with(listen, None, set, args.pcap.as_deref(), reuse).await?;
         ready(runner.local_addr());
         let mut endpoint = Endpoint::new(seed as u32);
+        let mut takeover_task = None;
         if let Some(reporting) = reporting {
+            if let Some(Takeover { plan, setup }) = takeover {
+                let watch = Watch::new(WatchConfig::new(
+                    reporting.name.clone(),
+                    reporting.key.clone(),
+                    reporting.interval,
+                ));
+                let (orders, order_rx) = tokio::sync::mpsc::unbounded_channel();
+                let (outcome_tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                endpoint = endpoint.with_takeover(TakeoverLink {
+                    watch,
+                    orders,
+                    outcomes,
+                });
+                takeover_task = Some((
+                    serve_takeover(order_rx, outcome_tx, plan, setup, stop_rx),
+                    stop_tx,
+                ));
+            }
             endpoint = endpoint.with_reporting(reporting);
         }
-        let run = runner
-            .run(&mut endpoint, duration, Duration::from_secs(5))
-            .await;
+        let (run, master) = match takeover_task {
+            Some((task, stop)) => {
+                let endpoint_run = async {
+                    let run = runner
+                        .run(&mut endpoint, duration, Duration::from_secs(5))
+                        .await;
+                    // A master running here stops with the endpoint.
+                    let _ = stop.send(true);
+                    run
+                };
+                let (run, master) = tokio::join!(endpoint_run, task);
+                (run, master.map_err(anyhow::Error::from)?)
+            }
+            None => (
+                runner
+                    .run(&mut endpoint, duration, Duration::from_secs(5))
+                    .await,
+                None,
+            ),
+        };
         runner.finish()?;
         run?;
-        Ok(endpoint.stats)
+        if let Some(status) = master {
+            tracing::info!(dispatched = status.totals.sccrq_dispatched, "the taken-over master stopped");
+        }
+        Ok(endpoint.stats())
     })
 }

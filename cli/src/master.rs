@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use reference::claim::{ClaimAddress, ClaimPlan};
 use reference::master::{MasterConfig, Policy};
-use reference::serve::{serve_master, MasterSetup};
+use reference::serve::{serve_master, serve_master_claiming, MasterSetup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicyName {
@@ -17,12 +18,25 @@ pub enum PolicyName {
 
 #[derive(Debug, clap::Args)]
 pub struct MasterArgs {
-    /// The cluster address initiators dial (owned by this master).
+    /// The cluster address initiators dial (owned by this master): ADDR, or ADDR/LEN with
+    /// --claim-public.
     #[arg(long)]
     pub cluster: String,
-    /// The master's LAN address: endpoints send their load reports there (UDP 1702).
+    /// The master's LAN address: endpoints send their load reports there (UDP 1702). ADDR, or
+    /// ADDR/LEN with --claim-lan.
     #[arg(long)]
     pub lan: String,
+    /// Claim the cluster address on this interface at start: ARP-probe it, and add it (and
+    /// announce it) only if nobody answers; if someone does (an endpoint that took over), stand
+    /// by without touching it. The address is removed again at exit.
+    #[arg(long, requires = "claim_lan")]
+    pub claim_public: Option<String>,
+    /// With --claim-public: claim the LAN address on this interface the same way.
+    #[arg(long, requires = "claim_public")]
+    pub claim_lan: Option<String>,
+    /// This master's name in its report acks and status.
+    #[arg(long, default_value = "master")]
+    pub name: String,
     /// Shared key of the load reports (HMAC-SHA256).
     #[arg(long)]
     pub report_key: String,
@@ -60,6 +74,40 @@ fn ip(flag: &str, value: &str) -> anyhow::Result<std::net::Ipv4Addr> {
         .map_err(|_| anyhow::anyhow!("{flag} {value:?}: expected an IPv4 address"))
 }
 
+/// `ADDR` or `ADDR/LEN`.
+pub(crate) fn ip_prefix(
+    flag: &str,
+    value: &str,
+) -> anyhow::Result<(std::net::Ipv4Addr, Option<u8>)> {
+    match value.split_once('/') {
+        None => Ok((ip(flag, value)?, None)),
+        Some((addr, len)) => {
+            let len: u8 = len
+                .parse()
+                .ok()
+                .filter(|l| (1..=32).contains(l))
+                .ok_or_else(|| anyhow::anyhow!("{flag} {value:?}: prefix length must be 1-32"))?;
+            Ok((ip(flag, addr)?, Some(len)))
+        }
+    }
+}
+
+/// The claim of `addr/len` on `interface`; the prefix length is needed to claim.
+pub(crate) fn claim_address(
+    flag: &str,
+    value: &str,
+    interface: &str,
+) -> anyhow::Result<ClaimAddress> {
+    let (addr, len) = ip_prefix(flag, value)?;
+    let prefix_len =
+        len.ok_or_else(|| anyhow::anyhow!("{flag} {value:?}: claiming it needs ADDR/LEN"))?;
+    Ok(ClaimAddress {
+        interface: interface.to_string(),
+        addr,
+        prefix_len,
+    })
+}
+
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     if !value.is_finite() || !(0.0..=31_536_000.0).contains(&value) {
         anyhow::bail!("{flag} {value}: expected seconds between 0 and one year");
@@ -68,8 +116,18 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 }
 
 pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
-    let cluster = ip("--cluster", &args.cluster)?;
-    let lan = ip("--lan", &args.lan)?;
+    let (cluster, _) = ip_prefix("--cluster", &args.cluster)?;
+    let (lan, _) = ip_prefix("--lan", &args.lan)?;
+    let claim = match (&args.claim_public, &args.claim_lan) {
+        (Some(public), Some(lan_if)) => Some(ClaimPlan::new(vec![
+            claim_address("--cluster", &args.cluster, public)?,
+            claim_address("--lan", &args.lan, lan_if)?,
+        ])),
+        _ => None,
+    };
+    if args.name.is_empty() || args.name.len() > reference::cluster::MAX_NAME_LEN {
+        anyhow::bail!("--name {:?}: expected 1 to 64 bytes", args.name);
+    }
     if args.report_key.is_empty() {
         anyhow::bail!("--report-key must not be empty");
     }
@@ -95,24 +153,26 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     let mut config = MasterConfig::new(cluster, args.report_key.as_bytes().to_vec());
     config.policy = policy;
     config.report_timeout = seconds("--report-timeout", args.report_timeout)?;
+    config.name = args.name.clone();
+    config.first_ack_sequence = crate::endpoint::wall_clock_sequence();
     let setup = MasterSetup {
-        config,
-        lan_addr: lan,
-        port: 1701,
         status_file: args.status.clone(),
-        status_interval: Duration::from_secs(1),
         control: args.control.clone(),
         pcap: args.pcap.clone(),
         duration: args
             .duration
             .map(|d| seconds("--duration", d))
             .transpose()?,
+        ..MasterSetup::new(config, lan)
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let status = runtime.block_on(serve_master(setup))?;
+    let status = match claim {
+        Some(plan) => runtime.block_on(serve_master_claiming(setup, plan))?,
+        None => runtime.block_on(serve_master(setup))?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

@@ -170,6 +170,7 @@ fn master_status(endpoints: Vec<EndpointStatus>) -> MasterStatus {
         },
         reports: ReportCounts::default(),
         remembered_dispatches: 4,
+        holder: Default::default(),
     }
 }
 

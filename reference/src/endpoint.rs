@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use crate::cluster::{self, EndpointState, LoadReport};
 use crate::runner::Role;
+use crate::takeover::{ClaimOutcome, Order, Watch, WatchStatus};
 
 /// What the endpoint saw; printed at exit and exported as JSON.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct EndpointStats {
     pub tunnels_established: u64,
     pub tunnels_closed: u64,
@@ -23,6 +24,17 @@ pub struct EndpointStats {
     pub echo_requests: u64,
     pub echo_replies_sent: u64,
     pub data_frames: u64,
+    /// Its watch over the master, when it may take over (FIG 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchStatus>,
+}
+
+/// An endpoint's part in master takeover: the sans-IO [`Watch`] and the two channels to the
+/// task that carries out its orders (probing for the master's address, taking it, serving).
+pub struct TakeoverLink {
+    pub watch: Watch,
+    pub orders: tokio::sync::mpsc::UnboundedSender<Order>,
+    pub outcomes: tokio::sync::mpsc::UnboundedReceiver<ClaimOutcome>,
 }
 
 /// Where and how an endpoint of the cluster reports its load to the master (DESIGN.md: reports
@@ -53,6 +65,7 @@ pub struct Endpoint {
     /// Our LCP magic number in Echo-Replies.
     magic: u32,
     reporter: Option<Reporter>,
+    takeover: Option<TakeoverLink>,
     draining: bool,
     /// Stop after this many tunnels have closed (tests); never when `None`.
     stop_after_closed: Option<u64>,
@@ -65,6 +78,7 @@ impl Endpoint {
         Endpoint {
             magic,
             reporter: None,
+            takeover: None,
             draining: false,
             stop_after_closed: None,
             stopping: false,
@@ -81,6 +95,21 @@ impl Endpoint {
             config: reporting,
         });
         self
+    }
+
+    /// Watches the master through the acks of its reports, and orders a takeover when this
+    /// endpoint's turn comes (`crate::takeover`). Needs reporting.
+    pub fn with_takeover(mut self, link: TakeoverLink) -> Endpoint {
+        self.takeover = Some(link);
+        self
+    }
+
+    /// The counters, with the watch's state when there is one.
+    pub fn stats(&self) -> EndpointStats {
+        EndpointStats {
+            watch: self.takeover.as_ref().map(|t| t.watch.status()),
+            ..self.stats.clone()
+        }
     }
 
     /// Reports "draining" from now on: the master sends no new tunnels.
@@ -139,41 +168,35 @@ impl Role for Endpoint {
     }
 
     fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant> {
-        let draining = self.draining || self.stopping;
-        let reporter = self.reporter.as_mut()?;
-        if now >= reporter.next_at {
-            let sessions: usize = set
-                .tunnel_ids()
-                .filter_map(|id| set.tunnel(id))
-                .map(|t| t.session_ids().count())
-                .sum();
-            let config = &reporter.config;
-            let report = LoadReport {
-                endpoint: config.name.clone(),
-                lan_addr: config.lan_addr,
-                global_addr: config.global_addr,
-                tunnels: u32::try_from(set.len()).unwrap_or(u32::MAX),
-                sessions: u32::try_from(sessions).unwrap_or(u32::MAX),
-                capacity: config.capacity,
-                state: if draining {
-                    EndpointState::Draining
-                } else {
-                    EndpointState::InService
-                },
-                tunnel_ids: vec![config.tunnel_ids],
-                sequence: reporter.sequence,
-            };
-            reporter.sequence = reporter.sequence.saturating_add(1);
-            reporter.pending = Some(cluster::seal(&report, &config.key));
-            reporter.next_at = now + config.interval;
-        }
-        Some(reporter.next_at)
+        let report_at = self.report(set, now);
+        let watch_at = self.takeover.as_mut().and_then(|link| {
+            while let Ok(outcome) = link.outcomes.try_recv() {
+                link.watch.claim_outcome(now, &outcome);
+            }
+            link.watch.handle_timeout(now);
+            if let Some(order) = link.watch.poll_order() {
+                if link.orders.send(order).is_err() {
+                    tracing::error!("the takeover task is gone: this endpoint cannot take over");
+                }
+            }
+            link.watch.poll_timeout()
+        });
+        [report_at, watch_at].into_iter().flatten().min()
     }
 
     fn poll_side_transmit(&mut self, _now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
         let reporter = self.reporter.as_mut()?;
         let bytes = reporter.pending.take()?;
         Some((reporter.config.master, bytes))
+    }
+
+    fn handle_side(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        if let Some(link) = self.takeover.as_mut() {
+            let outcome = link.watch.handle_ack(now, bytes);
+            if outcome != crate::takeover::AckOutcome::Accepted {
+                tracing::debug!(%from, ?outcome, "report ack refused");
+            }
+        }
     }
 
     fn finished(&self, set: &TunnelSet, _now: Instant) -> bool {
@@ -202,5 +225,43 @@ impl Role for Endpoint {
                 );
             }
         }
+    }
+}
+
+impl Endpoint {
+    /// Seals a load report when one is due; when the next one is.
+    fn report(&mut self, set: &TunnelSet, now: Instant) -> Option<Instant> {
+        let draining = self.draining || self.stopping;
+        let reporter = self.reporter.as_mut()?;
+        if now >= reporter.next_at {
+            let sessions: usize = set
+                .tunnel_ids()
+                .filter_map(|id| set.tunnel(id))
+                .map(|t| t.session_ids().count())
+                .sum();
+            let config = &reporter.config;
+            let report = LoadReport {
+                endpoint: config.name.clone(),
+                lan_addr: config.lan_addr,
+                global_addr: config.global_addr,
+                tunnels: u32::try_from(set.len()).unwrap_or(u32::MAX),
+                sessions: u32::try_from(sessions).unwrap_or(u32::MAX),
+                capacity: config.capacity,
+                state: if draining {
+                    EndpointState::Draining
+                } else {
+                    EndpointState::InService
+                },
+                tunnel_ids: vec![config.tunnel_ids],
+                sequence: reporter.sequence,
+            };
+            if let Some(link) = self.takeover.as_mut() {
+                link.watch.report_sent(now, reporter.sequence);
+            }
+            reporter.sequence = reporter.sequence.saturating_add(1);
+            reporter.pending = Some(cluster::seal(&report, &config.key));
+            reporter.next_at = now + config.interval;
+        }
+        Some(reporter.next_at)
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! The protocol lives in `l2tp` (sans-IO); this crate only adds sockets, clocks and policy.
 
+pub mod claim;
 pub mod cluster;
 pub mod control;
 pub mod endpoint;

@@ -868,3 +868,162 @@ impl Drop for RxRing {
         }
     }
 }
+
+/// A UDP socket bound to `addr`, non-blocking, with SO_REUSEADDR set before the bind when
+/// `reuse_addr`. Two sockets that both set it may share a port when their addresses differ
+/// (one of them the wildcard): an endpoint on 0.0.0.0:1701 that takes over the master binds
+/// the cluster address's 1701 beside it, and the kernel hands each datagram to the socket with
+/// the more specific address (the master's, for the cluster address).
+pub fn udp_socket(addr: SocketAddrV4, reuse_addr: bool) -> io::Result<std::net::UdpSocket> {
+    // SAFETY: plain socket(2), result checked before it is wrapped.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    })?;
+    // SAFETY: fresh descriptor, owned here only.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if reuse_addr {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on our socket with a c_int of the size passed.
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+    }
+    let mut sin = sockaddr(*addr.ip());
+    sin.sin_port = addr.port().to_be();
+    // SAFETY: sin is a valid sockaddr_in of the size passed.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })?;
+    Ok(std::net::UdpSocket::from(fd))
+}
+
+/// ARP frames on one interface (AF_PACKET, ETH_P_ARP): the probes and announcements of a
+/// master claiming its address, and the answers to them.
+pub struct ArpSocket {
+    fd: OwnedFd,
+    mac: [u8; 6],
+}
+
+impl ArpSocket {
+    /// Needs CAP_NET_RAW; fails on an interface that is not Ethernet.
+    pub fn open(interface: &str) -> io::Result<ArpSocket> {
+        let index = interface_index(interface)?;
+        let protocol = (libc::ETH_P_ARP as u16).to_be();
+        // SAFETY: plain socket(2), result checked.
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                i32::from(protocol),
+            )
+        })?;
+        // SAFETY: fresh descriptor, owned here only.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = index;
+        // SAFETY: addr is a valid sockaddr_ll of the size passed.
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
+        let mac = hardware_address(fd.as_raw_fd(), interface)?;
+        Ok(ArpSocket { fd, mac })
+    }
+
+    /// The interface's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// Sends one whole Ethernet frame out of the interface.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: the buffer is live for the call and its length is passed.
+        let sent = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The next frame that arrived (not one we sent), waiting at most `timeout`: its length
+    /// in `buf`, or `None` when none came in time.
+    pub fn recv(&self, buf: &mut [u8], timeout: std::time::Duration) -> io::Result<Option<usize>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut pollfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+            // SAFETY: one valid pollfd, count 1.
+            let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
+            if ready < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if ready == 0 {
+                return Ok(None);
+            }
+            // SAFETY: an all-zero sockaddr_ll is valid for recvfrom to fill.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buf and from are live and their sizes are passed.
+            let got = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                    &mut from_len,
+                )
+            };
+            if got < 0 {
+                let err = io::Error::last_os_error();
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) {
+                    continue;
+                }
+                return Err(err);
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            return Ok(Some(got as usize));
+        }
+    }
+}

@@ -23,11 +23,13 @@ pub trait Role {
     fn finished(&self, set: &TunnelSet, now: Instant) -> bool;
     /// Ctrl-C or the deadline: tear down cleanly (StopCCN) and let the runner drain.
     fn shutdown(&mut self, set: &mut TunnelSet, now: Instant);
-    /// Datagrams the role sends outside the tunnels (an endpoint's load reports), from the
-    /// same socket.
+    /// Datagrams the role sends outside the tunnels (an endpoint's load reports), from a
+    /// socket of their own (never the L2TP port).
     fn poll_side_transmit(&mut self, _now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
         None
     }
+    /// A datagram that came back to that socket (the master's ack of a report).
+    fn handle_side(&mut self, _now: Instant, _from: SocketAddrV4, _bytes: &[u8]) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +80,21 @@ impl Runner {
         set: TunnelSet,
         pcap: Option<&Path>,
     ) -> Result<Runner, RunError> {
-        let socket = UdpSocket::bind(local)
-            .await
+        Runner::bind_with(local, connect, set, pcap, false).await
+    }
+
+    /// As `bind`; with `reuse_addr` the socket sets SO_REUSEADDR, so that a master started in
+    /// this process later (an endpoint taking over, `crate::takeover`) can bind the cluster
+    /// address's port beside a socket on 0.0.0.0.
+    pub async fn bind_with(
+        local: SocketAddrV4,
+        connect: Option<SocketAddrV4>,
+        set: TunnelSet,
+        pcap: Option<&Path>,
+        reuse_addr: bool,
+    ) -> Result<Runner, RunError> {
+        let socket = crate::raw::udp_socket(local, reuse_addr)
+            .and_then(UdpSocket::from_std)
             .map_err(|source| RunError::Bind {
                 addr: local,
                 source,
@@ -168,6 +183,7 @@ impl Runner {
     ) -> Result<Ended, RunError> {
         let mut buf = Vec::with_capacity(2048);
         let mut recv = vec![0u8; 65536];
+        let mut side_recv = vec![0u8; 65536];
         let deadline = deadline.map(|d| Instant::ZERO + d);
         let mut shutting_down: Option<(Instant, Ended)> = None;
         let ctrl_c = tokio::signal::ctrl_c();
@@ -231,6 +247,18 @@ impl Runner {
                         Err(err) => return Err(RunError::Socket(err)),
                     }
                 }
+                received = recv_side(self.side.as_ref(), &mut side_recv) => {
+                    let now = self.now();
+                    match received {
+                        Ok((len, SocketAddr::V4(from))) => {
+                            role.handle_side(now, from, side_recv.get(..len).unwrap_or_default());
+                        }
+                        Ok(_) => {}
+                        // An ICMP error for an earlier report (no master listening yet): the
+                        // next report tries again.
+                        Err(err) => tracing::debug!(%err, "side socket"),
+                    }
+                }
                 _ = sleep_for(sleep) => {
                     let now = self.now();
                     self.set.handle_timeout(now);
@@ -279,6 +307,17 @@ pub(crate) fn grow_buffers(socket: &UdpSocket) {
                 break;
             }
         }
+    }
+}
+
+/// The next datagram on the side socket; never, before it exists.
+async fn recv_side(
+    side: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr)> {
+    match side {
+        Some(side) => side.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -15,10 +15,12 @@ use l2tp::capture::{build_ipv4_udp, CaptureWriter, Linktype};
 use l2tp::time::Instant;
 use tokio::net::UdpSocket;
 
+use crate::claim::{ClaimError, ClaimPlan, Probe};
 use crate::cluster::REPORT_PORT;
 use crate::control::{self, ControlServer, Request};
 use crate::master::{Master, MasterConfig, Verdict};
 use crate::raw::{FrameSender, RawSender, RxRing, UdpBatchReceiver, BATCH};
+use crate::takeover::{Holder, HolderState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -37,6 +39,8 @@ pub enum ServeError {
     Status { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    #[error("claiming the master's addresses: {0}")]
+    Claim(#[from] ClaimError),
 }
 
 /// Where the master listens and what it writes.
@@ -54,6 +58,33 @@ pub struct MasterSetup {
     pub pcap: Option<PathBuf>,
     /// Stop after this long (tests, lab runs); until Ctrl-C otherwise.
     pub duration: Option<Duration>,
+    /// SO_REUSEADDR on the cluster address's socket: a master run by an endpoint that took
+    /// over binds it beside the endpoint's own 0.0.0.0:1701 (which sets it too).
+    pub reuse_addr: bool,
+    /// Stops the master once it holds `true` (the process hosting it is stopping).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// How this master came to hold the address, for its status; a plain start by default.
+    pub holder: Option<Holder>,
+}
+
+impl MasterSetup {
+    /// A master on `config.cluster_addr`:1701 with its reports on `lan_addr`, no files, until
+    /// Ctrl-C.
+    pub fn new(config: MasterConfig, lan_addr: Ipv4Addr) -> MasterSetup {
+        MasterSetup {
+            config,
+            lan_addr,
+            port: 1701,
+            status_file: None,
+            status_interval: Duration::from_secs(1),
+            control: None,
+            pcap: None,
+            duration: None,
+            reuse_addr: false,
+            stop: None,
+            holder: None,
+        }
+    }
 }
 
 struct Clock {
@@ -79,11 +110,228 @@ impl Clock {
 }
 
 async fn bind(addr: SocketAddrV4) -> Result<UdpSocket, ServeError> {
-    let socket = UdpSocket::bind(addr)
-        .await
+    bind_with(addr, false)
+}
+
+fn bind_with(addr: SocketAddrV4, reuse_addr: bool) -> Result<UdpSocket, ServeError> {
+    let socket = crate::raw::udp_socket(addr, reuse_addr)
+        .and_then(UdpSocket::from_std)
         .map_err(|source| ServeError::Bind { addr, source })?;
     crate::runner::grow_buffers(&socket);
     Ok(socket)
+}
+
+/// Resolves once `stop` holds `true`; never without one (or once its sender is gone).
+async fn stopped(stop: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    let Some(stop) = stop else {
+        return std::future::pending().await;
+    };
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Runs a master that claims its addresses first (`l2tpkit master --claim-public/--claim-lan`):
+/// leftovers of an earlier master of ours are removed, the addresses probed with ARP, and
+/// then either taken (and served, and given back at the end) or, when someone answers for
+/// them, left alone: the master stands by (its status says so) until it is stopped. A master
+/// that comes back after a takeover therefore never fights the endpoint that took over.
+pub async fn serve_master_claiming(
+    mut setup: MasterSetup,
+    plan: ClaimPlan,
+) -> Result<crate::master::MasterStatus, ServeError> {
+    let cleanup = plan.clone();
+    let removed = blocking(move || crate::claim::remove_leftovers(&cleanup)).await?;
+    for address in &removed {
+        tracing::warn!(%address, "removed an address an earlier master left behind");
+    }
+    let probing = plan.clone();
+    let probe = blocking(move || crate::claim::probe(&probing)).await?;
+    if let Probe::Held { .. } = &probe {
+        let held_by = probe.describe();
+        tracing::warn!(%held_by, "the cluster address is held: standing by, not fighting for it");
+        return stand_by(setup, held_by).await;
+    }
+    let taking = plan.clone();
+    let claimed = blocking(move || crate::claim::take(&taking)).await?;
+    let mut holder = setup.holder.take().unwrap_or_else(|| Holder {
+        name: setup.config.name.clone(),
+        ..Holder::default()
+    });
+    holder.claimed = claimed.addresses().iter().map(ToString::to_string).collect();
+    tracing::info!(claimed = ?holder.claimed, "cluster addresses claimed and announced");
+    setup.holder = Some(holder);
+    let served = serve_master(setup).await;
+    let released = blocking(move || claimed.release()).await;
+    let status = served?;
+    released?;
+    Ok(status)
+}
+
+/// Carries out an endpoint's takeover orders (`crate::takeover`) until `stop`: each claim
+/// probes the master's addresses; when someone answers the watch hears `Held` and goes on
+/// watching; when nobody does, the addresses are taken and announced, the watch hears
+/// `Claimed`, and the master runs here (with `setup`, its socket sharing the endpoint's port)
+/// until `stop`, then gives the addresses back. Returns the master's final status if it ran.
+pub async fn serve_takeover(
+    mut orders: tokio::sync::mpsc::UnboundedReceiver<crate::takeover::Order>,
+    outcomes: tokio::sync::mpsc::UnboundedSender<crate::takeover::ClaimOutcome>,
+    plan: ClaimPlan,
+    mut setup: MasterSetup,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<crate::master::MasterStatus>, ServeError> {
+    use crate::takeover::{ClaimOutcome, Order, TakeoverRecord};
+    let order = loop {
+        let order = tokio::select! {
+            order = orders.recv() => order,
+            _ = stopped(Some(&mut stop)) => None,
+        };
+        let Some(Order::Claim {
+            rank,
+            silent_for,
+            previous_master,
+        }) = order
+        else {
+            return Ok(None);
+        };
+        let ordered = std::time::Instant::now();
+        let probing = plan.clone();
+        let outcome = match blocking(move || crate::claim::probe(&probing)).await {
+            Ok(Probe::Free) => {
+                let taking = plan.clone();
+                match blocking(move || crate::claim::take(&taking)).await {
+                    Ok(claimed) => {
+                        let _ = outcomes.send(ClaimOutcome::Claimed);
+                        break (claimed, rank, silent_for, previous_master, ordered);
+                    }
+                    Err(err) => ClaimOutcome::Failed {
+                        error: err.to_string(),
+                    },
+                }
+            }
+            Ok(held) => ClaimOutcome::Held {
+                by: held.describe(),
+            },
+            Err(err) => ClaimOutcome::Failed {
+                error: err.to_string(),
+            },
+        };
+        let _ = outcomes.send(outcome);
+    };
+    let (claimed, rank, silent_for, previous_master, ordered) = order;
+    let claim_ms = u64::try_from(ordered.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let record = TakeoverRecord {
+        endpoint: setup.config.name.clone(),
+        rank,
+        previous_master,
+        master_silent_ms: u64::try_from(silent_for.as_millis()).unwrap_or(u64::MAX),
+        claim_ms,
+        at_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let claimed_text: Vec<String> = claimed.addresses().iter().map(ToString::to_string).collect();
+    tracing::warn!(
+        rank, silent_ms = record.master_silent_ms, claim_ms, claimed = ?claimed_text,
+        "took the master over: serving the cluster address"
+    );
+    eprintln!(
+        "l2tpkit endpoint {}: took the master over from {} (rank {rank}, master silent {} ms, \
+         claimed in {claim_ms} ms: {})",
+        record.endpoint,
+        record.previous_master,
+        record.master_silent_ms,
+        claimed_text.join(", ")
+    );
+    setup.holder = Some(Holder {
+        name: setup.config.name.clone(),
+        state: HolderState::Active,
+        held_by: None,
+        claimed: claimed_text,
+        takeover: Some(record),
+    });
+    setup.stop = Some(stop);
+    let served = serve_master(setup).await;
+    let released = blocking(move || claimed.release()).await;
+    let status = served?;
+    released?;
+    Ok(Some(status))
+}
+
+/// Runs blocking claim work (ARP, `ip`) off the runtime's thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClaimError> + Send + 'static,
+) -> Result<T, ServeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| ServeError::Socket(io::Error::other(err)))?
+        .map_err(ServeError::from)
+}
+
+/// A master that found its address held: writes its status (state `standby`, who holds the
+/// address) and answers `status` on its control socket until stopped; nothing else.
+async fn stand_by(
+    mut setup: MasterSetup,
+    held_by: String,
+) -> Result<crate::master::MasterStatus, ServeError> {
+    let mut master = Master::new(setup.config.clone());
+    master.set_holder(Holder {
+        name: setup.config.name.clone(),
+        state: HolderState::Standby,
+        held_by: Some(held_by.clone()),
+        ..Holder::default()
+    });
+    let mut control = setup
+        .control
+        .as_deref()
+        .map(ControlServer::bind)
+        .transpose()?;
+    // The readiness line the lab waits for after a restart.
+    eprintln!("l2tpkit master: standing by: {held_by}");
+    let clock = Clock::new();
+    let deadline = setup.duration.map(|d| Instant::ZERO + d);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stop = setup.stop.take();
+    loop {
+        let now = clock.now();
+        master.handle_timeout(now);
+        if let Some(path) = &setup.status_file {
+            write_status(path, &master)?;
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let until_deadline = deadline.map(|d| d.saturating_duration_since(now));
+        let sleep = [Some(setup.status_interval), until_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            pending = control::next(control.as_mut()) => {
+                let reply = match pending.request {
+                    Ok(Request::Status) => control::ok(&master.status()),
+                    Ok(other) => control::refused(&format!(
+                        "{other}: this master stands by ({held_by}); ask the one holding the address"
+                    )),
+                    Err(error) => control::refused(&error),
+                };
+                let _ = pending.reply.send(reply);
+            }
+            _ = sleep_for(sleep) => {}
+            _ = stopped(stop.as_mut()) => break,
+            _ = &mut ctrl_c => break,
+        }
+    }
+    if let Some(path) = &setup.status_file {
+        write_status(path, &master)?;
+    }
+    Ok(master.status())
 }
 
 fn write_status(path: &Path, master: &Master) -> Result<(), ServeError> {
@@ -99,9 +347,11 @@ fn write_status(path: &Path, master: &Master) -> Result<(), ServeError> {
 }
 
 /// Runs the master until its duration ends or Ctrl-C; returns its final status.
-pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterStatus, ServeError> {
+pub async fn serve_master(
+    mut setup: MasterSetup,
+) -> Result<crate::master::MasterStatus, ServeError> {
     let cluster = SocketAddrV4::new(setup.config.cluster_addr, setup.port);
-    let public = bind(cluster).await?;
+    let public = bind_with(cluster, setup.reuse_addr)?;
     let reports = bind(SocketAddrV4::new(setup.lan_addr, REPORT_PORT)).await?;
     let raw = RawSender::new().map_err(ServeError::Raw)?;
     let mut pcap = match &setup.pcap {
@@ -115,6 +365,10 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
         .transpose()?;
     let clock = Clock::new();
     let mut master = Master::new(setup.config.clone());
+    if let Some(holder) = setup.holder.take() {
+        master.set_holder(holder);
+    }
+    let mut stop = setup.stop.take();
     tracing::info!(%cluster, lan = %setup.lan_addr, "master up");
     // The readiness line the lab waits for.
     eprintln!(
@@ -174,6 +428,13 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
                     let now = clock.now();
                     let outcome = master.handle_report(now, from, report_buf.get(..len).unwrap_or_default());
                     tracing::debug!(%from, ?outcome, "load report");
+                    // Acks back to the report's source (the endpoint's report socket, never
+                    // its L2TP port); best effort, as the reports are.
+                    while let Some((to, ack)) = master.poll_ack() {
+                        if let Err(err) = reports.try_send_to(&ack, SocketAddr::V4(to)) {
+                            tracing::debug!(%to, %err, "report ack not sent");
+                        }
+                    }
                 }
             }
             pending = control::next(control.as_mut()) => {
@@ -183,6 +444,7 @@ pub async fn serve_master(setup: MasterSetup) -> Result<crate::master::MasterSta
                 let _ = pending.reply.send(reply);
             }
             _ = sleep_for(sleep) => {}
+            _ = stopped(stop.as_mut()) => break,
             _ = &mut ctrl_c => break,
         }
     }

@@ -46,14 +46,14 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
     let status = scratch(&format!("master-{}.json", net[2]));
     let control = scratch(&format!("master-{}.sock", net[2]));
     let setup = MasterSetup {
-        config: MasterConfig::new(ip(1).parse().unwrap(), KEY.as_bytes().to_vec()),
-        lan_addr: ip(1).parse().unwrap(),
-        port: 1701,
         status_file: Some(status.clone()),
         status_interval: Duration::from_millis(100),
         control: Some(control.clone()),
-        pcap: None,
         duration: Some(Duration::from_secs_f64(seconds + 1.0)),
+        ..MasterSetup::new(
+            MasterConfig::new(ip(1).parse().unwrap(), KEY.as_bytes().to_vec()),
+            ip(1).parse().unwrap(),
+        )
     };
     let master = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -84,6 +84,7 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
                 lan: None,
                 global: None,
                 capacity: 10_000,
+                takeover: Default::default(),
             };
             std::thread::spawn(move || run_endpoint(&args, |_| {}).expect("endpoint"))
         })

@@ -158,6 +158,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         lan: None,
         global: None,
         capacity: 60_000,
+        takeover: Default::default(),
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

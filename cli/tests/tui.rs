@@ -12,6 +12,7 @@ use probes::live::{EndpointLive, LiveSnapshot, Percentiles};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use reference::cluster::EndpointState;
+use reference::takeover::{Holder, HolderState, TakeoverRecord};
 use reference::master::{
     AdminState, DropCounts, EndpointStatus, MasterStatus, MemberState, Policy, ReportCounts,
     StatusTotals,
@@ -417,7 +418,7 @@ fn drain_and_kill_need_the_lab() {
     app.message = None;
     assert_eq!(key(&mut app, KeyCode::Char('k')), Action::None);
     assert!(app.message.as_deref().unwrap_or("").contains("lab"));
-    assert!(render(&app, 100, 30).contains("d/k: lab only"));
+    assert!(render(&app, 100, 30).contains("d/k/K: lab only"));
 }
 
 #[test]
@@ -557,4 +558,59 @@ fn tiny_and_odd_sizes_do_not_panic() {
         render(app, 2, 100);
     }
     assert!(render(&app, 10, 3).lines().count() == 3);
+}
+
+#[test]
+fn kill_the_master_and_see_who_took_over() {
+    let mut app = mid_run_app();
+    assert_eq!(key(&mut app, KeyCode::Char('K')), Action::KillMaster);
+    app.update(Event::MasterKilled { result: Ok(()) });
+    assert!(app.master_killed);
+    // Its control socket is gone: the last word stays up, marked stale.
+    app.update(Event::Master(None));
+    let frame = render(&app, 100, 30);
+    assert!(frame.contains("(stale)"), "{frame}");
+    assert!(frame.contains("master killed"), "{frame}");
+    // A second K asks nothing of the world.
+    assert_eq!(key(&mut app, KeyCode::Char('K')), Action::None);
+    assert_eq!(
+        app.message.as_deref(),
+        Some("the master is killed already")
+    );
+    // te1 took over: its master answers, with the record of the takeover.
+    let mut master = mid_run_master();
+    master.holder = Holder {
+        name: "te1".into(),
+        state: HolderState::Active,
+        held_by: None,
+        claimed: vec![
+            "198.18.0.1/16 on l2k0001-te1p".into(),
+            "198.19.0.1/16 on l2k0001-te1l".into(),
+        ],
+        takeover: Some(TakeoverRecord {
+            endpoint: "te1".into(),
+            rank: 0,
+            previous_master: "master".into(),
+            master_silent_ms: 1500,
+            claim_ms: 320,
+            at_unix_ms: 1,
+        }),
+    };
+    app.update(Event::Master(Some(master)));
+    let frame = render(&app, 100, 30);
+    assert!(frame.contains("master te1 198.18.0.1"), "{frame}");
+    assert!(!frame.contains("(stale)"), "{frame}");
+    assert_frame("tui-taken-over", &frame);
+
+    let mut outside = App::new(false, 10.0, false);
+    assert_eq!(key(&mut outside, KeyCode::Char('K')), Action::None);
+    assert!(outside.message.as_deref().unwrap_or("").contains("lab"));
+    app.update(Event::MasterKilled {
+        result: Err("no running process named \"master\"".into()),
+    });
+    assert!(app
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("kill master failed"));
 }

@@ -72,6 +72,10 @@ pub struct LabDescription {
     pub master_lan: Ipv4Addr,
     /// The master's control socket (`l2tpkit ctl PATH drain te2`).
     pub master_control: PathBuf,
+    /// Every process that may act as the master, in the order to ask them: the master, then
+    /// (FIG 4) each endpoint, which writes these files only once it has taken the master over.
+    #[serde(default)]
+    pub masters: Vec<MasterCandidate>,
     /// FIG 2: the NAT's control socket (`l2tpkit ctl PATH status`, `l2tpkit nat --dump`).
     pub nat_control: Option<PathBuf>,
     pub nat_namespace: Option<String>,
@@ -124,6 +128,29 @@ impl LabDescription {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Where one process acting as the master can be asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterCandidate {
+    /// `master`, or the endpoint (`te1`) hosting a master after a takeover.
+    pub name: String,
+    pub control: PathBuf,
+    pub status: PathBuf,
+}
+
+impl LabDescription {
+    /// The status of the master that holds the cluster address now: the first candidate whose
+    /// control socket answers as active (a master that came back stands by); `None` when none
+    /// does.
+    pub fn active_master(&self) -> Option<(MasterCandidate, reference::master::MasterStatus)> {
+        self.masters.iter().find_map(|candidate| {
+            let reply = reference::control::request(&candidate.control, "status").ok()?;
+            let status: reference::master::MasterStatus = serde_json::from_value(reply).ok()?;
+            (status.holder.state == reference::takeover::HolderState::Active)
+                .then(|| (candidate.clone(), status))
+        })
     }
 }
 
@@ -205,6 +232,8 @@ pub struct Lab {
 struct Inner {
     supervisor: Option<Supervisor>,
     processes: Vec<LabProcess>,
+    /// Each role's `l2tpkit` arguments and namespace, to start it again (`Lab::restart`).
+    roles: BTreeMap<String, (String, Vec<String>)>,
 }
 
 impl Lab {
@@ -254,6 +283,7 @@ impl Lab {
             inner: Mutex::new(Inner {
                 supervisor: None,
                 processes: Vec::new(),
+                roles: BTreeMap::new(),
             }),
             armed: true,
         };
@@ -443,13 +473,17 @@ impl Lab {
     }
 
     /// [`Lab::spawn_in`] for `l2tpkit` itself, logging to `<run-dir>/<name>.log`: one call
-    /// per role.
+    /// per role. The arguments are kept for [`Lab::restart`].
     pub fn spawn_l2tpkit<S: Into<String>>(
         &self,
         name: &str,
         namespace: &str,
         args: impl IntoIterator<Item = S>,
     ) -> anyhow::Result<LabProcess> {
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        self.lock()
+            .roles
+            .insert(name.to_string(), (namespace.to_string(), args.clone()));
         let program = self.binary.display().to_string();
         let log = self.run_dir.join(format!("{name}.log"));
         self.spawn_in(name, namespace, &program, args, &log)
@@ -463,16 +497,35 @@ impl Lab {
         needle: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
+        self.wait_for_log_from(process, &[needle], 0, timeout)
+            .map(drop)
+    }
+
+    /// As [`Lab::wait_for_log`], for any of `needles`, in the log from byte `from` on (a role
+    /// started again appends to the log of its first life); the needle found.
+    pub fn wait_for_log_from<'n>(
+        &self,
+        process: &LabProcess,
+        needles: &[&'n str],
+        from: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<&'n str> {
+        let needle = needles
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
         let deadline = Instant::now() + timeout;
         loop {
-            let text = std::fs::read_to_string(&process.log).unwrap_or_default();
-            if text.contains(needle) {
-                return Ok(());
+            let all = std::fs::read(&process.log).unwrap_or_default();
+            let text = String::from_utf8_lossy(all.get(from..).unwrap_or_default());
+            if let Some(found) = needles.iter().find(|n| text.contains(**n)) {
+                return Ok(found);
             }
             let tail = || text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
             if !sys::is_running(process.pid, process.start_time) {
                 anyhow::bail!(
-                    "{} (pid {}) exited before logging {needle:?}: {}",
+                    "{} (pid {}) exited before logging {needle}: {}",
                     process.name,
                     process.pid,
                     tail()
@@ -480,7 +533,7 @@ impl Lab {
             }
             if Instant::now() >= deadline {
                 anyhow::bail!(
-                    "{} (pid {}) did not log {needle:?} within {timeout:?}: {}",
+                    "{} (pid {}) did not log {needle} within {timeout:?}: {}",
                     process.name,
                     process.pid,
                     tail()
@@ -503,16 +556,59 @@ impl Lab {
         Ok(status)
     }
 
-    /// Kills one process at once (SIGKILL): the lab's way to make a role die.
+    /// Kills one process at once (SIGKILL): the lab's way to make a role die. The master dies
+    /// for the network too: see [`kill_master_links`].
     pub fn kill(&self, name: &str) -> anyhow::Result<String> {
-        let mut inner = self.lock();
-        let supervisor = inner
-            .supervisor
-            .as_mut()
-            .context("the lab has no supervisor (detached or down)")?;
-        let status = supervisor.kill(name)?;
-        inner.processes.retain(|p| p.name != name);
+        let status = {
+            let mut inner = self.lock();
+            let supervisor = inner
+                .supervisor
+                .as_mut()
+                .context("the lab has no supervisor (detached or down)")?;
+            let status = supervisor.kill(name)?;
+            inner.processes.retain(|p| p.name != name);
+            status
+        };
+        if name == MASTER {
+            kill_master_links(&self.plan)?;
+        }
         Ok(status)
+    }
+
+    /// Starts a role that was killed or stopped again, with the arguments of its first start;
+    /// returns once it is ready. Only the master for now: its links come up again (without the
+    /// addresses its first life claimed) and, in FIG 4, it probes for its addresses first, so
+    /// after a takeover it stands by instead of fighting (the readiness line says which).
+    pub fn restart(&self, name: &str) -> anyhow::Result<LabProcess> {
+        if name != MASTER {
+            anyhow::bail!("restart {name:?}: only the master can be restarted");
+        }
+        if self.lock().processes.iter().any(|p| p.name == name) {
+            anyhow::bail!("restart {name}: it still runs (kill it first)");
+        }
+        let (namespace, args) = self
+            .lock()
+            .roles
+            .get(name)
+            .cloned()
+            .with_context(|| format!("restart {name}: it was never started"))?;
+        let node = self.plan.node(Role::Master).context("the plan has no master")?;
+        let lines: Vec<String> = node
+            .interfaces
+            .iter()
+            .map(|i| format!("link set {} up", i.name))
+            .collect();
+        sys::ip_batch(&node.namespace, &lines, false)?;
+        let log = self.run_dir.join(format!("{name}.log"));
+        let from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        let process = self.spawn_l2tpkit(name, &namespace, args)?;
+        self.wait_for_log_from(
+            &process,
+            &["listening on", "standing by"],
+            from,
+            Duration::from_secs(10),
+        )?;
+        Ok(process)
     }
 
     pub fn prefix(&self) -> &str {
@@ -635,6 +731,21 @@ impl Lab {
             master_namespace: cm.namespace.clone(),
             master_lan: plan::MASTER_LAN,
             master_control: self.run_dir.join("master.sock"),
+            masters: std::iter::once(MasterCandidate {
+                name: MASTER.to_string(),
+                control: self.run_dir.join("master.sock"),
+                status: self.run_dir.join("master-status.json"),
+            })
+            .chain(
+                plan.endpoints()
+                    .filter(|_| plan.topology == Topology::Fig4)
+                    .map(|n| MasterCandidate {
+                        name: n.short.clone(),
+                        control: self.run_dir.join(format!("{}-master.sock", n.short)),
+                        status: self.run_dir.join(format!("{}-master-status.json", n.short)),
+                    }),
+            )
+            .collect(),
             nat_control: nat.map(|_| self.run_dir.join("nat.sock")),
             nat_namespace: nat.map(|n| n.namespace.clone()),
             nat_lan: nat.map(|_| plan::NAT_LAN),
@@ -766,18 +877,29 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let cluster = address(master, Segment::Public)?;
     let master_lan = address(master, Segment::Lan)?;
     let run = lab.run_dir();
-    let process = lab.spawn_l2tpkit(
-        "master",
-        &master.namespace,
-        [
-            "master".to_string(),
-            format!("--cluster={cluster}"),
-            format!("--lan={master_lan}"),
-            format!("--report-key={key}"),
-            format!("--status={}", run.join("master-status.json").display()),
-            format!("--control={}", run.join("master.sock").display()),
-        ],
-    )?;
+    let fig4 = plan.topology == Topology::Fig4;
+    let mut args = vec![
+        "master".to_string(),
+        format!("--name={MASTER}"),
+        format!("--report-key={key}"),
+        format!("--status={}", run.join("master-status.json").display()),
+        format!("--control={}", run.join("master.sock").display()),
+    ];
+    if fig4 {
+        // FIG 4 has takeover: the master claims its addresses (ARP probe first), so that once
+        // it is started again after a takeover it finds them held and stands by.
+        let public = master.interface(Segment::Public).context("master public")?;
+        let lan = master.interface(Segment::Lan).context("master LAN")?;
+        args.extend([
+            format!("--cluster={cluster}/{PREFIX_LEN}"),
+            format!("--lan={master_lan}/{PREFIX_LEN}"),
+            format!("--claim-public={}", public.name),
+            format!("--claim-lan={}", lan.name),
+        ]);
+    } else {
+        args.extend([format!("--cluster={cluster}"), format!("--lan={master_lan}")]);
+    }
+    let process = lab.spawn_l2tpkit(MASTER, &master.namespace, args)?;
     lab.wait_for_log(&process, "listening on", ready)?;
     if let Some(nat) = plan.node(Role::Nat) {
         let lan_if = nat
@@ -818,12 +940,29 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             args.push(format!("--secret={secret}"));
         }
         match node.interface(Segment::Public) {
-            // FIG 4: both addresses; replies leave from the global one (default route).
+            // FIG 4: both addresses; replies leave from the global one (default route). Each
+            // may take the master over: its turn comes from the master's view.
             Some(public) => {
                 let global = public.addresses.first().context("public address")?;
-                args.push("--listen=0.0.0.0:1701".to_string());
-                args.push(format!("--lan={lan}"));
-                args.push(format!("--global={global}"));
+                let lan_if = node.interface(Segment::Lan).context("endpoint LAN")?;
+                let short = &node.short;
+                args.extend([
+                    "--listen=0.0.0.0:1701".to_string(),
+                    format!("--lan={lan}"),
+                    format!("--global={global}"),
+                    format!("--takeover-cluster={cluster}/{PREFIX_LEN}"),
+                    format!("--takeover-lan={master_lan}/{PREFIX_LEN}"),
+                    format!("--takeover-public-if={}", public.name),
+                    format!("--takeover-lan-if={}", lan_if.name),
+                    format!(
+                        "--takeover-status={}",
+                        run.join(format!("{short}-master-status.json")).display()
+                    ),
+                    format!(
+                        "--takeover-control={}",
+                        run.join(format!("{short}-master.sock")).display()
+                    ),
+                ]);
             }
             None => args.push(format!("--listen={lan}:1701")),
         }
@@ -835,6 +974,25 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     // Two report intervals: every endpoint is in service at the master before anyone dials.
     std::thread::sleep(Duration::from_millis(1100));
     Ok(())
+}
+
+/// The master's process name in a lab.
+pub const MASTER: &str = "master";
+
+/// A killed master dies for the network too: its links go down, so that the kernel of its
+/// namespace stops answering ARP for the cluster address (an endpoint's probe must find it
+/// free), and in FIG 4 the addresses it claimed go (a claim-mode master starting again must not
+/// find its kernel answering for them).
+pub fn kill_master_links(plan: &Plan) -> anyhow::Result<()> {
+    let node = plan.node(Role::Master).context("the plan has no master")?;
+    let mut lines: Vec<String> = Vec::new();
+    for iface in &node.interfaces {
+        lines.push(format!("link set {} down", iface.name));
+        if plan.topology == Topology::Fig4 {
+            lines.push(format!("addr flush dev {}", iface.name));
+        }
+    }
+    sys::ip_batch(&node.namespace, &lines, false)
 }
 
 fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Result<Ipv4Addr> {

@@ -19,11 +19,13 @@ pub mod sys;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 pub use echo::udp_check;
 pub use instance::{
-    default_binary, start_roles, teardown, Bridges, DownReport, EndpointDescription,
-    InterfaceDescription, Lab, LabDescription, LabProcess, LabSpec, NamespaceDescription, Pcaps,
-    RolesEndpoint, RolesFile,
+    default_binary, kill_master_links, start_roles, teardown, Bridges, DownReport,
+    EndpointDescription, InterfaceDescription, Lab, LabDescription, LabProcess, LabSpec,
+    MasterCandidate, NamespaceDescription, Pcaps, RolesEndpoint, RolesFile, MASTER,
 };
 pub use plan::{Role, Segment, Topology};
 
@@ -37,6 +39,9 @@ pub enum LabCommand {
     /// Up, the LAC from the initiator namespace, verify both captures, a table per endpoint,
     /// down. The run dir keeps the captures, logs, status files and summary.json.
     Run(run::RunArgs),
+    /// Kill one role of a lab that `lab up` left running, at once (SIGKILL). The master dies for
+    /// the network too (its links go down): in FIG 4 an endpoint takes over within 3 s.
+    Kill(KillArgs),
     /// The per-lab process that owns and reaps the lab's processes (started by `lab up`).
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -89,6 +94,15 @@ pub struct DownArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The role: `master`, `te1`, … (as in lab.json's processes).
+    pub role: String,
+    /// The run [default: the most recent run that is still up].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SuperviseArgs {
     #[arg(long)]
     pub run_dir: PathBuf,
@@ -101,6 +115,7 @@ pub fn run(command: &LabCommand) -> anyhow::Result<ExitCode> {
     match command {
         LabCommand::Up(args) => up(args),
         LabCommand::Down(args) => down(args),
+        LabCommand::Kill(args) => kill(args),
         LabCommand::Run(args) => run::run(args),
         LabCommand::Supervise(args) => supervisor::supervise(&args.run_dir),
         LabCommand::UdpEcho(args) => echo::udp_echo(args),
@@ -215,6 +230,57 @@ fn print_summary(d: &LabDescription) {
         "  remove with: l2tpkit lab down --run-dir {}",
         d.run_dir.display()
     );
+}
+
+/// The run in `run_dir`, or the most recent one whose namespaces still exist.
+fn run_up(run_dir: Option<&std::path::Path>) -> anyhow::Result<Option<state::RunState>> {
+    if let Some(dir) = run_dir {
+        return Ok(Some(state::RunState::read(&dir.join(state::STATE_FILE))?));
+    }
+    let namespaces = sys::netns_list()?;
+    Ok(state::list_runs()
+        .into_iter()
+        .rfind(|r| !r.is_down() && r.namespaces().iter().any(|n| namespaces.contains(n))))
+}
+
+fn kill(args: &KillArgs) -> anyhow::Result<ExitCode> {
+    if !sys::is_root() {
+        anyhow::bail!("the lab needs root (network namespaces, veths, bridges)");
+    }
+    let run = run_up(args.run_dir.as_deref())?.context("no lab is up")?;
+    if run.is_down() {
+        anyhow::bail!("lab {} is down already", run.prefix());
+    }
+    let process = run
+        .processes()
+        .into_iter()
+        .rev()
+        .find(|p| p.name == args.role)
+        .with_context(|| {
+            format!(
+                "lab {}: no process named {:?} (see {}/lab.json)",
+                run.prefix(),
+                args.role,
+                run.run_dir().display()
+            )
+        })?;
+    let (pid, start) = process
+        .pid
+        .filter(|&(pid, start)| sys::is_running(pid, start))
+        .with_context(|| format!("{} is not running", args.role))?;
+    sys::send_signal(pid, "KILL")?;
+    // Its parent, the supervisor, reaps it; it is gone for us once it no longer runs.
+    let deadline = std::time::Instant::now() + sys::KILL_GRACE;
+    while sys::is_running(pid, start) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if args.role == MASTER {
+        // The master's interfaces carry the same names whatever the lab's size.
+        let plan = plan::Plan::new(run.prefix(), run.topology(), 1, 1)?;
+        kill_master_links(&plan)?;
+    }
+    say!("lab {}: killed {} (pid {pid})", run.prefix(), args.role);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {

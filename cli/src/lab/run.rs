@@ -16,7 +16,7 @@ use reference::master::MasterStatus;
 use crate::lac::LacArgs;
 use crate::tui::LabHooks;
 
-use super::{sys, Lab, LabSpec, Role, Topology};
+use super::{sys, Lab, LabDescription, LabSpec, Role, Topology};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -67,16 +67,25 @@ impl RunArgs {
     }
 }
 
-/// The TUI's way to the cluster: drain at the master's control socket, kill through the lab's
-/// supervisor.
+/// The TUI's way to the cluster: drain at the control socket of the master holding the
+/// cluster address (after a takeover, the endpoint's), kill through the lab's supervisor.
 struct Hooks<'a> {
     lab: &'a Lab,
-    control: PathBuf,
+    description: LabDescription,
+}
+
+impl Hooks<'_> {
+    /// The control socket of the master that answers as active; the lab's master by default.
+    fn control(&self) -> PathBuf {
+        self.description
+            .active_master()
+            .map_or_else(|| self.description.master_control.clone(), |(c, _)| c.control)
+    }
 }
 
 impl LabHooks for Hooks<'_> {
     fn drain(&mut self, endpoint: &str) -> Result<(), String> {
-        reference::control::request(&self.control, &format!("drain {endpoint}"))
+        reference::control::request(&self.control(), &format!("drain {endpoint}"))
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -86,9 +95,14 @@ impl LabHooks for Hooks<'_> {
             .map(|_| ())
             .map_err(|e| format!("{e:#}"))
     }
+    fn kill_master(&mut self) -> Result<(), String> {
+        self.lab
+            .kill(super::MASTER)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
     fn master_status(&mut self) -> Option<MasterStatus> {
-        let status = reference::control::request(&self.control, "status").ok()?;
-        serde_json::from_value(status).ok()
+        self.description.active_master().map(|(_, status)| status)
     }
 }
 
@@ -209,7 +223,7 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
     let stopped_by_user = if tui {
         let mut hooks = Hooks {
             lab,
-            control: d.master_control.clone(),
+            description: d.clone(),
         };
         let exit = crate::tui::run(live.clone(), &mut hooks, true, Duration::from_millis(100));
         // Whatever the TUI did, the driver is told to finish; then we wait for it.
@@ -259,11 +273,16 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
         report.render_text(&["public.pcap".into(), "lan.pcap".into()]),
     )
     .context("writing verify.txt")?;
-    let status: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(lab.run_dir().join("master-status.json"))
-            .context("reading the master's status")?,
-    )
-    .context("parsing the master's status")?;
+    // The master holding the cluster address now (after a takeover: the endpoint's), or the
+    // last status the lab's master wrote.
+    let status: serde_json::Value = match d.active_master() {
+        Some((_, status)) => serde_json::to_value(status)?,
+        None => serde_json::from_str(
+            &std::fs::read_to_string(lab.run_dir().join("master-status.json"))
+                .context("reading the master's status")?,
+        )
+        .context("parsing the master's status")?,
+    };
     let total = status["totals"]["sccrq_dispatched"]
         .as_u64()
         .unwrap_or(0)

@@ -193,6 +193,13 @@ impl RunState {
             .unwrap_or_default()
     }
 
+    pub fn topology(&self) -> Topology {
+        match &self.records[0] {
+            Record::Run { topology, .. } => *topology,
+            _ => unreachable!("checked in read"),
+        }
+    }
+
     pub fn created_unix_ms(&self) -> u64 {
         match &self.records[0] {
             Record::Run {

@@ -34,6 +34,8 @@ pub enum Action {
     Drain(String),
     /// Kill this endpoint's process; answer with [`Event::Killed`].
     Kill(String),
+    /// Kill the lab's master; answer with [`Event::MasterKilled`].
+    KillMaster,
 }
 
 /// An endpoint's state as the table shows it.
@@ -106,6 +108,8 @@ pub struct App {
     message_ticks: u32,
     /// Endpoints killed from here, by name.
     pub killed: BTreeSet<String>,
+    /// The lab's master was killed from here.
+    pub master_killed: bool,
 }
 
 impl App {
@@ -127,6 +131,7 @@ impl App {
             message: None,
             message_ticks: 0,
             killed: BTreeSet::new(),
+            master_killed: false,
         }
     }
 
@@ -172,6 +177,16 @@ impl App {
                         self.killed.insert(endpoint);
                     }
                     Err(e) => self.say(format!("kill {endpoint} failed: {e}")),
+                }
+                Action::None
+            }
+            Event::MasterKilled { result } => {
+                match result {
+                    Ok(()) => {
+                        self.master_killed = true;
+                        self.say("master killed: an endpoint takes over (FIG 4)".to_string());
+                    }
+                    Err(e) => self.say(format!("kill master failed: {e}")),
                 }
                 Action::None
             }
@@ -231,6 +246,20 @@ impl App {
             }
             Input::Drain => self.operate("d drains", Action::Drain, "draining"),
             Input::Kill => self.operate("k kills", Action::Kill, "killing"),
+            Input::KillMaster => {
+                if !self.lab {
+                    self.say(
+                        "K kills the lab's master: only under `l2tpkit lab run`".to_string(),
+                    );
+                    return Action::None;
+                }
+                if self.master_killed {
+                    self.say("the master is killed already".to_string());
+                    return Action::None;
+                }
+                self.say("killing the master…".to_string());
+                Action::KillMaster
+            }
         }
     }
 

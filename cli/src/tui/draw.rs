@@ -103,12 +103,18 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         ));
     }
     let master = match &app.master {
+        // After a takeover, the endpoint now acting as the master is named.
         Some(m) => format!(
-            "  master {} {}{}",
+            "  master {}{} {}{}",
+            match &m.holder.takeover {
+                Some(t) => format!("{} ", t.endpoint),
+                None => String::new(),
+            },
             m.cluster_addr,
             policy(&m.policy),
             if app.master_stale { " (stale)" } else { "" }
         ),
+        None if app.master_killed => "  master killed".to_string(),
         None => "  master -".to_string(),
     };
     first.push(Span::raw(master));
@@ -359,9 +365,9 @@ fn draw_errors(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
     let lab = if app.lab {
-        "  d drain  k kill"
+        "  d drain  k kill  K kill master"
     } else {
-        "  d/k: lab only"
+        "  d/k/K: lab only"
     };
     let text = format!(" q quit  p pause  +/- rate  ↑↓ select{lab}  ? help");
     frame.render_widget(
@@ -382,6 +388,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         "↑  ↓             select an endpoint".to_string(),
         format!("d                drain it at the master{lab}"),
         format!("k                kill its process{lab}"),
+        format!("K                kill the master{lab}"),
         "?  Esc           close this help".to_string(),
     ];
     let width = lines

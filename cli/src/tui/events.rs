@@ -25,6 +25,8 @@ pub enum Input {
     Drain,
     /// `k`.
     Kill,
+    /// `K`: kill the lab's master (FIG 4: an endpoint takes over).
+    KillMaster,
     /// `?`, `h`, F1.
     ToggleHelp,
 }
@@ -53,6 +55,8 @@ pub enum Event {
         endpoint: String,
         result: Result<(), String>,
     },
+    /// How killing the master went.
+    MasterKilled { result: Result<(), String> },
 }
 
 /// The key's meaning, if it has one. Releases are ignored (only some terminals report them).
@@ -77,6 +81,7 @@ pub fn input_from_key(key: KeyEvent) -> Option<Input> {
         KeyCode::Down => Some(Input::SelectDown),
         KeyCode::Char('d') => Some(Input::Drain),
         KeyCode::Char('k') => Some(Input::Kill),
+        KeyCode::Char('K') => Some(Input::KillMaster),
         KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => Some(Input::ToggleHelp),
         _ => None,
     }
@@ -123,6 +128,10 @@ mod tests {
         assert_eq!(input_from_key(key(KeyCode::Down)), Some(Input::SelectDown));
         assert_eq!(input_from_key(key(KeyCode::Char('d'))), Some(Input::Drain));
         assert_eq!(input_from_key(key(KeyCode::Char('k'))), Some(Input::Kill));
+        assert_eq!(
+            input_from_key(KeyEvent::new(KeyCode::Char('K'), KeyModifiers::SHIFT)),
+            Some(Input::KillMaster)
+        );
         assert_eq!(
             input_from_key(key(KeyCode::Char('?'))),
             Some(Input::ToggleHelp)

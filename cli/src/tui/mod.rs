@@ -29,6 +29,8 @@ pub trait LabHooks {
     fn drain(&mut self, endpoint: &str) -> Result<(), String>;
     /// Kill the endpoint's process.
     fn kill(&mut self, endpoint: &str) -> Result<(), String>;
+    /// Kill the master, for the network too (its links go down).
+    fn kill_master(&mut self) -> Result<(), String>;
     /// The master's status now; `None` when there is no master or it did not answer.
     fn master_status(&mut self) -> Option<MasterStatus>;
 }
@@ -43,6 +45,9 @@ impl LabHooks for NoLab {
     }
     fn kill(&mut self, _endpoint: &str) -> Result<(), String> {
         Err("killing needs the lab".to_string())
+    }
+    fn kill_master(&mut self) -> Result<(), String> {
+        Err("killing the master needs the lab".to_string())
     }
     fn master_status(&mut self) -> Option<MasterStatus> {
         None
@@ -118,6 +123,11 @@ pub fn run(
                 Action::Kill(endpoint) => {
                     let result = hooks.kill(&endpoint);
                     app.update(Event::Killed { endpoint, result });
+                    master_due = Instant::now();
+                }
+                Action::KillMaster => {
+                    let result = hooks.kill_master();
+                    app.update(Event::MasterKilled { result });
                     master_due = Instant::now();
                 }
             }

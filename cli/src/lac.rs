@@ -94,6 +94,14 @@ pub struct LacArgs {
     /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
     #[arg(long)]
     pub tui: bool,
+    /// Keep sending everything to --target after the SCCRP, as xl2tpd does, instead of
+    /// following the address the SCCRP came from (which is still heard): a cluster then has
+    /// to route every later packet by Tunnel ID. Implies --any-source.
+    #[arg(long)]
+    pub stay_on_target: bool,
+    /// Seconds without hearing from the peer before a tunnel sends HELLO (RFC 2661 §5.5).
+    #[arg(long, default_value_t = 60.0)]
+    pub hello_interval: f64,
 }
 
 impl Default for LacArgs {
@@ -120,6 +128,8 @@ impl Default for LacArgs {
             duration: None,
             csv: None,
             tui: false,
+            stay_on_target: false,
+            hello_interval: 60.0,
         }
     }
 }
@@ -311,7 +321,11 @@ pub fn execute_with(
     progress: bool,
 ) -> anyhow::Result<(LacReport, Ended)> {
     let setup = check(args)?;
-    let config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    config.hello_interval = seconds("--hello-interval", args.hello_interval, 3600.0)?;
+    if config.hello_interval.is_zero() {
+        anyhow::bail!("--hello-interval 0: expected a positive number of seconds");
+    }
     let csv = match &args.csv {
         Some(path) => {
             Some(CsvSeries::create(path).with_context(|| format!("--csv {}", path.display()))?)
@@ -378,12 +392,14 @@ pub fn execute_with(
                 }
             });
             let target = setup.target;
-            let connect = (!args.any_source).then_some(target);
+            let connect = (!args.any_source && !args.stay_on_target).then_some(target);
+            let follow_replies = !args.stay_on_target;
             let seed = seed.wrapping_add(i as u64);
             let swarm = Rc::clone(&swarm);
             let deadline = setup.deadline;
             tasks.spawn_local(async move {
-                let set = TunnelSet::new(config, seed, false);
+                let mut set = TunnelSet::new(config, seed, false);
+                set.set_follow_replies(follow_replies);
                 let mut runner = Runner::bind(bind, connect, set, pcap.as_deref()).await?;
                 tracing::info!(local = %runner.local_addr(), %target, "LAC started");
                 let offset = epoch

@@ -31,6 +31,9 @@ pub struct TunnelSetStats {
 
 struct Entry {
     peer: SocketAddrV4,
+    /// A tunnel we opened that keeps sending to the address it dialled
+    /// ([`TunnelSet::set_follow_replies`]): the address the reply came from, heard too.
+    answered_from: Option<std::net::Ipv4Addr>,
     tunnel: Tunnel,
     /// Its key in `by_initiator` (tunnels the peer opened), so removal needs no scan.
     initiator: Option<(SocketAddrV4, u16)>,
@@ -40,6 +43,7 @@ struct Entry {
 pub struct TunnelSet {
     config: Arc<TunnelConfig>,
     accept_incoming: bool,
+    follow_replies: bool,
     ids: RangeInclusive<u16>,
     next_id: u16,
     tunnels: BTreeMap<u16, Entry>,
@@ -81,6 +85,7 @@ impl TunnelSet {
         TunnelSet {
             config: Arc::new(config),
             accept_incoming,
+            follow_replies: true,
             ids,
             next_id,
             tunnels: BTreeMap::new(),
@@ -94,6 +99,14 @@ impl TunnelSet {
             rng,
             stats: TunnelSetStats::default(),
         }
+    }
+
+    /// Whether a tunnel we open follows the reply to our SCCRQ when it comes from another
+    /// address (the default: FIG 4 endpoints and FIG 2's NAT answer from their own address),
+    /// or keeps sending everything to the address it dialled and only also hears the one that
+    /// answered, as xl2tpd does (PEERS.md): then a cluster must route the rest by Tunnel ID.
+    pub fn set_follow_replies(&mut self, follow: bool) {
+        self.follow_replies = follow;
     }
 
     pub fn stats(&self) -> TunnelSetStats {
@@ -158,6 +171,7 @@ impl TunnelSet {
             id,
             Entry {
                 peer,
+                answered_from: None,
                 tunnel,
                 initiator,
             },
@@ -196,10 +210,15 @@ impl TunnelSet {
             // NAT, the patent's FIG 2 and FIG 4): the tunnel then follows that address.
             Some(entry)
                 if entry.peer.ip() == from.ip()
+                    || entry.answered_from == Some(*from.ip())
                     || (entry.tunnel.role() == Role::Initiator
                         && entry.tunnel.state() == TunnelState::WaitCtlReply) =>
             {
-                entry.peer = from;
+                if self.follow_replies || entry.tunnel.role() != Role::Initiator {
+                    entry.peer = from;
+                } else if entry.peer.ip() != from.ip() {
+                    entry.answered_from = Some(*from.ip());
+                }
                 entry.tunnel.handle(now, packet);
                 self.ready.insert(tunnel_id);
                 self.stale.insert(tunnel_id);
@@ -246,6 +265,7 @@ impl TunnelSet {
             id,
             Entry {
                 peer: from,
+                answered_from: None,
                 tunnel,
                 initiator: Some((from, their_id)),
             },
@@ -411,5 +431,55 @@ impl TunnelSet {
             self.collect_events(id);
         }
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    /// A LAC dials the cluster address; the endpoint answers from its own. Returns where the
+    /// LAC sends its SCCCN, and whether it still hears the endpoint afterwards.
+    fn dial(follow: bool) -> (SocketAddrV4, usize) {
+        let cluster = addr("127.0.0.10:1701");
+        let endpoint = addr("127.0.0.11:1701");
+        let lac_addr = addr("127.0.0.3:1701");
+        let mut lac = TunnelSet::new(TunnelConfig::default(), 1, false);
+        lac.set_follow_replies(follow);
+        let mut lns = TunnelSet::new(TunnelConfig::default(), 2, true);
+        let now = Instant::ZERO;
+        let mut buf = Vec::new();
+        let id = lac.connect(now, cluster).unwrap();
+        assert_eq!(lac.poll_transmit(now, &mut buf), Some(cluster));
+        // The cluster hands the SCCRQ on with the LAC's source; the endpoint answers.
+        lns.handle(now, lac_addr, &buf);
+        assert_eq!(lns.poll_transmit(now, &mut buf), Some(lac_addr));
+        lac.handle(now, endpoint, &buf);
+        let scccn_to = lac.poll_transmit(now, &mut buf).unwrap();
+        lns.handle(now, lac_addr, &buf);
+        // The endpoint's ZLB for the SCCCN (delayed a little) comes from its own address too.
+        let later = now + core::time::Duration::from_secs(1);
+        lns.handle_timeout(later);
+        while let Some(to) = lns.poll_transmit(later, &mut buf) {
+            assert_eq!(to, lac_addr);
+            lac.handle(later, endpoint, &buf);
+        }
+        let heard = lac.tunnel(id).map_or(0, |t| t.reliable().stats().acked as usize);
+        (scccn_to, heard)
+    }
+
+    #[test]
+    fn a_lac_follows_the_reply_or_keeps_to_the_address_it_dialled() {
+        let (to, acked) = dial(true);
+        assert_eq!(to, addr("127.0.0.11:1701"));
+        assert_eq!(acked, 2);
+        // xl2tpd's way: everything to the cluster address, the endpoint still heard.
+        let (to, acked) = dial(false);
+        assert_eq!(to, addr("127.0.0.10:1701"));
+        assert_eq!(acked, 2);
     }
 }

@@ -59,6 +59,8 @@ struct Reporter {
     sequence: u64,
     next_at: Instant,
     pending: Option<Vec<u8>>,
+    /// The last report sealed, for a master this endpoint starts by taking over.
+    last: Option<Vec<u8>>,
 }
 
 pub struct Endpoint {
@@ -92,6 +94,7 @@ impl Endpoint {
             sequence: reporting.first_sequence,
             next_at: Instant::ZERO,
             pending: None,
+            last: None,
             config: reporting,
         });
         self
@@ -174,7 +177,9 @@ impl Role for Endpoint {
                 link.watch.claim_outcome(now, &outcome);
             }
             link.watch.handle_timeout(now);
-            if let Some(order) = link.watch.poll_order() {
+            if let Some(mut order) = link.watch.poll_order() {
+                let Order::Claim { own_report, .. } = &mut order;
+                *own_report = self.reporter.as_ref().and_then(|r| r.last.clone());
                 if link.orders.send(order).is_err() {
                     tracing::error!("the takeover task is gone: this endpoint cannot take over");
                 }
@@ -259,7 +264,9 @@ impl Endpoint {
                 link.watch.report_sent(now, reporter.sequence);
             }
             reporter.sequence = reporter.sequence.saturating_add(1);
-            reporter.pending = Some(cluster::seal(&report, &config.key));
+            let sealed = cluster::seal(&report, &config.key);
+            reporter.last = Some(sealed.clone());
+            reporter.pending = Some(sealed);
             reporter.next_at = now + config.interval;
         }
         Some(reporter.next_at)

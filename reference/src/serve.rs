@@ -65,6 +65,9 @@ pub struct MasterSetup {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// How this master came to hold the address, for its status; a plain start by default.
     pub holder: Option<Holder>,
+    /// Sealed load reports to start from, as if just received (an endpoint taking over hands
+    /// in its own last one, so the new master dispatches before the first reports reach it).
+    pub seed_reports: Vec<Vec<u8>>,
 }
 
 impl MasterSetup {
@@ -83,6 +86,7 @@ impl MasterSetup {
             reuse_addr: false,
             stop: None,
             holder: None,
+            seed_reports: Vec::new(),
         }
     }
 }
@@ -148,7 +152,9 @@ pub async fn serve_master_claiming(
     let cleanup = plan.clone();
     let removed = blocking(move || crate::claim::remove_leftovers(&cleanup)).await?;
     for address in &removed {
-        tracing::warn!(%address, "removed an address an earlier master left behind");
+        // Left by an earlier master that died, or set up statically: either way it must go
+        // before the probe, or our own kernel would answer for it.
+        tracing::info!(%address, "address present before the claim: removed, then probed");
     }
     let probing = plan.clone();
     let probe = blocking(move || crate::claim::probe(&probing)).await?;
@@ -195,10 +201,12 @@ pub async fn serve_takeover(
             rank,
             silent_for,
             previous_master,
+            own_report,
         }) = order
         else {
             return Ok(None);
         };
+        setup.seed_reports = own_report.into_iter().collect();
         let ordered = std::time::Instant::now();
         let probing = plan.clone();
         let outcome = match blocking(move || crate::claim::probe(&probing)).await {
@@ -369,6 +377,13 @@ pub async fn serve_master(
         master.set_holder(holder);
     }
     let mut stop = setup.stop.take();
+    for report in std::mem::take(&mut setup.seed_reports) {
+        let from = SocketAddrV4::new(setup.lan_addr, REPORT_PORT);
+        let outcome = master.handle_report(clock.now(), from, &report);
+        tracing::info!(?outcome, "started from a report handed in");
+        // Its ack would go to ourselves: the endpoint hears the acks of its next report.
+        while master.poll_ack().is_some() {}
+    }
     tracing::info!(%cluster, lan = %setup.lan_addr, "master up");
     // The readiness line the lab waits for.
     eprintln!(

@@ -97,6 +97,9 @@ pub enum Order {
         silent_for: Duration,
         /// The master that went silent.
         previous_master: String,
+        /// This endpoint's last sealed load report (the endpoint adds it): the new master
+        /// starts from it, so it can dispatch before the first round of reports reaches it.
+        own_report: Option<Vec<u8>>,
     },
 }
 
@@ -245,7 +248,7 @@ impl Watch {
         if self.master.as_deref() != Some(ack.master.as_str()) {
             if let Some(before) = &self.master {
                 self.status.master_changes += 1;
-                tracing::info!(from = %before, to = %ack.master, "acks come from another master now");
+                tracing::warn!(from = %before, to = %ack.master, "acks come from another master now");
             }
             self.master = Some(ack.master);
         }
@@ -288,6 +291,7 @@ impl Watch {
             rank,
             silent_for,
             previous_master,
+            own_report: None,
         });
     }
 

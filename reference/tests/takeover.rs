@@ -144,6 +144,7 @@ fn watches_rank_from_the_masters_view_and_rank_zero_claims_first() {
                 rank,
                 previous_master,
                 silent_for,
+                ..
             }) = w.poll_order()
             {
                 claims.push((t, i, rank, previous_master, silent_for));

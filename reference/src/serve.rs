@@ -265,6 +265,9 @@ pub async fn serve_takeover(
     });
     setup.stop = Some(stop);
     let served = serve_master(setup).await;
+    if let Err(err) = &served {
+        tracing::error!(%err, "the master this endpoint took over failed; giving its addresses back");
+    }
     let released = blocking(move || claimed.release()).await;
     let status = served?;
     released?;

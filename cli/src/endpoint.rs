@@ -197,7 +197,10 @@ struct Takeover {
     setup: MasterSetup,
 }
 
-fn takeover(args: &EndpointArgs, reporting: Option<&Reporting>) -> anyhow::Result<Option<Takeover>> {
+fn takeover(
+    args: &EndpointArgs,
+    reporting: Option<&Reporting>,
+) -> anyhow::Result<Option<Takeover>> {
     let t = &args.takeover;
     let Some(cluster) = &t.takeover_cluster else {
         return Ok(None);
@@ -210,12 +213,10 @@ fn takeover(args: &EndpointArgs, reporting: Option<&Reporting>) -> anyhow::Resul
         .takeover_lan
         .as_deref()
         .context("--takeover-cluster needs --takeover-lan")?;
-    let interface = |flag: &str, given: &Option<String>, holding: std::net::Ipv4Addr| {
-        match given {
-            Some(name) => Ok(name.clone()),
-            None => reference::raw::interface_with_address(holding)
-                .with_context(|| format!("{flag}: no interface given and none holds {holding}")),
-        }
+    let interface = |flag: &str, given: &Option<String>, holding: std::net::Ipv4Addr| match given {
+        Some(name) => Ok(name.clone()),
+        None => reference::raw::interface_with_address(holding)
+            .with_context(|| format!("{flag}: no interface given and none holds {holding}")),
     };
     let public_if = interface("--takeover-public-if", &t.takeover_public_if, global)?;
     let lan_if = interface("--takeover-lan-if", &t.takeover_lan_if, reporting.lan_addr)?;
@@ -312,8 +313,7 @@ pub fn execute(
     runtime.block_on(async {
         let set = TunnelSet::with_ids(config, seed, true, ids.0..=ids.1);
         let reuse = takeover.is_some();
-        let mut runner =
-            Runner::bind_with(listen, None, set, args.pcap.as_deref(), reuse).await?;
+        let mut runner = Runner::bind_with(listen, None, set, args.pcap.as_deref(), reuse).await?;
         ready(runner.local_addr());
         let mut endpoint = Endpoint::new(seed as u32);
         let mut takeover_task = None;
@@ -362,7 +362,10 @@ pub fn execute(
         runner.finish()?;
         run?;
         if let Some(status) = master {
-            tracing::info!(dispatched = status.totals.sccrq_dispatched, "the taken-over master stopped");
+            tracing::info!(
+                dispatched = status.totals.sccrq_dispatched,
+                "the taken-over master stopped"
+            );
         }
         Ok(endpoint.stats())
     })

@@ -114,13 +114,12 @@ fn probe_claim_announce_and_share_the_l2tp_port() {
                 interface_with_address(CLUSTER).ok(),
                 interface_with_address(MASTER_LAN).ok(),
             );
-            let neighbour = sys::ip(&["-n", &ti, "neigh", "show", &CLUSTER.to_string()])
-                .expect("ip neigh");
+            let neighbour =
+                sys::ip(&["-n", &ti, "neigh", "show", &CLUSTER.to_string()]).expect("ip neigh");
             // The endpoint's socket, then the master's beside it.
             let endpoint = udp_socket(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701), true)
                 .expect("endpoint socket");
-            let master =
-                udp_socket(SocketAddrV4::new(CLUSTER, 1701), true).expect("master socket");
+            let master = udp_socket(SocketAddrV4::new(CLUSTER, 1701), true).expect("master socket");
             for s in [&endpoint, &master] {
                 s.set_nonblocking(false).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -211,7 +210,11 @@ fn lab_kill_master_on_a_lab_left_up_hands_it_to_te1() {
         .arg(&run_dir)
         .output()
         .expect("lab up");
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let lab_cmd = |args: &[&str]| {
         Command::new(BIN)
             .arg("lab")

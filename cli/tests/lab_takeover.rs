@@ -107,10 +107,7 @@ impl Group {
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(
-            start.elapsed() < timeout,
-            "waited {timeout:?} for {what}"
-        );
+        assert!(start.elapsed() < timeout, "waited {timeout:?} for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -222,7 +219,10 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
     direct.wait_holding(Duration::from_secs(30));
     via_master.wait_holding(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    let before = lab.description().active_master().expect("the master answers");
+    let before = lab
+        .description()
+        .active_master()
+        .expect("the master answers");
     assert_eq!(before.0.name, MASTER);
     assert_eq!(tunnels_reported(&before.1), 300, "{:?}", before.1.endpoints);
 
@@ -283,7 +283,10 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
             .iter()
             .find(|e| e.key == endpoint)
             .map_or(0, |e| e.tunnels_established);
-        assert!(got > 0, "{endpoint} got none of the new tunnels: {new_report}");
+        assert!(
+            got > 0,
+            "{endpoint} got none of the new tunnels: {new_report}"
+        );
     }
     // The old master comes back: it probes, finds te1 holding the address, and stands by.
     lab.restart(MASTER).expect("restart the master");
@@ -347,7 +350,10 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
     let forwarded = hellos_after(&lan, &|ip| {
         ip == Ipv4Addr::new(198, 19, 0, 12) || ip == Ipv4Addr::new(198, 19, 0, 13)
     });
-    assert!(to_cluster > 0 && forwarded > 0, "HELLOs after the takeover: {to_cluster} to the cluster address, {forwarded} forwarded");
+    assert!(
+        to_cluster > 0 && forwarded > 0,
+        "HELLOs after the takeover: {to_cluster} to the cluster address, {forwarded} forwarded"
+    );
 
     let report = lab.down().expect("lab down");
     assert!(report.problems.is_empty(), "{:?}", report.problems);

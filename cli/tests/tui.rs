@@ -12,11 +12,11 @@ use probes::live::{EndpointLive, LiveSnapshot, Percentiles};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use reference::cluster::EndpointState;
-use reference::takeover::{Holder, HolderState, TakeoverRecord};
 use reference::master::{
     AdminState, DropCounts, EndpointStatus, MasterStatus, MemberState, Policy, ReportCounts,
     StatusTotals,
 };
+use reference::takeover::{Holder, HolderState, TakeoverRecord};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -573,10 +573,7 @@ fn kill_the_master_and_see_who_took_over() {
     assert!(frame.contains("master killed"), "{frame}");
     // A second K asks nothing of the world.
     assert_eq!(key(&mut app, KeyCode::Char('K')), Action::None);
-    assert_eq!(
-        app.message.as_deref(),
-        Some("the master is killed already")
-    );
+    assert_eq!(app.message.as_deref(), Some("the master is killed already"));
     // te1 took over: its master answers, with the record of the takeover.
     let mut master = mid_run_master();
     master.holder = Holder {

@@ -20,7 +20,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pnet_base::MacAddr;
-use pnet_packet::arp::{ArpHardwareTypes, ArpOperation, ArpOperations, ArpPacket, MutableArpPacket};
+use pnet_packet::arp::{
+    ArpHardwareTypes, ArpOperation, ArpOperations, ArpPacket, MutableArpPacket,
+};
 use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
 use pnet_packet::{MutablePacket, Packet};
 
@@ -89,7 +91,10 @@ pub enum ClaimError {
 pub enum Probe {
     Free,
     /// `mac` answered for (or claims) `address`.
-    Held { address: ClaimAddress, mac: [u8; 6] },
+    Held {
+        address: ClaimAddress,
+        mac: [u8; 6],
+    },
 }
 
 impl Probe {

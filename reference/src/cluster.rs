@@ -98,7 +98,9 @@ pub enum ReportError {
     BadMagic,
     #[error("sealed cluster message version {0} is not supported (we speak {VERSION})")]
     BadVersion(u8),
-    #[error("sealed cluster message tag does not verify: forged, corrupted or sealed with another key")]
+    #[error(
+        "sealed cluster message tag does not verify: forged, corrupted or sealed with another key"
+    )]
     BadTag,
     #[error("sealed cluster message body: {field} at body byte {offset}: {reason}")]
     Malformed {

@@ -311,10 +311,7 @@ pub(crate) fn grow_buffers(socket: &UdpSocket) {
 }
 
 /// The next datagram on the side socket; never, before it exists.
-async fn recv_side(
-    side: Option<&UdpSocket>,
-    buf: &mut [u8],
-) -> io::Result<(usize, SocketAddr)> {
+async fn recv_side(side: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
     match side {
         Some(side) => side.recv_from(buf).await,
         None => std::future::pending().await,

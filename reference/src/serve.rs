@@ -169,7 +169,11 @@ pub async fn serve_master_claiming(
         name: setup.config.name.clone(),
         ..Holder::default()
     });
-    holder.claimed = claimed.addresses().iter().map(ToString::to_string).collect();
+    holder.claimed = claimed
+        .addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     tracing::info!(claimed = ?holder.claimed, "cluster addresses claimed and announced");
     setup.holder = Some(holder);
     let served = serve_master(setup).await;
@@ -243,7 +247,11 @@ pub async fn serve_takeover(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     };
-    let claimed_text: Vec<String> = claimed.addresses().iter().map(ToString::to_string).collect();
+    let claimed_text: Vec<String> = claimed
+        .addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     tracing::warn!(
         rank, silent_ms = record.master_silent_ms, claim_ms, claimed = ?claimed_text,
         "took the master over: serving the cluster address"

@@ -334,8 +334,7 @@ impl Watch {
         status.state = Some(self.state);
         status.master = self.master.clone();
         status.last_ack_age_ms = self.last_ack.map(|at| {
-            u64::try_from(self.latest.saturating_duration_since(at).as_millis())
-                .unwrap_or(u64::MAX)
+            u64::try_from(self.latest.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)
         });
         status.rank = self.rank();
         status.patience_ms = status
@@ -453,7 +452,7 @@ mod tests {
             let mut t = from;
             while t <= to {
                 let now = at(t);
-                if t % 500 == 0 {
+                if t.is_multiple_of(500) {
                     let acker = if alive(t) {
                         Some(master.to_string())
                     } else {
@@ -512,9 +511,14 @@ mod tests {
         );
         assert_eq!(claims, [(3500, 0, 0)]);
         assert_eq!(sim.watches[0].state(), WatchState::Master);
-        let later = sim.run(3510, 10_000, "master", |_| false, THREE, |_| {
-            ClaimOutcome::Claimed
-        });
+        let later = sim.run(
+            3510,
+            10_000,
+            "master",
+            |_| false,
+            THREE,
+            |_| ClaimOutcome::Claimed,
+        );
         assert!(later.is_empty(), "{later:?}");
         assert_eq!(sim.watches[1].status().master.as_deref(), Some("te1"));
         assert_eq!(sim.watches[1].status().master_changes, 1);
@@ -524,7 +528,14 @@ mod tests {
     #[test]
     fn higher_ranks_act_only_when_the_lower_ones_stay_silent() {
         let mut sim = Sim::new(&["te1", "te2", "te3"]);
-        sim.run(0, 2000, "master", |_| true, THREE, |_| ClaimOutcome::Claimed);
+        sim.run(
+            0,
+            2000,
+            "master",
+            |_| true,
+            THREE,
+            |_| ClaimOutcome::Claimed,
+        );
         // te1 cannot claim (its claim fails: say, its raw socket is refused): te2 claims two
         // intervals after te1's turn, and once it acks, neither te1 nor te3 claims again.
         let claims = sim.run(
@@ -535,9 +546,7 @@ mod tests {
             THREE,
             |i| {
                 if i == 0 {
-                    ClaimOutcome::Failed {
-                        error: "no".into(),
-                    }
+                    ClaimOutcome::Failed { error: "no".into() }
                 } else {
                     ClaimOutcome::Claimed
                 }
@@ -555,9 +564,16 @@ mod tests {
         sim.run(0, 1000, "master", |_| true, two, |_| ClaimOutcome::Claimed);
         // Acks lost, but the master answers the ARP probe: te1 stands by, and claims again
         // only after another full window of silence.
-        let claims = sim.run(1010, 4200, "master", |_| false, two, |_| ClaimOutcome::Held {
-            by: "02:00:00:00:00:01".into(),
-        });
+        let claims = sim.run(
+            1010,
+            4200,
+            "master",
+            |_| false,
+            two,
+            |_| ClaimOutcome::Held {
+                by: "02:00:00:00:00:01".into(),
+            },
+        );
         assert_eq!(claims[0], (2500, 0, 0));
         assert_eq!(claims[1], (3500, 1, 1));
         assert_eq!(claims[2], (4000, 0, 0));
@@ -571,14 +587,24 @@ mod tests {
     fn not_in_service_or_never_acked_never_claims() {
         let mut sim = Sim::new(&["te1", "te2", "te3"]);
         let draining_te1 = &[("te1", false), ("te2", true), ("te3", true)];
-        sim.run(0, 1000, "master", |_| true, draining_te1, |_| {
-            ClaimOutcome::Claimed
-        });
+        sim.run(
+            0,
+            1000,
+            "master",
+            |_| true,
+            draining_te1,
+            |_| ClaimOutcome::Claimed,
+        );
         assert_eq!(sim.watches[0].rank(), None);
         assert_eq!(sim.watches[1].rank(), Some(0));
-        let claims = sim.run(1010, 10_000, "master", |_| false, draining_te1, |_| {
-            ClaimOutcome::Claimed
-        });
+        let claims = sim.run(
+            1010,
+            10_000,
+            "master",
+            |_| false,
+            draining_te1,
+            |_| ClaimOutcome::Claimed,
+        );
         // te2 is first among those in service; te1 (draining) never claims.
         assert_eq!(claims, [(2500, 1, 0)]);
 

@@ -592,7 +592,10 @@ impl Lab {
             .get(name)
             .cloned()
             .with_context(|| format!("restart {name}: it was never started"))?;
-        let node = self.plan.node(Role::Master).context("the plan has no master")?;
+        let node = self
+            .plan
+            .node(Role::Master)
+            .context("the plan has no master")?;
         let lines: Vec<String> = node
             .interfaces
             .iter()
@@ -897,7 +900,10 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             format!("--claim-lan={}", lan.name),
         ]);
     } else {
-        args.extend([format!("--cluster={cluster}"), format!("--lan={master_lan}")]);
+        args.extend([
+            format!("--cluster={cluster}"),
+            format!("--lan={master_lan}"),
+        ]);
     }
     let process = lab.spawn_l2tpkit(MASTER, &master.namespace, args)?;
     lab.wait_for_log(&process, "listening on", ready)?;

@@ -77,9 +77,10 @@ struct Hooks<'a> {
 impl Hooks<'_> {
     /// The control socket of the master that answers as active; the lab's master by default.
     fn control(&self) -> PathBuf {
-        self.description
-            .active_master()
-            .map_or_else(|| self.description.master_control.clone(), |(c, _)| c.control)
+        self.description.active_master().map_or_else(
+            || self.description.master_control.clone(),
+            |(c, _)| c.control,
+        )
     }
 }
 

@@ -248,9 +248,7 @@ impl App {
             Input::Kill => self.operate("k kills", Action::Kill, "killing"),
             Input::KillMaster => {
                 if !self.lab {
-                    self.say(
-                        "K kills the lab's master: only under `l2tpkit lab run`".to_string(),
-                    );
+                    self.say("K kills the lab's master: only under `l2tpkit lab run`".to_string());
                     return Action::None;
                 }
                 if self.master_killed {

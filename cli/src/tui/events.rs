@@ -56,7 +56,9 @@ pub enum Event {
         result: Result<(), String>,
     },
     /// How killing the master went.
-    MasterKilled { result: Result<(), String> },
+    MasterKilled {
+        result: Result<(), String>,
+    },
 }
 
 /// The key's meaning, if it has one. Releases are ignored (only some terminals report them).

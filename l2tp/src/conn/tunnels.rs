@@ -468,7 +468,9 @@ mod tests {
             assert_eq!(to, lac_addr);
             lac.handle(later, endpoint, &buf);
         }
-        let heard = lac.tunnel(id).map_or(0, |t| t.reliable().stats().acked as usize);
+        let heard = lac
+            .tunnel(id)
+            .map_or(0, |t| t.reliable().stats().acked as usize);
         (scccn_to, heard)
     }
 

@@ -185,3 +185,38 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claimed_addresses_need_a_prefix_length_and_name_their_flag() {
+        assert_eq!(
+            ip_prefix("--cluster", "198.18.0.1").unwrap(),
+            ("198.18.0.1".parse().unwrap(), None)
+        );
+        assert_eq!(
+            ip_prefix("--cluster", "198.18.0.1/16").unwrap(),
+            ("198.18.0.1".parse().unwrap(), Some(16))
+        );
+        for bad in [
+            "198.18.0.1/0",
+            "198.18.0.1/33",
+            "198.18.0.1/x",
+            "cluster/16",
+        ] {
+            let err = ip_prefix("--cluster", bad).unwrap_err().to_string();
+            assert!(err.contains("--cluster"), "{bad}: {err}");
+        }
+        let claim = claim_address("--takeover-lan", "198.19.0.1/16", "te1l").unwrap();
+        assert_eq!(claim.to_string(), "198.19.0.1/16 on te1l");
+        let err = claim_address("--takeover-lan", "198.19.0.1", "te1l")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--takeover-lan") && err.contains("ADDR/LEN"),
+            "{err}"
+        );
+    }
+}

@@ -244,9 +244,7 @@ impl NodeFlags {
             secret,
             sequencing_required: self.has(NodeFlags::SEQUENCING),
             data_offset: self.has(NodeFlags::OFFSET).then_some(4),
-            tie_breaker: self
-                .has(NodeFlags::TIE_BREAKER)
-                .then_some(*b"\x80fuzz-tb"),
+            tie_breaker: self.has(NodeFlags::TIE_BREAKER).then_some(*b"\x80fuzz-tb"),
             ..TunnelConfig::default()
         }
     }
@@ -529,7 +527,11 @@ fn report(endpoint: usize, fields: &[u8], sequence: u64) -> LoadReport {
         vec![ids]
     };
     LoadReport {
-        endpoint: if third { "lns-c".to_string() } else { name.to_string() },
+        endpoint: if third {
+            "lns-c".to_string()
+        } else {
+            name.to_string()
+        },
         lan_addr: if third {
             Ipv4Addr::new(198, 19, 0, field(10))
         } else {
@@ -686,14 +688,23 @@ pub fn forwarders(data: &[u8]) -> ForwardersOutcome {
     outcome
 }
 
-fn to_master(master: &mut Master, now: Instant, packet: &mut [u8], outcome: &mut ForwardersOutcome) {
+fn to_master(
+    master: &mut Master,
+    now: Instant,
+    packet: &mut [u8],
+    outcome: &mut ForwardersOutcome,
+) {
     let before = checksums(packet);
     let copy = packet.to_vec();
     match master.handle_packet(now, packet) {
         MasterVerdict::Forward { to, .. } => {
             assert_rewrite_kept(before, packet, "the master");
             let view = Ipv4Udp::new_checked(&*packet).expect("checked above");
-            assert_eq!(view.dst(), to, "the master forwards to another address than it wrote");
+            assert_eq!(
+                view.dst(),
+                to,
+                "the master forwards to another address than it wrote"
+            );
             outcome.master_forwarded += 1;
         }
         MasterVerdict::Drop(_) => assert_eq!(packet, &copy[..], "the master changed a drop"),
@@ -724,7 +735,11 @@ fn to_nat(
         NatVerdict::ToLan { endpoint } => {
             assert_rewrite_kept(before, packet, "the NAT (to LAN)");
             let view = Ipv4Udp::new_checked(&*packet).expect("checked above");
-            assert_eq!(view.dst(), endpoint, "the NAT sends elsewhere than it wrote");
+            assert_eq!(
+                view.dst(),
+                endpoint,
+                "the NAT sends elsewhere than it wrote"
+            );
             outcome.nat_forwarded += 1;
         }
         NatVerdict::Drop(_) => assert_eq!(packet, &copy[..], "the NAT changed a drop"),

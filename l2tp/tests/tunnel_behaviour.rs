@@ -2075,7 +2075,10 @@ fn initiator_closes_a_tunnel_whose_sccrp_never_comes() {
     assert_eq!(raw.state(tid), Some(TunnelState::WaitCtlReply));
     raw.advance(ms(2));
     assert!(raw.set.is_empty(), "{:?}", raw.state(tid));
-    assert!(raw.take().iter().all(Wire::is_zlb), "no StopCCN without a peer Tunnel ID");
+    assert!(
+        raw.take().iter().all(Wire::is_zlb),
+        "no StopCCN without a peer Tunnel ID"
+    );
     assert!(raw.events.iter().any(|(_, e)| *e == Event::Closed));
 }
 

@@ -34,10 +34,13 @@ fn corpus_dir(target: &str) -> PathBuf {
     repo_root().join("fuzz").join("corpus").join(target)
 }
 
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+/// Named inputs: a corpus directory's files, or seeds.
+type Inputs = Vec<(String, Vec<u8>)>;
+
+fn corpus(target: &str) -> Inputs {
     let dir = corpus_dir(target);
     let entries = fs::read_dir(&dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
-    let mut files: Vec<(String, Vec<u8>)> = entries
+    let mut files: Inputs = entries
         .map(|entry| entry.expect("corpus directory entry").path())
         .filter(|path| path.is_file())
         .map(|path| {
@@ -100,10 +103,7 @@ fn capture_corpus() {
 /// AVPs, sequenced data with an Offset Pad, and a cluster endpoint with a Tie Breaker.
 const SEED_FLAGS: [(&str, u8); 4] = [
     ("plain", 0),
-    (
-        "secret-hidden",
-        NodeFlags::SECRET | NodeFlags::HIDE,
-    ),
+    ("secret-hidden", NodeFlags::SECRET | NodeFlags::HIDE),
     (
         "sequencing-offset",
         NodeFlags::SEQUENCING | NodeFlags::OFFSET,
@@ -232,7 +232,7 @@ const CAPTURES: [&str; 5] = [
     "xl2tpd-hidden-stock.pcap",
 ];
 
-fn codec_seeds() -> Vec<(String, Vec<u8>)> {
+fn codec_seeds() -> Inputs {
     let mut seeds = Vec::new();
     for (i, packet) in samples::every_message().iter().enumerate() {
         let bytes = packet.to_vec(Some(samples::SECRET)).expect("samples emit");
@@ -247,7 +247,7 @@ fn codec_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
 }
 
-fn node_seeds() -> Vec<(String, Vec<u8>)> {
+fn node_seeds() -> Inputs {
     let mut seeds = Vec::new();
     for (name, flags) in SEED_FLAGS {
         seeds.push((format!("seed-lac-{name}"), conversation(flags).0));
@@ -279,7 +279,7 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
 /// the master, the endpoint's answers through the NAT from the LAN, the initiator's later
 /// messages through the NAT from the public side (and to the master, which routes them by
 /// Tunnel ID); then load reports, admin commands and the status.
-fn forwarders_seeds() -> Vec<(String, Vec<u8>)> {
+fn forwarders_seeds() -> Inputs {
     let initiator = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 10), 1701);
     let cluster = SocketAddrV4::new(harness::CLUSTER_ADDR, 1701);
     let endpoint = SocketAddrV4::new(harness::ENDPOINTS[0].1, 1701);
@@ -310,10 +310,18 @@ fn forwarders_seeds() -> Vec<(String, Vec<u8>)> {
         }
         // A report from each endpoint, one with blocks of its own; drain, activate; status.
         push_record(&mut input, 4, &[0, 0, 3, 1, 0, 100, 0]);
-        push_record(&mut input, 4 | 5 << 3, &[1, 0x40, 7, 2, 0, 50, 1, 0x80, 0, 0x80, 0x10]);
+        push_record(
+            &mut input,
+            4 | 5 << 3,
+            &[1, 0x40, 7, 2, 0, 50, 1, 0x80, 0, 0x80, 0x10],
+        );
         push_record(&mut input, 5, &[0, 0]);
         push_record(&mut input, 5 | 13 << 3, &[0, 2]);
-        push_record(&mut input, 6, &[0xc8, 0x02, 0x00, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0]);
+        push_record(
+            &mut input,
+            6,
+            &[0xc8, 0x02, 0x00, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         push_record(&mut input, 7, &[]);
         seeds.push((format!("seed-cluster-{name}"), input));
     }
@@ -372,7 +380,7 @@ fn pcapng(linktype: u16, frames: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn capture_seeds() -> Vec<(String, Vec<u8>)> {
+fn capture_seeds() -> Inputs {
     let mut seeds = Vec::new();
     for name in CAPTURES {
         let bytes = fs::read(repo_root().join("captures").join(name)).expect("capture");
@@ -410,7 +418,7 @@ fn capture_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
 }
 
-fn all_seeds() -> [(&'static str, Vec<(String, Vec<u8>)>); 4] {
+fn all_seeds() -> [(&'static str, Inputs); 4] {
     [
         ("codec", codec_seeds()),
         ("node", node_seeds()),
@@ -432,7 +440,11 @@ fn seeds_are_made() {
             for (name, bytes) in &seeds {
                 fs::write(dir.join(name), bytes).expect("write seed");
             }
-            println!("{target}: {} seeds written to {}", seeds.len(), dir.display());
+            println!(
+                "{target}: {} seeds written to {}",
+                seeds.len(),
+                dir.display()
+            );
         }
     }
 }
@@ -443,7 +455,10 @@ fn codec_seeds_parse_and_meet_the_rules() {
         let outcome = harness::codec(&bytes);
         // Every seed parses without a secret (hidden AVPs stay ciphertext), and with its own.
         assert!(outcome.parsed >= 2, "{name}: {outcome:?}");
-        assert!(outcome.rules_ok >= 1 || bytes[0] & 0x80 == 0, "{name}: {outcome:?}");
+        assert!(
+            outcome.rules_ok >= 1 || bytes[0] & 0x80 == 0,
+            "{name}: {outcome:?}"
+        );
     }
 }
 

@@ -1060,8 +1060,8 @@ impl Tunnel {
             self.setup_due(),
         ]
         .into_iter()
-            .flatten()
-            .min()
+        .flatten()
+        .min()
     }
 
     fn setup_due(&self) -> Option<Instant> {

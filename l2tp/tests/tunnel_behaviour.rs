@@ -2137,6 +2137,31 @@ fn retransmitted_sccrq_does_not_open_a_second_tunnel() {
     assert_eq!(raw.set.stats().duplicate_sccrq, 1);
 }
 
+/// Found by the node fuzz target: an SCCRQ whose Ns is ahead (held back by the reliable layer),
+/// then the "retransmission" with Ns 0, refused as it lacks its Assigned Tunnel ID. With no
+/// peer Tunnel ID the tunnel closes at once, but the duplicate-SCCRQ path did not collect its
+/// events, and a Closed tunnel has no timer: it stayed in the set for ever.
+#[test]
+fn a_tunnel_closed_by_a_retransmitted_sccrq_leaves_the_set() {
+    let mut raw = Raw::new(config("lns"), true);
+    let avps: Vec<_> = sccrq_avps(RAW_TID)
+        .into_iter()
+        .filter(|a| a.value.avp_type() != Some(AvpType::AssignedTunnelId))
+        .collect();
+    raw.ns = 1;
+    raw.send(0, 0, MessageType::Sccrq, avps.clone());
+    assert_eq!(raw.set.len(), 1, "a tunnel waits for Ns 0");
+    raw.ns = 0;
+    raw.send(0, 0, MessageType::Sccrq, avps);
+    assert_eq!(raw.set.stats().duplicate_sccrq, 1);
+    assert!(raw.set.is_empty(), "the closed tunnel is still held");
+    assert!(raw.events.iter().any(|(_, e)| matches!(
+        e,
+        Event::TunnelDown { by_peer: false, result } if result.error == Some(6)
+    )));
+    assert!(raw.events.iter().any(|(_, e)| *e == Event::Closed));
+}
+
 // ===== 12. Protocol Version =====
 
 #[test]

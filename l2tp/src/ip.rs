@@ -542,7 +542,11 @@ fn first_message_type(body: &[u8], base: usize) -> wire::Result<Option<MessageTy
         return Ok(None);
     }
     let avp = Avp::new_checked(body, base)?;
-    if avp.vendor_id() != 0 || avp.attr_type() != AvpType::MessageType.to_u16() {
+    // §4.1: reserved bits make the AVP unrecognized, so it is no Message Type (the codec agrees).
+    if avp.vendor_id() != 0
+        || avp.attr_type() != AvpType::MessageType.to_u16()
+        || avp.reserved() != 0
+    {
         return Err(wire::Error::BadValue {
             field: "Message Type AVP",
             offset: base,
@@ -572,7 +576,12 @@ fn find_assigned_tunnel_id(body: &[u8], base: usize, message: &'static str) -> w
     while let Some(rest) = body.get(at..).filter(|rest| !rest.is_empty()) {
         let offset = base + at;
         let avp = Avp::new_checked(rest, offset)?;
-        if avp.vendor_id() == 0 && avp.attr_type() == AvpType::AssignedTunnelId.to_u16() {
+        // §4.1: reserved bits make the AVP unrecognized; the endpoints' codec reads it as
+        // `Unknown`, so routing by its value would key a tunnel the endpoints never see.
+        if avp.vendor_id() == 0
+            && avp.attr_type() == AvpType::AssignedTunnelId.to_u16()
+            && avp.reserved() == 0
+        {
             if avp.hidden() {
                 return Err(wire::Error::Hidden {
                     avp: "Assigned Tunnel ID",
@@ -1038,6 +1047,52 @@ mod tests {
         assert_eq!(l2tp_tunnel_id(&bytes), Some(1));
         assert_eq!(l2tp_tunnel_id(&[0xc8]), None);
         assert_eq!(l2tp_tunnel_id(b"\x01\x01\x00\x00garbage"), None);
+    }
+
+    #[test]
+    fn classify_treats_reserved_bits_as_unrecognized() {
+        // Found by the codec fuzz target: an Assigned Tunnel ID with reserved bits set (§4.1:
+        // unrecognized) was routed by while the codec reads it as `Unknown`.
+        let mut bytes = sccrp(vec![
+            m(AvpValue::AssignedTunnelId(0x1111)),
+            m(AvpValue::AssignedTunnelId(0x2222)),
+        ]);
+        // Header 12 + Message Type 8: the first Assigned Tunnel ID starts at byte 20.
+        bytes[20] |= 0x2c;
+        let parsed = PacketRepr::parse(&bytes, &ParseOptions::default()).unwrap();
+        let PacketRepr::Control(message) = parsed else {
+            panic!("SCCRP is control");
+        };
+        assert!(matches!(
+            message.avps[1].value,
+            AvpValue::Unknown { attr_type: 9, .. }
+        ));
+        assert_eq!(
+            classify(&bytes),
+            Ok(L2tpClass::Setup {
+                tunnel_id: 7,
+                message_type: MessageType::Sccrp,
+                assigned_tunnel_id: 0x2222,
+            })
+        );
+        bytes[20] &= !0x2c;
+        bytes[28] |= 0x04;
+        assert_eq!(
+            classify(&bytes),
+            Ok(L2tpClass::Setup {
+                tunnel_id: 7,
+                message_type: MessageType::Sccrp,
+                assigned_tunnel_id: 0x1111,
+            })
+        );
+        // A Message Type with reserved bits is no Message Type, for the codec and here.
+        bytes[12] |= 0x04;
+        assert!(PacketRepr::parse(&bytes, &ParseOptions::default()).is_err());
+        assert!(matches!(
+            classify(&bytes),
+            Err(wire::Error::BadValue { offset: 12, .. })
+        ));
+        assert!(!is_sccrq(&bytes));
     }
 
     #[test]

@@ -2031,6 +2031,57 @@ fn vanished_peer_gives_up_after_the_full_retransmit_cycle() {
     }
 }
 
+/// Found by the node fuzz target: a peer that acknowledges our SCCRP (a ZLB, or any message
+/// whose Nr covers it) and never sends the SCCCN left nothing to retransmit and no timer, so
+/// the tunnel and its ID were held for ever. Two full cycles after the SCCRQ it now goes.
+#[test]
+fn responder_closes_a_tunnel_whose_scccn_never_comes() {
+    let mut raw = Raw::new(config("lns"), true);
+    let start = raw.now;
+    raw.send(0, 0, MessageType::Sccrq, sccrq_avps(RAW_TID));
+    let sccrp = raw.expect(MessageType::Sccrp);
+    let tid = assigned_tunnel_id(&sccrp);
+    // The ack for the SCCRP, and nothing more.
+    raw.send_message(tid, 0, vec![]);
+    let setup = cycle() * 2;
+    raw.advance(setup - raw.now.saturating_duration_since(start) - ms(1));
+    assert_eq!(raw.state(tid), Some(TunnelState::WaitCtlConn));
+    assert!(raw.take().iter().all(Wire::is_zlb));
+    raw.advance(ms(2));
+    let stop = raw.expect(MessageType::StopCcn);
+    assert_eq!(stop.header.tunnel_id, RAW_TID);
+    assert_eq!(result_of(&stop).result, ResultCode::GENERAL_ERROR);
+    assert!(raw.events.iter().any(|(_, e)| matches!(
+        e,
+        Event::TunnelDown { by_peer: false, result } if result.result == ResultCode::GENERAL_ERROR
+    )));
+    // Unacknowledged, the StopCCN gives up after its own cycle and the tunnel is gone.
+    raw.advance(cycle() + secs(1));
+    assert!(raw.set.is_empty(), "{:?}", raw.state(tid));
+    assert!(raw.events.iter().any(|(_, e)| *e == Event::Closed));
+}
+
+/// The initiator's side of the same: its SCCRQ acknowledged by a ZLB, no SCCRP ever. With no
+/// Assigned Tunnel ID from the peer there is no one to send a StopCCN to: the tunnel just ends.
+#[test]
+fn initiator_closes_a_tunnel_whose_sccrp_never_comes() {
+    let mut raw = Raw::new(config("lac"), false);
+    let start = raw.now;
+    let tid = raw.set.connect(raw.now, raw.from).expect("a tunnel ID");
+    let sccrq = raw.expect(MessageType::Sccrq);
+    assert_eq!(sccrq.header.tunnel_id, 0);
+    raw.send_message(tid, 0, vec![]);
+    raw.advance(cycle() * 2 - raw.now.saturating_duration_since(start) - ms(1));
+    assert_eq!(raw.state(tid), Some(TunnelState::WaitCtlReply));
+    raw.advance(ms(2));
+    assert!(raw.set.is_empty(), "{:?}", raw.state(tid));
+    assert!(
+        raw.take().iter().all(Wire::is_zlb),
+        "no StopCCN without a peer Tunnel ID"
+    );
+    assert!(raw.events.iter().any(|(_, e)| *e == Event::Closed));
+}
+
 // ===== 11. SCCRQ retransmission and demultiplexing =====
 
 #[test]
@@ -2084,6 +2135,31 @@ fn retransmitted_sccrq_does_not_open_a_second_tunnel() {
     raw.deliver(&sccrq);
     assert_eq!(raw.set.len(), 3);
     assert_eq!(raw.set.stats().duplicate_sccrq, 1);
+}
+
+/// Found by the node fuzz target: an SCCRQ whose Ns is ahead (held back by the reliable layer),
+/// then the "retransmission" with Ns 0, refused as it lacks its Assigned Tunnel ID. With no
+/// peer Tunnel ID the tunnel closes at once, but the duplicate-SCCRQ path did not collect its
+/// events, and a Closed tunnel has no timer: it stayed in the set for ever.
+#[test]
+fn a_tunnel_closed_by_a_retransmitted_sccrq_leaves_the_set() {
+    let mut raw = Raw::new(config("lns"), true);
+    let avps: Vec<_> = sccrq_avps(RAW_TID)
+        .into_iter()
+        .filter(|a| a.value.avp_type() != Some(AvpType::AssignedTunnelId))
+        .collect();
+    raw.ns = 1;
+    raw.send(0, 0, MessageType::Sccrq, avps.clone());
+    assert_eq!(raw.set.len(), 1, "a tunnel waits for Ns 0");
+    raw.ns = 0;
+    raw.send(0, 0, MessageType::Sccrq, avps);
+    assert_eq!(raw.set.stats().duplicate_sccrq, 1);
+    assert!(raw.set.is_empty(), "the closed tunnel is still held");
+    assert!(raw.events.iter().any(|(_, e)| matches!(
+        e,
+        Event::TunnelDown { by_peer: false, result } if result.error == Some(6)
+    )));
+    assert!(raw.events.iter().any(|(_, e)| *e == Event::Closed));
 }
 
 // ===== 12. Protocol Version =====

@@ -74,6 +74,13 @@ pub const HIDDEN_AVPS: &[AvpType] = &[
     AvpType::CalledNumber,
 ];
 
+/// How long a tunnel may take from its creation to established: two full retransmission
+/// cycles, one for our SCCRQ or SCCRP and one for the peer's answer to its last retransmission
+/// (62 s with the defaults).
+fn setup_time(config: &TunnelConfig) -> Duration {
+    config.reliable.full_retransmit_cycle().saturating_mul(2)
+}
+
 /// Protocol Version 1, Revision 0 (§4.4.3), also the Error Code of a version mismatch.
 const PROTOCOL_VERSION: (u8, u8) = (1, 0);
 
@@ -276,6 +283,10 @@ pub struct Tunnel {
     hello_sent_at: Option<Instant>,
     /// End of the §5.7 hold after a StopCCN.
     close_at: Option<Instant>,
+    /// A tunnel not established by then is closed: once the peer has acknowledged our SCCRQ
+    /// or SCCRP, no retransmission is left to give up on, and without this a peer that never
+    /// sends the SCCRP / SCCCN would hold the tunnel (and its ID) for ever.
+    setup_deadline: Instant,
     stats: TunnelStats,
     log: MessageLog,
 }
@@ -293,6 +304,7 @@ impl Tunnel {
     fn new(config: Arc<TunnelConfig>, role: Role, local_id: u16, seed: u64, now: Instant) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let next_session_id = (rng.next_u32() as u16).max(1);
+        let setup_deadline = now + setup_time(&config);
         Tunnel {
             reliable: Reliable::new(config.reliable.clone()),
             config,
@@ -311,6 +323,7 @@ impl Tunnel {
             last_heard: now,
             hello_sent_at: None,
             close_at: None,
+            setup_deadline,
             stats: TunnelStats::default(),
             log: MessageLog::default(),
         }
@@ -1040,10 +1053,23 @@ impl Tunnel {
             return None;
         }
         let hello = self.hello_due();
-        [self.reliable.poll_timeout(), hello, self.close_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.reliable.poll_timeout(),
+            hello,
+            self.close_at,
+            self.setup_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn setup_due(&self) -> Option<Instant> {
+        matches!(
+            self.state,
+            TunnelState::Idle | TunnelState::WaitCtlReply | TunnelState::WaitCtlConn
+        )
+        .then_some(self.setup_deadline)
     }
 
     fn hello_due(&self) -> Option<Instant> {
@@ -1078,6 +1104,14 @@ impl Tunnel {
         }
         if self.close_at.is_some_and(|at| now >= at) {
             return self.finish();
+        }
+        if self.setup_due().is_some_and(|at| now >= at) {
+            let result = ResultCode::error(
+                ResultCode::GENERAL_ERROR,
+                0,
+                "control connection not established in time",
+            );
+            return self.close(now, result);
         }
         if self.hello_due().is_some_and(|at| now >= at) {
             self.hello_sent_at = Some(now);

@@ -246,6 +246,9 @@ impl TunnelSet {
                 self.ready.insert(local);
                 self.stale.insert(local);
             }
+            // It may have closed the tunnel (the first SCCRQ was out of order, this one is
+            // refused): a Closed tunnel has no timer left to collect it later.
+            self.collect_events(local);
             return;
         }
         if !self.accept_incoming {

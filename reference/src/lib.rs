@@ -10,3 +10,4 @@ pub mod nat;
 pub mod raw;
 pub mod runner;
 pub mod serve;
+mod throttle;

@@ -37,6 +37,10 @@ pub struct MasterArgs {
     /// Seconds without a report before an endpoint is out of service.
     #[arg(long, default_value_t = 3.0)]
     pub report_timeout: f64,
+    /// Most SCCRQ choices remembered for retransmissions; past this the oldest are forgotten,
+    /// counted (`remembered_evicted`) and warned about (at most every 10 s).
+    #[arg(long, default_value_t = reference::master::MAX_REMEMBERED_DISPATCHES)]
+    pub max_dispatch_memory: usize,
     /// Write the per-endpoint status as JSON to this file every second.
     #[arg(long)]
     pub status: Option<PathBuf>,
@@ -95,6 +99,14 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     let mut config = MasterConfig::new(cluster, args.report_key.as_bytes().to_vec());
     config.policy = policy;
     config.report_timeout = seconds("--report-timeout", args.report_timeout)?;
+    if !(1..=1 << 24).contains(&args.max_dispatch_memory) {
+        anyhow::bail!(
+            "--max-dispatch-memory {}: expected 1 to {}",
+            args.max_dispatch_memory,
+            1 << 24
+        );
+    }
+    config.max_remembered = args.max_dispatch_memory;
     let setup = MasterSetup {
         config,
         lan_addr: lan,

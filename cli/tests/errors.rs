@@ -49,6 +49,28 @@ fn bad_flags_name_the_flag() {
         &["endpoint", "--listen", "127.0.0.1", "--duration=-3"],
         "--duration",
     );
+    let master = ["master", "--cluster", "127.0.0.1", "--lan", "127.0.0.2"];
+    assert_one_line_error(
+        &[
+            &master[..],
+            &["--report-key", "k", "--max-dispatch-memory", "0"],
+        ]
+        .concat(),
+        "--max-dispatch-memory",
+    );
+    let nat = [
+        "nat",
+        "--global",
+        "127.0.0.1",
+        "--lan",
+        "127.0.0.2",
+        "--lan-if",
+        "lo",
+    ];
+    assert_one_line_error(
+        &[&nat[..], &["--max-entries", "0"]].concat(),
+        "--max-entries",
+    );
 }
 
 #[test]

@@ -478,3 +478,59 @@ fn a_step_first_seen_in_a_retransmission_conforms_with_a_note() {
         tunnel.notes
     );
 }
+
+/// A retransmitted SCCRQ that a slow or lossy link delays until after the tunnel's SCCCN: the
+/// master's copy of it on the LAN is still the same tunnel's (the endpoint has seen that SCCRQ
+/// and dedupes it), not the first sighting of a new tunnel missing its steps. Seen in the lab
+/// with `--netem "delay 10ms ..."`.
+#[test]
+fn a_retransmitted_sccrq_forwarded_after_the_scccn_stays_with_its_tunnel() {
+    use l2tp::wire::{MessageType, PacketRepr};
+    let plan = Plan {
+        retransmit_sccrq: true,
+        ..Plan::new(Variant::Fig3)
+    };
+    let tunnels = plan.tunnels;
+    let mut run = craft::craft(plan);
+    let initiator = craft::initiator(0);
+    let kind = |d: &craft::Datagram| match PacketRepr::parse(&d.payload, &ParseOptions::default()) {
+        Ok(PacketRepr::Control(m)) => m.message_type(),
+        _ => None,
+    };
+    let forwarded: Vec<usize> = run
+        .lan
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.src == initiator && kind(d) == Some(MessageType::Sccrq))
+        .map(|(i, _)| i)
+        .collect();
+    // The master's copies of tunnel 0's SCCRQ and of its retransmission (the same bytes; the
+    // initiator's other tunnels have other Assigned Tunnel IDs).
+    let first = &run.lan[forwarded[0]].payload;
+    let again = *forwarded[1..]
+        .iter()
+        .find(|&&i| run.lan[i].payload == *first)
+        .expect("the retransmission on the LAN");
+    // Tunnel 0's SCCCN: the initiator's first after the retransmission (its slow endpoint
+    // answers only then).
+    let scccn = run
+        .public
+        .iter()
+        .filter(|d| d.src == initiator && kind(d) == Some(MessageType::Scccn))
+        .map(|d| d.time)
+        .find(|&t| t > run.lan[again].time)
+        .expect("110");
+    // Past the SCCCN on the public side, still ahead of its copy on the LAN (the NAT forwards
+    // it one hop later): what a 10 ms delay on the master's public port does.
+    let lan_scccn = run
+        .lan
+        .iter()
+        .filter(|d| d.src == initiator && kind(d) == Some(MessageType::Scccn))
+        .map(|d| d.time)
+        .find(|&t| t > scccn)
+        .expect("112");
+    run.lan[again].time = scccn + (lan_scccn - scccn) / 2;
+    let report = check(&run.observations(), &run.roles, Sequence::Fig3);
+    assert_eq!(report.totals.tunnels, tunnels, "{}", text(&report));
+    assert!(report.conforms(), "{}", text(&report));
+}

@@ -67,6 +67,11 @@ pub(crate) fn attribute(
             if src_is_cluster {
                 // Re-sourced on the way (a faulty master): only its bytes tell its tunnel.
                 same_packet
+            } else if same_packet.is_some() {
+                // The master's copy of an SCCRQ seen moments ago: its tunnel's, even when that
+                // tunnel connected in between (a retransmission that a slow or lossy link
+                // delayed past the SCCCN), not a new tunnel.
+                same_packet
             } else {
                 let key = (o.src, m.assigned_tunnel_id.unwrap_or(0));
                 let open = by_key

@@ -61,6 +61,10 @@ pub struct EndpointArgs {
     /// Most tunnels this endpoint takes (reported to the master).
     #[arg(long, default_value_t = 60_000)]
     pub capacity: u32,
+    /// Retransmissions of a control message before the tunnel is cleared (RFC 2661 §5.8:
+    /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
+    #[arg(long, default_value_t = 5)]
+    pub max_retransmits: u32,
 }
 
 /// `FIRST-LAST`, both in 1..=65535, FIRST <= LAST.
@@ -163,7 +167,8 @@ pub fn execute(
         Some(d) => Some(Duration::from_secs_f64(d)),
         None => None,
     };
-    let config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
     let reporting = reporting(args, listen)?;
     let ids = match &args.tunnel_ids {
         Some(ids) => parse_ids(ids)?,

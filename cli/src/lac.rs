@@ -94,6 +94,10 @@ pub struct LacArgs {
     /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
     #[arg(long)]
     pub tui: bool,
+    /// Retransmissions of a control message before the tunnel is given up (RFC 2661 §5.8:
+    /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
+    #[arg(long, default_value_t = 5)]
+    pub max_retransmits: u32,
 }
 
 impl Default for LacArgs {
@@ -120,6 +124,7 @@ impl Default for LacArgs {
             duration: None,
             csv: None,
             tui: false,
+            max_retransmits: 5,
         }
     }
 }
@@ -311,7 +316,8 @@ pub fn execute_with(
     progress: bool,
 ) -> anyhow::Result<(LacReport, Ended)> {
     let setup = check(args)?;
-    let config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
     let csv = match &args.csv {
         Some(path) => {
             Some(CsvSeries::create(path).with_context(|| format!("--csv {}", path.display()))?)

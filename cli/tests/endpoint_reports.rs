@@ -29,6 +29,7 @@ fn endpoint_reports_its_load_to_the_master() {
         lan: None,
         global: Some("198.18.0.17".to_string()),
         capacity: 123,
+        max_retransmits: 5,
     };
     let server = std::thread::spawn(move || execute(&args, |_| {}));
     let mut buf = [0u8; 2048];
@@ -73,6 +74,7 @@ fn reporting_flags_are_checked() {
         lan: None,
         global: None,
         capacity: 10,
+        max_retransmits: 5,
     };
     let err = execute(&base, |_| {}).unwrap_err().to_string();
     assert!(err.contains("--report-key"), "{err}");

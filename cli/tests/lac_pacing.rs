@@ -32,6 +32,7 @@ fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
         lan: None,
         global: None,
         capacity: 60_000,
+        max_retransmits: 5,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -42,6 +42,7 @@ fn endpoint() -> SocketAddrV4 {
             lan: None,
             global: None,
             capacity: 60_000,
+            max_retransmits: 5,
         };
         std::thread::spawn(move || {
             if let Err(e) = execute(&args, |addr| {

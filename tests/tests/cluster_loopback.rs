@@ -84,6 +84,7 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
                 lan: None,
                 global: None,
                 capacity: 10_000,
+                max_retransmits: 5,
             };
             std::thread::spawn(move || run_endpoint(&args, |_| {}).expect("endpoint"))
         })

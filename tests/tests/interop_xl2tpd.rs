@@ -158,6 +158,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         lan: None,
         global: None,
         capacity: 60_000,
+        max_retransmits: 5,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

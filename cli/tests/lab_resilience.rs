@@ -436,6 +436,18 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
         "{sccrqs} SCCRQs, {sccrps} SCCRPs"
     );
     assert_eq!(summary["verify_tunnels"], 5000, "{stdout}");
+    // What `verify` may still find: a message never acknowledged. The captures see each copy
+    // before the impairment can drop it, and at the end the peer is gone: the LAC stops
+    // retransmitting its StopCCN 5 s into its teardown, and an endpoint whose StopCCN never
+    // arrived sends a HELLO after 60 s of quiet to a LAC that has left. Every other rule
+    // (dispatch, tunnel IDs, Ns, Nr, the steps and their addresses) holds for all 5000.
+    let verify = std::fs::read_to_string(run_dir.join("verify.txt")).unwrap();
+    let broken: Vec<&str> = verify
+        .lines()
+        .filter(|l| l.trim_start().starts_with('✗'))
+        .filter(|l| !l.contains("was never acknowledged"))
+        .collect();
+    assert!(broken.is_empty(), "verify: {broken:#?}");
 
     let lab: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("lab.json")).unwrap()).unwrap();

@@ -346,9 +346,6 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<ExitCode> {
         // Rounded up: waking a little late is netem's behaviour too, early would spin.
         reference::raw::poll_readable(&mut fds, wake).context("poll")?;
         let now = clock();
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
         let mut captured = false;
         for (index, port) in ports.iter_mut().enumerate() {
             if fds[index].revents == 0 {
@@ -367,6 +364,12 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 if let Some(pcap) = pcap.as_mut() {
+                    // Stamped as each frame is read, not once per wake-up: a frame another
+                    // role forwarded from the LAN must not appear here before the LAN capture
+                    // saw it (verify orders the two captures by these times).
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
                     pcap.write_raw(wall, frame).context("--pcap")?;
                     captured = true;
                 }

@@ -182,7 +182,10 @@ impl fmt::Display for Netem {
         ] {
             if p > 0.0 {
                 sep(f)?;
-                write!(f, "{name} {}%", p * 100.0)?;
+                // Four decimals, trailing zeros dropped: 0.07 shows as 7%, not 7.000000000000001%.
+                let shown = format!("{:.4}", p * 100.0);
+                let shown = shown.trim_end_matches('0').trim_end_matches('.');
+                write!(f, "{name} {shown}%")?;
             }
         }
         if parts == 0 {
@@ -220,6 +223,8 @@ mod tests {
             jittery.to_string(),
             "delay 5ms 1500us loss 0.5% duplicate 1%"
         );
+        let odd: Netem = "loss 7% duplicate 0.01%".parse().unwrap();
+        assert_eq!(odd.to_string(), "loss 7% duplicate 0.01%");
     }
 
     #[test]

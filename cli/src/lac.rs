@@ -102,6 +102,10 @@ pub struct LacArgs {
     /// Seconds without hearing from the peer before a tunnel sends HELLO (RFC 2661 §5.5).
     #[arg(long, default_value_t = 60.0)]
     pub hello_interval: f64,
+    /// Retransmissions of a control message before the tunnel is given up (RFC 2661 §5.8:
+    /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
+    #[arg(long, default_value_t = 5)]
+    pub max_retransmits: u32,
 }
 
 impl Default for LacArgs {
@@ -130,6 +134,7 @@ impl Default for LacArgs {
             tui: false,
             stay_on_target: false,
             hello_interval: 60.0,
+            max_retransmits: 5,
         }
     }
 }
@@ -326,6 +331,7 @@ pub fn execute_with(
     if config.hello_interval.is_zero() {
         anyhow::bail!("--hello-interval 0: expected a positive number of seconds");
     }
+    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
     let csv = match &args.csv {
         Some(path) => {
             Some(CsvSeries::create(path).with_context(|| format!("--csv {}", path.display()))?)

@@ -51,6 +51,10 @@ pub struct MasterArgs {
     /// Seconds without a report before an endpoint is out of service.
     #[arg(long, default_value_t = 3.0)]
     pub report_timeout: f64,
+    /// Most SCCRQ choices remembered for retransmissions; past this the oldest are forgotten,
+    /// counted (`remembered_evicted`) and warned about (at most every 10 s).
+    #[arg(long, default_value_t = reference::master::MAX_REMEMBERED_DISPATCHES)]
+    pub max_dispatch_memory: usize,
     /// Write the per-endpoint status as JSON to this file every second.
     #[arg(long)]
     pub status: Option<PathBuf>,
@@ -155,6 +159,14 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     config.report_timeout = seconds("--report-timeout", args.report_timeout)?;
     config.name = args.name.clone();
     config.first_ack_sequence = crate::endpoint::wall_clock_sequence();
+    if !(1..=1 << 24).contains(&args.max_dispatch_memory) {
+        anyhow::bail!(
+            "--max-dispatch-memory {}: expected 1 to {}",
+            args.max_dispatch_memory,
+            1 << 24
+        );
+    }
+    config.max_remembered = args.max_dispatch_memory;
     let setup = MasterSetup {
         status_file: args.status.clone(),
         control: args.control.clone(),

@@ -33,6 +33,10 @@ pub struct NatArgs {
     /// Seconds an idle entry lives.
     #[arg(long, default_value_t = 180.0)]
     pub entry_timeout: f64,
+    /// Most Table 1 entries; past this, SCCRPs that would make a new one are dropped and
+    /// counted (`table_full`), and a warning says so (at most every 10 s).
+    #[arg(long, default_value_t = NatConfig::DEFAULT_MAX_ENTRIES)]
+    pub max_entries: usize,
     /// Write every forwarded packet (after the rewrite) to this pcap.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -92,8 +96,16 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
             args.entry_timeout
         );
     }
+    if !(1..=1 << 24).contains(&args.max_entries) {
+        anyhow::bail!(
+            "--max-entries {}: expected 1 to {}",
+            args.max_entries,
+            1 << 24
+        );
+    }
     let mut config = NatConfig::new(global);
     config.entry_timeout = Duration::from_secs_f64(args.entry_timeout);
+    config.max_entries = args.max_entries;
     let duration = match args.duration {
         Some(d) if !d.is_finite() || !(0.0..=31_536_000.0).contains(&d) => {
             anyhow::bail!("--duration {d}: expected seconds between 0 and one year")

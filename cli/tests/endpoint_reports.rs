@@ -30,6 +30,7 @@ fn endpoint_reports_its_load_to_the_master() {
         global: Some("198.18.0.17".to_string()),
         capacity: 123,
         takeover: Default::default(),
+        max_retransmits: 5,
     };
     let server = std::thread::spawn(move || execute(&args, |_| {}));
     let mut buf = [0u8; 2048];
@@ -75,6 +76,7 @@ fn reporting_flags_are_checked() {
         global: None,
         capacity: 10,
         takeover: Default::default(),
+        max_retransmits: 5,
     };
     let err = execute(&base, |_| {}).unwrap_err().to_string();
     assert!(err.contains("--report-key"), "{err}");

@@ -49,6 +49,48 @@ fn bad_flags_name_the_flag() {
         &["endpoint", "--listen", "127.0.0.1", "--duration=-3"],
         "--duration",
     );
+    let master = ["master", "--cluster", "127.0.0.1", "--lan", "127.0.0.2"];
+    assert_one_line_error(
+        &[
+            &master[..],
+            &["--report-key", "k", "--max-dispatch-memory", "0"],
+        ]
+        .concat(),
+        "--max-dispatch-memory",
+    );
+    let nat = [
+        "nat",
+        "--global",
+        "127.0.0.1",
+        "--lan",
+        "127.0.0.2",
+        "--lan-if",
+        "lo",
+    ];
+    assert_one_line_error(
+        &[&nat[..], &["--max-entries", "0"]].concat(),
+        "--max-entries",
+    );
+    assert_one_line_error(
+        &["lac", "--target", "127.0.0.1", "--max-retransmits", "99"],
+        "--max-retransmits",
+    );
+    // Checked before anything is made (and before the lab asks for root).
+    let up = ["lab", "up", "--topology", "fig2", "--endpoints", "1"];
+    for (netem, why) in [
+        ("reorder 25%", "reorder needs a delay"),
+        ("loss 20", "with %"),
+        ("jitter 1ms", "unknown word"),
+    ] {
+        let args = [&up[..], &["--netem", netem]].concat();
+        assert_one_line_error(&args, "--netem");
+        assert_one_line_error(&args, why);
+    }
+    assert_one_line_error(
+        &[&up[..], &["--policy", "leaky-bucket", "--bucket-rate", "0"]].concat(),
+        "--bucket-rate",
+    );
+    assert_one_line_error(&["lab", "run", "--netem", "delay 99s"], "--netem");
 }
 
 #[test]

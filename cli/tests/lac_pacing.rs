@@ -33,6 +33,7 @@ fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
         global: None,
         capacity: 60_000,
         takeover: Default::default(),
+        max_retransmits: 5,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -43,6 +43,7 @@ fn endpoint() -> SocketAddrV4 {
             global: None,
             capacity: 60_000,
             takeover: Default::default(),
+            max_retransmits: 5,
         };
         std::thread::spawn(move || {
             if let Err(e) = execute(&args, |addr| {

@@ -139,7 +139,10 @@ fn endpoint_status(index: u8, tunnels: u32) -> EndpointStatus {
         dispatched_since_report: 0,
         dispatched_total: u64::from(tunnels) + 1,
         sccrq_retransmitted: 0,
+        sccrq_redispatched_away: 0,
         forwarded: u64::from(tunnels) * 5,
+        dropped_out_of_service: 0,
+        bucket_drops: 0,
         last_report_age_ms: 300,
         last_report_from: SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 10 + index), 1702),
         sequence: 40,
@@ -172,6 +175,7 @@ fn master_status(endpoints: Vec<EndpointStatus>) -> MasterStatus {
         reports: ReportCounts::default(),
         remembered_dispatches: 4,
         holder: Default::default(),
+        remembered_limit: 1 << 20,
     }
 }
 

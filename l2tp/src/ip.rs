@@ -365,6 +365,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Udp<T> {
         self.rewrite_udp_checksum(old, new);
     }
 
+    /// Computes the UDP checksum afresh over the pseudo-header and the datagram: for one whose
+    /// sender left it to the hardware (checksum offload, as a packet socket sees it on a veth),
+    /// before it is sent on as a plain frame. A datagram sent without a checksum (0) keeps none.
+    pub fn fill_udp_checksum(&mut self) {
+        if self.udp_checksum() == 0 {
+            return;
+        }
+        let start = self.header_len();
+        self.write_u16(start + field::UDP_CHECKSUM.start, 0);
+        let data = self.buffer.as_ref();
+        let mut sum = sum_words(0, &data[field::SRC.start..field::DST.end]);
+        sum = add(sum, u16::from(field::UDP));
+        sum = add(sum, self.read_u16(start + field::UDP_LEN.start));
+        let sum = sum_words(sum, &data[start..start + self.udp_len()]);
+        let checksum = match !sum {
+            0 => 0xffff,
+            checksum => checksum,
+        };
+        self.write_u16(start + field::UDP_CHECKSUM.start, checksum);
+    }
+
     pub fn set_src(&mut self, addr: Ipv4Addr) {
         self.rewrite_addr(field::SRC.start, addr);
     }
@@ -689,6 +710,25 @@ mod tests {
         let mut view = Ipv4Udp::new_checked(&mut packet[..]).unwrap();
         assert!(view.decrement_ttl());
         assert_eq!(packet, GOLDEN_TTL_63);
+        checksums_agree(&packet);
+    }
+
+    #[test]
+    fn a_partial_checksum_is_filled_in() {
+        // What checksum offload leaves in the field: anything but the real sum (here the
+        // pseudo-header's), which the fill replaces with the golden value.
+        let mut packet = GOLDEN;
+        packet[30..32].copy_from_slice(&[0x12, 0x34]);
+        Ipv4Udp::new_checked(&mut packet[..])
+            .unwrap()
+            .fill_udp_checksum();
+        assert_eq!(packet, GOLDEN);
+        // No checksum stays none.
+        packet[30..32].copy_from_slice(&[0, 0]);
+        Ipv4Udp::new_checked(&mut packet[..])
+            .unwrap()
+            .fill_udp_checksum();
+        assert_eq!(&packet[30..32], &[0, 0]);
         checksums_agree(&packet);
     }
 

@@ -225,6 +225,7 @@ fn check_exactly_once(outcome: &Outcome, seed: u64) {
 #[test]
 fn thousand_lossy_seeds_bring_everything_up_exactly_once() {
     let (tunnels, sessions) = (3, 2);
+    let mut duplicate_sccrqs = 0;
     for seed in 0..1000u64 {
         let secret = seed % 2 == 1;
         let mut outcome = run(seed, tunnels, sessions, secret, false);
@@ -244,6 +245,10 @@ fn thousand_lossy_seeds_bring_everything_up_exactly_once() {
             );
         }
         check_exactly_once(&outcome, seed);
+        // However often an SCCRQ (or its copy) reached the LNS, it opened one tunnel (§5.8).
+        let lns = outcome.sim.node(outcome.lns);
+        assert_eq!(lns.set.len(), tunnels, "seed {seed}: LNS tunnels");
+        duplicate_sccrqs += lns.set.stats().duplicate_sccrq;
         teardown(&mut outcome);
         for (node, name) in [(outcome.lac, "LAC"), (outcome.lns, "LNS")] {
             let n = outcome.sim.node(node);
@@ -258,6 +263,11 @@ fn thousand_lossy_seeds_bring_everything_up_exactly_once() {
         let by_peer = lns.count(|e| matches!(e, Event::TunnelDown { by_peer: true, .. }));
         assert_eq!(by_peer, tunnels, "seed {seed}: LNS saw each StopCCN");
     }
+    // The duplicates were there to be absorbed: lost SCCRPs and duplicated SCCRQs.
+    assert!(
+        duplicate_sccrqs > 100,
+        "{duplicate_sccrqs} duplicate SCCRQs"
+    );
 }
 
 #[test]

@@ -478,3 +478,106 @@ fn a_step_first_seen_in_a_retransmission_conforms_with_a_note() {
         tunnel.notes
     );
 }
+
+/// A retransmitted SCCRQ that a slow or lossy link delays until after the tunnel's SCCCN: the
+/// master's copy of it on the LAN is still the same tunnel's (the endpoint has seen that SCCRQ
+/// and dedupes it), not the first sighting of a new tunnel missing its steps; and its Nr 0,
+/// behind the SCCCN's Nr 1 on the LAN, does not "go back": the master and the NAT are two
+/// paths, and the initiator sent it first. Seen in the lab with `--netem "delay 10ms ..."`.
+#[test]
+fn a_retransmitted_sccrq_forwarded_after_the_scccn_stays_with_its_tunnel() {
+    use l2tp::wire::{MessageType, PacketRepr};
+    let plan = Plan {
+        retransmit_sccrq: true,
+        ..Plan::new(Variant::Fig3)
+    };
+    let tunnels = plan.tunnels;
+    let crafted = craft::craft(plan);
+    let initiator = craft::initiator(0);
+    let kind = |d: &craft::Datagram| match PacketRepr::parse(&d.payload, &ParseOptions::default()) {
+        Ok(PacketRepr::Control(m)) => m.message_type(),
+        _ => None,
+    };
+    let forwarded: Vec<usize> = crafted
+        .lan
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.src == initiator && kind(d) == Some(MessageType::Sccrq))
+        .map(|(i, _)| i)
+        .collect();
+    // The master's copies of tunnel 0's SCCRQ and of its retransmission (the same bytes; the
+    // initiator's other tunnels have other Assigned Tunnel IDs).
+    let first = &crafted.lan[forwarded[0]].payload;
+    let again = *forwarded[1..]
+        .iter()
+        .find(|&&i| crafted.lan[i].payload == *first)
+        .expect("the retransmission on the LAN");
+    // Tunnel 0's SCCCN: the initiator's first after the retransmission (its slow endpoint
+    // answers only then), on the public side and on the LAN a hop later.
+    let after = |side: &[craft::Datagram], t| {
+        side.iter()
+            .filter(|d| d.src == initiator && kind(d) == Some(MessageType::Scccn))
+            .map(|d| d.time)
+            .find(|&s| s > t)
+            .expect("110 and 112")
+    };
+    let scccn = after(&crafted.public, crafted.lan[again].time);
+    let lan_scccn = after(&crafted.lan, scccn);
+    // Between the SCCCN's two sightings, and past both (behind the messages after it too).
+    for delayed_to in [
+        scccn + (lan_scccn - scccn) / 2,
+        lan_scccn + std::time::Duration::from_micros(100),
+    ] {
+        let mut run = crafted.clone();
+        run.lan[again].time = delayed_to;
+        let report = check(&run.observations(), &run.roles, Sequence::Fig3);
+        assert_eq!(report.totals.tunnels, tunnels, "{}", text(&report));
+        assert!(report.conforms(), "{}", text(&report));
+    }
+}
+
+/// Two initiators whose SCCRQs carry the same bytes (the same Assigned Tunnel ID and Host Name,
+/// no Challenge) within a second of each other: two tunnels, each with its own steps. Seen in
+/// the lab with 30 initiator addresses, whose Tunnel ID ranges overlap.
+#[test]
+fn identical_sccrqs_from_two_initiators_are_two_tunnels() {
+    use l2tp::wire::{MessageType, PacketRepr};
+    let mut run = craft::craft(Plan::new(Variant::Fig3));
+    let tunnels = run_tunnels(&run);
+    let initiator = craft::initiator(0);
+    let other = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 1, 200), 1701);
+    let is_sccrq = |d: &craft::Datagram| {
+        matches!(
+            PacketRepr::parse(&d.payload, &ParseOptions::default()),
+            Ok(PacketRepr::Control(m)) if m.message_type() == Some(MessageType::Sccrq)
+        )
+    };
+    let later = std::time::Duration::from_millis(500);
+    for side in [&mut run.public, &mut run.lan] {
+        let copy = side
+            .iter()
+            .find(|d| d.src == initiator && is_sccrq(d))
+            .cloned()
+            .expect("tunnel 0's SCCRQ");
+        side.push(craft::Datagram {
+            time: copy.time + later,
+            src: other,
+            ..copy
+        });
+    }
+    let report = check(&run.observations(), &run.roles, Sequence::Fig3);
+    assert_eq!(report.totals.tunnels, tunnels + 1, "{}", text(&report));
+    let first = report
+        .tunnels
+        .iter()
+        .find(|t| t.initiator == initiator)
+        .expect("tunnel 0");
+    assert!(first.conforms, "{}", text(&report));
+    assert!(report.tunnels.iter().any(|t| t.initiator == other));
+}
+
+fn run_tunnels(run: &Run) -> usize {
+    check(&run.observations(), &run.roles, Sequence::Fig3)
+        .totals
+        .tunnels
+}

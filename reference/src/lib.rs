@@ -12,3 +12,4 @@ pub mod raw;
 pub mod runner;
 pub mod serve;
 pub mod takeover;
+mod throttle;

@@ -14,7 +14,16 @@
 //! - the leaky bucket drops (as `NoCapacity`) when no endpoint has a token, and lets the
 //!   initiator's retransmission be the queue;
 //! - a retransmitted SCCRQ goes where the first went for `dispatch_memory` after the first,
-//!   whatever the state of that endpoint since;
+//!   unless that endpoint has since gone out of service (its reports stopped) or been
+//!   deactivated: the initiator retransmits because it never had an SCCRP, so no tunnel of
+//!   its exists anywhere yet and the SCCRQ is placed anew (`sccrq_redispatched`). A drained
+//!   endpoint keeps its retransmissions: it is alive and holds the half-open tunnel, and a
+//!   second endpoint would only open another one that the initiator could answer too;
+//! - packets for the Tunnel IDs of an endpoint out of service are dropped
+//!   (`EndpointOutOfService`), not sent into the void; they flow again with its next report.
+//!   A deactivated endpoint that still reports keeps its tunnels' packets (see `deactivate`);
+//! - the dispatch memory holds at most `max_remembered` choices; past that the oldest go first,
+//!   counted (`remembered_evicted`) and warned about at most every ten seconds;
 //! - fragments are dropped: only the first carries the Tunnel ID, and the master does not
 //!   reassemble.
 
@@ -30,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, EndpointState, ReportAck, ReportError, ViewEntry};
 use crate::takeover::Holder;
+use crate::throttle::Throttle;
 
 /// The L2TP port the cluster address listens on (RFC 2661 §8.1).
 pub const L2TP_PORT: u16 = 1701;
@@ -89,6 +99,8 @@ pub struct MasterConfig {
     pub name: String,
     /// The sequence of the first ack; wall-clock microseconds keep it rising across restarts.
     pub first_ack_sequence: u64,
+    /// Most SCCRQ choices remembered at once (at least 1); the oldest are forgotten first.
+    pub max_remembered: usize,
 }
 
 impl MasterConfig {
@@ -102,6 +114,7 @@ impl MasterConfig {
             dispatch_memory: DEFAULT_DISPATCH_MEMORY,
             name: "master".to_string(),
             first_ack_sequence: 1,
+            max_remembered: MAX_REMEMBERED_DISPATCHES,
         }
     }
 }
@@ -137,6 +150,9 @@ pub enum DropReason {
     NoCapacity,
     /// Not an SCCRQ, and no endpoint's blocks hold its Tunnel ID.
     UnknownTunnel,
+    /// Not an SCCRQ, and the endpoint holding its Tunnel ID is out of service (no report for
+    /// `report_timeout`): it is presumed gone, so its packets are not forwarded.
+    EndpointOutOfService,
 }
 
 /// Why a load report changed nothing.
@@ -199,6 +215,8 @@ pub struct MasterStatus {
     /// Who this master is, and how it came to hold the cluster address (or why it stands by).
     #[serde(default)]
     pub holder: Holder,
+    /// Most choices held at once (`MasterConfig::max_remembered`).
+    pub remembered_limit: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,8 +236,15 @@ pub struct EndpointStatus {
     pub dispatched_total: u64,
     /// Retransmitted SCCRQs sent after the first.
     pub sccrq_retransmitted: u64,
+    /// Retransmitted SCCRQs first sent here, placed on another endpoint because this one had
+    /// gone out of service or been deactivated since.
+    pub sccrq_redispatched_away: u64,
     /// Non-SCCRQ packets routed by Tunnel ID.
     pub forwarded: u64,
+    /// Packets for its Tunnel IDs dropped while it was out of service.
+    pub dropped_out_of_service: u64,
+    /// Leaky bucket only: SCCRQs dropped (`NoCapacity`) while its bucket was empty.
+    pub bucket_drops: u64,
     /// Age of its last report at the latest time the master was given.
     pub last_report_age_ms: u64,
     pub last_report_from: SocketAddrV4,
@@ -236,8 +261,13 @@ pub struct StatusTotals {
     pub sessions: u64,
     /// Capacity of the endpoints in service.
     pub capacity: u64,
+    /// New SCCRQs sent to an endpoint (placements, redispatches included).
     pub sccrq_dispatched: u64,
+    /// Retransmitted SCCRQs sent where the first went.
     pub sccrq_retransmitted: u64,
+    /// Of `sccrq_dispatched`: retransmissions placed anew, their first endpoint out of service
+    /// or deactivated.
+    pub sccrq_redispatched: u64,
     pub forwarded: u64,
     pub dropped: u64,
     /// Dispatch choices forgotten early because the memory was full.
@@ -254,6 +284,7 @@ pub struct DropCounts {
     pub no_endpoint: u64,
     pub no_capacity: u64,
     pub unknown_tunnel: u64,
+    pub endpoint_out_of_service: u64,
 }
 
 impl DropCounts {
@@ -267,6 +298,7 @@ impl DropCounts {
             DropReason::NoEndpoint => &mut self.no_endpoint,
             DropReason::NoCapacity => &mut self.no_capacity,
             DropReason::UnknownTunnel => &mut self.unknown_tunnel,
+            DropReason::EndpointOutOfService => &mut self.endpoint_out_of_service,
         }
     }
 
@@ -280,6 +312,7 @@ impl DropCounts {
             DropReason::NoEndpoint => self.no_endpoint,
             DropReason::NoCapacity => self.no_capacity,
             DropReason::UnknownTunnel => self.unknown_tunnel,
+            DropReason::EndpointOutOfService => self.endpoint_out_of_service,
         }
     }
 
@@ -292,6 +325,7 @@ impl DropCounts {
             + self.no_endpoint
             + self.no_capacity
             + self.unknown_tunnel
+            + self.endpoint_out_of_service
     }
 }
 
@@ -362,7 +396,10 @@ struct Member {
     recent_dispatches: std::collections::VecDeque<Instant>,
     dispatched_total: u64,
     sccrq_retransmitted: u64,
+    sccrq_redispatched_away: u64,
     forwarded: u64,
+    dropped_out_of_service: u64,
+    bucket_drops: u64,
     bucket: Bucket,
     /// Whether its reports were fresh when last looked at: only for the timer and for logging
     /// transitions; dispatch always judges freshness from `now`.
@@ -419,8 +456,10 @@ pub struct Master {
     remembered: HashMap<DispatchKey, Remembered>,
     /// Remembered keys in dispatch order; `now` never runs backwards, so neither do these.
     expiry: VecDeque<(Instant, DispatchKey)>,
-    /// `MAX_REMEMBERED_DISPATCHES`, smaller in tests.
-    remember_limit: usize,
+    /// Warnings about a full dispatch memory or a flood the leaky bucket drops, at most one
+    /// each per [`WARN_EVERY`].
+    memory_full_warning: Throttle,
+    no_capacity_warning: Throttle,
     /// The latest `now` given, for `status`.
     latest: Instant,
     totals: StatusTotals,
@@ -445,7 +484,8 @@ impl Master {
             blocks: BTreeMap::new(),
             remembered: HashMap::new(),
             expiry: VecDeque::new(),
-            remember_limit: MAX_REMEMBERED_DISPATCHES,
+            memory_full_warning: Throttle::default(),
+            no_capacity_warning: Throttle::default(),
             latest: Instant::ZERO,
             totals: StatusTotals::default(),
             drops: DropCounts::default(),
@@ -644,7 +684,10 @@ impl Master {
             recent_dispatches: std::collections::VecDeque::new(),
             dispatched_total: 0,
             sccrq_retransmitted: 0,
+            sccrq_redispatched_away: 0,
             forwarded: 0,
+            dropped_out_of_service: 0,
+            bucket_drops: 0,
             bucket: Bucket {
                 tokens: burst,
                 at: now,
@@ -733,6 +776,11 @@ impl Master {
         let index = self
             .tunnel_owner(header.tunnel_id())
             .ok_or(DropReason::UnknownTunnel)?;
+        // Freshness, not `state`: a deactivated endpoint whose reports stopped is gone too.
+        if !self.members[index].is_fresh(now, self.config.report_timeout) {
+            self.members[index].dropped_out_of_service += 1;
+            return Err(DropReason::EndpointOutOfService);
+        }
         self.members[index].forwarded += 1;
         self.totals.forwarded += 1;
         Ok(index)
@@ -740,15 +788,33 @@ impl Master {
 
     fn dispatch(&mut self, now: Instant, key: DispatchKey) -> Result<usize, DropReason> {
         let memory = self.config.dispatch_memory;
+        let mut taken_from = None;
         if let Some(earlier) = self.remembered.get(&key) {
             if now.saturating_duration_since(earlier.at) < memory {
                 let index = earlier.member;
-                self.members[index].sccrq_retransmitted += 1;
-                self.totals.sccrq_retransmitted += 1;
-                return Ok(index);
+                let member = &mut self.members[index];
+                let gone = !member.is_fresh(now, self.config.report_timeout)
+                    || member.admin == AdminState::Deactivated;
+                if !gone {
+                    member.sccrq_retransmitted += 1;
+                    self.totals.sccrq_retransmitted += 1;
+                    return Ok(index);
+                }
+                // The initiator never had an SCCRP (or it would not retransmit): place it anew.
+                // Should no endpoint take it now, the choice stays for the next retransmission,
+                // which goes back here if this endpoint has reported again by then.
+                taken_from = Some(index);
             }
         }
         let index = self.pick(now)?;
+        if let Some(from) = taken_from {
+            self.members[from].sccrq_redispatched_away += 1;
+            self.totals.sccrq_redispatched += 1;
+            tracing::debug!(
+                from = %self.members[from].name, to = %self.members[index].name,
+                "retransmitted SCCRQ placed anew: its first endpoint is out of service or deactivated"
+            );
+        }
         let member = &mut self.members[index];
         member.dispatched_since_report = member.dispatched_since_report.saturating_add(1);
         if member.recent_dispatches.len() >= MAX_RECENT {
@@ -806,20 +872,66 @@ impl Master {
                 self.cursor = (position + 1) % count;
                 Ok(index)
             }
-            None if in_service => Err(DropReason::NoCapacity),
+            None if in_service => {
+                self.count_no_capacity(now);
+                Err(DropReason::NoCapacity)
+            }
             None => Err(DropReason::NoEndpoint),
         }
     }
 
+    /// Charges a `NoCapacity` drop to every endpoint in service whose empty bucket refused it,
+    /// and warns (throttled) that SCCRQs are being dropped.
+    fn count_no_capacity(&mut self, now: Instant) {
+        let timeout = self.config.report_timeout;
+        let leaky = matches!(self.config.policy, Policy::LeakyBucket { .. });
+        for member in &mut self.members {
+            if leaky
+                && member.state(now, timeout) == MemberState::InService
+                && !member.is_full()
+                && member.bucket.tokens < 1.0
+            {
+                member.bucket_drops += 1;
+            }
+        }
+        if let Some(held) = self.no_capacity_warning.allow(now) {
+            tracing::warn!(
+                dropped = self.drops.no_capacity + 1,
+                since_last_warning = held + 1,
+                "no endpoint in service has room (full, or its leaky bucket empty): SCCRQs dropped"
+            );
+        }
+    }
+
     fn remember(&mut self, now: Instant, key: DispatchKey, member: usize) {
-        while self.remembered.len() >= self.remember_limit {
-            let Some((_, oldest)) = self.expiry.pop_front() else {
+        let memory = self.config.dispatch_memory;
+        let limit = self.config.max_remembered.max(1);
+        // A redispatch replaces its key's choice: the memory does not grow.
+        while !self.remembered.contains_key(&key) && self.remembered.len() >= limit {
+            let Some((deadline, oldest)) = self.expiry.pop_front() else {
                 break;
             };
+            // A queue entry a later choice for the same key left behind evicts nothing.
+            let current = self
+                .remembered
+                .get(&oldest)
+                .is_some_and(|r| r.at + memory == deadline);
+            if !current {
+                continue;
+            }
             self.remembered.remove(&oldest);
             self.totals.remembered_evicted += 1;
+            if let Some(held) = self.memory_full_warning.allow(now) {
+                tracing::warn!(
+                    limit,
+                    evicted = self.totals.remembered_evicted,
+                    since_last_warning = held + 1,
+                    "dispatch memory full: forgetting the oldest SCCRQ choices (a retransmission \
+                     of one may now go to another endpoint)"
+                );
+            }
         }
-        let deadline = now + self.config.dispatch_memory;
+        let deadline = now + memory;
         // A choice that expired unswept is replaced; its old queue entry finds the new `at`
         // when it comes up and leaves the choice alone.
         self.remembered
@@ -849,9 +961,10 @@ impl Master {
     /// The patent's "inactivate" (an endpoint not needed at the current level of traffic): no
     /// new SCCRQs, its capacity leaves the cluster's total, and it shows as deactivated even
     /// when its reports stop. Packets of its existing tunnels are still forwarded, as for a
-    /// drained endpoint: the master never cuts a live tunnel, since dropping its packets would
-    /// only leave both ends to time out where the endpoint can close it cleanly with StopCCN.
-    /// Holds until `activate`.
+    /// drained endpoint, while it reports: the master never cuts a live tunnel, since dropping
+    /// its packets would only leave both ends to time out where the endpoint can close it
+    /// cleanly with StopCCN. A retransmitted SCCRQ it was sent goes to another endpoint (the
+    /// initiator has no tunnel yet). Holds until `activate`.
     pub fn deactivate(&mut self, endpoint: &str) -> bool {
         self.set_admin(endpoint, AdminState::Deactivated)
     }
@@ -933,7 +1046,10 @@ impl Master {
                     dispatched_since_report: m.dispatched_since_report,
                     dispatched_total: m.dispatched_total,
                     sccrq_retransmitted: m.sccrq_retransmitted,
+                    sccrq_redispatched_away: m.sccrq_redispatched_away,
                     forwarded: m.forwarded,
+                    dropped_out_of_service: m.dropped_out_of_service,
+                    bucket_drops: m.bucket_drops,
                     last_report_age_ms: u64::try_from(
                         now.saturating_duration_since(m.last_report).as_millis(),
                     )
@@ -953,6 +1069,7 @@ impl Master {
             reports: self.reports,
             remembered_dispatches: self.remembered.len(),
             holder: self.holder.clone(),
+            remembered_limit: self.config.max_remembered.max(1),
         }
     }
 }
@@ -999,8 +1116,10 @@ mod tests {
 
     #[test]
     fn a_full_dispatch_memory_forgets_the_oldest_choice_first() {
-        let mut master = Master::new(MasterConfig::new(Ipv4Addr::new(198, 18, 0, 1), "k"));
-        master.remember_limit = 3;
+        let mut master = Master::new(MasterConfig {
+            max_remembered: 3,
+            ..MasterConfig::new(Ipv4Addr::new(198, 18, 0, 1), "k")
+        });
         let key = |id| DispatchKey {
             initiator: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), 1701),
             assigned: AssignedTunnel::Plain(id),

@@ -26,6 +26,8 @@ use l2tp::time::Instant;
 use l2tp::wire::{self, MessageType};
 use serde::Serialize;
 
+use crate::throttle::Throttle;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatConfig {
     /// The one public address; every endpoint's packets leave with it as their source.
@@ -191,6 +193,8 @@ pub struct NatStats {
     pub to_lan: u64,
     /// Live entries now.
     pub entries: u64,
+    /// Most live entries (`NatConfig::max_entries`); at this, new SCCRPs drop as `table_full`.
+    pub entries_limit: u64,
     pub entries_created: u64,
     /// Gone after `entry_timeout` without a packet.
     pub entries_expired: u64,
@@ -251,18 +255,24 @@ pub struct Nat {
     /// The latest `now` seen, for the ages in `table()`.
     now: Instant,
     stats: NatStats,
+    /// A full table is warned about at most every ten seconds.
+    full_warning: Throttle,
 }
 
 impl Nat {
     pub fn new(config: NatConfig) -> Nat {
         Nat {
-            config,
             entries: HashMap::new(),
             by_lan: HashMap::new(),
             timers: BinaryHeap::new(),
             next_id: 0,
             now: Instant::ZERO,
-            stats: NatStats::default(),
+            stats: NatStats {
+                entries_limit: u64::try_from(config.max_entries).unwrap_or(u64::MAX),
+                ..NatStats::default()
+            },
+            full_warning: Throttle::default(),
+            config,
         }
     }
 
@@ -385,6 +395,14 @@ impl Nat {
             }
         }
         if self.entries.len() >= self.config.max_entries {
+            if let Some(held) = self.full_warning.allow(now) {
+                tracing::warn!(
+                    limit = self.config.max_entries,
+                    refused = self.stats.lan_drops.table_full + 1,
+                    since_last_warning = held + 1,
+                    "NAT table full: SCCRPs that would make a new entry are dropped"
+                );
+            }
             return Err(DropReason::TableFull);
         }
         let id = self.next_id;
@@ -1214,7 +1232,21 @@ mod tests {
         );
         // A retransmission of the entry that exists still passes.
         lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
-        assert_eq!(nat.stats().lan_drops.table_full, 1);
+        let stats = nat.stats();
+        assert_eq!(stats.lan_drops.table_full, 1);
+        assert_eq!((stats.entries, stats.entries_limit), (1, 1));
+        // Every refusal is counted, the warnings are throttled (one per ten seconds).
+        for i in 0..5 {
+            drop_from_lan(
+                &mut nat,
+                at(1.0),
+                datagram(TE_A, TI, &sccrp(10 + i, 20 + i)),
+                DropReason::TableFull,
+            );
+        }
+        assert_eq!(nat.stats().lan_drops.table_full, 6);
+        assert_eq!(nat.full_warning.allow(at(1.0)), None);
+        assert_eq!(nat.full_warning.allow(at(10.0)), Some(6));
     }
 
     #[test]

@@ -475,6 +475,173 @@ impl FrameSender {
     }
 }
 
+/// Every frame on one interface (AF_PACKET, ETH_P_ALL), one at a time: a port of the lab's
+/// userspace switch, which needs ARP as well as IPv4 and must not hear its own frames back
+/// (PACKET_IGNORE_OUTGOING). Each received frame says whether its UDP/TCP checksum is still
+/// to be filled in (checksum offload on the sender's veth), from PACKET_AUXDATA.
+pub struct FramePort {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl FramePort {
+    /// Needs CAP_NET_RAW.
+    pub fn open(interface: &str) -> io::Result<FramePort> {
+        let index = interface_index(interface)?;
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2), result checked.
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                i32::from(protocol),
+            )
+        })?;
+        // SAFETY: fresh descriptor, owned here only.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let one: libc::c_int = 1;
+        for option in [libc::PACKET_IGNORE_OUTGOING, libc::PACKET_AUXDATA] {
+            // SAFETY: setsockopt on our socket with a c_int of the size passed.
+            check(unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    option,
+                    &one as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })?;
+        }
+        let size: libc::c_int = 8 << 20;
+        for options in [
+            [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF],
+            [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF],
+        ] {
+            for option in options {
+                // SAFETY: setsockopt on our socket with a c_int of the size passed.
+                let ret = unsafe {
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        option,
+                        &size as *const libc::c_int as *const libc::c_void,
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                if ret == 0 {
+                    break;
+                }
+            }
+        }
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = index;
+        // SAFETY: addr is a valid sockaddr_ll of the size passed.
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        })?;
+        Ok(FramePort {
+            fd,
+            buf: vec![0u8; FRAME],
+        })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The next frame waiting (non-blocking), and whether its checksum is partial; `None` when
+    /// nothing is. Frames longer than 2 KB come truncated (the lab's MTU is 1500).
+    pub fn recv(&mut self) -> io::Result<Option<(&mut [u8], bool)>> {
+        // u64s: the control buffer must be aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: self.buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: self.buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: msg describes live buffers of the sizes given.
+        let got = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if got < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+        let len = (got as usize).min(self.buf.len());
+        let mut partial = false;
+        // SAFETY: msg was filled in by recvmsg; the CMSG macros walk its control buffer within
+        // msg_controllen, and the auxdata is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_PACKET
+                    && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
+                {
+                    let aux = std::ptr::read_unaligned(
+                        libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata
+                    );
+                    partial = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Ok(Some((&mut self.buf[..len], partial)))
+    }
+
+    /// Sends one whole frame out of the interface. A full send buffer drops it
+    /// (`WouldBlock`), as a full link would.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: frame is a live buffer of the length given; the socket is bound to its
+        // interface, so no address is needed.
+        let sent = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Waits until one of `fds` is readable, or `timeout` (rounded up to whole milliseconds)
+/// has passed: poll(2). Their `revents` say which; returns how many are ready (0: the
+/// timeout). A signal ends the wait early with `Ok(0)`.
+pub fn poll_readable(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> io::Result<usize> {
+    let millis = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+    for fd in fds.iter_mut() {
+        fd.events = libc::POLLIN;
+        fd.revents = 0;
+    }
+    // SAFETY: fds is a live, exclusively borrowed array of pollfd of the length passed.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if ready < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(err);
+    }
+    Ok(ready as usize)
+}
+
 /// SIOCGIFHWADDR on `fd` for `interface`: its MAC address; an error for an interface that is
 /// not Ethernet.
 fn hardware_address(fd: RawFd, interface: &str) -> io::Result<[u8; 6]> {

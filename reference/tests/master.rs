@@ -438,7 +438,8 @@ fn a_retransmitted_sccrq_goes_where_the_first_went() {
     assert_ne!(cluster.sccrq(lac, 43).unwrap(), first);
     assert_ne!(cluster.sccrq(initiator(7, 1702), 42).unwrap(), first);
 
-    // Even drained or silent, the first endpoint still gets the retransmissions.
+    // Drained, the first endpoint still gets the retransmissions: it is alive and has the
+    // half-open tunnel (out of service or deactivated it would not: see below).
     cluster.master.drain(&first);
     assert_eq!(cluster.sccrq(lac, 42).unwrap(), first);
 
@@ -579,10 +580,10 @@ fn an_endpoint_whose_reports_stop_goes_out_of_service() {
         .filter(|(second, _)| *second >= 3)
         .all(|(_, endpoint)| endpoint != "te1"));
     assert!(choices.iter().any(|(_, endpoint)| endpoint == "te1"));
-    // Out of service, it keeps the tunnels it has.
+    // Out of service, its tunnels' packets are dropped and counted.
     assert_eq!(
-        cluster.tunnel_packet(&data(1500, 1, b"x")).as_deref(),
-        Ok("te1")
+        cluster.tunnel_packet(&data(1500, 1, b"x")),
+        Err(DropReason::EndpointOutOfService)
     );
     assert_eq!(cluster.endpoint(1).last_report_age_ms, 5000);
     // Its deadline has passed, so the timer now follows the others.
@@ -600,10 +601,197 @@ fn an_endpoint_whose_reports_stop_goes_out_of_service() {
     assert_eq!(cluster.master.status().drops.no_endpoint, 1);
     assert_eq!(cluster.master.status().totals.in_service, 0);
 
-    // A report brings it back.
+    // A report brings it back, and its tunnels' packets with it.
     cluster.report(1, 0, 1000);
     assert_eq!(cluster.endpoint(1).state, MemberState::InService);
     assert_eq!(cluster.sccrq(initiator(99, 1701), 2).as_deref(), Ok("te1"));
+    assert_eq!(
+        cluster.tunnel_packet(&data(1500, 1, b"x")).as_deref(),
+        Ok("te1")
+    );
+}
+
+/// The endpoint a remembered SCCRQ went to, by its number.
+fn number(endpoint: &str) -> u8 {
+    endpoint[2..].parse().unwrap()
+}
+
+#[test]
+fn a_retransmission_whose_endpoint_went_out_of_service_is_placed_anew() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 3);
+    let lac = initiator(7, 1701);
+    let first = cluster.sccrq(lac, 42).unwrap();
+    let dead = number(&first);
+    let others: Vec<u8> = (1..=3).filter(|&n| n != dead).collect();
+    let keep_others_fresh = |cluster: &mut Cluster| {
+        for &n in &others {
+            cluster.report(n, 0, 1000);
+        }
+    };
+
+    // Silent for less than the report timeout: still its endpoint's.
+    cluster.advance(Duration::from_millis(2900));
+    keep_others_fresh(&mut cluster);
+    assert_eq!(cluster.sccrq(lac, 42).unwrap(), first);
+    assert_eq!(cluster.endpoint(dead).sccrq_retransmitted, 1);
+
+    // Three report intervals without a word: the next retransmission goes elsewhere, and the
+    // ones after it follow the new choice.
+    cluster.advance(Duration::from_millis(100));
+    keep_others_fresh(&mut cluster);
+    assert_eq!(cluster.endpoint(dead).state, MemberState::OutOfService);
+    let second = cluster.sccrq(lac, 42).unwrap();
+    assert_ne!(second, first);
+    let status = cluster.master.status();
+    assert_eq!(status.totals.sccrq_redispatched, 1);
+    assert_eq!(status.totals.sccrq_dispatched, 2);
+    assert_eq!(status.totals.sccrq_retransmitted, 1);
+    assert_eq!(cluster.endpoint(dead).sccrq_redispatched_away, 1);
+    assert_eq!(cluster.endpoint(number(&second)).dispatched_total, 1);
+    assert_eq!(cluster.endpoint(number(&second)).dispatched_since_report, 1);
+    assert_eq!(status.remembered_dispatches, 1);
+    cluster.advance(SECOND);
+    keep_others_fresh(&mut cluster);
+    assert_eq!(cluster.sccrq(lac, 42).unwrap(), second);
+    // The dead endpoint's return does not take it back: it never answered.
+    cluster.report(dead, 0, 1000);
+    assert_eq!(cluster.sccrq(lac, 42).unwrap(), second);
+    assert_eq!(cluster.master.status().totals.sccrq_redispatched, 1);
+    assert_eq!(cluster.master.status().totals.sccrq_retransmitted, 3);
+
+    // Deactivated by the operator: its retransmissions are placed anew as well.
+    let other_lac = initiator(8, 1701);
+    let third = cluster.sccrq(other_lac, 9).unwrap();
+    assert!(cluster.master.deactivate(&third));
+    let fourth = cluster.sccrq(other_lac, 9).unwrap();
+    assert_ne!(fourth, third);
+    assert_eq!(cluster.endpoint(number(&third)).sccrq_redispatched_away, 1);
+    assert_eq!(cluster.master.status().totals.sccrq_redispatched, 2);
+}
+
+#[test]
+fn a_retransmission_nobody_can_take_waits_for_its_endpoint() {
+    let mut cluster = Cluster::with_endpoints(Policy::RoundRobin, 2);
+    let lac = initiator(3, 1701);
+    assert_eq!(cluster.sccrq(lac, 5).as_deref(), Ok("te1"));
+    // te1 falls silent; te2 is drained, so nobody is in service.
+    cluster.master.drain("te2");
+    cluster.advance(Duration::from_secs(3));
+    cluster.report(2, 0, 1000);
+    assert_eq!(cluster.sccrq(lac, 5), Err(DropReason::NoEndpoint));
+    assert_eq!(cluster.master.status().totals.sccrq_redispatched, 0);
+    // te1 reports again before the next retransmission: the SCCRQ goes back to it.
+    cluster.report(1, 0, 1000);
+    assert_eq!(cluster.sccrq(lac, 5).as_deref(), Ok("te1"));
+    let status = cluster.master.status();
+    assert_eq!(status.totals.sccrq_retransmitted, 1);
+    assert_eq!(status.totals.sccrq_dispatched, 1);
+    assert_eq!(status.drops.no_endpoint, 1);
+}
+
+#[test]
+fn tunnel_packets_of_an_endpoint_out_of_service_are_dropped_until_it_reports() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 2);
+    let packets = [
+        data(1500, 1, b"\xff\x03\xc0\x21"),
+        control(Some(MessageType::Scccn), 1000),
+        control(None, 1999),
+    ];
+    cluster.advance(Duration::from_millis(2999));
+    cluster.report(2, 0, 1000);
+    for packet in &packets {
+        assert_eq!(cluster.tunnel_packet(packet).as_deref(), Ok("te1"));
+    }
+    cluster.advance(Duration::from_millis(1));
+    for packet in &packets {
+        assert_eq!(
+            cluster.tunnel_packet(packet),
+            Err(DropReason::EndpointOutOfService)
+        );
+    }
+    // The other endpoint's tunnels are untouched.
+    assert_eq!(
+        cluster.tunnel_packet(&data(2500, 1, b"x")).as_deref(),
+        Ok("te2")
+    );
+    let status = cluster.master.status();
+    assert_eq!(status.drops.endpoint_out_of_service, 3);
+    assert_eq!(status.drops.total(), status.totals.dropped);
+    assert_eq!(cluster.endpoint(1).dropped_out_of_service, 3);
+    assert_eq!(cluster.endpoint(1).forwarded, 3);
+
+    cluster.report(1, 0, 1000);
+    for packet in &packets {
+        assert_eq!(cluster.tunnel_packet(packet).as_deref(), Ok("te1"));
+    }
+    assert_eq!(cluster.endpoint(1).forwarded, 6);
+
+    // Deactivated but reporting: its tunnels still get their packets; silent, they do not.
+    cluster.master.deactivate("te1");
+    assert_eq!(cluster.tunnel_packet(&packets[0]).as_deref(), Ok("te1"));
+    cluster.advance(Duration::from_secs(3));
+    cluster.report(2, 0, 1000);
+    assert_eq!(cluster.endpoint(1).state, MemberState::Deactivated);
+    assert_eq!(
+        cluster.tunnel_packet(&packets[0]),
+        Err(DropReason::EndpointOutOfService)
+    );
+}
+
+#[test]
+fn a_full_dispatch_memory_is_counted_and_forgets_the_oldest() {
+    let mut cluster = Cluster {
+        master: Master::new(MasterConfig {
+            max_remembered: 2,
+            ..MasterConfig::new(CLUSTER, KEY)
+        }),
+        ..Cluster::new(Policy::RoundRobin)
+    };
+    cluster.report(1, 0, 1000);
+    cluster.report(2, 0, 1000);
+    let lac = initiator(4, 1701);
+    for id in 1..=3 {
+        cluster.sccrq(lac, id).unwrap();
+    }
+    let status = cluster.master.status();
+    assert_eq!(status.remembered_dispatches, 2);
+    assert_eq!(status.remembered_limit, 2);
+    assert_eq!(status.totals.remembered_evicted, 1);
+    // The forgotten one's retransmission is a new request; the others are remembered.
+    cluster.sccrq(lac, 3).unwrap();
+    assert_eq!(cluster.master.status().totals.sccrq_retransmitted, 1);
+    cluster.sccrq(lac, 1).unwrap();
+    let status = cluster.master.status();
+    assert_eq!(status.totals.sccrq_retransmitted, 1);
+    assert_eq!(status.totals.sccrq_dispatched, 4);
+    assert_eq!(status.totals.remembered_evicted, 2);
+    assert_eq!(status.remembered_dispatches, 2);
+}
+
+#[test]
+fn leaky_bucket_drops_are_charged_to_the_empty_buckets() {
+    let (rate, burst) = (1.0, 3);
+    let mut cluster = Cluster::with_endpoints(Policy::LeakyBucket { rate, burst }, 1);
+    let outcomes: Vec<_> = (1..=10)
+        .map(|id| cluster.sccrq(initiator(5, 1701), id))
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 3);
+    let status = cluster.master.status();
+    assert_eq!(status.drops.no_capacity, 7);
+    assert_eq!(cluster.endpoint(1).bucket_drops, 7);
+    assert_eq!(
+        status.totals.sccrq_dispatched + status.drops.no_capacity,
+        10
+    );
+    // Half a second later half a token has come back: still nothing; a second, one.
+    cluster.advance(Duration::from_millis(500));
+    assert_eq!(
+        cluster.sccrq(initiator(5, 1701), 11),
+        Err(DropReason::NoCapacity)
+    );
+    cluster.advance(Duration::from_millis(500));
+    assert!(cluster.sccrq(initiator(5, 1701), 12).is_ok());
+    assert_eq!(cluster.endpoint(1).bucket_drops, 8);
 }
 
 #[test]

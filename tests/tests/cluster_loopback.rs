@@ -85,6 +85,7 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
                 global: None,
                 capacity: 10_000,
                 takeover: Default::default(),
+                max_retransmits: 5,
             };
             std::thread::spawn(move || run_endpoint(&args, |_| {}).expect("endpoint"))
         })

@@ -159,6 +159,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         global: None,
         capacity: 60_000,
         takeover: Default::default(),
+        max_retransmits: 5,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

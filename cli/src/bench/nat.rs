@@ -161,6 +161,7 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
         captures: false,
         roles: true,
         secret: None,
+        ..LabSpec::new(Topology::Fig2, 1)
     };
     let lab = match Lab::up(&spec) {
         Ok(lab) => lab,

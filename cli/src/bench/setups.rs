@@ -217,6 +217,7 @@ pub fn run(args: &SetupsBench) -> anyhow::Result<ExitCode> {
         captures: false,
         roles: true,
         secret: None,
+        ..LabSpec::new(Topology::Fig2, 3)
     };
     let lab = match Lab::up(&spec) {
         Ok(lab) => lab,

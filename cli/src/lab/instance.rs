@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::netem::Netem;
 use super::plan::{self, Plan, Role, Route, Segment, Topology, PREFIX_LEN};
 use super::state::{self, Record, RunState, StateFile, STATE_FILE, STATE_VERSION};
 use super::supervisor::Supervisor;
@@ -35,6 +36,13 @@ pub struct LabSpec {
     pub roles: bool,
     /// The endpoints' tunnel secret (they challenge every LAC and accept hidden AVPs).
     pub secret: Option<String>,
+    /// Impair the public segment: the lab's own switch ([`super::impair`]) then stands in for
+    /// its bridge and writes its capture.
+    pub netem: Option<Netem>,
+    /// The master's dispatch policy.
+    pub policy: reference::master::Policy,
+    /// The endpoints' `--max-retransmits` (5 when `None`).
+    pub max_retransmits: Option<u32>,
 }
 
 impl LabSpec {
@@ -48,6 +56,9 @@ impl LabSpec {
             captures: true,
             roles: true,
             secret: None,
+            netem: None,
+            policy: reference::master::Policy::LeastLoad,
+            max_retransmits: None,
         }
     }
 }
@@ -88,6 +99,15 @@ pub struct LabDescription {
     pub processes: Vec<LabProcess>,
     /// `<run-dir>/roles.json`: only the fields `l2tpkit verify --roles` takes.
     pub roles_file: PathBuf,
+    /// The public segment's impairment (`--netem`), normalised; `None`: a plain bridge.
+    #[serde(default)]
+    pub netem: Option<String>,
+    /// The master's dispatch policy.
+    #[serde(default)]
+    pub policy: reference::master::Policy,
+    /// The endpoints' retransmission limit, when not the default 5.
+    #[serde(default)]
+    pub max_retransmits: Option<u32>,
 }
 
 /// `<run-dir>/roles.json`, exactly the schema of `verify --roles` (which rejects unknown
@@ -224,6 +244,9 @@ pub struct Lab {
     captures: bool,
     /// The endpoints' tunnel secret.
     secret: Option<String>,
+    netem: Option<Netem>,
+    policy: reference::master::Policy,
+    max_retransmits: Option<u32>,
     inner: Mutex<Inner>,
     /// Dropping an armed lab tears it down.
     armed: bool,
@@ -280,6 +303,9 @@ impl Lab {
             binary,
             captures: spec.captures,
             secret: spec.secret.clone(),
+            netem: spec.netem,
+            policy: spec.policy,
+            max_retransmits: spec.max_retransmits,
             inner: Mutex::new(Inner {
                 supervisor: None,
                 processes: Vec::new(),
@@ -291,6 +317,9 @@ impl Lab {
         lab.build()
             .with_context(|| format!("lab {}: building the topology", lab.plan.prefix))?;
         lab.start_supervisor()?;
+        if lab.netem.is_some() {
+            lab.start_impairer()?;
+        }
         if lab.captures {
             lab.start_captures()?;
         }
@@ -371,7 +400,7 @@ impl Lab {
                 sys::step()?;
             }
         }
-        sys::ip_batch(sw, &plan.switch_batch(), false)?;
+        sys::ip_batch(sw, &plan.switch_batch(self.netem.is_none()), false)?;
         for node in &plan.nodes {
             sys::ip_batch(&node.namespace, &node.ip_batch(), false)?;
             sys::sysctl(&node.namespace, &node.interface_sysctls())?;
@@ -391,6 +420,9 @@ impl Lab {
         let sw = self.plan.switch_namespace.clone();
         let mut started = Vec::new();
         for (segment, file) in [(Segment::Public, "public.pcap"), (Segment::Lan, "lan.pcap")] {
+            if segment == Segment::Public && self.netem.is_some() {
+                continue; // The impairing switch writes it: no frame crosses the bridge.
+            }
             let bridge = self.plan.bridge(segment).to_string();
             let pcap = self.run_dir.join(file);
             let name = format!("capture-{}", segment_name(segment));
@@ -429,6 +461,59 @@ impl Lab {
         }
         for process in &started {
             self.wait_for_log(process, "listening on", Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the public segment's impairing switch over every public veth end in the switch
+    /// namespace (none of which is then on the public bridge); it writes `public.pcap` and
+    /// `impair-status.json`. Listed in the state file as a `netem` line, then as a process.
+    fn start_impairer(&self) -> anyhow::Result<()> {
+        let Some(netem) = self.netem else {
+            return Ok(());
+        };
+        let ports: Vec<String> = self
+            .plan
+            .nodes
+            .iter()
+            .flat_map(|n| &n.interfaces)
+            .filter(|i| i.segment == Segment::Public)
+            .map(|i| i.switch_port.clone())
+            .collect();
+        self.state.append(&Record::Netem {
+            spec: netem.to_string(),
+            ports: ports.clone(),
+        })?;
+        let mut args = vec![
+            "lab".to_string(),
+            "impair".to_string(),
+            format!("--netem={netem}"),
+            format!(
+                "--status={}",
+                self.run_dir.join("impair-status.json").display()
+            ),
+        ];
+        if self.captures {
+            args.push(format!(
+                "--pcap={}",
+                self.run_dir.join("public.pcap").display()
+            ));
+        }
+        args.extend(ports);
+        let sw = self.plan.switch_namespace.clone();
+        let process = self.spawn_l2tpkit(IMPAIRER, &sw, args)?;
+        sys::step()?;
+        self.wait_for_log(&process, "listening on", Duration::from_secs(10))
+    }
+
+    /// Stops what captures the two segments (tcpdump, or the impairing switch on the public
+    /// side), so that the capture files are complete. The lab cannot carry traffic afterwards.
+    pub fn stop_captures(&self) -> anyhow::Result<()> {
+        let running: Vec<String> = self.processes().into_iter().map(|p| p.name).collect();
+        for name in ["capture-public", IMPAIRER, "capture-lan"] {
+            if running.iter().any(|r| r == name) {
+                self.stop(name)?;
+            }
         }
         Ok(())
     }
@@ -765,6 +850,9 @@ impl Lab {
             supervisor_pid,
             processes,
             roles_file: self.run_dir.join("roles.json"),
+            netem: self.netem.map(|n| n.to_string()),
+            policy: self.policy,
+            max_retransmits: self.max_retransmits,
         }
     }
 
@@ -905,6 +993,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             format!("--lan={master_lan}"),
         ]);
     }
+    args.extend(policy_args(lab.policy));
     let process = lab.spawn_l2tpkit(MASTER, &master.namespace, args)?;
     lab.wait_for_log(&process, "listening on", ready)?;
     if let Some(nat) = plan.node(Role::Nat) {
@@ -944,6 +1033,9 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         ];
         if let Some(secret) = &lab.secret {
             args.push(format!("--secret={secret}"));
+        }
+        if let Some(n) = lab.max_retransmits {
+            args.push(format!("--max-retransmits={n}"));
         }
         match node.interface(Segment::Public) {
             // FIG 4: both addresses; replies leave from the global one (default route). Each
@@ -999,6 +1091,23 @@ pub fn kill_master_links(plan: &Plan) -> anyhow::Result<()> {
         }
     }
     sys::ip_batch(&node.namespace, &lines, false)
+}
+
+/// The process name of the public segment's impairing switch.
+const IMPAIRER: &str = "impair-public";
+
+/// `l2tpkit master` flags for `policy` (least-load is its default).
+fn policy_args(policy: reference::master::Policy) -> Vec<String> {
+    use reference::master::Policy;
+    match policy {
+        Policy::LeastLoad => Vec::new(),
+        Policy::RoundRobin => vec!["--policy=round-robin".to_string()],
+        Policy::LeakyBucket { rate, burst } => vec![
+            "--policy=leaky-bucket".to_string(),
+            format!("--rate={rate}"),
+            format!("--burst={burst}"),
+        ],
+    }
 }
 
 fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Result<Ipv4Addr> {

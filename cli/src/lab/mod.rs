@@ -9,7 +9,9 @@
 //! link to the host, so nothing can be routed out of the lab.
 
 mod echo;
+pub mod impair;
 mod instance;
+pub mod netem;
 pub mod plan;
 mod run;
 pub mod state;
@@ -51,6 +53,71 @@ pub enum LabCommand {
     /// Send a UDP datagram to a `udp-echo` and wait for it to come back.
     #[command(hide = true)]
     UdpPing(echo::UdpPingArgs),
+    /// The public segment's impairing switch (started by `lab up --netem`).
+    #[command(hide = true)]
+    Impair(impair::ImpairArgs),
+}
+
+/// How the cluster in a lab is set up and what its links do: the flags `lab up` and `lab run`
+/// share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterFlags {
+    /// Impair the public segment, in tc-netem's words: e.g. "loss 20% reorder 25% delay 10ms"
+    /// (delay TIME [JITTER], loss P%, duplicate P%, reorder P%, which needs a delay). Every
+    /// frame to a public host is impaired once, in both directions; ARP is spared.
+    #[arg(long)]
+    pub netem: Option<String>,
+    /// Control-message retransmissions before an endpoint (and `lab run`'s LAC) gives a
+    /// tunnel up [default: 5, RFC 2661 §5.8]; raise it for lossy links.
+    #[arg(long)]
+    pub max_retransmits: Option<u32>,
+    /// The master's dispatch policy.
+    #[arg(long, value_enum, default_value_t = crate::master::PolicyName::LeastLoad)]
+    pub policy: crate::master::PolicyName,
+    /// leaky-bucket: SCCRQs per second each endpoint's bucket refills with.
+    #[arg(long, default_value_t = 100.0)]
+    pub bucket_rate: f64,
+    /// leaky-bucket: tokens each endpoint's bucket holds at most.
+    #[arg(long, default_value_t = 20)]
+    pub bucket_burst: u32,
+}
+
+impl ClusterFlags {
+    /// The checked flags into `spec`; errors name the flag.
+    pub fn apply(&self, spec: &mut LabSpec) -> anyhow::Result<()> {
+        spec.netem = self
+            .netem
+            .as_deref()
+            .map(|text| {
+                text.parse::<netem::Netem>()
+                    .map_err(|why| anyhow::anyhow!("--netem {text:?}: {why}"))
+            })
+            .transpose()?;
+        spec.max_retransmits = self
+            .max_retransmits
+            .map(crate::net::max_retransmits)
+            .transpose()?;
+        spec.policy = match self.policy {
+            crate::master::PolicyName::LeastLoad => reference::master::Policy::LeastLoad,
+            crate::master::PolicyName::RoundRobin => reference::master::Policy::RoundRobin,
+            crate::master::PolicyName::LeakyBucket => {
+                if !self.bucket_rate.is_finite() || self.bucket_rate <= 0.0 {
+                    anyhow::bail!(
+                        "--bucket-rate {}: expected a positive number of SCCRQs per second",
+                        self.bucket_rate
+                    );
+                }
+                if self.bucket_burst == 0 {
+                    anyhow::bail!("--bucket-burst 0: a bucket must hold at least one token");
+                }
+                reference::master::Policy::LeakyBucket {
+                    rate: self.bucket_rate,
+                    burst: self.bucket_burst,
+                }
+            }
+        };
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +145,8 @@ pub struct UpArgs {
     /// Give every endpoint this tunnel secret (Challenge, hidden AVPs).
     #[arg(long)]
     pub secret: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +189,7 @@ pub fn run(command: &LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::Supervise(args) => supervisor::supervise(&args.run_dir),
         LabCommand::UdpEcho(args) => echo::udp_echo(args),
         LabCommand::UdpPing(args) => echo::udp_ping(args),
+        LabCommand::Impair(args) => impair::run(args),
     }
 }
 
@@ -137,7 +207,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     sys::install_interrupt_handler(true)?;
-    let spec = LabSpec {
+    let mut spec = LabSpec {
         topology: args.topology,
         endpoints: args.endpoints.into(),
         initiators: args.initiators.into(),
@@ -146,7 +216,9 @@ fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         captures: true,
         roles: !args.no_roles,
         secret: args.secret.clone(),
+        ..LabSpec::new(args.topology, args.endpoints.into())
     };
+    args.cluster.apply(&mut spec)?;
     let up = Lab::up(&spec).and_then(|lab| {
         sys::checkpoint()?;
         lab.detach()
@@ -220,6 +292,9 @@ fn print_summary(d: &LabDescription) {
                 format!("; {}", routes.join(", "))
             }
         );
+    }
+    if let Some(netem) = &d.netem {
+        say!("  public segment impaired: {netem} (counters in impair-status.json)");
     }
     for pcap in [&d.pcaps.public, &d.pcaps.lan].into_iter().flatten() {
         say!("  capture {}", pcap.display());

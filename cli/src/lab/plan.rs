@@ -351,11 +351,17 @@ impl Plan {
         names
     }
 
-    /// `ip -batch` lines for the switch namespace once every veth exists.
-    pub fn switch_batch(&self) -> Vec<String> {
+    /// `ip -batch` lines for the switch namespace once every veth exists. Without
+    /// `public_bridged` the public veth ends stay off the public bridge: the lab's impairing
+    /// switch moves their frames instead.
+    pub fn switch_batch(&self, public_bridged: bool) -> Vec<String> {
         let mut lines = vec!["link set lo up".to_string()];
         for n in &self.nodes {
             for i in &n.interfaces {
+                if i.segment == Segment::Public && !public_bridged {
+                    lines.push(format!("link set {} up", i.switch_port));
+                    continue;
+                }
                 lines.push(format!(
                     "link set {} master {} up",
                     i.switch_port,

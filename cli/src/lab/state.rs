@@ -82,6 +82,12 @@ pub enum Record {
         pid: u32,
         status: String,
     },
+    /// The public segment is impaired (`--netem`) by the lab's own switch between these veth
+    /// ends; they leave with the veths, the switch with the processes.
+    Netem {
+        spec: String,
+        ports: Vec<String>,
+    },
     Up {
         description: PathBuf,
     },

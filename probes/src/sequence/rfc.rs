@@ -9,7 +9,7 @@ use l2tp::wire::MessageType;
 
 use super::observation::{acknowledges, seq_ge, Kind, Observation};
 use super::report::{Deviation, Rule};
-use super::steps::Context;
+use super::steps::{Context, FORWARD_WINDOW};
 use super::tunnels::{Entry, Tunnel};
 
 pub(crate) struct Outcome {
@@ -56,6 +56,9 @@ pub(crate) fn check(
     checked: &HashMap<usize, (u16, bool)>,
 ) -> Outcome {
     let mut sides = [Direction::default(), Direction::default()];
+    // Where and when each packet (by its bytes) was last seen: a copy on another hop soon
+    // after is that packet forwarded, not something its sender sent again.
+    let mut sightings: HashMap<u64, ((SocketAddrV4, SocketAddrV4), Duration)> = HashMap::new();
     let mut found: Vec<(Duration, Deviation)> = Vec::new();
     let mut flag =
         |o: &Observation, rule: Rule, text: String, expected: String, observed: String| {
@@ -77,9 +80,15 @@ pub(crate) fn check(
             (b, a)
         };
 
-        // Nr: never back on a hop, never past what the peer sent.
+        // Nr: never back on a hop, never past what the peer sent. A forwarded copy was judged
+        // where it was first seen: two middleboxes (the master for an SCCRQ, the NAT for the
+        // rest) may deliver to one endpoint out of the order the initiator sent in.
         let hop = (o.src, o.dst);
-        if let Some(&last) = mine.last_nr.get(&hop) {
+        let forwarded_copy = sightings
+            .get(&m.digest)
+            .is_some_and(|&(at, when)| at != hop && o.time.saturating_sub(when) <= FORWARD_WINDOW);
+        sightings.insert(m.digest, (hop, o.time));
+        if let Some(&last) = mine.last_nr.get(&hop).filter(|_| !forwarded_copy) {
             if !seq_ge(m.nr, last) {
                 flag(
                     o,
@@ -90,7 +99,9 @@ pub(crate) fn check(
                 );
             }
         }
-        mine.last_nr.insert(hop, m.nr);
+        if !forwarded_copy {
+            mine.last_nr.insert(hop, m.nr);
+        }
         if !seq_ge(peer.next_ns, m.nr) {
             flag(
                 o,

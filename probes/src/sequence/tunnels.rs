@@ -67,6 +67,16 @@ pub(crate) fn attribute(
             if src_is_cluster {
                 // Re-sourced on the way (a faulty master): only its bytes tell its tunnel.
                 same_packet
+            } else if let Some(same) = same_packet.filter(|&(t, _)| {
+                tunnels[t].initiator == o.src
+                    && Some(tunnels[t].initiator_tid) == m.assigned_tunnel_id
+            }) {
+                // The master's copy of an SCCRQ this initiator sent moments ago: its tunnel's,
+                // even when that tunnel connected in between (a retransmission that a slow or
+                // lossy link delayed past the SCCCN), not a new tunnel. Another initiator's
+                // SCCRQ can have the very same bytes (same Assigned Tunnel ID and Host Name):
+                // that one is its own tunnel.
+                Some(same)
             } else {
                 let key = (o.src, m.assigned_tunnel_id.unwrap_or(0));
                 let open = by_key

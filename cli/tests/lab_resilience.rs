@@ -16,6 +16,7 @@ use l2tp::wire::MessageType;
 use l2tpkit::lab::{sys, Lab, LabSpec, Role, Topology};
 use l2tpkit::lac::LacArgs;
 use probes::lac::LacReport;
+use probes::sequence::Rule;
 use reference::master::{MasterStatus, MemberState, Policy};
 use reference::runner::Ended;
 
@@ -165,6 +166,7 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
     let public = read_pcap(&lab.run_dir().join("public.pcap"));
     let run_dir = lab.run_dir().to_path_buf();
     lab.down().unwrap();
+    let verdict = l2tpkit::lab::verify(&run_dir, topology).unwrap();
 
     assert_eq!(ended, Ended::Finished, "{report}");
     let reports_from_te2: Vec<f64> = captured
@@ -231,9 +233,39 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
         answered_by_te2.len()
     );
     assert!(!answered_by_te2.is_empty());
+    // `verify` takes a move away from the dead te2 as legitimate (no dispatch deviation) and
+    // says so in a note on each such tunnel.
+    let dispatch_deviations: Vec<String> = verdict
+        .tunnels
+        .iter()
+        .flat_map(|t| &t.deviations)
+        .filter(|d| d.rule == Rule::Dispatch)
+        .map(|d| d.text.clone())
+        .collect();
+    assert!(dispatch_deviations.is_empty(), "{dispatch_deviations:#?}");
+    let moved = verdict
+        .tunnels
+        .iter()
+        .filter(|t| t.notes.iter().any(|n| n.contains("placed anew")))
+        .count();
+    // Only tunnels te2 served can deviate (it died under them: their last messages went
+    // unacknowledged); every other tunnel, moved or not, conforms to the sequence.
+    let deviating: Vec<String> = verdict
+        .tunnels
+        .iter()
+        .filter(|t| !t.conforms && t.endpoint.as_deref() != Some("te2"))
+        .map(|t| format!("{} {:?}: {:?}", t.initiator, t.endpoint, t.deviations))
+        .collect();
+    assert!(deviating.is_empty(), "{deviating:#?}");
+    assert!(verdict.inferred.is_empty(), "{:?}", verdict.inferred);
+    assert!(
+        moved > 0 && moved as u64 <= status.totals.sccrq_redispatched,
+        "{moved} tunnels moved, {} SCCRQs redispatched",
+        status.totals.sccrq_redispatched
+    );
     eprintln!(
         "{topology}: te2 killed: last report {last_report:.3}, last SCCRQ to it {:.3}, {} redispatched, \
-         {} tunnels failed of {} te2 had answered",
+         {} tunnels failed of {} te2 had answered; verify: {moved} tunnels moved away from te2",
         to_te2.iter().fold(0.0f64, |a, &b| a.max(b)),
         status.totals.sccrq_redispatched,
         report.tunnels_failed,

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use l2tp::capture::CaptureReader;
 use l2tp::wire::message::ParseOptions;
+use l2tp::wire::MessageType;
 use probes::sequence::craft::{self, Fault, Plan, Run};
 use probes::sequence::{
-    check, read_capture, Deviation, Observation, Report, Roles, Rule, Sequence, TunnelReport,
+    check, read_capture, Deviation, Kind, Observation, Report, Roles, Rule, Sequence, TunnelReport,
     Variant,
 };
 
@@ -379,6 +380,46 @@ fn a_retransmission_dispatched_elsewhere_fails_at_104() {
         first.text.contains("dispatch must be deterministic"),
         "{}",
         first.text
+    );
+}
+
+#[test]
+fn a_retransmission_moved_away_from_a_silent_endpoint_conforms() {
+    let plan = Plan::new(Variant::Fig3).with_fault(0, Fault::FirstToSilentEndpoint);
+    let (run, report) = verify("moved", plan);
+    assert!(report.conforms(), "{}", text(&report));
+    // The serving endpoint's SCCRP does not make its LAN address the silent one's global.
+    assert!(report.inferred.is_empty(), "{:?}", report.inferred);
+    let inferred = check(&run.observations(), &Roles::default(), Sequence::Auto);
+    assert!(inferred.conforms(), "{}", text(&inferred));
+    assert_eq!(inferred.roles.endpoints, run.roles.endpoints);
+    let tunnel = &report.tunnels[0];
+    let serving = &run.roles.endpoints[0];
+    assert_eq!(tunnel.endpoint.as_deref(), Some(serving.name.as_str()));
+    assert!(
+        tunnel
+            .notes
+            .iter()
+            .any(|n| n.contains("never answered") && n.contains(&serving.name)),
+        "{:#?}",
+        tunnel.notes
+    );
+    // Both copies are labelled on the request's hops, the second as a retransmission.
+    let sccrqs: Vec<_> = tunnel
+        .timeline
+        .iter()
+        .filter(|e| e.message == Kind::Control(MessageType::Sccrq))
+        .map(|e| (e.step, e.retransmission))
+        .collect();
+    assert_eq!(sccrqs.len(), 4, "{sccrqs:?}");
+    assert!(sccrqs.iter().all(|(step, _)| step.is_some()), "{sccrqs:?}");
+    assert_eq!(
+        sccrqs
+            .iter()
+            .filter(|(_, retransmission)| *retransmission)
+            .count(),
+        2,
+        "{sccrqs:?}"
     );
 }
 

@@ -30,6 +30,7 @@ pub use instance::{
     MasterCandidate, NamespaceDescription, Pcaps, RolesEndpoint, RolesFile, MASTER,
 };
 pub use plan::{Role, Segment, Topology};
+pub use run::verify;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCommand {

@@ -358,7 +358,8 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
     })
 }
 
-fn verify(run_dir: &Path, topology: Topology) -> anyhow::Result<sequence::Report> {
+/// `verify` on a lab run's two captures, with the lab's roles and its topology's sequence.
+pub fn verify(run_dir: &Path, topology: Topology) -> anyhow::Result<sequence::Report> {
     let roles = crate::verify::read_roles(&run_dir.join("roles.json"))?;
     let files = [run_dir.join("public.pcap"), run_dir.join("lan.pcap")];
     let (observations, _) = crate::verify::read_captures(&files, 1701, &ParseOptions::default())?;

@@ -32,6 +32,9 @@ pub enum Fault {
     UnacknowledgedHello,
     /// The initiator retransmits its SCCRQ and the master sends the copy to another endpoint.
     Redispatch,
+    /// The master sends the first SCCRQ to an endpoint that never answers (it died), and the
+    /// retransmission to the tunnel's endpoint: a legitimate move, not a fault.
+    FirstToSilentEndpoint,
 }
 
 /// What to craft.
@@ -338,10 +341,16 @@ impl Crafter {
         let t0 = us(150 * tunnel.index as u64);
         let fig5 = self.fig5();
         let fault = self.fault(tunnel);
-        self.request(tunnel, t0, tunnel.te, true);
+        let moved = fault == Some(Fault::FirstToSilentEndpoint);
+        let first_te = if moved {
+            (tunnel.te + 2) % 3
+        } else {
+            tunnel.te
+        };
+        self.request(tunnel, t0, first_te, true);
         let slow = self.plan.retransmit_sccrq && tunnel.index == 0;
         let redispatch = fault == Some(Fault::Redispatch);
-        if slow || redispatch {
+        if slow || redispatch || moved {
             let te = if redispatch {
                 (tunnel.te + 1) % 3
             } else {
@@ -349,7 +358,7 @@ impl Crafter {
             };
             self.request(tunnel, t0 + Duration::from_secs(1), te, false);
         }
-        let r = if slow || redispatch {
+        let r = if slow || redispatch || moved {
             t0 + Duration::from_millis(1200)
         } else {
             t0 + us(50)

@@ -232,8 +232,9 @@ pub fn infer(observations: &[Observation], given: &Roles) -> (Roles, Vec<String>
     }
     let mut te_lans: BTreeSet<Ipv4Addr> = BTreeSet::new();
     let mut master_sources: BTreeSet<Ipv4Addr> = BTreeSet::new();
-    // (initiator, its tunnel ID) -> the LAN address the master forwarded the SCCRQ to.
-    let mut forwarded_to: BTreeMap<(SocketAddrV4, u16), Ipv4Addr> = BTreeMap::new();
+    // (initiator, its tunnel ID) -> the LAN addresses the master forwarded the SCCRQ to (more
+    // than one when a retransmission was placed anew, away from a dead endpoint).
+    let mut forwarded_to: BTreeMap<(SocketAddrV4, u16), BTreeSet<Ipv4Addr>> = BTreeMap::new();
     for o in &sccrqs {
         if !forwarded(o) {
             continue;
@@ -243,7 +244,10 @@ pub fn infer(observations: &[Observation], given: &Roles) -> (Roles, Vec<String>
         };
         if dialled.contains(&o.src) {
             te_lans.insert(*o.dst.ip());
-            forwarded_to.entry((o.src, assigned)).or_insert(*o.dst.ip());
+            forwarded_to
+                .entry((o.src, assigned))
+                .or_default()
+                .insert(*o.dst.ip());
         } else if let Some(original) = to_cluster_by_digest
             .get(&o.message.digest)
             .filter(|p| p.time <= o.time)
@@ -251,7 +255,8 @@ pub fn infer(observations: &[Observation], given: &Roles) -> (Roles, Vec<String>
             te_lans.insert(*o.dst.ip());
             forwarded_to
                 .entry((original.src, assigned))
-                .or_insert(*o.dst.ip());
+                .or_default()
+                .insert(*o.dst.ip());
             master_sources.insert(*o.src.ip());
         }
     }
@@ -279,14 +284,16 @@ pub fn infer(observations: &[Observation], given: &Roles) -> (Roles, Vec<String>
             .insert(*o.src.ip());
     }
     let nobody = BTreeSet::new();
-    for (key, te_lan) in &forwarded_to {
+    for (key, lans) in &forwarded_to {
         let sources = sccrp_sources.get(key).unwrap_or(&nobody);
-        let others = sources.iter().filter(|ip| *ip != te_lan);
-        if sources.contains(te_lan) {
+        // An endpoint's LAN address is never the NAT's or another endpoint's global address.
+        let others = sources.iter().filter(|ip| !te_lans.contains(*ip));
+        if sources.iter().any(|ip| lans.contains(ip)) {
             for ip in others {
                 *nat_votes.entry(*ip).or_default() += 1;
             }
-        } else {
+        } else if let [te_lan] = lans.iter().collect::<Vec<_>>()[..] {
+            // Only a tunnel that went to one endpoint says whose global address answered.
             for ip in others {
                 *global_votes
                     .entry(*te_lan)

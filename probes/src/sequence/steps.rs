@@ -263,7 +263,10 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
     let reply = of_kind(MessageType::Sccrp, false);
     let connected = of_kind(MessageType::Scccn, true);
 
-    let endpoint = endpoint_of(ctx, &request, &reply, &connected);
+    let placement = Placement::of(ctx, &request, &reply);
+    let endpoint = placement
+        .serving
+        .or_else(|| endpoint_of(ctx, &request, &reply, &connected));
     let mut notes = Vec::new();
     let variant = variant_of(ctx, endpoint, &reply, &connected, &mut notes);
     let hops = hops(variant);
@@ -275,8 +278,14 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
         matched: vec![None; hops.len()],
         labels: HashMap::new(),
         late: Vec::new(),
+        placement: &placement,
     };
+    // Copies the master sent to an endpoint that never answered, before it placed the SCCRQ
+    // anew, are not this tunnel's sequence: it starts again at the endpoint that served it.
+    let (abandoned, request) = placement.split(ctx, &request, matcher.stage_hops(Request).len());
     matcher.stage(Request, &request);
+    matcher.label_abandoned(&abandoned);
+    notes.extend(placement.notes(ctx));
     matcher.stage(Reply, &reply);
     matcher.stage(Connected, &connected);
 
@@ -483,9 +492,154 @@ struct Matcher<'c, 'a> {
     /// Steps first seen only in a retransmission (step, which retransmission): the earlier
     /// transmission was lost before that hop, which is loss, not a wrong rewrite.
     late: Vec<(u16, usize)>,
+    placement: &'c Placement,
+}
+
+/// Where the master sent a tunnel's SCCRQ copies on the LAN, and which endpoints answered.
+///
+/// The master may place a retransmitted SCCRQ anew only away from an endpoint that has gone
+/// out of service, and a dead endpoint never answers. So a move is legitimate when the endpoint
+/// it leaves never sent an SCCRP for the tunnel and never gets a copy again; anything else can
+/// make two tunnels of one and is a deviation (checked in `check_dispatch`).
+#[derive(Debug, Default)]
+struct Placement {
+    /// LAN endpoints in the order they first got a copy, with the time of that first copy.
+    dispatched: Vec<(usize, Duration)>,
+    /// Endpoints that sent an SCCRP for the tunnel.
+    answered: Vec<usize>,
+    /// The endpoint that served the tunnel: the first to answer, else the last one sent to.
+    serving: Option<usize>,
+    /// Endpoints left legitimately, in order.
+    left: Vec<usize>,
+}
+
+impl Placement {
+    fn of(ctx: &Context, request: &[Entry], reply: &[Entry]) -> Placement {
+        let mut p = Placement::default();
+        for e in request {
+            let o = ctx.obs(*e);
+            if let Role::EndpointLan(i) = ctx.role(*o.dst.ip()) {
+                if !p.dispatched.iter().any(|(j, _)| *j == i) {
+                    p.dispatched.push((i, o.time));
+                }
+            }
+        }
+        for e in reply {
+            if let Role::EndpointLan(i) | Role::EndpointGlobal(i) = ctx.role(*ctx.obs(*e).src.ip())
+            {
+                if !p.answered.contains(&i) {
+                    p.answered.push(i);
+                }
+            }
+        }
+        if p.dispatched.len() < 2 {
+            return p;
+        }
+        p.serving = p
+            .dispatched
+            .iter()
+            .map(|(i, _)| *i)
+            .find(|i| p.answered.contains(i))
+            .or_else(|| p.dispatched.last().map(|(i, _)| *i));
+        // Left legitimately: got its copies before the serving endpoint got its first,
+        // never answered, and got none after.
+        if let Some(serving) = p.serving {
+            let since = p
+                .dispatched
+                .iter()
+                .find(|(i, _)| *i == serving)
+                .map(|(_, t)| *t);
+            let last_copy = |i: usize| {
+                request
+                    .iter()
+                    .map(|e| ctx.obs(*e))
+                    .filter(|o| ctx.role(*o.dst.ip()) == Role::EndpointLan(i))
+                    .map(|o| o.time)
+                    .max()
+            };
+            p.left = p
+                .dispatched
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|&i| {
+                    i != serving
+                        && !p.answered.contains(&i)
+                        && matches!((last_copy(i), since), (Some(a), Some(b)) if a < b)
+                })
+                .collect();
+        }
+        p
+    }
+
+    fn left_legitimately(&self, i: usize) -> bool {
+        self.left.contains(&i)
+    }
+
+    /// The request's transmissions, split into those whose LAN copy went to an endpoint left
+    /// legitimately, and the rest (in time order).
+    fn split(&self, ctx: &Context, request: &[Entry], hops: usize) -> (Vec<Entry>, Vec<Entry>) {
+        if self.left.is_empty() {
+            return (Vec::new(), request.to_vec());
+        }
+        let (mut abandoned, mut kept) = (Vec::new(), Vec::new());
+        for group in transmissions(ctx, request, hops) {
+            let to_left = group.iter().any(|e| {
+                matches!(ctx.role(*ctx.obs(*e).dst.ip()),
+                    Role::EndpointLan(i) if self.left_legitimately(i))
+            });
+            if to_left {
+                abandoned.extend(group);
+            } else {
+                kept.extend(group);
+            }
+        }
+        kept.sort_by_key(|e| (ctx.obs(*e).time, e.obs));
+        (abandoned, kept)
+    }
+
+    fn notes(&self, ctx: &Context) -> Vec<String> {
+        let Some(serving) = self.serving else {
+            return Vec::new();
+        };
+        let to = &ctx.roles.endpoints[serving];
+        self.left
+            .iter()
+            .map(|&i| {
+                let from = &ctx.roles.endpoints[i];
+                format!(
+                    "the SCCRQ went to {} ({}) first, which never answered; a retransmission \
+                     was placed anew on {} ({}) (an endpoint out of service)",
+                    from.name, from.lan, to.name, to.lan
+                )
+            })
+            .collect()
+    }
 }
 
 impl Matcher<'_, '_> {
+    /// Labels the copies sent to an endpoint that was left on the request's hops by side,
+    /// the first as the first transmission; the copies staged after them are retransmissions.
+    fn label_abandoned(&mut self, abandoned: &[Entry]) {
+        if abandoned.is_empty() {
+            return;
+        }
+        let request = self.stage_hops(Request);
+        for (_, (step, retransmission)) in self.labels.iter_mut() {
+            if request.iter().any(|&i| self.hops[i].step == *step) {
+                *retransmission = true;
+            }
+        }
+        let mut seen = Vec::new();
+        for e in abandoned {
+            let side = self.ctx.side(self.ctx.obs(*e));
+            if let Some(hop) = self.hop_on(Request, side) {
+                let again = seen.contains(&hop);
+                seen.push(hop);
+                self.labels.insert(e.obs, (self.hops[hop].step, again));
+            }
+        }
+    }
+
     fn stage_hops(&self, stage: Stage) -> Vec<usize> {
         (0..self.hops.len())
             .filter(|&i| self.hops[i].stage == stage)
@@ -917,7 +1071,9 @@ impl Matcher<'_, '_> {
         out
     }
 
-    /// Deterministic dispatch: every SCCRQ of the tunnel goes to the same endpoint.
+    /// Deterministic dispatch: every SCCRQ of the tunnel goes to the same endpoint, except
+    /// that the master may move it away from an endpoint that never answered (see
+    /// `Placement`).
     fn check_dispatch(&self) -> Option<(usize, Deviation)> {
         let forward = self.hop_on(Request, Lan)?;
         let first = self.endpoint?;
@@ -928,7 +1084,9 @@ impl Matcher<'_, '_> {
                 return None;
             }
             match roles.role_of(*o.dst.ip()) {
-                Role::EndpointLan(other) if other != first => {
+                Role::EndpointLan(other)
+                    if other != first && !self.placement.left_legitimately(other) =>
+                {
                     let (a, b) = (&roles.endpoints[first], &roles.endpoints[other]);
                     let step = self.step_of(forward);
                     Some((
@@ -938,8 +1096,17 @@ impl Matcher<'_, '_> {
                             Rule::Dispatch,
                             Some(o),
                             format!(
-                                "step {step}: a retransmitted SCCRQ was forwarded to {} ({}), the first to {} ({}); dispatch must be deterministic",
-                                b.name, b.lan, a.name, a.lan
+                                "step {step}: a retransmitted SCCRQ was forwarded to {} ({}), \
+                                 but {} ({}) {} the tunnel; dispatch must be deterministic",
+                                b.name,
+                                b.lan,
+                                a.name,
+                                a.lan,
+                                if self.placement.answered.contains(&first) {
+                                    "answered"
+                                } else {
+                                    "got the first copy of"
+                                }
                             ),
                             format!("{} {}", a.name, a.lan),
                             format!("{} {}", b.name, b.lan),

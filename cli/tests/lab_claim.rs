@@ -193,7 +193,9 @@ fn probe_claim_announce_and_share_the_l2tp_port() {
         !left.contains("198.18.0.1/") && !left.contains("198.19.0.1/"),
         "{left}"
     );
+    let run_dir = lab.run_dir().to_path_buf();
     lab.down().expect("lab down");
+    let _ = std::fs::remove_dir_all(run_dir);
 }
 
 #[test]

@@ -348,7 +348,7 @@ pub fn execute(
             Some((task, stop)) => {
                 let endpoint_run = async {
                     let run = runner
-                        .run(&mut endpoint, duration, Duration::from_secs(5))
+                        .run(&mut endpoint, duration, reference::runner::DRAIN)
                         .await;
                     // A master running here stops with the endpoint.
                     let _ = stop.send(true);
@@ -359,7 +359,7 @@ pub fn execute(
             }
             None => (
                 runner
-                    .run(&mut endpoint, duration, Duration::from_secs(5))
+                    .run(&mut endpoint, duration, reference::runner::DRAIN)
                     .await,
                 None,
             ),

@@ -25,7 +25,7 @@ const TUNNELS_PER_INITIATOR: usize = 60_000;
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// How long a teardown may take to have its StopCCNs acknowledged after the run's end.
-const DRAIN: Duration = Duration::from_secs(5);
+const DRAIN: Duration = reference::runner::DRAIN;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LacArgs {

@@ -12,8 +12,10 @@ use anyhow::Context;
 
 /// No `ip` or `sysctl` call here takes more than milliseconds; this only bounds a wedged one.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-/// SIGTERM, then this long, then SIGKILL.
-pub const TERM_GRACE: Duration = Duration::from_secs(5);
+/// SIGTERM (or SIGINT), then this long, then SIGKILL. Longer than a role's own teardown
+/// ([`reference::runner::DRAIN`]): an endpoint whose StopCCNs go unacknowledged uses all of
+/// it, and a SIGKILL at the same moment would lose its final counts.
+pub const TERM_GRACE: Duration = reference::runner::DRAIN.saturating_add(Duration::from_secs(3));
 /// After SIGKILL a process is gone at once unless it is stuck in the kernel.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 

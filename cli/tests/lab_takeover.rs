@@ -27,7 +27,7 @@ use l2tpkit::lac::LacArgs;
 use probes::lac::LacReport;
 use probes::live::{Live, LiveSnapshot};
 use probes::sequence::{Kind, Observation};
-use reference::master::MasterStatus;
+use reference::master::{MasterStatus, MemberState};
 use reference::runner::Ended;
 use reference::takeover::HolderState;
 
@@ -357,5 +357,107 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
 
     let report = lab.down().expect("lab down");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// The cluster outlives its first successor: the master is killed and te1 takes over; then te1,
+/// now the acting master, is killed too (`Lab::kill` takes its links down, as the master's:
+/// a dead machine stops answering ARP for the cluster address). te2, next in te1's view,
+/// takes over; new tunnels are served by te2 and te3 only.
+#[test]
+fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
+    if !lab_available() {
+        return;
+    }
+    let run_dir = std::env::temp_dir().join(format!("l2tpkit-takeover2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let lab = Lab::up(&LabSpec {
+        initiators: 4,
+        binary: Some(BIN.into()),
+        run_dir: Some(run_dir.clone()),
+        ..LabSpec::new(Topology::Fig4, 3)
+    })
+    .expect("lab up");
+    let d = lab.description();
+    let ti = format!("{}-ti", lab.prefix());
+    let holder_is = |name: &str| d.active_master().is_some_and(|(h, _)| h.name == name);
+
+    let first = Group::start(
+        "first",
+        &ti,
+        LacArgs {
+            hold: 0.5,
+            ..lac(1, 2, 20)
+        },
+    );
+    assert_whole("first", &first.finish());
+    lab.kill(MASTER).expect("kill the master");
+    wait_for("te1 to take over", Duration::from_secs(10), || {
+        holder_is("te1")
+    });
+    // Every endpoint hears te1's acks (its view) before te1 goes.
+    std::thread::sleep(Duration::from_secs(1));
+    let killed_at = Instant::now();
+    lab.kill("te1").expect("kill te1");
+    wait_for("te2 to take over", Duration::from_secs(10), || {
+        holder_is("te2")
+    });
+    let took = killed_at.elapsed();
+    let (_, status) = d.active_master().expect("te2 is master");
+    let takeover = status.holder.takeover.clone().expect("a takeover record");
+    eprintln!("te2 took over {took:?} after te1's kill: {takeover:?}");
+    assert_eq!(takeover.endpoint, "te2", "{takeover:?}");
+    assert_eq!(takeover.previous_master, "te1", "{takeover:?}");
+    assert_eq!(
+        takeover.rank, 1,
+        "te1 was rank 0 in its own view: {takeover:?}"
+    );
+
+    // te2 starts from its own report; te3 joins with its next report, once te2's gratuitous
+    // ARP has pointed te3 at it.
+    let te3_in_service = || {
+        d.active_master().is_some_and(|(_, s)| {
+            s.endpoints
+                .iter()
+                .any(|e| e.name == "te3" && e.state == MemberState::InService)
+        })
+    };
+    wait_for(
+        "te3 in service at te2",
+        Duration::from_secs(5),
+        te3_in_service,
+    );
+    eprintln!(
+        "te3 in service at te2 {:?} after te1's kill",
+        killed_at.elapsed()
+    );
+
+    let second = Group::start(
+        "second",
+        &ti,
+        LacArgs {
+            hold: 0.5,
+            rate: 20.0,
+            ..lac(3, 2, 30)
+        },
+    );
+    let report = second.finish();
+    assert_whole("second", &report);
+    let served: Vec<(&str, u64)> = report
+        .endpoints
+        .iter()
+        .map(|e| (e.key.as_str(), e.tunnels_established))
+        .collect();
+    assert!(
+        served.iter().all(|(name, _)| *name != "te1")
+            && ["te2", "te3"]
+                .iter()
+                .all(|want| served.iter().any(|(name, n)| name == want && *n > 0)),
+        "{served:?}; te2's view: {:?}",
+        d.active_master().map(|(_, s)| s.endpoints)
+    );
+
+    let down = lab.down().expect("lab down");
+    assert!(down.problems.is_empty(), "{:?}", down.problems);
     let _ = std::fs::remove_dir_all(&run_dir);
 }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::netem::Netem;
-use super::plan::{self, Plan, Role, Route, Segment, Topology, PREFIX_LEN};
+use super::plan::{self, NodePlan, Plan, Role, Route, Segment, Topology, PREFIX_LEN};
 use super::state::{self, Record, RunState, StateFile, STATE_FILE, STATE_VERSION};
 use super::supervisor::Supervisor;
 use super::sys;
@@ -641,8 +641,9 @@ impl Lab {
         Ok(status)
     }
 
-    /// Kills one process at once (SIGKILL): the lab's way to make a role die. The master dies
-    /// for the network too: see [`kill_master_links`].
+    /// Kills one process at once (SIGKILL): the lab's way to make a role die. The acting
+    /// master (the master, or an endpoint that took over) dies for the network too: see
+    /// [`kill_links_if_master`].
     pub fn kill(&self, name: &str) -> anyhow::Result<String> {
         let status = {
             let mut inner = self.lock();
@@ -654,9 +655,7 @@ impl Lab {
             inner.processes.retain(|p| p.name != name);
             status
         };
-        if name == MASTER {
-            kill_master_links(&self.plan)?;
-        }
+        kill_links_if_master(&self.plan, name)?;
         Ok(status)
     }
 
@@ -1083,6 +1082,34 @@ pub const MASTER: &str = "master";
 /// find its kernel answering for them).
 pub fn kill_master_links(plan: &Plan) -> anyhow::Result<()> {
     let node = plan.node(Role::Master).context("the plan has no master")?;
+    kill_links(plan, node)
+}
+
+/// After killing the process `name`: if it was the acting master (the master itself, or a FIG
+/// 4 endpoint that took the cluster address over), its node dies for the network too, as
+/// [`kill_master_links`] says, so that the next endpoint's probe finds the address free. Any
+/// other role only loses its process: its kernel stays, as a crashed daemon's would.
+pub fn kill_links_if_master(plan: &Plan, name: &str) -> anyhow::Result<bool> {
+    if name == MASTER {
+        kill_master_links(plan)?;
+        return Ok(true);
+    }
+    let Some(node) = plan
+        .endpoints()
+        .find(|n| n.short == name)
+        .filter(|_| plan.topology == Topology::Fig4)
+    else {
+        return Ok(false);
+    };
+    let held = sys::ip(&["-n", &node.namespace, "-4", "addr", "show"])?;
+    if !held.contains(&format!("{}/", plan::CLUSTER_ADDRESS)) {
+        return Ok(false);
+    }
+    kill_links(plan, node)?;
+    Ok(true)
+}
+
+fn kill_links(plan: &Plan, node: &NodePlan) -> anyhow::Result<()> {
     let mut lines: Vec<String> = Vec::new();
     for iface in &node.interfaces {
         lines.push(format!("link set {} down", iface.name));

@@ -25,9 +25,9 @@ use anyhow::Context;
 
 pub use echo::udp_check;
 pub use instance::{
-    default_binary, kill_master_links, start_roles, teardown, Bridges, DownReport,
-    EndpointDescription, InterfaceDescription, Lab, LabDescription, LabProcess, LabSpec,
-    MasterCandidate, NamespaceDescription, Pcaps, RolesEndpoint, RolesFile, MASTER,
+    default_binary, kill_links_if_master, kill_master_links, start_roles, teardown, Bridges,
+    DownReport, EndpointDescription, InterfaceDescription, Lab, LabDescription, LabProcess,
+    LabSpec, MasterCandidate, NamespaceDescription, Pcaps, RolesEndpoint, RolesFile, MASTER,
 };
 pub use plan::{Role, Segment, Topology};
 pub use run::verify;
@@ -42,8 +42,9 @@ pub enum LabCommand {
     /// Up, the LAC from the initiator namespace, verify both captures, a table per endpoint,
     /// down. The run dir keeps the captures, logs, status files and summary.json.
     Run(run::RunArgs),
-    /// Kill one role of a lab that `lab up` left running, at once (SIGKILL). The master dies for
-    /// the network too (its links go down): in FIG 4 an endpoint takes over within 3 s.
+    /// Kill one role of a lab that `lab up` left running, at once (SIGKILL). The acting master
+    /// (the master, or a FIG 4 endpoint that took its address over) dies for the network too
+    /// (its links go down): in FIG 4 the next endpoint takes over within 3 s.
     Kill(KillArgs),
     /// The per-lab process that owns and reaps the lab's processes (started by `lab up`).
     #[command(hide = true)]
@@ -350,11 +351,16 @@ fn kill(args: &KillArgs) -> anyhow::Result<ExitCode> {
     while sys::is_running(pid, start) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    if args.role == MASTER {
-        // The master's interfaces carry the same names whatever the lab's size.
-        let plan = plan::Plan::new(run.prefix(), run.topology(), 1, 1)?;
-        kill_master_links(&plan)?;
-    }
+    // Interface names do not depend on the lab's size: a plan with as many endpoints as the
+    // role's number names its node.
+    let endpoints = args
+        .role
+        .strip_prefix("te")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, plan::MAX_ENDPOINTS);
+    let plan = plan::Plan::new(run.prefix(), run.topology(), endpoints, 1)?;
+    kill_links_if_master(&plan, &args.role)?;
     say!("lab {}: killed {} (pid {pid})", run.prefix(), args.role);
     Ok(ExitCode::SUCCESS)
 }

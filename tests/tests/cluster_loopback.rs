@@ -15,6 +15,19 @@ use reference::serve::{serve_master, MasterSetup};
 
 const KEY: &str = "cluster-test-key";
 
+/// One cluster at a time in this file. Least-load is judged by how evenly it spreads, and it
+/// sees only what the reports say: with three clusters of this file and their LACs sharing 2
+/// vCPUs, an endpoint counted an SCCRQ more than `REPORT_LAG` after the master sent it, and
+/// CI saw 120/89/91 where ±10% of 100 each is expected.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding it poisons it; the next one still runs alone.
+    ONE_CLUSTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -109,6 +122,7 @@ fn least_load_spreads_300_tunnels_from_30_initiators_evenly() {
     if !root() {
         return;
     }
+    let _alone = one_cluster();
     let cluster = start([127, 77, 1], 8.0);
     let args = LacArgs {
         target: "127.77.1.1".to_string(),
@@ -155,6 +169,7 @@ fn a_retransmitted_sccrq_makes_no_second_tunnel_and_forged_reports_are_dropped()
     if !root() {
         return;
     }
+    let _alone = one_cluster();
     let cluster = start([127, 77, 3], 3.0);
     let initiator = UdpSocket::bind("127.77.4.1:0").unwrap();
     initiator
@@ -263,6 +278,7 @@ fn the_control_socket_drains_and_activates_an_endpoint() {
     if !root() {
         return;
     }
+    let _alone = one_cluster();
     let cluster = start([127, 77, 5], 8.0);
     let control = cluster.control.clone();
     // An unknown name is refused by name, and changes nothing.

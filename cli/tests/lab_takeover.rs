@@ -16,7 +16,7 @@
 //! Needs root, `ip` and `tcpdump` (CI has them; without CI=true the test says why it skips).
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -174,20 +174,26 @@ fn tunnels_reported(status: &MasterStatus) -> u64 {
     status.endpoints.iter().map(|e| u64::from(e.tunnels)).sum()
 }
 
-#[test]
-fn fig4_master_killed_under_load_an_endpoint_takes_over() {
-    if !lab_available() {
-        return;
-    }
-    let run_dir = std::env::temp_dir().join(format!("l2tpkit-takeover-{}", std::process::id()));
+/// A FIG 4 lab with three endpoints and its run directory (a fresh one per test and process).
+fn fig4_lab(name: &str, initiators: usize) -> (Lab, PathBuf) {
+    let run_dir = std::env::temp_dir().join(format!("l2tpkit-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
     let lab = Lab::up(&LabSpec {
-        initiators: 20,
+        initiators,
         binary: Some(BIN.into()),
         run_dir: Some(run_dir.clone()),
         ..LabSpec::new(Topology::Fig4, 3)
     })
     .expect("lab up");
+    (lab, run_dir)
+}
+
+#[test]
+fn fig4_master_killed_under_load_an_endpoint_takes_over() {
+    if !lab_available() {
+        return;
+    }
+    let (lab, run_dir) = fig4_lab("takeover", 20);
     let d = lab.description();
     let prefix = lab.prefix().to_string();
     let ti = format!("{prefix}-ti");
@@ -369,15 +375,7 @@ fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
     if !lab_available() {
         return;
     }
-    let run_dir = std::env::temp_dir().join(format!("l2tpkit-takeover2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let lab = Lab::up(&LabSpec {
-        initiators: 4,
-        binary: Some(BIN.into()),
-        run_dir: Some(run_dir.clone()),
-        ..LabSpec::new(Topology::Fig4, 3)
-    })
-    .expect("lab up");
+    let (lab, run_dir) = fig4_lab("takeover2", 4);
     let d = lab.description();
     let ti = format!("{}-ti", lab.prefix());
     let holder_is = |name: &str| d.active_master().is_some_and(|(h, _)| h.name == name);

@@ -50,6 +50,8 @@ pub struct TsharkPacket {
     pub hidden: Vec<bool>,
     pub malformed: bool,
     pub expert: String,
+    /// The IPv4 source: which side sent it.
+    pub src: Option<std::net::Ipv4Addr>,
 }
 
 const FIELDS: &[&str] = &[
@@ -66,6 +68,7 @@ const FIELDS: &[&str] = &[
     "l2tp.avp.hidden",
     "_ws.malformed",
     "_ws.expert.message",
+    "ip.src",
 ];
 
 /// Runs tshark over a capture and returns every L2TP packet it sees, on `port`.
@@ -129,6 +132,7 @@ fn parse_line(line: &str) -> TsharkPacket {
         hidden: bools(col(10)),
         malformed: !col(11).is_empty(),
         expert: col(12).to_string(),
+        src: col(13).split(',').next().and_then(|v| v.parse().ok()),
     }
 }
 
@@ -138,7 +142,7 @@ mod tests {
 
     #[test]
     fn parses_a_tshark_line() {
-        let packet = parse_line("1|1|105|0|0|0|0|1|0,2,3|1,1,0|0,0,1|||");
+        let packet = parse_line("1|1|105|0|0|0|0|1|0,2,3|1,1,0|0,0,1|||127.0.0.1");
         assert_eq!(packet.frame, 1);
         assert!(packet.is_control);
         assert_eq!(packet.length, Some(105));
@@ -147,5 +151,6 @@ mod tests {
         assert_eq!(packet.mandatory, vec![true, true, false]);
         assert_eq!(packet.hidden, vec![false, false, true]);
         assert!(!packet.malformed);
+        assert_eq!(packet.src, Some(std::net::Ipv4Addr::LOCALHOST));
     }
 }

@@ -2,7 +2,7 @@
 //! against our `endpoint`; plain, with a tunnel secret, and with hidden AVPs. Every pcap our
 //! side writes must decode in tshark with nothing malformed.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -20,7 +20,11 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn assert_pcap_clean(path: &Path, min_packets: usize) {
+/// tshark finds nothing malformed in what we sent, nor in any control message. xl2tpd's data
+/// messages carry what its pppd (here a stand-in that echoes through a pty) gave it: under CI
+/// load it once returned an LCP Echo-Request cut to 6 bytes. Up to 1% of those may be
+/// malformed, as up to 1% of echoes may be lost; they are listed.
+fn assert_pcap_clean(path: &Path, min_packets: usize, ours: Ipv4Addr) {
     if !require("tshark") {
         return;
     }
@@ -31,15 +35,35 @@ fn assert_pcap_clean(path: &Path, min_packets: usize) {
         path.display(),
         packets.len()
     );
-    for p in &packets {
-        assert!(
-            !p.malformed,
+    let peer_data = packets
+        .iter()
+        .filter(|p| !p.is_control && p.src != Some(ours))
+        .count();
+    let mut peer_data_malformed = Vec::new();
+    for p in packets.iter().filter(|p| p.malformed) {
+        if !p.is_control && p.src != Some(ours) {
+            peer_data_malformed.push(format!("frame {}: {}", p.frame, p.expert));
+            continue;
+        }
+        panic!(
             "{}: tshark flags frame {} as malformed: {}",
             path.display(),
             p.frame,
             p.expert
         );
     }
+    if !peer_data_malformed.is_empty() {
+        eprintln!(
+            "{}: xl2tpd's data messages tshark flags: {peer_data_malformed:?}",
+            path.display()
+        );
+    }
+    assert!(
+        peer_data_malformed.len() * 100 <= peer_data,
+        "{}: {} of xl2tpd's {peer_data} data messages malformed: {peer_data_malformed:?}",
+        path.display(),
+        peer_data_malformed.len()
+    );
 }
 
 /// Our LAC: 20 tunnels × 2 sessions against xl2tpd as LNS, held 5 s with echoes.
@@ -104,7 +128,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
     assert_eq!(lns.count("Connection established to"), 20, "{log}");
     assert_eq!(lns.count("Call established with"), 40, "{log}");
     lns.stop();
-    assert_pcap_clean(&pcap, 20 * 6);
+    assert_pcap_clean(&pcap, 20 * 6, lac_ip);
     if hidden {
         // The ICRQs on the wire carry a hidden Assigned Session ID.
         let mut reader = l2tp::capture::CaptureReader::open(&pcap).expect("pcap");
@@ -206,7 +230,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         .expect("endpoint run");
     assert_eq!(stats.tunnels_established, 1, "{log}");
     assert_eq!(stats.sessions_established, 1, "{log}");
-    assert_pcap_clean(&pcap, 6);
+    assert_pcap_clean(&pcap, 6, endpoint_ip);
 }
 
 #[test]

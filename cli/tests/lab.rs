@@ -2,6 +2,9 @@
 //! `down`, a panic, or a Ctrl-C half-way through `lab up`. Needs root, `ip` and `tcpdump`: under
 //! `CI=true` their absence fails the test, otherwise the test says why it skips.
 
+mod common;
+
+use common::lab_available;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -15,28 +18,6 @@ use l2tpkit::lab::{sys, Lab, LabSpec, Role, Topology};
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn lab_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !sys::is_root() {
-        missing.push("root");
-    }
-    if !sys::have("ip", "-V") {
-        missing.push("ip (iproute2)");
-    }
-    if !sys::have("tcpdump", "--version") {
-        missing.push("tcpdump");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test}: the lab needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("skipping {reason}");
-    false
-}
 
 fn spec(topology: Topology, endpoints: usize, initiators: usize) -> LabSpec {
     LabSpec {

@@ -6,6 +6,9 @@
 //! loops back to its socket with the initiator's source. Then `l2tpkit lab kill master` on a
 //! lab that `lab up` left running: an endpoint takes over. Needs root, `ip` and `tcpdump`.
 
+mod common;
+
+use common::{lab_available, mac_of};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,36 +22,6 @@ use reference::raw::{interface_with_address, udp_socket, RawSender};
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 const CLUSTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const MASTER_LAN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-
-fn lab_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !sys::is_root() {
-        missing.push("root");
-    }
-    if !sys::have("ip", "-V") {
-        missing.push("ip (iproute2)");
-    }
-    if !sys::have("tcpdump", "--version") {
-        missing.push("tcpdump");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test}: the lab needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-    false
-}
-
-fn mac_of(namespace: &str, interface: &str) -> String {
-    let json: serde_json::Value = serde_json::from_str(
-        &sys::ip(&["-n", namespace, "-j", "link", "show", interface]).expect("ip link"),
-    )
-    .expect("ip -j");
-    json[0]["address"].as_str().expect("a MAC").to_string()
-}
 
 fn datagram(socket: &UdpSocket) -> Option<(String, SocketAddrV4)> {
     let mut buf = [0u8; 256];

@@ -4,6 +4,9 @@
 //! the roles' counters, never from how fast things went. Every lab is removed at the end, also
 //! when an assertion fails (dropping a `Lab` tears it down).
 
+mod common;
+
+use common::lab_available;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -21,28 +24,6 @@ use reference::master::{MasterStatus, MemberState, Policy};
 use reference::runner::Ended;
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
-
-fn lab_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !sys::is_root() {
-        missing.push("root");
-    }
-    if !sys::have("ip", "-V") {
-        missing.push("ip (iproute2)");
-    }
-    if !sys::have("tcpdump", "--version") {
-        missing.push("tcpdump");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test}: the lab needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("skipping {reason}");
-    false
-}
 
 /// One L2TP packet in a capture.
 #[derive(Debug, Clone)]

@@ -15,6 +15,9 @@
 //!
 //! Needs root, `ip` and `tcpdump` (CI has them; without CI=true the test says why it skips).
 
+mod common;
+
+use common::{lab_available, mac_of};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -34,28 +37,6 @@ use reference::takeover::HolderState;
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 /// The bound: a new master serves SCCRQs within 3 s of the kill.
 const SERVED_WITHIN: Duration = Duration::from_secs(3);
-
-fn lab_available() -> bool {
-    let mut missing = Vec::new();
-    if !sys::is_root() {
-        missing.push("root");
-    }
-    if !sys::have("ip", "-V") {
-        missing.push("ip (iproute2)");
-    }
-    if !sys::have("tcpdump", "--version") {
-        missing.push("tcpdump");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("the takeover lab needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-    false
-}
 
 /// One LAC run from the initiator namespace, on a thread of its own.
 struct Group {
@@ -162,14 +143,6 @@ fn read(pcap: &Path) -> Vec<Observation> {
         .0
 }
 
-fn mac_of(namespace: &str, interface: &str) -> String {
-    let json: serde_json::Value = serde_json::from_str(
-        &sys::ip(&["-n", namespace, "-j", "link", "show", interface]).expect("ip link"),
-    )
-    .expect("ip -j");
-    json[0]["address"].as_str().expect("a MAC").to_string()
-}
-
 fn tunnels_reported(status: &MasterStatus) -> u64 {
     status.endpoints.iter().map(|e| u64::from(e.tunnels)).sum()
 }
@@ -190,7 +163,7 @@ fn fig4_lab(name: &str, initiators: usize) -> (Lab, PathBuf) {
 
 #[test]
 fn fig4_master_killed_under_load_an_endpoint_takes_over() {
-    if !lab_available() {
+    if !lab_available("fig4_master_killed_under_load_an_endpoint_takes_over") {
         return;
     }
     let (lab, run_dir) = fig4_lab("takeover", 20);
@@ -372,7 +345,7 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
 /// takes over; new tunnels are served by te2 and te3 only.
 #[test]
 fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
-    if !lab_available() {
+    if !lab_available("fig4_the_acting_master_killed_too_the_next_endpoint_takes_over") {
         return;
     }
     let (lab, run_dir) = fig4_lab("takeover2", 4);

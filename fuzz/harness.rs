@@ -29,11 +29,11 @@ use l2tp::ip::{self, Ipv4Udp, L2tpClass};
 use l2tp::time::Instant;
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{rules, samples, AvpValue, Error as WireError, PacketRepr};
+use netio::runner::TunnelDriver;
 use reference::cluster::{self, EndpointState, LoadReport};
 use reference::endpoint::{Endpoint, Reporting};
 use reference::master::{Master, MasterConfig, Policy, Verdict as MasterVerdict};
 use reference::nat::{Nat, NatConfig, Verdict as NatVerdict};
-use reference::runner::Role;
 
 /// The secret of the captures in `captures/` (captures/PROVENANCE.md), so that their hidden
 /// AVPs unhide.
@@ -317,7 +317,7 @@ impl Node {
         }
     }
 
-    /// One turn of the runner's loop (`reference::runner::Runner::run`): events to the role, its
+    /// One turn of the runner's loop (`netio::runner::Runner::run`): events to the role, its
     /// tick, then everything the tunnels and the role want to send. Every datagram the node
     /// sends must parse with its own secret; every load report must open with its key.
     pub fn pump(&mut self, sent: &mut Vec<Sent>) {

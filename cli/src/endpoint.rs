@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
+use netio::runner::Runner;
 use reference::claim::{ClaimAddress, ClaimPlan};
 use reference::endpoint::{Endpoint, EndpointStats, Reporting, TakeoverLink};
 use reference::master::{MasterConfig, Policy};
-use reference::runner::Runner;
 use reference::serve::{serve_takeover, MasterSetup};
 use reference::takeover::{Watch, WatchConfig};
 use std::net::SocketAddrV4;
@@ -219,7 +219,7 @@ fn takeover(
         .context("--takeover-cluster needs --takeover-lan")?;
     let interface = |flag: &str, given: &Option<String>, holding: std::net::Ipv4Addr| match given {
         Some(name) => Ok(name.clone()),
-        None => reference::raw::interface_with_address(holding)
+        None => netio::iface::interface_with_address(holding)
             .with_context(|| format!("{flag}: no interface given and none holds {holding}")),
     };
     let public_if = interface("--takeover-public-if", &t.takeover_public_if, global)?;
@@ -348,7 +348,7 @@ pub fn execute(
             Some((task, stop)) => {
                 let endpoint_run = async {
                     let run = runner
-                        .run(&mut endpoint, duration, reference::runner::DRAIN)
+                        .run(&mut endpoint, duration, netio::runner::DRAIN)
                         .await;
                     // A master running here stops with the endpoint.
                     let _ = stop.send(true);
@@ -359,7 +359,7 @@ pub fn execute(
             }
             None => (
                 runner
-                    .run(&mut endpoint, duration, reference::runner::DRAIN)
+                    .run(&mut endpoint, duration, netio::runner::DRAIN)
                     .await,
                 None,
             ),

@@ -12,9 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::time::Instant;
+use netio::runner::{Ended, Runner};
 use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, Swarm};
 use probes::live::{Live, LiveSnapshot};
-use reference::runner::{Ended, Runner};
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
 
@@ -25,7 +25,7 @@ const TUNNELS_PER_INITIATOR: usize = 60_000;
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// How long a teardown may take to have its StopCCNs acknowledged after the run's end.
-const DRAIN: Duration = reference::runner::DRAIN;
+const DRAIN: Duration = netio::runner::DRAIN;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LacArgs {

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use l2tp::capture::build_ipv4_udp;
 use l2tpkit::lab::{kill_master_links, sys, Lab, LabSpec, Topology};
+use netio::iface::interface_with_address;
+use netio::udp::{udp_socket, RawSender};
 use reference::claim::{self, ClaimAddress, ClaimPlan, Probe};
-use reference::raw::{interface_with_address, udp_socket, RawSender};
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 const CLUSTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

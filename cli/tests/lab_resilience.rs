@@ -18,10 +18,10 @@ use l2tp::ip::{classify, L2tpClass};
 use l2tp::wire::MessageType;
 use l2tpkit::lab::{sys, Lab, LabSpec, Role, Topology};
 use l2tpkit::lac::LacArgs;
+use netio::runner::Ended;
 use probes::lac::LacReport;
 use probes::sequence::Rule;
 use reference::master::{MasterStatus, MemberState, Policy};
-use reference::runner::Ended;
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 

@@ -27,11 +27,11 @@ use l2tp::wire::message::ParseOptions;
 use l2tp::wire::MessageType;
 use l2tpkit::lab::{sys, Lab, LabSpec, Topology, MASTER};
 use l2tpkit::lac::LacArgs;
+use netio::runner::Ended;
 use probes::lac::LacReport;
 use probes::live::{Live, LiveSnapshot};
 use probes::sequence::{Kind, Observation};
 use reference::master::{MasterStatus, MemberState};
-use reference::runner::Ended;
 use reference::takeover::HolderState;
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");

@@ -26,7 +26,7 @@ use pnet_packet::arp::{
 use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
 use pnet_packet::{MutablePacket, Packet};
 
-use crate::raw::ArpSocket;
+use netio::arp::ArpSocket;
 
 /// Ethernet header + ARP for IPv4: the frame before any padding.
 pub const ARP_FRAME_LEN: usize = 14 + 28;
@@ -324,7 +324,7 @@ pub fn take(plan: &ClaimPlan) -> Result<Claimed, ClaimError> {
 pub fn remove_leftovers(plan: &ClaimPlan) -> Result<Vec<ClaimAddress>, ClaimError> {
     let mut removed = Vec::new();
     for address in &plan.addresses {
-        let here = crate::raw::interface_with_address(address.addr)
+        let here = netio::iface::interface_with_address(address.addr)
             .is_ok_and(|interface| interface == address.interface);
         if here {
             ip_addr("del", address)?;

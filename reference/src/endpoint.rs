@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::cluster::{self, EndpointState, LoadReport};
-use crate::runner::Role;
 use crate::takeover::{ClaimOutcome, Order, Watch, WatchStatus};
+use netio::runner::TunnelDriver;
 
 /// What the endpoint saw; printed at exit and exported as JSON.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl Endpoint {
     }
 }
 
-impl Role for Endpoint {
+impl TunnelDriver for Endpoint {
     fn on_event(&mut self, set: &mut TunnelSet, _now: Instant, tunnel: u16, event: Event) {
         match event {
             Event::TunnelUp {

@@ -1,6 +1,9 @@
-//! Reference servers for the patent's cluster, and the tokio runner every role shares.
+//! Reference servers for the patent's cluster.
 //!
-//! The protocol lives in `l2tp` (sans-IO); this crate only adds sockets, clocks and policy.
+//! The protocol lives in `l2tp` (sans-IO) and the sockets in `netio`; this crate adds the
+//! servers' nodes, clocks and policy.
+
+#![forbid(unsafe_code)]
 
 pub mod claim;
 pub mod cluster;
@@ -8,8 +11,6 @@ pub mod control;
 pub mod endpoint;
 pub mod master;
 pub mod nat;
-pub mod raw;
-pub mod runner;
 pub mod serve;
 pub mod takeover;
 mod throttle;

@@ -19,8 +19,13 @@ use crate::claim::{ClaimError, ClaimPlan, Probe};
 use crate::cluster::REPORT_PORT;
 use crate::control::{self, ControlServer, Request};
 use crate::master::{Master, MasterConfig, Verdict};
-use crate::raw::{FrameSender, RawSender, RxRing, UdpBatchReceiver, BATCH};
 use crate::takeover::{Holder, HolderState};
+use netio::filter::{attach_filter, drop_all_filter, udp_to_filter};
+use netio::iface::interface_with_address;
+use netio::ring::{AsyncRing, RxRing};
+use netio::tap::{AsyncTap, FrameSender, Tap};
+use netio::udp::{udp_socket, RawSender, UdpBatchReceiver};
+use netio::BATCH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -118,10 +123,10 @@ async fn bind(addr: SocketAddrV4) -> Result<UdpSocket, ServeError> {
 }
 
 fn bind_with(addr: SocketAddrV4, reuse_addr: bool) -> Result<UdpSocket, ServeError> {
-    let socket = crate::raw::udp_socket(addr, reuse_addr)
+    let socket = udp_socket(addr, reuse_addr)
         .and_then(UdpSocket::from_std)
         .map_err(|source| ServeError::Bind { addr, source })?;
-    crate::runner::grow_buffers(&socket);
+    netio::runner::grow_buffers(&socket);
     Ok(socket)
 }
 
@@ -750,20 +755,17 @@ fn write_ipv4_udp(packet: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4) -> bo
 /// the ring and still without it, the packet is rebuilt with TTL 64 from the reassembled
 /// datagram, and one longer than the LAN's MTU fails to go out.)
 pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
-    use std::os::fd::AsRawFd;
-    use tokio::io::unix::AsyncFd;
     use tokio::io::Interest;
 
     let global = SocketAddrV4::new(setup.config.global, setup.port);
     let public = bind(global).await?;
-    let public_fd = public.as_raw_fd();
     // The fast way in: a receive ring on the interface that holds the global address; the
     // UDP socket then only keeps the port ours and takes nothing. Without such an interface
     // (or the ring), the socket receives, in recvmmsg batches.
-    let ring = crate::raw::interface_with_address(setup.config.global).and_then(|interface| {
-        let filter = crate::raw::udp_to_filter(setup.config.global, setup.port);
+    let ring = interface_with_address(setup.config.global).and_then(|interface| {
+        let filter = udp_to_filter(setup.config.global, setup.port);
         let ring = RxRing::open(&interface, &filter)?;
-        crate::raw::attach_filter(public_fd, &crate::raw::drop_all_filter())?;
+        attach_filter(&public, &drop_all_filter())?;
         Ok((interface, ring))
     });
     let (public_interface, ring) = match ring {
@@ -775,7 +777,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
     };
     let mut ring = ring.map(PublicRing::new);
     let raw = RawSender::new().map_err(ServeError::Raw)?;
-    let tap = crate::raw::Tap::open(&setup.lan_interface, BATCH).map_err(ServeError::Raw)?;
+    let tap = Tap::open(&setup.lan_interface, BATCH).map_err(ServeError::Raw)?;
     // Without it (an interface that is not Ethernet), everything goes the raw IP way.
     let frames_out = match FrameSender::open(&setup.lan_interface) {
         Ok(sender) => Some(sender),
@@ -785,10 +787,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
         }
     };
     let our_mac = frames_out.as_ref().map(FrameSender::mac);
-    // SAFETY: the Tap owns its descriptor (an OwnedFd) for as long as the AsyncFd holds it,
-    // and `as_raw_fd` always returns that same descriptor.
-    let mut tap =
-        unsafe { AsyncFd::register(TapFd(tap)) }.map_err(|err| ServeError::Socket(err.into()))?;
+    let mut tap = AsyncTap::new(tap).map_err(|err| ServeError::Socket(err.into()))?;
     let mut pcap = match &setup.pcap {
         Some(path) => Some(CaptureWriter::create(path, Linktype::RAW)?),
         None => None,
@@ -873,7 +872,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
             ready = public.readable(), if ring.is_none() => {
                 ready.map_err(ServeError::Socket)?;
                 for _ in 0..BATCHES_PER_WAKE {
-                    let n = match public.try_io(Interest::READABLE, || rx.recv(public_fd)) {
+                    let n = match public.try_io(Interest::READABLE, || rx.recv(&public)) {
                         Ok(n) => n,
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                         Err(err) => return Err(ServeError::Socket(err)),
@@ -893,11 +892,11 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
             ready = tap.readable_mut() => {
                 let mut guard = ready.map_err(ServeError::Socket)?;
                 let now = clock.now();
-                let n = guard.get_inner_mut().0.recv_batch().map_err(ServeError::Socket)?;
+                let n = guard.get_inner_mut().recv_batch().map_err(ServeError::Socket)?;
                 if n == 0 {
                     guard.clear_ready();
                 }
-                let inner = &mut guard.get_inner_mut().0;
+                let inner = guard.get_inner_mut();
                 // (index, length) of the packets to send out, in order.
                 let mut out = [(0usize, 0usize); BATCH];
                 let mut count = 0;
@@ -923,7 +922,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
                         }
                     }
                 }
-                let inner = &guard.get_inner().0;
+                let inner = guard.get_inner();
                 let mut refs: [&[u8]; BATCH] = [&[]; BATCH];
                 for (slot, &(i, total)) in refs.iter_mut().zip(&out[..count]) {
                     *slot = inner.packet_ref(i, total).unwrap_or_default();
@@ -1164,7 +1163,7 @@ struct PublicRing {
     /// Busy: the ring itself.
     busy: Option<RxRing>,
     /// Idle: the ring, registered.
-    idle: Option<tokio::io::unix::AsyncFd<RingFd>>,
+    idle: Option<AsyncRing>,
     empty_since: Option<std::time::Instant>,
 }
 
@@ -1182,7 +1181,7 @@ impl PublicRing {
     fn ring(&self) -> &RxRing {
         match (&self.busy, &self.idle) {
             (Some(ring), _) => ring,
-            (None, Some(fd)) => &fd.get_ref().0,
+            (None, Some(fd)) => fd.get_ref(),
             (None, None) => unreachable!("the ring is always in one of the two places"),
         }
     }
@@ -1190,7 +1189,7 @@ impl PublicRing {
     fn ring_mut(&mut self) -> &mut RxRing {
         match (&mut self.busy, &mut self.idle) {
             (Some(ring), _) => ring,
-            (None, Some(fd)) => &mut fd.get_mut().0,
+            (None, Some(fd)) => fd.get_mut(),
             (None, None) => unreachable!("the ring is always in one of the two places"),
         }
     }
@@ -1202,7 +1201,7 @@ impl PublicRing {
             Some(fd) => {
                 fd.readable_mut().await?.clear_ready();
                 if let Some(fd) = self.idle.take() {
-                    self.busy = Some(fd.into_inner().0);
+                    self.busy = Some(fd.into_inner());
                 }
                 self.empty_since = None;
                 Ok(())
@@ -1226,43 +1225,17 @@ impl PublicRing {
             if let Some(ring) = self.busy.take() {
                 // Registering reports a ring that already holds frames as ready at once, so
                 // none that came since the last look is left waiting.
-                // SAFETY: the ring owns its descriptor for as long as the AsyncFd holds it,
-                // and `as_raw_fd` always returns that same descriptor.
-                let registered = unsafe {
-                    tokio::io::unix::AsyncFd::register_with_interest(
-                        RingFd(ring),
-                        tokio::io::Interest::READABLE,
-                    )
-                };
-                match registered {
+                match AsyncRing::new(ring) {
                     Ok(fd) => self.idle = Some(fd),
                     Err(err) => {
                         let (ring, err) = err.into_parts();
-                        self.busy = Some(ring.0);
+                        self.busy = Some(ring);
                         return Err(err);
                     }
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// The receive ring as a file descriptor tokio can wait on.
-struct RingFd(RxRing);
-
-impl std::os::fd::AsRawFd for RingFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.raw_fd()
-    }
-}
-
-/// The tap as a file descriptor tokio can wait on.
-struct TapFd(crate::raw::Tap);
-
-impl std::os::fd::AsRawFd for TapFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.raw_fd()
     }
 }
 

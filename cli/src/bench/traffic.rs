@@ -19,7 +19,6 @@
 
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -28,7 +27,8 @@ use anyhow::{bail, Context};
 use l2tp::conn::tunnel::Event;
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::wire::{HeaderRepr, PacketRepr};
-use reference::raw::{send_udp_batch, BATCH};
+use netio::udp::send_udp_batch;
+use netio::BATCH;
 use serde::Serialize;
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
@@ -333,7 +333,6 @@ fn service(socket: &UdpSocket, set: &mut TunnelSet, clock: &Clock, peer: SocketA
 
 /// Sends `refs` over and over for `seconds` or `count` packets, whichever ends first.
 fn send(socket: &UdpSocket, refs: &[&[u8]], seconds: f64, count: u64) -> Blasted {
-    let fd = socket.as_raw_fd();
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(seconds.clamp(0.0, 600.0));
     let mut sent = 0u64;
@@ -342,7 +341,7 @@ fn send(socket: &UdpSocket, refs: &[&[u8]], seconds: f64, count: u64) -> Blasted
         let want = refs
             .len()
             .min(usize::try_from(count - sent).unwrap_or(usize::MAX));
-        match send_udp_batch(fd, &refs[..want]) {
+        match send_udp_batch(socket, &refs[..want]) {
             Ok(n) => sent += n as u64,
             Err(_) => errors += 1,
         }

@@ -299,7 +299,7 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<ExitCode> {
     let mut ports = Vec::with_capacity(args.ports.len());
     for name in &args.ports {
         ports.push(
-            reference::raw::FramePort::open(name)
+            netio::tap::FramePort::open(name)
                 .with_context(|| format!("opening a packet socket on {name}"))?,
         );
     }
@@ -344,7 +344,7 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<ExitCode> {
                     .min(Duration::from_millis(100))
             });
         // Rounded up: waking a little late is netem's behaviour too, early would spin.
-        reference::raw::poll_readable(&mut fds, wake).context("poll")?;
+        netio::poll::poll_readable(&mut fds, wake).context("poll")?;
         let now = clock();
         let mut captured = false;
         for (index, port) in ports.iter_mut().enumerate() {

@@ -13,9 +13,9 @@ use anyhow::Context;
 /// No `ip` or `sysctl` call here takes more than milliseconds; this only bounds a wedged one.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 /// SIGTERM (or SIGINT), then this long, then SIGKILL. Longer than a role's own teardown
-/// ([`reference::runner::DRAIN`]): an endpoint whose StopCCNs go unacknowledged uses all of
+/// ([`netio::runner::DRAIN`]): an endpoint whose StopCCNs go unacknowledged uses all of
 /// it, and a SIGKILL at the same moment would lose its final counts.
-pub const TERM_GRACE: Duration = reference::runner::DRAIN.saturating_add(Duration::from_secs(3));
+pub const TERM_GRACE: Duration = netio::runner::DRAIN.saturating_add(Duration::from_secs(3));
 /// After SIGKILL a process is gone at once unless it is stuck in the kernel.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -231,17 +231,7 @@ fn wait_gone(pid: u32, start_time: u64, timeout: Duration) -> bool {
 /// then on live there. The lab runs its in-process LAC this way, so the TUI in the main thread
 /// reads the LAC's live figures without a pipe in between.
 pub fn enter_netns(name: &str) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
-    let path = std::path::Path::new("/run/netns").join(name);
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("opening network namespace {}", path.display()))?;
-    // SAFETY: a valid descriptor of a namespace file; setns changes only this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("entering network namespace {name}"));
-    }
-    Ok(())
+    Ok(netio::netns::enter(name)?)
 }
 
 /// Whether we run as root (effective UID 0).

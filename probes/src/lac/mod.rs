@@ -18,7 +18,7 @@ use l2tp::conn::tunnel::{Event, ResultCode, TunnelState};
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
-use reference::runner::Role;
+use netio::runner::TunnelDriver;
 use serde::Serialize;
 
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
@@ -570,7 +570,7 @@ impl Lac {
     }
 }
 
-impl Role for Lac {
+impl TunnelDriver for Lac {
     fn on_event(&mut self, set: &mut TunnelSet, now: Instant, tunnel: u16, event: Event) {
         let t = self.run_time(now);
         let sessions = self.plan.sessions_per_tunnel;

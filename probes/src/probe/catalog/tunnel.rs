@@ -1443,7 +1443,7 @@ fn local_ip_towards(to: SocketAddrV4) -> std::io::Result<std::net::Ipv4Addr> {
 
 fn bad_udp_checksum_inner(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
     use pnet_packet::udp::MutableUdpPacket;
-    let raw = match reference::raw::RawSender::new() {
+    let raw = match netio::udp::RawSender::new() {
         Ok(raw) => raw,
         Err(e) => {
             return Ok(Verdict::NotApplicable(format!(

@@ -6,13 +6,13 @@
 use std::net::{SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use reference::raw::{
-    send_udp_batch, udp_to_filter, FrameSender, RawSender, RxRing, Tap, UdpBatchReceiver,
-};
+use netio::filter::udp_to_filter;
+use netio::ring::RxRing;
+use netio::tap::{FrameSender, Tap};
+use netio::udp::{send_udp_batch, RawSender, UdpBatchReceiver};
 
 fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     if !root {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("CI=true but not root: raw socket tests need CAP_NET_RAW");
@@ -141,13 +141,12 @@ fn udp_batches_go_out_and_come_in_whole() {
     sender.connect(receiver.local_addr().unwrap()).unwrap();
     let datagrams: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; usize::from(i) + 1]).collect();
     let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
-    use std::os::fd::AsRawFd;
-    assert_eq!(send_udp_batch(sender.as_raw_fd(), &refs).unwrap(), 100);
+    assert_eq!(send_udp_batch(&sender, &refs).unwrap(), 100);
     let mut rx = UdpBatchReceiver::new(64, 42, 2048);
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     while got.len() < 100 && Instant::now() < deadline {
-        match rx.recv(receiver.as_raw_fd()) {
+        match rx.recv(&receiver) {
             Ok(n) => {
                 assert!(n <= 64);
                 for i in 0..n {

@@ -1,5 +1,5 @@
-//! A small tokio runner: one UDP socket, one [`TunnelSet`], and a [`Role`] that reacts to the
-//! tunnels' events. It stamps every datagram with `now`, feeds it to the set, sends what the
+//! A small tokio runner: one UDP socket, one [`TunnelSet`], and a [`TunnelDriver`] that reacts
+//! to the tunnels' events. It stamps every datagram with `now`, feeds it to the set, sends what the
 //! set emits, sleeps until `poll_timeout`, and tees every packet into a pcap when asked.
 
 use std::io;
@@ -18,7 +18,7 @@ use tokio::net::UdpSocket;
 pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// What a runner's owner does with the tunnels: the LAC script, the endpoint's echo answers.
-pub trait Role {
+pub trait TunnelDriver {
     /// One event from one tunnel.
     fn on_event(&mut self, set: &mut TunnelSet, now: Instant, tunnel: u16, event: Event);
     /// Called after every wake-up; returns when the role next wants to act on its own.
@@ -88,7 +88,7 @@ impl Runner {
     }
 
     /// As `bind`; with `reuse_addr` the socket sets SO_REUSEADDR, so that a master started in
-    /// this process later (an endpoint taking over, `crate::takeover`) can bind the cluster
+    /// this process later (an endpoint taking over, `reference::takeover`) can bind the cluster
     /// address's port beside a socket on 0.0.0.0.
     pub async fn bind_with(
         local: SocketAddrV4,
@@ -97,7 +97,7 @@ impl Runner {
         pcap: Option<&Path>,
         reuse_addr: bool,
     ) -> Result<Runner, RunError> {
-        let socket = crate::raw::udp_socket(local, reuse_addr)
+        let socket = crate::udp::udp_socket(local, reuse_addr)
             .and_then(UdpSocket::from_std)
             .map_err(|source| RunError::Bind {
                 addr: local,
@@ -171,9 +171,9 @@ impl Runner {
         Ok(())
     }
 
-    fn dispatch_events(&mut self, role: &mut impl Role, now: Instant) {
+    fn dispatch_events(&mut self, driver: &mut impl TunnelDriver, now: Instant) {
         while let Some((id, event)) = self.set.poll_event() {
-            role.on_event(&mut self.set, now, id, event);
+            driver.on_event(&mut self.set, now, id, event);
         }
     }
 
@@ -181,7 +181,7 @@ impl Runner {
     /// or Ctrl-C (same teardown).
     pub async fn run(
         &mut self,
-        role: &mut impl Role,
+        driver: &mut impl TunnelDriver,
         deadline: Option<Duration>,
         drain: Duration,
     ) -> Result<Ended, RunError> {
@@ -194,11 +194,11 @@ impl Runner {
         tokio::pin!(ctrl_c);
         loop {
             let now = self.now();
-            self.dispatch_events(role, now);
-            let wake = role.on_tick(&mut self.set, now);
-            self.dispatch_events(role, now);
+            self.dispatch_events(driver, now);
+            let wake = driver.on_tick(&mut self.set, now);
+            self.dispatch_events(driver, now);
             self.flush_transmit(now, &mut buf).await?;
-            while let Some((to, bytes)) = role.poll_side_transmit(now) {
+            while let Some((to, bytes)) = driver.poll_side_transmit(now) {
                 // From a socket of their own, so that nothing but L2TP leaves port 1701.
                 if self.side.is_none() {
                     let local = SocketAddrV4::new(*self.local.ip(), 0);
@@ -211,7 +211,7 @@ impl Runner {
                     }
                 }
             }
-            if role.finished(&self.set, now) {
+            if driver.finished(&self.set, now) {
                 return Ok(shutting_down.map_or(Ended::Finished, |(_, why)| why));
             }
             if let Some((until, why)) = shutting_down {
@@ -219,7 +219,7 @@ impl Runner {
                     return Ok(why);
                 }
             } else if deadline.is_some_and(|d| now >= d) {
-                role.shutdown(&mut self.set, now);
+                driver.shutdown(&mut self.set, now);
                 shutting_down = Some((now + drain, Ended::Deadline));
                 continue;
             }
@@ -255,7 +255,7 @@ impl Runner {
                     let now = self.now();
                     match received {
                         Ok((len, SocketAddr::V4(from))) => {
-                            role.handle_side(now, from, side_recv.get(..len).unwrap_or_default());
+                            driver.handle_side(now, from, side_recv.get(..len).unwrap_or_default());
                         }
                         Ok(_) => {}
                         // An ICMP error for an earlier report (no master listening yet): the
@@ -270,7 +270,7 @@ impl Runner {
                 _ = &mut ctrl_c, if shutting_down.is_none() => {
                     let now = self.now();
                     tracing::info!("interrupted: tearing down");
-                    role.shutdown(&mut self.set, now);
+                    driver.shutdown(&mut self.set, now);
                     shutting_down = Some((now + drain, Ended::Interrupted));
                 }
             }
@@ -288,30 +288,8 @@ impl Runner {
 
 /// Bursts of thousands of SCCRQs overflow the default 208 KB socket buffers; ask for 8 MB
 /// (forced past `rmem_max` when we have CAP_NET_ADMIN, best effort otherwise).
-pub(crate) fn grow_buffers(socket: &UdpSocket) {
-    use std::os::fd::AsRawFd;
-    const SIZE: libc::c_int = 8 << 20;
-    let fd = socket.as_raw_fd();
-    for (forced, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
-        for option in [forced, plain] {
-            // SAFETY: setsockopt on a socket we own, with a c_int value of the size passed.
-            let ret = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    option,
-                    &SIZE as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if ret == 0 {
-                break;
-            }
-        }
-    }
+pub fn grow_buffers(socket: &impl std::os::fd::AsFd) {
+    crate::packet::grow_buffers(socket, 8 << 20, true, true);
 }
 
 /// The next datagram on the side socket; never, before it exists.

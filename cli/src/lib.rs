@@ -1,6 +1,8 @@
 //! The commands of the `l2tpkit` binary, as a library so that the end-to-end tests in `tests/`
 //! drive the same code paths in process.
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod ctl;
 pub mod decode;

@@ -1,5 +1,7 @@
 //! `l2tpkit`: L2TP conformance and load-testing toolkit with reference servers.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,8 @@
 //! The L2TPv2 protocol core of l2tpkit: wire codec, captures, and (sans-IO) protocol engines.
 //! Nothing here opens a socket, reads a clock or spawns a task.
 
+#![forbid(unsafe_code)]
+
 pub mod capture;
 pub mod conn;
 pub mod ip;

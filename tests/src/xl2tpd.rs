@@ -77,6 +77,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
 use crate::require;
 
 /// How long [`Xl2tpd::start`] waits for xl2tpd to listen.
@@ -199,12 +202,9 @@ fn children_of(pid: u32) -> Vec<u32> {
     children
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+fn signal(pid: u32, sig: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
     }
 }
 
@@ -215,8 +215,7 @@ pub fn available() -> bool {
     if !require("xl2tpd") || !require("unshare") {
         return false;
     }
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let problem = if !root {
         Some("xl2tpd tests need root (mount namespace, bind mount over /usr/sbin/pppd)")
     } else if !Path::new("/usr/sbin/pppd").exists() {
@@ -535,13 +534,13 @@ impl Xl2tpd {
     /// SIGTERM to xl2tpd (it exits at once, without a StopCCN), up to 5 s for it to go, then
     /// SIGKILL; reaps everything and removes the temporary directory. Returns the final log.
     pub fn stop(mut self) -> String {
-        self.shutdown(libc::SIGTERM)
+        self.shutdown(Signal::SIGTERM)
     }
 
     /// Like [`Xl2tpd::stop`] but with SIGINT, on which xl2tpd sends a StopCCN ("Server closing")
     /// on every tunnel before it exits.
     pub fn stop_with_stopccn(mut self) -> String {
-        self.shutdown(libc::SIGINT)
+        self.shutdown(Signal::SIGINT)
     }
 
     /// PID of `unshare`, our direct child (the leader of its own process group).
@@ -596,7 +595,7 @@ impl Xl2tpd {
 
     /// Signals xl2tpd, escalates to SIGKILL, reaps `unshare`, removes the directory. Idempotent;
     /// never panics (it runs in `Drop`).
-    fn shutdown(&mut self, sig: libc::c_int) -> String {
+    fn shutdown(&mut self, sig: Signal) -> String {
         let child = self
             .child
             .get_mut()
@@ -621,15 +620,12 @@ impl Xl2tpd {
                 }
                 if !wait_until(&mut child, STOP_GRACE) {
                     for init in children_of(pid) {
-                        signal(init, libc::SIGKILL);
+                        signal(init, Signal::SIGKILL);
                     }
                     if !wait_until(&mut child, Duration::from_secs(2)) {
                         // The whole group (`--kill-child` ends the namespace with it).
-                        if let Ok(pgid) = libc::pid_t::try_from(pid) {
-                            // SAFETY: kill(2) has no memory-safety preconditions.
-                            unsafe {
-                                libc::kill(-pgid, libc::SIGKILL);
-                            }
+                        if let Ok(pgid) = i32::try_from(pid) {
+                            let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
                         }
                     }
                 }
@@ -647,7 +643,7 @@ impl Xl2tpd {
 impl Drop for Xl2tpd {
     fn drop(&mut self) {
         let had_child = lock(&self.child).is_some();
-        let log = self.shutdown(libc::SIGTERM);
+        let log = self.shutdown(Signal::SIGTERM);
         if had_child && std::thread::panicking() {
             eprintln!(
                 "xl2tpd on {} (dropped while panicking), log tail:\n{}",

@@ -29,8 +29,7 @@ fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     if !root {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("CI=true but not root: the master's raw socket needs CAP_NET_RAW");

@@ -5,6 +5,8 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use l2tpkit_tests::xl2tpd::{self, loopback_pair, Proc, Role, Xl2tpd, Xl2tpdOptions};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 const UP: Duration = Duration::from_secs(10);
 
@@ -91,8 +93,8 @@ fn disconnect_and_stop(test: &str, lns: Xl2tpd, lac: Xl2tpd) {
     assert_gone(&procs, test);
     for pid in [lns_pid, lac_pid] {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
-        // SAFETY: kill(2) with signal 0 only checks for existence.
-        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+        // No signal: only checks that the process exists.
+        let alive = nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok();
         assert!(!alive, "pid {pid} still exists");
     }
     assert!(!lns_dir.exists() && !lac_dir.exists(), "temp dirs removed");
@@ -277,8 +279,8 @@ fn control_is_bounded_when_xl2tpd_is_gone() {
     let (ip, _) = loopback_pair("control_is_bounded_when_xl2tpd_is_gone");
     let lns = Xl2tpd::start(Role::Lns, &Xl2tpdOptions::on(ip)).expect("start LNS");
     let daemon = lns.daemon_pid().expect("xl2tpd pid");
-    // SAFETY: kill(2) on xl2tpd, which this test started.
-    unsafe { libc::kill(daemon as libc::pid_t, libc::SIGKILL) };
+    // xl2tpd, which this test started.
+    nix::sys::signal::kill(Pid::from_raw(daemon as i32), Signal::SIGKILL).expect("kill xl2tpd");
     let started = Instant::now();
     let err = lns.control("d cluster").expect_err("xl2tpd is dead");
     assert!(started.elapsed() < Duration::from_secs(6), "{err}");

@@ -210,7 +210,11 @@ fn main() {
     let _ = reporter.join();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "master totals: forwarded {} sccrq_dispatched {} dropped {}",
-        status.totals.forwarded, status.totals.sccrq_dispatched, status.totals.dropped
+        "master totals: forwarded {} sccrq_dispatched {} dropped {} ({}), reports accepted {}",
+        status.totals.forwarded,
+        status.totals.sccrq_dispatched,
+        status.totals.dropped,
+        serde_json::to_string(&status.drops).unwrap_or_default(),
+        status.reports.accepted
     );
 }

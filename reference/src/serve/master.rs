@@ -119,6 +119,10 @@ pub async fn serve_master(mut setup: MasterSetup) -> Result<MasterStatus, ServeE
             ready = public.readable() => {
                 ready?;
                 forward_batches(&mut master, &mut public, &lan, &mut lp)?;
+                // The socket keeps its readiness while datagrams wait, so without this the
+                // loop would not return to the runtime until tokio's budget ran out (128 wakes,
+                // 130k packets) and the report socket's readiness would lag by seconds.
+                tokio::task::yield_now().await;
             }
             received = reports.recv_from(&mut report_buf) => {
                 let (len, from) = received.map_err(ServeError::Socket)?;

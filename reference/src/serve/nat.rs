@@ -136,6 +136,9 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
             ready = public.readable(), if ring.is_none() => {
                 ready?;
                 fwd.forward_public_socket(&mut public, &lan, &mut lp)?;
+                // Let the runtime poll its driver, so the tap's readiness stays current (see
+                // the master's loop).
+                tokio::task::yield_now().await;
             }
             ready = tap.readable_mut() => {
                 let mut guard = ready.map_err(ServeError::Socket)?;

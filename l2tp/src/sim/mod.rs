@@ -385,6 +385,14 @@ impl<N: Node> Simulator<N> {
         self.trace.iter().map(|e| format!("{e}\n")).collect()
     }
 
+    /// When the next event falls, after draining what poked nodes have queued (as `step` does
+    /// first): lets a driver outside the simulator (a blocking probe script) step only up to
+    /// its own deadline.
+    pub fn next_event_at(&mut self) -> Option<Instant> {
+        self.flush_dirty();
+        self.next_event().map(|(time, _)| time)
+    }
+
     /// Processes the next event (a delivery or the earliest node timeout), advancing virtual
     /// time to it; `false` when nothing is left to do.
     pub fn step(&mut self) -> bool {

@@ -5,19 +5,26 @@
 //! correct or not, and judges the answer. Probes run one after another, each on fresh sockets,
 //! so that one probe's wreckage cannot decide the next one's verdict. Each names the RFC 2661
 //! section (or patent passage) it checks, what it sends and what it expects.
+//!
+//! The sockets come from a [`transport::Network`]: real UDP ([`run_one`]) or the simulator of
+//! `l2tp::sim` ([`run_one_on`] with a [`transport::SimNetwork`]).
 
 pub mod catalog;
 pub mod report;
 pub mod script;
+pub mod transport;
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use l2tp::capture::{CaptureWriter, Linktype};
+use l2tp::time::Instant;
 use serde::Serialize;
+
+use transport::{Network, UdpNetwork};
 
 /// What is probed, and how.
 #[derive(Debug, Clone)]
@@ -75,6 +82,15 @@ impl Verdict {
         }
     }
 
+    /// "Could not tell" becomes "broke the rule", with `what` saying where: for a step the
+    /// target itself must complete (an acknowledgement it owes us).
+    pub fn blamed(self, what: impl FnOnce(&str) -> String) -> Verdict {
+        match self {
+            Verdict::Inconclusive(why) => Verdict::Fail(what(&why)),
+            other => other,
+        }
+    }
+
     pub fn reason(&self) -> Option<&str> {
         match self {
             Verdict::Pass => None,
@@ -84,6 +100,12 @@ impl Verdict {
         }
     }
 }
+
+/// One step of a probe. `Ok` carries on with the value; `Err` is the verdict that decides the
+/// probe there and then (no SCCRP, so the rule cannot be judged; the target broke a rule on
+/// the way), so `?` leaves the probe with it. A probe's body is a `Step<Verdict>`: the verdict it
+/// reaches at its end, unless a step decided before.
+pub type Step<T> = Result<T, Verdict>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,81 +146,100 @@ pub struct Probe {
     pub sends: &'static str,
     pub expects: &'static str,
     pub scope: Scope,
-    pub run: fn(&mut Ctx) -> Verdict,
+    pub run: fn(&mut Ctx) -> Step<Verdict>,
 }
 
 /// What one run of one probe saw: the lines of its exchange and its capture.
-#[derive(Default)]
 pub struct Log {
     pub lines: Vec<String>,
     pcap: Option<CaptureWriter>,
-    start: Option<Instant>,
+    /// When the probe began, and the wall clock then (pcap timestamps).
+    start: Instant,
+    wall_start: Duration,
 }
 
 impl Log {
-    fn elapsed_ms(&mut self) -> f64 {
-        let start = *self.start.get_or_insert_with(Instant::now);
-        start.elapsed().as_secs_f64() * 1000.0
+    fn new(start: Instant, wall_start: Duration) -> Log {
+        Log {
+            lines: Vec::new(),
+            pcap: None,
+            start,
+            wall_start,
+        }
     }
 
     /// One line of evidence, stamped with milliseconds since the probe began.
-    pub fn note(&mut self, line: impl AsRef<str>) {
-        let ms = self.elapsed_ms();
+    pub fn note(&mut self, now: Instant, line: impl AsRef<str>) {
+        let ms = now.saturating_duration_since(self.start).as_secs_f64() * 1000.0;
         self.lines.push(format!("{ms:>9.1} ms  {}", line.as_ref()));
     }
 
+    fn wall(&self, now: Instant) -> Duration {
+        self.wall_start + now.saturating_duration_since(self.start)
+    }
+
     /// A whole IPv4 packet as it was crafted (bad checksums and all).
-    pub fn capture_ip(&mut self, packet: &[u8]) {
+    pub fn capture_ip(&mut self, now: Instant, packet: &[u8]) {
+        let wall = self.wall(now);
         if let Some(pcap) = self.pcap.as_mut() {
-            let wall = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
             if pcap.write_raw(wall, packet).is_err() {
-                self.pcap = None;
-                self.lines
-                    .push("(pcap write failed; capture stopped)".into());
+                self.pcap_failed();
             }
         }
     }
 
-    pub fn capture(&mut self, src: SocketAddrV4, dst: SocketAddrV4, bytes: &[u8]) {
+    pub fn capture(&mut self, now: Instant, src: SocketAddrV4, dst: SocketAddrV4, bytes: &[u8]) {
+        let wall = self.wall(now);
         if let Some(pcap) = self.pcap.as_mut() {
-            let wall = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
             if pcap.write_udp(wall, src, dst, bytes).is_err() {
-                // A full disk must not change the verdict; the evidence says so instead.
-                self.pcap = None;
-                self.lines
-                    .push("(pcap write failed; capture stopped)".into());
+                self.pcap_failed();
             }
         }
+    }
+
+    /// A full disk must not change the verdict; the evidence says so instead.
+    fn pcap_failed(&mut self) {
+        self.pcap = None;
+        self.lines
+            .push("(pcap write failed; capture stopped)".into());
     }
 }
 
 /// What a probe has to work with: the target, and sockets whose traffic lands in its log.
 pub struct Ctx<'a> {
     pub target: &'a Target,
+    network: &'a dyn Network,
     log: Rc<RefCell<Log>>,
 }
 
 impl<'a> Ctx<'a> {
     /// A scripted initiator on a fresh socket.
-    pub fn ctl(&self) -> Result<script::Ctl, Verdict> {
-        script::Ctl::open(self.target, Rc::clone(&self.log))
-            .map_err(|e| Verdict::Inconclusive(format!("opening a UDP socket: {e}")))
+    pub fn ctl(&self) -> Step<script::Ctl> {
+        self.ctl_for(self.target)
     }
 
     /// A scripted initiator on a fresh socket, for a target changed by the probe (another
     /// source address, say).
-    pub fn ctl_for(&self, target: &Target) -> Result<script::Ctl, Verdict> {
-        script::Ctl::open(target, Rc::clone(&self.log))
+    pub fn ctl_for(&self, target: &Target) -> Step<script::Ctl> {
+        script::Ctl::open(target, self.network, Rc::clone(&self.log))
             .map_err(|e| Verdict::Inconclusive(format!("opening a UDP socket: {e}")))
+    }
+
+    /// Where the probe's sockets come from (for a probe that drives many tunnels at once).
+    pub fn network(&self) -> &dyn Network {
+        self.network
     }
 
     /// A line of evidence of the probe's own (a judgement, a count).
     pub fn note(&self, line: impl AsRef<str>) {
-        self.log.borrow_mut().note(line);
+        self.log.borrow_mut().note(self.network.now(), line);
+    }
+
+    /// Puts bytes the probe moved without a [`script::Ctl`] into its capture.
+    pub fn capture(&self, src: SocketAddrV4, dst: SocketAddrV4, bytes: &[u8]) {
+        self.log
+            .borrow_mut()
+            .capture(self.network.now(), src, dst, bytes);
     }
 }
 
@@ -218,10 +259,21 @@ pub struct ProbeResult {
     pub duration_ms: f64,
 }
 
-/// Runs one probe, with its log going to `pcap` when given. A probe that panics is reported
-/// as inconclusive rather than taking the run down.
+/// Runs one probe on real UDP sockets, with its log going to `pcap` when given. A probe that
+/// panics is reported as inconclusive rather than taking the run down.
 pub fn run_one(probe: &Probe, target: &Target, pcap: Option<PathBuf>) -> ProbeResult {
-    let mut log = Log::default();
+    run_one_on(probe, target, &UdpNetwork::new(), pcap)
+}
+
+/// As [`run_one`], on the sockets of `network` (the simulator, say).
+pub fn run_one_on(
+    probe: &Probe,
+    target: &Target,
+    network: &dyn Network,
+    pcap: Option<PathBuf>,
+) -> ProbeResult {
+    let started = network.now();
+    let mut log = Log::new(started, network.wall(started));
     let mut pcap_note = None;
     if let Some(path) = &pcap {
         match CaptureWriter::create(path, Linktype::RAW) {
@@ -229,21 +281,22 @@ pub fn run_one(probe: &Probe, target: &Target, pcap: Option<PathBuf>) -> ProbeRe
             Err(e) => pcap_note = Some(format!("(no pcap: {e})")),
         }
     }
-    let log = Rc::new(RefCell::new(log));
     if let Some(note) = pcap_note {
-        log.borrow_mut().note(note);
+        log.note(started, note);
     }
-    let started = Instant::now();
+    let log = Rc::new(RefCell::new(log));
     let verdict = if probe.scope == Scope::Cluster && !target.cluster {
         Verdict::NotApplicable("a cluster probe: run with --cluster against a cluster".into())
     } else {
         let mut ctx = Ctx {
             target,
+            network,
             log: Rc::clone(&log),
         };
         let run = probe.run;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut ctx))) {
-            Ok(verdict) => verdict,
+            // Reached at the end, or decided by a step on the way: the verdict either way.
+            Ok(Ok(verdict) | Err(verdict)) => verdict,
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -256,7 +309,11 @@ pub fn run_one(probe: &Probe, target: &Target, pcap: Option<PathBuf>) -> ProbeRe
             }
         }
     };
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let duration_ms = network
+        .now()
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        * 1000.0;
     let mut log = log.borrow_mut();
     let wrote = match log.pcap.take() {
         Some(mut writer) => writer.flush().is_ok(),
@@ -296,8 +353,9 @@ pub fn select<'p>(all: &[&'p Probe], only: &[String]) -> Result<Vec<&'p Probe>, 
 /// Whether the target answers an SCCRQ at all (with anything); the tunnel it opens is closed
 /// at once. Probing a silent target would only produce a column of "inconclusive".
 pub fn reachable(target: &Target) -> bool {
-    let log = Rc::new(RefCell::new(Log::default()));
-    let Ok(mut ctl) = script::Ctl::open(target, log) else {
+    let network = UdpNetwork::new();
+    let log = Rc::new(RefCell::new(Log::new(network.now(), Duration::ZERO)));
+    let Ok(mut ctl) = script::Ctl::open(target, &network, log) else {
         return false;
     };
     ctl.our_tid = ctl.fresh_id();

@@ -4,13 +4,13 @@
 //!
 //! Unlike `l2tp::conn` it never corrects the probe: a probe may send a wrong Ns, a missing AVP
 //! or bytes no correct sender makes. Everything sent and received is logged as evidence and
-//! captured.
+//! captured. The socket is a [`Transport`]: a real one, or a node of the simulator.
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::SocketAddrV4;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use l2tp::conn::reliable::seq_lt;
 use l2tp::conn::tunnel::challenge_response;
@@ -19,18 +19,15 @@ use l2tp::wire::{
     PacketRepr,
 };
 
-use super::{Log, Target, Verdict};
+use l2tp::time::Instant;
+
+pub use super::transport::Received;
+use super::transport::{Network, Transport};
+use super::{Log, Step, Target, Verdict};
 
 /// How many times a request is sent before the probe calls the peer silent (the first send
 /// and two retransmissions, a reply timeout apart).
 pub const TRIES: usize = 3;
-
-/// One datagram from the peer.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub from: SocketAddrV4,
-    pub bytes: Vec<u8>,
-}
 
 /// A mandatory AVP (M bit set, not hidden).
 pub fn m(value: AvpValue<'static>) -> AvpRepr<'static> {
@@ -109,7 +106,7 @@ fn avp_text(avp: &AvpRepr) -> String {
 
 /// A scripted tunnel from the initiator's side.
 pub struct Ctl {
-    socket: UdpSocket,
+    transport: Box<dyn Transport>,
     pub local: SocketAddrV4,
     /// The address dialled (the cluster address for a cluster).
     pub target: SocketAddrV4,
@@ -137,22 +134,12 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    pub fn open(target: &Target, log: Rc<RefCell<Log>>) -> io::Result<Ctl> {
-        let socket = UdpSocket::bind(SocketAddrV4::new(target.bind, 0))?;
-        let local = match socket.local_addr()? {
-            SocketAddr::V4(v4) => v4,
-            SocketAddr::V6(_) => return Err(io::Error::other("bound an IPv6 address")),
-        };
-        // The local address as the target sees it (unspecified when bound to 0.0.0.0): good
-        // enough for the capture, which only needs the two ends to differ.
-        let local = if local.ip().is_unspecified() {
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, local.port())
-        } else {
-            local
-        };
-        let seed = seed_from(local);
+    pub fn open(target: &Target, network: &dyn Network, log: Rc<RefCell<Log>>) -> io::Result<Ctl> {
+        let transport = network.open(target.bind)?;
+        let local = transport.local_addr();
+        let seed = seed_from(network.entropy(), local);
         Ok(Ctl {
-            socket,
+            transport,
             local,
             target: target.addr,
             peer: target.addr,
@@ -190,7 +177,12 @@ impl Ctl {
     }
 
     pub fn note(&self, line: impl AsRef<str>) {
-        self.log.borrow_mut().note(line);
+        self.log.borrow_mut().note(self.now(), line);
+    }
+
+    /// The network's clock (virtual in the simulator).
+    pub fn now(&self) -> Instant {
+        self.transport.now()
     }
 
     /// Packets stop (or start again) being noted line by line; the pcap keeps them all.
@@ -200,31 +192,31 @@ impl Ctl {
 
     /// Puts a packet crafted below UDP (sent on a raw socket) into the probe's capture.
     pub fn capture_ip(&self, packet: &[u8]) {
-        self.log.borrow_mut().capture_ip(packet);
+        self.log.borrow_mut().capture_ip(self.now(), packet);
     }
 
     /// Sends bytes as they are to `to`.
-    pub fn send_bytes_to(&mut self, to: SocketAddrV4, bytes: &[u8]) -> Result<(), Verdict> {
+    pub fn send_bytes_to(&mut self, to: SocketAddrV4, bytes: &[u8]) -> Step<()> {
         {
+            let now = self.now();
             let mut log = self.log.borrow_mut();
             if !self.quiet {
                 let line = describe(bytes, self.secret.as_deref());
-                log.note(format!("→ {to} {line}"));
+                log.note(now, format!("→ {to} {line}"));
             }
-            log.capture(self.local, to, bytes);
+            log.capture(now, self.local, to, bytes);
         }
-        self.socket
+        self.transport
             .send_to(bytes, to)
-            .map(|_| ())
             .map_err(|e| Verdict::Inconclusive(format!("sending to {to}: {e}")))
     }
 
-    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), Verdict> {
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Step<()> {
         self.send_bytes_to(self.peer, bytes)
     }
 
     /// Encodes (hiding AVPs marked hidden with the secret) and sends to the peer.
-    pub fn send(&mut self, packet: &PacketRepr) -> Result<(), Verdict> {
+    pub fn send(&mut self, packet: &PacketRepr) -> Step<()> {
         let bytes = packet
             .to_vec(self.secret.as_deref())
             .map_err(|e| Verdict::Inconclusive(format!("encoding our own message: {e}")))?;
@@ -237,7 +229,7 @@ impl Ctl {
         header: HeaderRepr,
         kind: MessageType,
         avps: Vec<AvpRepr<'static>>,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Step<Vec<u8>> {
         let mut all = vec![m(AvpValue::MessageType(kind))];
         all.extend(avps);
         PacketRepr::Control(ControlMessage { header, avps: all })
@@ -252,7 +244,7 @@ impl Ctl {
         kind: MessageType,
         session: u16,
         avps: Vec<AvpRepr<'static>>,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Step<Vec<u8>> {
         let header = HeaderRepr::control(self.peer_tid, session, self.ns, self.nr);
         let bytes = self.encode(header, kind, avps)?;
         self.ns = self.ns.wrapping_add(1);
@@ -261,7 +253,7 @@ impl Ctl {
     }
 
     /// A ZLB acknowledging everything received so far.
-    pub fn ack(&mut self) -> Result<(), Verdict> {
+    pub fn ack(&mut self) -> Step<()> {
         let header = HeaderRepr::control(self.peer_tid, 0, self.ns, self.nr);
         let bytes = PacketRepr::Control(ControlMessage {
             header,
@@ -274,21 +266,21 @@ impl Ctl {
 
     /// The next datagram from anyone, within `timeout`.
     pub fn recv(&mut self, timeout: Duration) -> Option<Received> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.socket.set_read_timeout(Some(timeout)).ok()?;
-        let mut buf = [0u8; 4096];
-        let (len, from) = self.socket.recv_from(&mut buf).ok()?;
-        let SocketAddr::V4(from) = from else {
-            return None;
-        };
-        let bytes = buf.get(..len).unwrap_or_default().to_vec();
+        let deadline = self.now() + timeout;
+        self.recv_until(deadline)
+    }
+
+    /// The next datagram from anyone, by `deadline`.
+    pub fn recv_until(&mut self, deadline: Instant) -> Option<Received> {
+        let received = self.transport.recv_until(deadline)?;
+        let now = self.now();
         let mut log = self.log.borrow_mut();
         if !self.quiet {
-            let line = describe(&bytes, self.secret.as_deref());
-            log.note(format!("← {from} {line}"));
+            let line = describe(&received.bytes, self.secret.as_deref());
+            log.note(now, format!("← {} {line}", received.from));
         }
-        log.capture(from, self.local, &bytes);
-        Some(Received { from, bytes })
+        log.capture(now, received.from, self.local, &received.bytes);
+        Some(received)
     }
 
     /// Parses a datagram as a control message of ours (unhiding with the secret).
@@ -309,15 +301,23 @@ impl Ctl {
     pub fn wait(
         &mut self,
         timeout: Duration,
+        want: impl FnMut(&ControlMessage) -> bool,
+    ) -> Option<(SocketAddrV4, ControlMessage<'static>)> {
+        let deadline = self.now() + timeout;
+        self.wait_until(deadline, want)
+    }
+
+    /// As [`Ctl::wait`], up to a deadline shared with other sockets of the probe.
+    pub fn wait_until(
+        &mut self,
+        deadline: Instant,
         mut want: impl FnMut(&ControlMessage) -> bool,
     ) -> Option<(SocketAddrV4, ControlMessage<'static>)> {
-        let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if self.now() >= deadline {
                 return None;
             }
-            let received = self.recv(left)?;
+            let received = self.recv_until(deadline)?;
             let Some(message) = self.parse(&received.bytes) else {
                 continue;
             };
@@ -347,7 +347,7 @@ impl Ctl {
         &mut self,
         bytes: &[u8],
         mut want: impl FnMut(&ControlMessage) -> bool,
-    ) -> Result<Option<(SocketAddrV4, ControlMessage<'static>)>, Verdict> {
+    ) -> Step<Option<(SocketAddrV4, ControlMessage<'static>)>> {
         for attempt in 0..TRIES {
             if attempt > 0 {
                 self.note("no answer: retransmitting");
@@ -389,7 +389,7 @@ impl Ctl {
     pub fn sccrq_with(
         &mut self,
         avps: Vec<AvpRepr<'static>>,
-    ) -> Result<Option<ControlMessage<'static>>, Verdict> {
+    ) -> Step<Option<ControlMessage<'static>>> {
         self.peer = self.target;
         self.peer_tid = 0;
         self.ns = 0;
@@ -420,7 +420,7 @@ impl Ctl {
 
     /// Opens a tunnel the way a correct LAC does: SCCRQ, SCCRP (its Challenge Response checked
     /// when we challenged), SCCCN (answering its Challenge), and the acknowledgement.
-    pub fn establish(&mut self) -> Result<(), Verdict> {
+    pub fn establish(&mut self) -> Step<()> {
         self.our_tid = self.fresh_id();
         let avps = self.sccrq_avps();
         let reply = self.sccrq_with(avps)?.ok_or_else(|| {
@@ -473,7 +473,7 @@ impl Ctl {
 
     /// Waits until the peer acknowledges everything we sent (a ZLB or any message whose Nr
     /// covers our Ns), resending `last` if nothing comes.
-    pub fn acked(&mut self, last: &[u8]) -> Result<(), Verdict> {
+    pub fn acked(&mut self, last: &[u8]) -> Step<()> {
         let ns = self.ns;
         let got = self.request(last, |m| m.header.sequence.is_some_and(|s| s.nr == ns))?;
         match got {
@@ -493,7 +493,7 @@ impl Ctl {
 
     /// An incoming call on the established tunnel: ICRQ, ICRP, ICCN, acknowledged. Returns
     /// (our Session ID, the peer's).
-    pub fn open_call(&mut self) -> Result<(u16, u16), Verdict> {
+    pub fn open_call(&mut self) -> Step<(u16, u16)> {
         let our_sid = self.fresh_id();
         let serial = u32::from(self.fresh_id());
         let icrq = self.control(
@@ -542,7 +542,7 @@ impl Ctl {
     }
 
     /// StopCCN (result 1, general request to clear) and its acknowledgement.
-    pub fn close(&mut self) -> Result<(), Verdict> {
+    pub fn close(&mut self) -> Step<()> {
         let stop = self.control(
             MessageType::StopCcn,
             0,
@@ -588,12 +588,8 @@ pub fn result_of(message: &ControlMessage) -> Option<(u16, Option<u16>)> {
     }
 }
 
-fn seed_from(local: SocketAddrV4) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    (nanos ^ (u64::from(u32::from(*local.ip())) << 16) ^ u64::from(local.port())) | 1
+fn seed_from(entropy: u64, local: SocketAddrV4) -> u64 {
+    (entropy ^ (u64::from(u32::from(*local.ip())) << 16) ^ u64::from(local.port())) | 1
 }
 
 /// A control message as [`Ctl::watch`] saw it: when (since the watch began) and from where.
@@ -608,10 +604,7 @@ pub struct Seen {
 impl Ctl {
     /// Opens a tunnel like [`Ctl::establish`], with the SCCRQ's AVPs changed by `edit` first
     /// (a smaller Receive Window Size, say).
-    pub fn establish_with(
-        &mut self,
-        edit: impl FnOnce(&mut Vec<AvpRepr<'static>>),
-    ) -> Result<(), Verdict> {
+    pub fn establish_with(&mut self, edit: impl FnOnce(&mut Vec<AvpRepr<'static>>)) -> Step<()> {
         self.our_tid = self.fresh_id();
         let mut avps = self.sccrq_avps();
         edit(&mut avps);
@@ -628,10 +621,7 @@ impl Ctl {
 
     /// Checks an answer to our SCCRQ as a correct LAC does and returns the SCCCN's AVPs
     /// (the Challenge Response when the SCCRP challenges us).
-    pub fn scccn_for(
-        &mut self,
-        reply: &ControlMessage<'static>,
-    ) -> Result<Vec<AvpRepr<'static>>, Verdict> {
+    pub fn scccn_for(&mut self, reply: &ControlMessage<'static>) -> Step<Vec<AvpRepr<'static>>> {
         if reply.message_type() != Some(MessageType::Sccrp) {
             return Err(Verdict::Inconclusive(format!(
                 "the target refused the tunnel: {}",
@@ -677,15 +667,14 @@ impl Ctl {
         timeout: Duration,
         mut stop: impl FnMut(&ControlMessage) -> bool,
     ) -> Vec<Seen> {
-        let start = Instant::now();
+        let start = self.now();
         let deadline = start + timeout;
         let mut seen = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if self.now() >= deadline {
                 return seen;
             }
-            let Some(received) = self.recv(left) else {
+            let Some(received) = self.recv_until(deadline) else {
                 return seen;
             };
             let Some(message) = self.parse(&received.bytes) else {
@@ -696,7 +685,7 @@ impl Ctl {
             }
             let done = stop(&message);
             seen.push(Seen {
-                at: start.elapsed(),
+                at: self.now().saturating_duration_since(start),
                 from: received.from,
                 message,
             });
@@ -707,7 +696,7 @@ impl Ctl {
     }
 
     /// Sends a PPP frame in a data message on the peer's session `peer_session`.
-    pub fn send_data(&mut self, peer_session: u16, frame: &[u8]) -> Result<(), Verdict> {
+    pub fn send_data(&mut self, peer_session: u16, frame: &[u8]) -> Step<()> {
         let header = HeaderRepr::data(self.peer_tid, peer_session);
         self.send(&PacketRepr::Data {
             header,
@@ -725,13 +714,12 @@ impl Ctl {
         our_session: u16,
         mut control: impl FnMut(&ControlMessage<'static>),
     ) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = self.now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if self.now() >= deadline {
                 return None;
             }
-            let received = self.recv(left)?;
+            let received = self.recv_until(deadline)?;
             let options = ParseOptions {
                 secret: self.secret.as_deref(),
             };

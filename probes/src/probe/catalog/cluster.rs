@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use l2tp::conn::tunnel::challenge_response;
 use l2tp::wire::{AvpType, AvpValue, ControlMessage, HeaderRepr, MessageType, PacketRepr};
 
 use crate::probe::script::{m, result_text, Ctl, TRIES};
-use crate::probe::{Ctx, Probe, Scope, Verdict};
+use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
     Probe {
@@ -109,7 +109,7 @@ impl fmt::Display for Answerer {
 
 /// An SCCRQ on a fresh socket and its SCCRP: the tunnel half open, with the peer's address and
 /// Tunnel ID taken from the SCCRP.
-fn dial(ctx: &Ctx) -> Result<(Ctl, Answerer, ControlMessage<'static>), Verdict> {
+fn dial(ctx: &Ctx) -> Step<(Ctl, Answerer, ControlMessage<'static>)> {
     let mut ctl = ctx.ctl()?;
     ctl.our_tid = ctl.fresh_id();
     let avps = ctl.sccrq_avps();
@@ -133,7 +133,7 @@ fn dial(ctx: &Ctx) -> Result<(Ctl, Answerer, ControlMessage<'static>), Verdict> 
 
 /// The SCCCN (answering the SCCRP's Challenge, if any) to `ctl.peer`, and its acknowledgement.
 /// Not acknowledged: a failure, since the cluster did answer the SCCRQ.
-fn complete(ctl: &mut Ctl, reply: &ControlMessage) -> Result<(), Verdict> {
+fn complete(ctl: &mut Ctl, reply: &ControlMessage) -> Step<()> {
     let mut avps = Vec::new();
     if let Some(AvpValue::Challenge(challenge)) = reply.avp(AvpType::Challenge) {
         let Some(secret) = ctl.secret.clone() else {
@@ -146,10 +146,8 @@ fn complete(ctl: &mut Ctl, reply: &ControlMessage) -> Result<(), Verdict> {
     }
     let to = ctl.peer;
     let scccn = ctl.control(MessageType::Scccn, 0, avps)?;
-    ctl.acked(&scccn).map_err(|v| match v {
-        Verdict::Inconclusive(why) => Verdict::Fail(format!("SCCCN sent to {to}: {why}")),
-        other => other,
-    })
+    ctl.acked(&scccn)
+        .map_err(|v| v.blamed(|why| format!("SCCCN sent to {to}: {why}")))
 }
 
 /// StopCCN on each, best effort: the verdict is already made.
@@ -161,14 +159,13 @@ fn close_all(ctls: &mut [Ctl]) {
 
 /// Every control message for our Tunnel ID that arrives within `span`; nothing is acknowledged.
 fn collect(ctl: &mut Ctl, span: Duration) -> Vec<(SocketAddrV4, ControlMessage<'static>)> {
-    let deadline = Instant::now() + span;
+    let deadline = ctl.now() + span;
     let mut got = Vec::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if ctl.now() >= deadline {
             return got;
         }
-        let Some(received) = ctl.recv(left) else {
+        let Some(received) = ctl.recv_until(deadline) else {
             return got;
         };
         if let Some(message) = ctl.parse(&received.bytes) {
@@ -188,7 +185,7 @@ fn assigned_tunnel_id(message: &ControlMessage) -> Option<u16> {
 
 const SPREAD_TUNNELS: usize = 30;
 
-fn cluster_spread(ctx: &mut Ctx) -> Verdict {
+fn cluster_spread(ctx: &mut Ctx) -> Step<Verdict> {
     let mut open: Vec<Ctl> = Vec::new();
     let mut counts: BTreeMap<Answerer, usize> = BTreeMap::new();
     for i in 0..SPREAD_TUNNELS {
@@ -203,12 +200,12 @@ fn cluster_spread(ctx: &mut Ctx) -> Verdict {
             }
             Err(v) => {
                 close_all(&mut open);
-                return match v {
+                return Ok(match v {
                     Verdict::Fail(why) | Verdict::Inconclusive(why) if i > 0 => {
                         Verdict::Fail(format!("tunnel {} of {SPREAD_TUNNELS}: {why}", i + 1))
                     }
                     other => other,
-                };
+                });
             }
         }
     }
@@ -217,7 +214,7 @@ fn cluster_spread(ctx: &mut Ctx) -> Verdict {
         ctx.note(format!("{who}: {n} of {SPREAD_TUNNELS} tunnels"));
     }
     let spread: Vec<String> = counts.iter().map(|(w, n)| format!("{w} {n}")).collect();
-    match counts.keys().next() {
+    Ok(match counts.keys().next() {
         Some(_) if counts.len() >= 2 => {
             ctx.note(format!(
                 "{} endpoints seen: {}",
@@ -236,52 +233,43 @@ fn cluster_spread(ctx: &mut Ctx) -> Verdict {
              the endpoints behind one address share a Host Name)"
         )),
         None => Verdict::Inconclusive("no tunnel opened".into()),
-    }
+    })
 }
 
-fn cluster_retransmitted_sccrq(ctx: &mut Ctx) -> Verdict {
-    let mut ctl = match ctx.ctl() {
-        Ok(ctl) => ctl,
-        Err(v) => return v,
-    };
+fn cluster_retransmitted_sccrq(ctx: &mut Ctx) -> Step<Verdict> {
+    let mut ctl = ctx.ctl()?;
     ctl.our_tid = ctl.fresh_id();
     let avps = ctl.sccrq_avps();
     ctl.peer = ctl.target;
     ctl.peer_tid = 0;
     ctl.ns = 0;
     ctl.nr = 0;
-    let sccrq = match ctl.control(MessageType::Sccrq, 0, avps) {
-        Ok(bytes) => bytes,
-        Err(v) => return v,
-    };
+    let sccrq = ctl.control(MessageType::Sccrq, 0, avps)?;
     ctx.note("the same SCCRQ again at once: a retransmission racing the SCCRP");
-    if let Err(v) = ctl.send_bytes_to(ctl.target, &sccrq) {
-        return v;
-    }
+    ctl.send_bytes_to(ctl.target, &sccrq)?;
     let span = ctl.reply_timeout;
     let mut sent = 2;
     let mut replies = collect(&mut ctl, span);
     while sent <= TRIES && !replies.iter().any(|(_, r)| is_answer(r)) {
         ctx.note("no SCCRP: retransmitting");
-        if let Err(v) = ctl.send_bytes_to(ctl.target, &sccrq) {
-            return v;
-        }
+        ctl.send_bytes_to(ctl.target, &sccrq)?;
         sent += 1;
         replies.extend(collect(&mut ctl, span));
     }
     let Some((from, first)) = replies.iter().find(|(_, r)| is_answer(r)).cloned() else {
-        return Verdict::Inconclusive(format!("no SCCRP from {} after {sent} SCCRQs", ctl.target));
+        return Ok(Verdict::Inconclusive(format!(
+            "no SCCRP from {} after {sent} SCCRQs",
+            ctl.target
+        )));
     };
     if first.message_type() == Some(MessageType::StopCcn) {
-        return Verdict::Inconclusive(format!(
+        return Ok(Verdict::Inconclusive(format!(
             "the cluster refused the tunnel: {}",
             result_text(&first)
-        ));
+        )));
     }
     ctx.note("the same SCCRQ once more after the SCCRP: as if the SCCRP had been lost");
-    if let Err(v) = ctl.send_bytes_to(ctl.target, &sccrq) {
-        return v;
-    }
+    ctl.send_bytes_to(ctl.target, &sccrq)?;
     sent += 1;
     replies.extend(collect(&mut ctl, span));
     let tunnels: BTreeSet<(Answerer, Option<u16>)> = replies
@@ -301,24 +289,26 @@ fn cluster_retransmitted_sccrq(ctx: &mut Ctx) -> Verdict {
                 None => format!("no Tunnel ID from {who}"),
             })
             .collect();
-        return Verdict::Fail(format!(
+        return Ok(Verdict::Fail(format!(
             "one SCCRQ, sent {sent} times, opened {} tunnels: {}",
             tunnels.len(),
             list.join("; ")
-        ));
+        )));
     }
     if replies
         .iter()
         .any(|(f, r)| r.message_type() == Some(MessageType::StopCcn) && f.ip() != from.ip())
     {
-        return Verdict::Fail(
+        return Ok(Verdict::Fail(
             "a StopCCN came from another address than the SCCRP: the retransmission reached \
              another endpoint"
                 .into(),
-        );
+        ));
     }
     let Some(peer_tid) = assigned_tunnel_id(&first) else {
-        return Verdict::Fail("SCCRP without an Assigned Tunnel ID (§6.2: mandatory)".into());
+        return Ok(Verdict::Fail(
+            "SCCRP without an Assigned Tunnel ID (§6.2: mandatory)".into(),
+        ));
     };
     ctx.note(format!(
         "{sccrps} SCCRP(s), all Assigned Tunnel ID {peer_tid} from {}",
@@ -330,12 +320,10 @@ fn cluster_retransmitted_sccrq(ctx: &mut Ctx) -> Verdict {
     if let Some(AvpValue::ReceiveWindowSize(w)) = first.avp(AvpType::ReceiveWindowSize) {
         ctl.peer_window = *w;
     }
-    if let Err(v) = complete(&mut ctl, &first) {
-        return v;
-    }
+    complete(&mut ctl, &first)?;
     ctx.note("the one tunnel is established");
     let _ = ctl.close();
-    Verdict::Pass
+    Ok(Verdict::Pass)
 }
 
 /// An SCCRP, or the StopCCN of a refusal.
@@ -346,12 +334,9 @@ fn is_answer(message: &ControlMessage) -> bool {
     )
 }
 
-fn cluster_sccrp_address_reported(ctx: &mut Ctx) -> Verdict {
+fn cluster_sccrp_address_reported(ctx: &mut Ctx) -> Step<Verdict> {
     // As RFC 2661 §8.1 and the patent have it: everything after the SCCRP goes to its source.
-    let (mut ctl, who, reply) = match dial(ctx) {
-        Ok(got) => got,
-        Err(v) => return v,
-    };
+    let (mut ctl, who, reply) = dial(ctx)?;
     let dialled = ctl.target;
     let answered = ctl.peer;
     let change = if answered == dialled {
@@ -364,19 +349,14 @@ fn cluster_sccrp_address_reported(ctx: &mut Ctx) -> Verdict {
     ctx.note(format!(
         "dialled {dialled}; the SCCRP came from {answered} ({who}): {change}"
     ));
-    if let Err(v) = complete(&mut ctl, &reply) {
-        return v;
-    }
+    complete(&mut ctl, &reply)?;
     ctx.note(format!(
         "the tunnel works from {answered}: SCCCN acknowledged"
     ));
     let _ = ctl.close();
 
     // As xl2tpd does it: everything after the SCCRP goes to the address first dialled.
-    let (mut lac, who, reply) = match dial(ctx) {
-        Ok(got) => got,
-        Err(v) => return v,
-    };
+    let (mut lac, who, reply) = dial(ctx)?;
     let answered = lac.peer;
     ctx.note(format!(
         "LAC-style tunnel: the SCCRP came from {answered} ({who}); SCCCN, call and StopCCN go \
@@ -384,50 +364,50 @@ fn cluster_sccrp_address_reported(ctx: &mut Ctx) -> Verdict {
     ));
     lac.peer = dialled;
     if let Err(v) = complete(&mut lac, &reply) {
-        return match v {
+        return Ok(match v {
             Verdict::Fail(why) => Verdict::Fail(format!(
                 "{why} (the cluster address does not forward by Tunnel ID, as xl2tpd needs)"
             )),
             other => other,
-        };
+        });
     }
     if let Err(v) = lac.open_call() {
-        return match v {
+        return Ok(match v {
             Verdict::Fail(why) | Verdict::Inconclusive(why) => Verdict::Fail(format!(
                 "a call through the dialled address {dialled}: {why}"
             )),
             other => other,
-        };
+        });
     }
     if let Err(v) = lac.close() {
-        return match v {
+        return Ok(match v {
             Verdict::Fail(why) | Verdict::Inconclusive(why) => {
                 Verdict::Fail(format!("StopCCN sent to {dialled}: {why}"))
             }
             other => other,
-        };
+        });
     }
     ctx.note(format!(
         "the tunnel works through {dialled} as well: SCCCN, call and StopCCN acknowledged"
     ));
-    Verdict::Pass
+    Ok(Verdict::Pass)
 }
 
 const REACH_TUNNELS: usize = 60;
 
-fn cluster_every_endpoint_reachable(ctx: &mut Ctx) -> Verdict {
+fn cluster_every_endpoint_reachable(ctx: &mut Ctx) -> Step<Verdict> {
     let mut seen: BTreeMap<Answerer, usize> = BTreeMap::new();
     for i in 0..REACH_TUNNELS {
         let (mut ctl, who, reply) = match dial(ctx) {
             Ok(got) => got,
             Err(Verdict::Inconclusive(why)) if i > 0 => {
-                return Verdict::Fail(format!(
+                return Ok(Verdict::Fail(format!(
                     "tunnel {} of {REACH_TUNNELS}: {why} (earlier tunnels were answered: one \
                      endpoint may be unreachable)",
                     i + 1
-                ))
+                )))
             }
-            Err(v) => return v,
+            Err(v) => return Ok(v),
         };
         let count = seen.entry(who.clone()).or_default();
         *count += 1;
@@ -437,10 +417,10 @@ fn cluster_every_endpoint_reachable(ctx: &mut Ctx) -> Verdict {
             continue;
         }
         if let Err(v) = complete(&mut ctl, &reply) {
-            return match v {
+            return Ok(match v {
                 Verdict::Fail(why) => Verdict::Fail(format!("tunnel {} on {who}: {why}", i + 1)),
                 other => other,
-            };
+            });
         }
         match ctl.open_call() {
             Ok((ours, theirs)) => ctx.note(format!(
@@ -448,9 +428,9 @@ fn cluster_every_endpoint_reachable(ctx: &mut Ctx) -> Verdict {
             )),
             Err(Verdict::Fail(why) | Verdict::Inconclusive(why)) => {
                 let _ = ctl.close();
-                return Verdict::Fail(format!("a call on {who}: {why}"));
+                return Ok(Verdict::Fail(format!("a call on {who}: {why}")));
             }
-            Err(v) => return v,
+            Err(v) => return Ok(v),
         }
         let _ = ctl.close();
     }
@@ -460,13 +440,13 @@ fn cluster_every_endpoint_reachable(ctx: &mut Ctx) -> Verdict {
         seen.len(),
         list.join(", ")
     ));
-    Verdict::Pass
+    Ok(Verdict::Pass)
 }
 
 /// Tunnels opened to find out whether a NAT stands in front of the endpoints.
 const NAT_DISCOVERY_TUNNELS: usize = 12;
 
-fn cluster_nat_no_open_relay(ctx: &mut Ctx) -> Verdict {
+fn cluster_nat_no_open_relay(ctx: &mut Ctx) -> Step<Verdict> {
     let mut open: Vec<(Ctl, Answerer)> = Vec::new();
     let verdict = nat_no_open_relay(ctx, &mut open);
     for (ctl, _) in &mut open {
@@ -475,18 +455,13 @@ fn cluster_nat_no_open_relay(ctx: &mut Ctx) -> Verdict {
     verdict
 }
 
-fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict {
+fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Step<Verdict> {
     // A NAT shows as one source address answering for several Host Names; FIG 4 as one source
     // address per endpoint.
     let mut nat = None;
     for _ in 0..NAT_DISCOVERY_TUNNELS {
-        let (mut ctl, who, reply) = match dial(ctx) {
-            Ok(got) => got,
-            Err(v) => return v,
-        };
-        if let Err(v) = complete(&mut ctl, &reply) {
-            return v;
-        }
+        let (mut ctl, who, reply) = dial(ctx)?;
+        complete(&mut ctl, &reply)?;
         open.push((ctl, who));
         let mut names: BTreeMap<Ipv4Addr, BTreeSet<Option<&str>>> = BTreeMap::new();
         for (_, w) in open.iter() {
@@ -508,7 +483,7 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
     ctx.note(format!("SCCRPs came from: {}", answerers.join(", ")));
     let Some(nat) = nat else {
         let addrs: BTreeSet<Ipv4Addr> = open.iter().map(|(_, w)| w.addr).collect();
-        return if addrs.len() >= 2 {
+        return Ok(if addrs.len() >= 2 {
             Verdict::NotApplicable(format!(
                 "no NAT seen: the SCCRPs came from {} addresses, one per endpoint (FIG 4)",
                 addrs.len()
@@ -519,21 +494,20 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
                  endpoint",
                 answerers.join(", ")
             ))
-        };
+        });
     };
     ctx.note(format!(
         "a NAT: {nat} answers for several endpoints (Host Names)"
     ));
     let Some(index) = open.iter().position(|(_, w)| w.addr == nat) else {
-        return Verdict::Inconclusive("no tunnel through the NAT kept open".into());
+        return Ok(Verdict::Inconclusive(
+            "no tunnel through the NAT kept open".into(),
+        ));
     };
     let nat_port = open[index].0.peer;
     let live_tids: BTreeSet<u16> = open.iter().map(|(c, _)| c.peer_tid).collect();
 
-    let mut stranger = match ctx.ctl() {
-        Ok(ctl) => ctl,
-        Err(v) => return v,
-    };
+    let mut stranger = ctx.ctl()?;
     let mut bogus = stranger.fresh_id();
     while live_tids.contains(&bogus) {
         bogus = stranger.fresh_id();
@@ -548,11 +522,9 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
         Vec::new(),
     ) {
         Ok(bytes) => bytes,
-        Err(v) => return v,
+        Err(v) => return Ok(v),
     };
-    if let Err(v) = stranger.send_bytes_to(nat_port, &hello) {
-        return v;
-    }
+    stranger.send_bytes_to(nat_port, &hello)?;
     // PPP LCP Echo-Request, address and control bytes first (RFC 1661 §5.8).
     let lcp_echo = [
         0xff, 0x03, 0xc0, 0x21, 0x09, 0x01, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00,
@@ -564,11 +536,13 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
     };
     match data.to_vec(None) {
         Ok(bytes) => {
-            if let Err(v) = stranger.send_bytes_to(nat_port, &bytes) {
-                return v;
-            }
+            stranger.send_bytes_to(nat_port, &bytes)?;
         }
-        Err(e) => return Verdict::Inconclusive(format!("encoding our own data packet: {e}")),
+        Err(e) => {
+            return Ok(Verdict::Inconclusive(format!(
+                "encoding our own data packet: {e}"
+            )))
+        }
     }
     // A live tunnel's ID from a port the NAT has no entry for: an endpoint takes it (the
     // source IP matches, §8.1 lets the port change), so only the NAT stands in the way.
@@ -585,14 +559,12 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
             Vec::new(),
         ) {
             Ok(bytes) => bytes,
-            Err(v) => return v,
+            Err(v) => return Ok(v),
         };
         ctx.note(format!(
             "a HELLO with our live tunnel's ID {live_tid} (Ns {k}) from the port with no entry"
         ));
-        if let Err(v) = stranger.send_bytes_to(nat_port, &stolen) {
-            return v;
-        }
+        stranger.send_bytes_to(nat_port, &stolen)?;
     } else {
         ctx.note(
             "the NAT shares the cluster address, which forwards by Tunnel ID by design: only \
@@ -601,12 +573,12 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
     }
     let wait = stranger.reply_timeout;
     if let Some(back) = stranger.recv(wait) {
-        return Verdict::Fail(format!(
+        return Ok(Verdict::Fail(format!(
             "{} answered port {} which has no Table 1 entry: the NAT relayed ({})",
             back.from,
             stranger.local.port(),
             crate::probe::script::describe(&back.bytes, stranger.secret.as_deref())
-        ));
+        )));
     }
     ctx.note(format!(
         "silence on port {} for {:.1} s",
@@ -614,7 +586,7 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
         wait.as_secs_f64()
     ));
     if !by_tunnel_id {
-        return Verdict::Pass;
+        return Ok(Verdict::Pass);
     }
     // Had the endpoint taken that HELLO, it would now expect Ns k+1: a HELLO with k+1 from the
     // live tunnel's own port would then be acknowledged with Nr k+2 at once.
@@ -625,7 +597,7 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
         Vec::new(),
     ) {
         Ok(bytes) => bytes,
-        Err(v) => return v,
+        Err(v) => return Ok(v),
     };
     let in_order = match live.encode(
         HeaderRepr::control(live.peer_tid, 0, k, live.nr),
@@ -633,15 +605,13 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
         Vec::new(),
     ) {
         Ok(bytes) => bytes,
-        Err(v) => return v,
+        Err(v) => return Ok(v),
     };
     ctx.note(format!(
         "on the live tunnel: a HELLO with Ns {} (one ahead)",
         k.wrapping_add(1)
     ));
-    if let Err(v) = live.send_bytes(&ahead) {
-        return v;
-    }
+    live.send_bytes(&ahead)?;
     let acked = live
         .wait(live.reply_timeout, |msg| msg.header.sequence.is_some())
         .and_then(|(_, msg)| msg.header.sequence.map(|s| s.nr));
@@ -661,13 +631,44 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Verdict 
     });
     live.ns = k.wrapping_add(2);
     if relayed {
-        return Verdict::Fail(format!(
+        return Ok(Verdict::Fail(format!(
             "the HELLO sent from port {} with Tunnel ID {live_tid} reached the tunnel's endpoint \
              (it then acknowledged Ns {} at once): the NAT relays by Tunnel ID alone",
             stranger.local.port(),
             k.wrapping_add(1)
-        ));
+        )));
     }
     ctx.note("the endpoint never saw the HELLO from the port with no entry");
-    Verdict::Pass
+    Ok(Verdict::Pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PROBES;
+    use crate::probe::catalog::sim_lns::run;
+    use crate::probe::VerdictKind;
+
+    #[test]
+    fn one_lns_is_no_cluster() {
+        let spread = &PROBES[0];
+        let result = run(spread, false, |_| {});
+        assert_eq!(result.verdict, VerdictKind::NotApplicable);
+        let result = run(spread, false, |t| t.cluster = true);
+        assert_eq!(result.verdict, VerdictKind::Fail, "{:?}", result.reason);
+        let reason = result.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with("all 30 tunnels went to one endpoint"),
+            "{reason}"
+        );
+        let relay = PROBES
+            .iter()
+            .find(|p| p.name == "cluster-nat-no-open-relay");
+        let result = run(relay.expect("the NAT probe"), false, |t| t.cluster = true);
+        assert_eq!(
+            result.verdict,
+            VerdictKind::NotApplicable,
+            "{:?}",
+            result.reason
+        );
+    }
 }

@@ -1,13 +1,13 @@
 //! Sessions (§5.2.1, §5.6, §6.6–6.8, §6.12) and the data plane they carry (§5.3, RFC 1661 §5.8).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use l2tp::ppp::LcpEcho;
 use l2tp::wire::{AvpRepr, AvpType, AvpValue, ControlMessage, MessageType};
 
 use crate::probe::script::{m, result_text, Ctl};
-use crate::probe::{Ctx, Probe, Scope, Verdict};
+use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
     Probe {
@@ -62,28 +62,6 @@ const CALLS_FOR_UNIQUENESS: usize = 1500;
 const ECHO_WAIT: Duration = Duration::from_secs(3);
 /// How long a cleared call is watched for data.
 const SILENCE_WAIT: Duration = Duration::from_millis(1500);
-
-fn run(ctx: &mut Ctx, f: fn(&mut Ctx) -> Result<Verdict, Verdict>) -> Verdict {
-    match f(ctx) {
-        Ok(v) | Err(v) => v,
-    }
-}
-
-fn session_lifecycle(ctx: &mut Ctx) -> Verdict {
-    run(ctx, lifecycle)
-}
-
-fn cdn_wrong_session_id(ctx: &mut Ctx) -> Verdict {
-    run(ctx, wrong_cdn)
-}
-
-fn session_id_uniqueness(ctx: &mut Ctx) -> Verdict {
-    run(ctx, uniqueness)
-}
-
-fn data_plane_echo(ctx: &mut Ctx) -> Verdict {
-    run(ctx, echo_probe)
-}
 
 fn kind_name(message: &ControlMessage) -> &'static str {
     message.message_type().map_or("ZLB", MessageType::name)
@@ -150,13 +128,13 @@ fn echo(
     identifier: u8,
     wait: Duration,
     control: &mut Control,
-) -> Result<Echo, Verdict> {
+) -> Step<Echo> {
     let request = LcpEcho::request(identifier, 0);
     ctl.send_data(call.theirs, &request.to_frame())?;
-    let deadline = Instant::now() + wait;
+    let deadline = ctl.now() + wait;
     let mut result = Echo::Nothing;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(ctl.now());
         let Some(frame) = ctl.wait_data(left, call.ours, |msg| control.take(msg)) else {
             return Ok(result);
         };
@@ -199,18 +177,18 @@ fn cdn_avps(our_sid: u16) -> Vec<AvpRepr<'static>> {
     ]
 }
 
-fn established(ctx: &Ctx) -> Result<Ctl, Verdict> {
+fn established(ctx: &Ctx) -> Step<Ctl> {
     let mut ctl = ctx.ctl()?;
     ctl.establish()?;
     Ok(ctl)
 }
 
-fn open(ctl: &mut Ctl) -> Result<Call, Verdict> {
+fn open(ctl: &mut Ctl) -> Step<Call> {
     let (ours, theirs) = ctl.open_call()?;
     Ok(Call { ours, theirs })
 }
 
-fn lifecycle(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
+fn session_lifecycle(ctx: &mut Ctx) -> Step<Verdict> {
     let mut ctl = established(ctx)?;
     let call = open(&mut ctl)?;
     ctx.note(format!(
@@ -229,12 +207,9 @@ fn lifecycle(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
     let cdn = ctl.control(MessageType::Cdn, call.theirs, cdn_avps(call.ours))?;
     if let Err(v) = ctl.acked(&cdn) {
         let _ = ctl.close();
-        return Ok(match v {
-            Verdict::Inconclusive(why) => Verdict::Fail(format!(
-                "CDN: {why} (§5.8: every control message is acknowledged)"
-            )),
-            other => other,
-        });
+        return Ok(
+            v.blamed(|why| format!("CDN: {why} (§5.8: every control message is acknowledged)"))
+        );
     }
     ctx.note("CDN acknowledged");
     let verdict = if before.answered() {
@@ -264,7 +239,7 @@ fn lifecycle(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
     Ok(verdict)
 }
 
-fn wrong_cdn(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
+fn cdn_wrong_session_id(ctx: &mut Ctx) -> Step<Verdict> {
     let mut ctl = established(ctx)?;
     let calls = [open(&mut ctl)?, open(&mut ctl)?];
     ctx.note(format!(
@@ -305,12 +280,9 @@ fn wrong_cdn(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
         let cdn = ctl.control(MessageType::Cdn, header_sid, cdn_avps(avp_sid))?;
         if let Err(v) = ctl.acked(&cdn) {
             let _ = ctl.close();
-            return Ok(match v {
-                Verdict::Inconclusive(why) => Verdict::Fail(format!(
-                    "CDN for no call: {why} (§5.8: every control message is acknowledged)"
-                )),
-                other => other,
-            });
+            return Ok(v.blamed(|why| {
+                format!("CDN for no call: {why} (§5.8: every control message is acknowledged)")
+            }));
         }
     }
     // The tunnel still lives, and the calls: a HELLO is acknowledged, data still flows.
@@ -364,7 +336,7 @@ fn wrong_cdn(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
     Ok(Verdict::Pass)
 }
 
-fn uniqueness(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
+fn session_id_uniqueness(ctx: &mut Ctx) -> Step<Verdict> {
     let mut ctl = established(ctx)?;
     // Live calls: the LNS's Assigned Session ID → our Session ID of the call holding it.
     let mut live: HashMap<u16, u16> = HashMap::new();
@@ -479,7 +451,7 @@ fn uniqueness(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
     Ok(Verdict::Pass)
 }
 
-fn echo_probe(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
+fn data_plane_echo(ctx: &mut Ctx) -> Step<Verdict> {
     let mut ctl = established(ctx)?;
     let call = open(&mut ctl)?;
     let mut control = Control::default();
@@ -523,4 +495,22 @@ fn echo_probe(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
             echo_text(&other)
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PROBES;
+    use crate::probe::catalog::sim_lns::expect;
+    use crate::probe::VerdictKind::{NotApplicable, Pass};
+
+    #[test]
+    fn a_bare_tunnel_set_passes_and_has_no_ppp_to_echo() {
+        let cases = [
+            ("session-lifecycle", Pass),
+            ("cdn-wrong-session-id", Pass),
+            ("session-id-uniqueness", Pass),
+            ("data-plane-echo", NotApplicable),
+        ];
+        expect(PROBES, false, &cases);
+    }
 }

@@ -322,15 +322,6 @@ fn emit(packet: &PacketRepr) -> Vec<u8> {
     buf
 }
 
-fn m(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
 #[test]
 fn classify_agrees_with_the_codec_on_every_sample() {
     for packet in samples::every_message() {
@@ -372,7 +363,9 @@ fn classify_agrees_with_the_codec_on_every_sample() {
 }
 
 fn sccrp(avps: Vec<AvpRepr<'static>>) -> Vec<u8> {
-    let mut all = vec![m(AvpValue::MessageType(MessageType::Sccrp))];
+    let mut all = vec![AvpRepr::mandatory(AvpValue::MessageType(
+        MessageType::Sccrp,
+    ))];
     all.extend(avps);
     emit(&PacketRepr::Control(ControlMessage {
         header: HeaderRepr::control(7, 0, 0, 1),
@@ -383,12 +376,12 @@ fn sccrp(avps: Vec<AvpRepr<'static>>) -> Vec<u8> {
 #[test]
 fn classify_sccrp_cases() {
     let bytes = sccrp(vec![
-        m(AvpValue::ProtocolVersion {
+        AvpRepr::mandatory(AvpValue::ProtocolVersion {
             version: 1,
             revision: 0,
         }),
-        m(AvpValue::HostName(b"lns".as_slice().into())),
-        m(AvpValue::AssignedTunnelId(0x4242)),
+        AvpRepr::mandatory(AvpValue::HostName(b"lns".as_slice().into())),
+        AvpRepr::mandatory(AvpValue::AssignedTunnelId(0x4242)),
     ]);
     assert_eq!(
         classify(&bytes),
@@ -401,7 +394,7 @@ fn classify_sccrp_cases() {
     assert!(!is_sccrq(&bytes));
 
     assert_eq!(
-        classify(&sccrp(vec![m(AvpValue::HostName(
+        classify(&sccrp(vec![AvpRepr::mandatory(AvpValue::HostName(
             b"lns".as_slice().into()
         ))])),
         Err(wire::Error::MissingAvp {
@@ -411,12 +404,12 @@ fn classify_sccrp_cases() {
     );
 
     let hidden = sccrp(vec![
-        m(AvpValue::RandomVector(
+        AvpRepr::mandatory(AvpValue::RandomVector(
             b"0123456789abcdef".as_slice().into(),
         )),
         AvpRepr {
             hidden: true,
-            ..m(AvpValue::AssignedTunnelId(5))
+            ..AvpRepr::mandatory(AvpValue::AssignedTunnelId(5))
         },
     ]);
     // Header 12 + Message Type 8 + Random Vector 22: the hidden AVP starts at byte 42.
@@ -426,7 +419,7 @@ fn classify_sccrp_cases() {
     ));
 
     // An Assigned Tunnel ID AVP whose value is 3 octets long.
-    let mut odd = sccrp(vec![m(AvpValue::AssignedTunnelId(5))]);
+    let mut odd = sccrp(vec![AvpRepr::mandatory(AvpValue::AssignedTunnelId(5))]);
     odd.push(0);
     odd[3] += 1; // L2TP Length
     odd[21] += 1; // AVP Length
@@ -464,8 +457,8 @@ fn classify_treats_reserved_bits_as_unrecognized() {
     // Found by the codec fuzz target: an Assigned Tunnel ID with reserved bits set (§4.1:
     // unrecognized) was routed by while the codec reads it as `Unknown`.
     let mut bytes = sccrp(vec![
-        m(AvpValue::AssignedTunnelId(0x1111)),
-        m(AvpValue::AssignedTunnelId(0x2222)),
+        AvpRepr::mandatory(AvpValue::AssignedTunnelId(0x1111)),
+        AvpRepr::mandatory(AvpValue::AssignedTunnelId(0x2222)),
     ]);
     // Header 12 + Message Type 8: the first Assigned Tunnel ID starts at byte 20.
     bytes[20] |= 0x2c;

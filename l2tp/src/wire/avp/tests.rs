@@ -16,15 +16,6 @@ const UNHIDE: Unhide<'static> = Unhide {
     random_vector: &RV,
 };
 
-fn plain(mandatory: bool, value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
 fn parse(bytes: &[u8], unhide: Option<&Unhide>) -> Result<AvpRepr<'static>> {
     let avp = Avp::new_checked(bytes, 20)?;
     AvpRepr::parse(&avp, 20, unhide).map(AvpRepr::into_owned)
@@ -53,81 +44,68 @@ fn golden_avps() {
     use AvpValue as V;
     golden(
         &[0x80, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01],
-        plain(true, V::MessageType(MessageType::Sccrq)),
+        AvpRepr::mandatory(V::MessageType(MessageType::Sccrq)),
         "msg=SCCRQ",
     );
     golden(
         &[0x80, 0x08, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
-        plain(
-            true,
-            V::ResultCode {
-                result: 1,
-                error: None,
-                message: None,
-            },
-        ),
+        AvpRepr::mandatory(V::ResultCode {
+            result: 1,
+            error: None,
+            message: None,
+        }),
         "result=1",
     );
     golden(
         &[0x80, 0x0a, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x00, 0x06],
-        plain(
-            true,
-            V::ResultCode {
-                result: 2,
-                error: Some(6),
-                message: None,
-            },
-        ),
+        AvpRepr::mandatory(V::ResultCode {
+            result: 2,
+            error: Some(6),
+            message: None,
+        }),
         "result=2/6",
     );
     golden(
         &[
             0x80, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x00, 0x06, b'm', b's', b'g',
         ],
-        plain(
-            true,
-            V::ResultCode {
-                result: 2,
-                error: Some(6),
-                message: Some(Cow::Borrowed(b"msg")),
-            },
-        ),
+        AvpRepr::mandatory(V::ResultCode {
+            result: 2,
+            error: Some(6),
+            message: Some(Cow::Borrowed(b"msg")),
+        }),
         "result=2/6\"msg\"",
     );
     golden(
         &[0x80, 0x08, 0x00, 0x00, 0x00, 0x02, 0x01, 0x00],
-        plain(
-            true,
-            V::ProtocolVersion {
-                version: 1,
-                revision: 0,
-            },
-        ),
+        AvpRepr::mandatory(V::ProtocolVersion {
+            version: 1,
+            revision: 0,
+        }),
         "ver=1.0",
     );
     golden(
         &[0x80, 0x0a, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x03],
-        plain(true, V::FramingCapabilities(3)),
+        AvpRepr::mandatory(V::FramingCapabilities(3)),
         "fcap=0x3",
     );
     golden(
         &[
             0x00, 0x0e, 0x00, 0x00, 0x00, 0x05, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
         ],
-        plain(
-            false,
-            V::TieBreaker([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]),
-        ),
+        AvpRepr::optional(V::TieBreaker([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+        ])),
         "tie=0011223344556677",
     );
     golden(
         &[0x00, 0x08, 0x00, 0x00, 0x00, 0x06, 0x06, 0x90],
-        plain(false, V::FirmwareRevision(0x0690)),
+        AvpRepr::optional(V::FirmwareRevision(0x0690)),
         "fw=1680",
     );
     golden(
         &[0x80, 0x0a, 0x00, 0x00, 0x00, 0x07, b'l', b'n', b's', b'1'],
-        plain(true, V::HostName(Cow::Borrowed(b"lns1"))),
+        AvpRepr::mandatory(V::HostName(Cow::Borrowed(b"lns1"))),
         "host=lns1",
     );
     golden(
@@ -135,60 +113,57 @@ fn golden_avps() {
             0x00, 0x0f, 0x00, 0x00, 0x00, 0x08, b'x', b' ', b'"', b'\\', 0xc3, 0xa9, 0x0a, b'!',
             b'~',
         ],
-        plain(false, V::VendorName(Cow::Borrowed(b"x \"\\\xc3\xa9\n!~"))),
+        AvpRepr::optional(V::VendorName(Cow::Borrowed(b"x \"\\\xc3\xa9\n!~"))),
         "vendor=x\\x20\\\"\\\\\\xc3\\xa9\\x0a!~",
     );
     golden(
         &[0x80, 0x08, 0x00, 0x00, 0x00, 0x09, 0x00, 0x05],
-        plain(true, V::AssignedTunnelId(5)),
+        AvpRepr::mandatory(V::AssignedTunnelId(5)),
         "tid=5",
     );
     golden(
         &[0x80, 0x08, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x04],
-        plain(true, V::ReceiveWindowSize(4)),
+        AvpRepr::mandatory(V::ReceiveWindowSize(4)),
         "rwin=4",
     );
     let mut challenge = vec![0x80, 0x16, 0x00, 0x00, 0x00, 0x0b];
     challenge.extend(0u8..16);
     golden(
         &challenge,
-        plain(true, V::Challenge(Cow::Owned((0u8..16).collect()))),
+        AvpRepr::mandatory(V::Challenge(Cow::Owned((0u8..16).collect()))),
         "chal=<16B>",
     );
     golden(
         &[
             0x80, 0x0c, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x10, 0x45, b'b', b'y', b'e',
         ],
-        plain(
-            true,
-            V::Q931CauseCode {
-                cause: 16,
-                message: 0x45,
-                advisory: Some(Cow::Borrowed(b"bye")),
-            },
-        ),
+        AvpRepr::mandatory(V::Q931CauseCode {
+            cause: 16,
+            message: 0x45,
+            advisory: Some(Cow::Borrowed(b"bye")),
+        }),
         "q931=16/69\"bye\"",
     );
     let mut response = vec![0x80, 0x16, 0x00, 0x00, 0x00, 0x0d];
     response.extend([0xab; 16]);
     golden(
         &response,
-        plain(true, V::ChallengeResponse([0xab; 16])),
+        AvpRepr::mandatory(V::ChallengeResponse([0xab; 16])),
         "chresp=<16B>",
     );
     golden(
         &[0x80, 0x0a, 0x00, 0x00, 0x00, 0x12, 0x00, 0x00, 0x00, 0x01],
-        plain(true, V::BearerType(1)),
+        AvpRepr::mandatory(V::BearerType(1)),
         "btype=0x1",
     );
     golden(
         &[0x80, 0x0a, 0x00, 0x00, 0x00, 0x18, 0x05, 0xf5, 0xe1, 0x00],
-        plain(true, V::TxConnectSpeed(100_000_000)),
+        AvpRepr::mandatory(V::TxConnectSpeed(100_000_000)),
         "txspeed=100000000",
     );
     golden(
         &[0x00, 0x08, 0x00, 0x00, 0x00, 0x20, 0x00, 0x07],
-        plain(false, V::ProxyAuthenId { reserved: 0, id: 7 }),
+        AvpRepr::optional(V::ProxyAuthenId { reserved: 0, id: 7 }),
         "pa_id=7",
     );
     golden(
@@ -197,18 +172,15 @@ fn golden_avps() {
             0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x05,
             0x00, 0x00, 0x00, 0x06,
         ],
-        plain(
-            true,
-            V::CallErrors {
-                reserved: 0,
-                crc_errors: 1,
-                framing_errors: 2,
-                hardware_overruns: 3,
-                buffer_overruns: 4,
-                timeout_errors: 5,
-                alignment_errors: 6,
-            },
-        ),
+        AvpRepr::mandatory(V::CallErrors {
+            reserved: 0,
+            crc_errors: 1,
+            framing_errors: 2,
+            hardware_overruns: 3,
+            buffer_overruns: 4,
+            timeout_errors: 5,
+            alignment_errors: 6,
+        }),
         "call_errors=crc:1,framing:2,hw:3,buf:4,timeout:5,align:6",
     );
     golden(
@@ -216,56 +188,44 @@ fn golden_avps() {
             0x80, 0x10, 0x00, 0x00, 0x00, 0x23, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00,
             0x00, 0x0a,
         ],
-        plain(
-            true,
-            V::Accm {
-                reserved: 0,
-                send_accm: 0xffff_ffff,
-                receive_accm: 0x0a,
-            },
-        ),
+        AvpRepr::mandatory(V::Accm {
+            reserved: 0,
+            send_accm: 0xffff_ffff,
+            receive_accm: 0x0a,
+        }),
         "accm=send:0xffffffff,recv:0xa",
     );
     golden(
         &[0x80, 0x0a, 0x00, 0x00, 0x00, 0x24, 0xde, 0xad, 0xbe, 0xef],
-        plain(
-            true,
-            V::RandomVector(Cow::Borrowed(&[0xde, 0xad, 0xbe, 0xef])),
-        ),
+        AvpRepr::mandatory(V::RandomVector(Cow::Borrowed(&[0xde, 0xad, 0xbe, 0xef]))),
         "rv=<4B>",
     );
     golden(
         &[0x80, 0x06, 0x00, 0x00, 0x00, 0x27],
-        plain(true, V::SequencingRequired),
+        AvpRepr::mandatory(V::SequencingRequired),
         "seqreq",
     );
     golden(
         &[0x00, 0x0a, 0x00, 0x09, 0x00, 0x0c, 0xde, 0xad, 0xbe, 0xef],
-        plain(
-            false,
-            V::Vendor {
-                vendor_id: 9,
-                attr_type: 12,
-                value: Cow::Borrowed(&[0xde, 0xad, 0xbe, 0xef]),
-            },
-        ),
+        AvpRepr::optional(V::Vendor {
+            vendor_id: 9,
+            attr_type: 12,
+            value: Cow::Borrowed(&[0xde, 0xad, 0xbe, 0xef]),
+        }),
         "v9:type12=<4B>",
     );
     golden(
         &[0x80, 0x09, 0x00, 0x00, 0x00, 0x14, 0x01, 0x02, 0x03],
-        plain(
-            true,
-            V::Unknown {
-                attr_type: 20,
-                value: Cow::Borrowed(&[1, 2, 3]),
-            },
-        ),
+        AvpRepr::mandatory(V::Unknown {
+            attr_type: 20,
+            value: Cow::Borrowed(&[1, 2, 3]),
+        }),
         "t20=<3B>",
     );
     // Empty strings are accepted (lenient), even where the RFC asks for one octet.
     golden(
         &[0x80, 0x06, 0x00, 0x00, 0x00, 0x07],
-        plain(true, V::HostName(Cow::Borrowed(b""))),
+        AvpRepr::mandatory(V::HostName(Cow::Borrowed(b""))),
         "host=",
     );
 }
@@ -590,14 +550,11 @@ fn setters_write_each_field() {
 
 #[test]
 fn emit_errors() {
-    let orphan_message = plain(
-        true,
-        AvpValue::ResultCode {
-            result: 2,
-            error: None,
-            message: Some(Cow::Borrowed(b"why")),
-        },
-    );
+    let orphan_message = AvpRepr::mandatory(AvpValue::ResultCode {
+        result: 2,
+        error: None,
+        message: Some(Cow::Borrowed(b"why")),
+    });
     assert!(matches!(
         emit(&orphan_message, None),
         Err(Error::BadValue {
@@ -707,87 +664,76 @@ fn json_form() {
     use AvpValue as V;
     let json = |repr: AvpRepr| serde_json::to_value(&repr).unwrap();
     assert_eq!(
-        json(plain(true, V::HostName(Cow::Borrowed(b"lns1")))),
+        json(AvpRepr::mandatory(V::HostName(Cow::Borrowed(b"lns1")))),
         json!({"type": 7, "name": "Host Name", "mandatory": true, "hidden": false,
                "vendor_id": 0, "value": "lns1"})
     );
     assert_eq!(
-        json(plain(true, V::MessageType(MessageType::Sccrp)))["value"],
+        json(AvpRepr::mandatory(V::MessageType(MessageType::Sccrp)))["value"],
         "SCCRP"
     );
-    assert_eq!(json(plain(true, V::AssignedTunnelId(5)))["value"], 5);
-    assert_eq!(json(plain(true, V::FramingCapabilities(3)))["value"], 3);
+    assert_eq!(json(AvpRepr::mandatory(V::AssignedTunnelId(5)))["value"], 5);
     assert_eq!(
-        json(plain(
-            false,
-            V::TieBreaker([0, 1, 2, 3, 0xfc, 0xfd, 0xfe, 0xff])
-        ))["value"],
+        json(AvpRepr::mandatory(V::FramingCapabilities(3)))["value"],
+        3
+    );
+    assert_eq!(
+        json(AvpRepr::optional(V::TieBreaker([
+            0, 1, 2, 3, 0xfc, 0xfd, 0xfe, 0xff
+        ])))["value"],
         "00010203fcfdfeff"
     );
     assert_eq!(
-        json(plain(true, V::Challenge(Cow::Borrowed(&[0xab, 0x01]))))["value"],
+        json(AvpRepr::mandatory(V::Challenge(Cow::Borrowed(&[
+            0xab, 0x01
+        ]))))["value"],
         "ab01"
     );
     assert_eq!(
-        json(plain(
-            true,
-            V::ResultCode {
-                result: 2,
-                error: Some(6),
-                message: Some(Cow::Borrowed(b"bad \xff")),
-            }
-        ))["value"],
+        json(AvpRepr::mandatory(V::ResultCode {
+            result: 2,
+            error: Some(6),
+            message: Some(Cow::Borrowed(b"bad \xff")),
+        }))["value"],
         json!({"result": 2, "error": 6, "message": "bad \u{fffd}"})
     );
     assert_eq!(
-        json(plain(
-            true,
-            V::ResultCode {
-                result: 1,
-                error: None,
-                message: None,
-            }
-        ))["value"],
+        json(AvpRepr::mandatory(V::ResultCode {
+            result: 1,
+            error: None,
+            message: None,
+        }))["value"],
         json!({"result": 1, "error": null, "message": null})
     );
     assert_eq!(
-        json(plain(
-            true,
-            V::ProtocolVersion {
-                version: 1,
-                revision: 0,
-            }
-        ))["value"],
+        json(AvpRepr::mandatory(V::ProtocolVersion {
+            version: 1,
+            revision: 0,
+        }))["value"],
         json!({"version": 1, "revision": 0})
     );
     assert_eq!(
-        json(plain(
-            true,
-            V::Q931CauseCode {
-                cause: 16,
-                message: 69,
-                advisory: None,
-            }
-        ))["value"],
+        json(AvpRepr::mandatory(V::Q931CauseCode {
+            cause: 16,
+            message: 69,
+            advisory: None,
+        }))["value"],
         json!({"cause": 16, "message": 69, "advisory": null})
     );
     assert_eq!(
-        json(plain(
-            true,
-            V::Accm {
-                reserved: 0,
-                send_accm: 1,
-                receive_accm: 2,
-            }
-        ))["value"],
+        json(AvpRepr::mandatory(V::Accm {
+            reserved: 0,
+            send_accm: 1,
+            receive_accm: 2,
+        }))["value"],
         json!({"reserved": 0, "send_accm": 1, "receive_accm": 2})
     );
     assert_eq!(
-        json(plain(false, V::ProxyAuthenId { reserved: 0, id: 9 }))["value"],
+        json(AvpRepr::optional(V::ProxyAuthenId { reserved: 0, id: 9 }))["value"],
         json!({"reserved": 0, "id": 9})
     );
     assert_eq!(
-        json(plain(true, V::SequencingRequired))["value"],
+        json(AvpRepr::mandatory(V::SequencingRequired))["value"],
         serde_json::Value::Null
     );
     assert_eq!(
@@ -810,13 +756,10 @@ fn json_form() {
                "vendor_id": 9, "value": "ff", "reserved": 3})
     );
     assert_eq!(
-        json(plain(
-            false,
-            V::Unknown {
-                attr_type: 20,
-                value: Cow::Borrowed(&[]),
-            }
-        ))["name"],
+        json(AvpRepr::optional(V::Unknown {
+            attr_type: 20,
+            value: Cow::Borrowed(&[]),
+        }))["name"],
         "unassigned"
     );
 }

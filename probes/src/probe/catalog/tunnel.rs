@@ -8,7 +8,7 @@ use l2tp::conn::tunnel::challenge_response;
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{AvpRepr, AvpType, AvpValue, ControlMessage, HeaderRepr, MessageType, PacketRepr};
 
-use crate::probe::script::{m, opt, result_of, result_text, Ctl, TRIES};
+use crate::probe::script::{result_of, result_text, Ctl, TRIES};
 
 use crate::probe::{Ctx, Probe, Scope, Verdict};
 
@@ -209,8 +209,8 @@ fn stopccn_cleans_up(ctx: &mut Ctx) -> Verdict {
     // retransmission cycle, but only to acknowledge retransmissions: it takes no new call.
     let sid = ctl.fresh_id();
     let icrq = vec![
-        m(AvpValue::AssignedSessionId(sid)),
-        m(AvpValue::CallSerialNumber(1)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(sid)),
+        AvpRepr::mandatory(AvpValue::CallSerialNumber(1)),
     ];
     if let Err(v) = ctl.control(MessageType::Icrq, 0, icrq) {
         return v;
@@ -322,7 +322,7 @@ fn scccn_avps(ctl: &Ctl, sccrp: &ControlMessage) -> Result<Vec<AvpRepr<'static>>
         avp.value.vendor_id() == 0 && avp.value.attr_type() == AvpType::Challenge.to_u16()
     });
     match (sccrp.avp(AvpType::Challenge), &ctl.secret) {
-        (Some(AvpValue::Challenge(challenge)), Some(secret)) => Ok(vec![m(
+        (Some(AvpValue::Challenge(challenge)), Some(secret)) => Ok(vec![AvpRepr::mandatory(
             AvpValue::ChallengeResponse(challenge_response(MessageType::Scccn, secret, challenge)),
         )]),
         _ if challenged => Err(Verdict::Inconclusive(
@@ -421,9 +421,9 @@ fn judge_not_established(ctx: &Ctx, ctl: &mut Ctl) -> Verdict {
     ));
     let sid = ctl.fresh_id();
     let icrq = vec![
-        m(AvpValue::AssignedSessionId(sid)),
-        m(AvpValue::CallSerialNumber(u32::from(sid))),
-        m(AvpValue::BearerType(3)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(sid)),
+        AvpRepr::mandatory(AvpValue::CallSerialNumber(u32::from(sid))),
+        AvpRepr::mandatory(AvpValue::BearerType(3)),
     ];
     if let Err(v) = ctl.control(MessageType::Icrq, 0, icrq) {
         return v;
@@ -556,7 +556,7 @@ fn unknown_mandatory(ctx: &mut Ctx, extra: AvpRepr<'static>) -> Verdict {
 fn unknown_mandatory_avp_vendor0(ctx: &mut Ctx) -> Verdict {
     unknown_mandatory(
         ctx,
-        m(AvpValue::Unknown {
+        AvpRepr::mandatory(AvpValue::Unknown {
             attr_type: UNASSIGNED_TYPE,
             value: vec![0, 1, 2, 3].into(),
         }),
@@ -566,7 +566,7 @@ fn unknown_mandatory_avp_vendor0(ctx: &mut Ctx) -> Verdict {
 fn unknown_mandatory_avp_vendor(ctx: &mut Ctx) -> Verdict {
     unknown_mandatory(
         ctx,
-        m(AvpValue::Vendor {
+        AvpRepr::mandatory(AvpValue::Vendor {
             vendor_id: SOME_VENDOR,
             attr_type: 1,
             value: vec![0, 1, 2, 3].into(),
@@ -579,7 +579,7 @@ fn avp_reserved_bits_set(ctx: &mut Ctx) -> Verdict {
         ctx,
         AvpRepr {
             reserved: 0b0001,
-            ..m(AvpValue::BearerCapabilities(0))
+            ..AvpRepr::mandatory(AvpValue::BearerCapabilities(0))
         },
     )
 }
@@ -607,11 +607,11 @@ fn must_establish(
 
 fn unknown_optional_avp_ignored(ctx: &mut Ctx) -> Verdict {
     must_establish(ctx, 0, |_, avps| {
-        avps.push(opt(AvpValue::Unknown {
+        avps.push(AvpRepr::optional(AvpValue::Unknown {
             attr_type: UNASSIGNED_TYPE,
             value: vec![0, 1, 2, 3].into(),
         }));
-        avps.push(opt(AvpValue::Vendor {
+        avps.push(AvpRepr::optional(AvpValue::Vendor {
             vendor_id: SOME_VENDOR,
             attr_type: 1,
             value: vec![0, 1, 2, 3].into(),
@@ -630,7 +630,7 @@ fn tie_breaker(ctx: &mut Ctx) -> Verdict {
         for pair in value.chunks_mut(2) {
             pair.copy_from_slice(&ctl.fresh_id().to_be_bytes());
         }
-        avps.push(opt(AvpValue::TieBreaker(value)));
+        avps.push(AvpRepr::optional(AvpValue::TieBreaker(value)));
     })
 }
 
@@ -705,7 +705,7 @@ fn challenge_wrong_secret_inner(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
     ctl.control(
         MessageType::Scccn,
         0,
-        vec![m(AvpValue::ChallengeResponse(wrong))],
+        vec![AvpRepr::mandatory(AvpValue::ChallengeResponse(wrong))],
     )?;
     let verdict = judge_not_established(ctx, &mut ctl);
     Ok(verdict)
@@ -738,13 +738,13 @@ fn random_vector(ctl: &mut Ctl) -> AvpRepr<'static> {
     for pair in value.chunks_mut(2) {
         pair.copy_from_slice(&ctl.fresh_id().to_be_bytes());
     }
-    m(AvpValue::RandomVector(value.into()))
+    AvpRepr::mandatory(AvpValue::RandomVector(value.into()))
 }
 
 fn hidden(value: AvpValue<'static>) -> AvpRepr<'static> {
     AvpRepr {
         hidden: true,
-        ..m(value)
+        ..AvpRepr::mandatory(value)
     }
 }
 
@@ -780,7 +780,7 @@ fn hidden_avps_accepted_inner(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
         rv,
         hidden(AvpValue::AssignedSessionId(sid)),
         hidden(AvpValue::CallSerialNumber(u32::from(sid))),
-        m(AvpValue::BearerType(3)),
+        AvpRepr::mandatory(AvpValue::BearerType(3)),
     ];
     let bytes = ctl.control(MessageType::Icrq, 0, icrq)?;
     let reply = ctl.request(&bytes, |msg| {
@@ -815,8 +815,8 @@ fn hidden_avps_accepted_inner(ctx: &mut Ctx) -> Result<Verdict, Verdict> {
                 MessageType::Iccn,
                 peer_sid,
                 vec![
-                    m(AvpValue::TxConnectSpeed(100_000_000)),
-                    m(AvpValue::FramingType(3)),
+                    AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
+                    AvpRepr::mandatory(AvpValue::FramingType(3)),
                 ],
             )?;
             let _ = ctl.acked(&iccn);
@@ -1089,7 +1089,7 @@ impl Swarm<'_> {
     ) -> Vec<u8> {
         let mut all = Vec::new();
         if let Some(kind) = kind {
-            all.push(m(AvpValue::MessageType(kind)));
+            all.push(AvpRepr::mandatory(AvpValue::MessageType(kind)));
         }
         all.extend(avps);
         PacketRepr::Control(ControlMessage { header, avps: all })
@@ -1127,16 +1127,16 @@ impl Swarm<'_> {
         let our_tid = Self::our_tid(i);
         self.set_phase(i, Phase::Requested);
         let avps = vec![
-            m(AvpValue::ProtocolVersion {
+            AvpRepr::mandatory(AvpValue::ProtocolVersion {
                 version: 1,
                 revision: 0,
             }),
-            m(AvpValue::HostName(
+            AvpRepr::mandatory(AvpValue::HostName(
                 self.target.host_name.clone().into_bytes().into(),
             )),
-            m(AvpValue::FramingCapabilities(3)),
-            m(AvpValue::AssignedTunnelId(our_tid)),
-            m(AvpValue::ReceiveWindowSize(4)),
+            AvpRepr::mandatory(AvpValue::FramingCapabilities(3)),
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(our_tid)),
+            AvpRepr::mandatory(AvpValue::ReceiveWindowSize(4)),
         ];
         self.send(i, Some(MessageType::Sccrq), avps);
     }
@@ -1145,8 +1145,8 @@ impl Swarm<'_> {
         let our_tid = Self::our_tid(i);
         self.set_phase(i, Phase::Closing);
         let avps = vec![
-            m(AvpValue::AssignedTunnelId(our_tid)),
-            m(AvpValue::ResultCode {
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(our_tid)),
+            AvpRepr::mandatory(AvpValue::ResultCode {
                 result: 1,
                 error: None,
                 message: None,
@@ -1256,11 +1256,9 @@ impl Swarm<'_> {
         let mut avps = Vec::new();
         if let Some(AvpValue::Challenge(challenge)) = sccrp.avp(AvpType::Challenge) {
             match &self.target.secret {
-                Some(secret) => avps.push(m(AvpValue::ChallengeResponse(challenge_response(
-                    MessageType::Scccn,
-                    secret,
-                    challenge,
-                )))),
+                Some(secret) => avps.push(AvpRepr::mandatory(AvpValue::ChallengeResponse(
+                    challenge_response(MessageType::Scccn, secret, challenge),
+                ))),
                 None => self.challenged_without_secret = true,
             }
         }

@@ -137,28 +137,21 @@ fn write_structured(f: &mut fmt::Formatter<'_>, value: &AvpValue<'_>) -> fmt::Re
                 write!(f, ",rsvd={reserved}")?;
             }
         }
-        V::CallErrors {
-            reserved,
-            crc_errors,
-            framing_errors,
-            hardware_overruns,
-            buffer_overruns,
-            timeout_errors,
-            alignment_errors,
-        } => {
+        V::CallErrors { .. } => {
+            let (reserved, counts) = value.call_error_counts().unwrap_or_default();
+            let [crc, framing, hw, buf, timeout, align] = counts.map(|(_, count)| count);
             write!(
                 f,
-                "crc:{crc_errors},framing:{framing_errors},hw:{hardware_overruns},\
-                 buf:{buffer_overruns},timeout:{timeout_errors},align:{alignment_errors}"
+                "crc:{crc},framing:{framing},hw:{hw},buf:{buf},timeout:{timeout},align:{align}"
             )?;
-            if *reserved != 0 {
+            if reserved != 0 {
                 write!(f, ",rsvd={reserved}")?;
             }
         }
         V::Accm {
-            reserved,
             send_accm,
             receive_accm,
+            reserved,
         } => {
             write!(f, "send:{send_accm:#x},recv:{receive_accm:#x}")?;
             if *reserved != 0 {
@@ -219,16 +212,6 @@ impl Serialize for JsonValue<'_, '_> {
             id: u8,
         }
         #[derive(Serialize)]
-        struct CallErrors {
-            reserved: u16,
-            crc_errors: u32,
-            framing_errors: u32,
-            hardware_overruns: u32,
-            buffer_overruns: u32,
-            timeout_errors: u32,
-            alignment_errors: u32,
-        }
-        #[derive(Serialize)]
         struct Accm {
             reserved: u16,
             send_accm: u32,
@@ -246,6 +229,14 @@ impl Serialize for JsonValue<'_, '_> {
                 (Shape::Text, Field::Octets(b)) => Lossy(&b).serialize(s),
                 (_, Field::Octets(b)) => HexString(&b).serialize(s),
             };
+        }
+        if let Some((reserved, counts)) = self.0.call_error_counts() {
+            let mut map = s.serialize_map(Some(1 + counts.len()))?;
+            map.serialize_entry("reserved", &reserved)?;
+            for (name, count) in counts {
+                map.serialize_entry(name, &count)?;
+            }
+            return map.end();
         }
         match self.0 {
             V::MessageType(kind) => kind.serialize(s),
@@ -280,24 +271,6 @@ impl Serialize for JsonValue<'_, '_> {
             V::ProxyAuthenId { reserved, id } => ProxyAuthenId {
                 reserved: *reserved,
                 id: *id,
-            }
-            .serialize(s),
-            V::CallErrors {
-                reserved,
-                crc_errors,
-                framing_errors,
-                hardware_overruns,
-                buffer_overruns,
-                timeout_errors,
-                alignment_errors,
-            } => CallErrors {
-                reserved: *reserved,
-                crc_errors: *crc_errors,
-                framing_errors: *framing_errors,
-                hardware_overruns: *hardware_overruns,
-                buffer_overruns: *buffer_overruns,
-                timeout_errors: *timeout_errors,
-                alignment_errors: *alignment_errors,
             }
             .serialize(s),
             V::Accm {

@@ -733,6 +733,22 @@ fn json_form() {
         json!({"reserved": 0, "id": 9})
     );
     assert_eq!(
+        serde_json::to_string(&AvpRepr::mandatory(V::CallErrors {
+            reserved: 0,
+            crc_errors: 1,
+            framing_errors: 2,
+            hardware_overruns: 3,
+            buffer_overruns: 4,
+            timeout_errors: 5,
+            alignment_errors: 6,
+        }))
+        .unwrap(),
+        "{\"type\":34,\"name\":\"Call Errors\",\"mandatory\":true,\"hidden\":false,\
+         \"vendor_id\":0,\"value\":{\"reserved\":0,\"crc_errors\":1,\"framing_errors\":2,\
+         \"hardware_overruns\":3,\"buffer_overruns\":4,\"timeout_errors\":5,\
+         \"alignment_errors\":6}}"
+    );
+    assert_eq!(
         json(AvpRepr::mandatory(V::SequencingRequired))["value"],
         serde_json::Value::Null
     );

@@ -377,6 +377,33 @@ impl<'a> AvpValue<'a> {
         }
     }
 
+    /// Call Errors' Reserved field and its six counters in wire order, each with its JSON
+    /// name; `None` for any other value.
+    pub(crate) fn call_error_counts(&self) -> Option<(u16, [(&'static str, u32); 6])> {
+        match *self {
+            AvpValue::CallErrors {
+                reserved,
+                crc_errors,
+                framing_errors,
+                hardware_overruns,
+                buffer_overruns,
+                timeout_errors,
+                alignment_errors,
+            } => Some((
+                reserved,
+                [
+                    ("crc_errors", crc_errors),
+                    ("framing_errors", framing_errors),
+                    ("hardware_overruns", hardware_overruns),
+                    ("buffer_overruns", buffer_overruns),
+                    ("timeout_errors", timeout_errors),
+                    ("alignment_errors", alignment_errors),
+                ],
+            )),
+            _ => None,
+        }
+    }
+
     /// The plain Attribute Value's octets.
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![0; self.value_len()];
@@ -531,24 +558,10 @@ impl<'a> AvpValue<'a> {
                     w.put(&[*message]);
                     w.put(advisory.as_deref().unwrap_or_default());
                 }
-                V::CallErrors {
-                    reserved,
-                    crc_errors,
-                    framing_errors,
-                    hardware_overruns,
-                    buffer_overruns,
-                    timeout_errors,
-                    alignment_errors,
-                } => {
+                V::CallErrors { .. } => {
+                    let (reserved, counts) = self.call_error_counts().unwrap_or_default();
                     w.put(&reserved.to_be_bytes());
-                    for count in [
-                        crc_errors,
-                        framing_errors,
-                        hardware_overruns,
-                        buffer_overruns,
-                        timeout_errors,
-                        alignment_errors,
-                    ] {
+                    for (_, count) in counts {
                         w.put(&count.to_be_bytes());
                     }
                 }

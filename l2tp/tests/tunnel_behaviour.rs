@@ -166,15 +166,6 @@ fn raw_avps(bytes: &[u8]) -> Vec<(u16, bool, bool)> {
     avps
 }
 
-fn mandatory(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
 /// A Cisco (vendor 9) AVP nobody here knows.
 fn vendor_avp(m: bool) -> AvpRepr<'static> {
     let value = AvpValue::Vendor {
@@ -184,7 +175,7 @@ fn vendor_avp(m: bool) -> AvpRepr<'static> {
     };
     AvpRepr {
         mandatory: m,
-        ..mandatory(value)
+        ..AvpRepr::mandatory(value)
     }
 }
 
@@ -196,7 +187,7 @@ fn unassigned_avp(m: bool) -> AvpRepr<'static> {
     };
     AvpRepr {
         mandatory: m,
-        ..mandatory(value)
+        ..AvpRepr::mandatory(value)
     }
 }
 
@@ -509,7 +500,7 @@ impl Raw {
 
     /// Sends a control message with the given AVPs after the Message Type AVP.
     fn send(&mut self, tunnel: u16, session: u16, kind: MessageType, avps: Vec<AvpRepr<'static>>) {
-        let mut all = vec![mandatory(AvpValue::MessageType(kind))];
+        let mut all = vec![AvpRepr::mandatory(AvpValue::MessageType(kind))];
         all.extend(avps);
         self.send_message(tunnel, session, all);
     }
@@ -618,29 +609,29 @@ impl Raw {
 
 fn sccrq_avps(tid: u16) -> Vec<AvpRepr<'static>> {
     vec![
-        mandatory(AvpValue::ProtocolVersion {
+        AvpRepr::mandatory(AvpValue::ProtocolVersion {
             version: 1,
             revision: 0,
         }),
-        mandatory(AvpValue::HostName(Cow::Borrowed(b"raw-peer"))),
-        mandatory(AvpValue::FramingCapabilities(3)),
-        mandatory(AvpValue::AssignedTunnelId(tid)),
-        mandatory(AvpValue::ReceiveWindowSize(4)),
+        AvpRepr::mandatory(AvpValue::HostName(Cow::Borrowed(b"raw-peer"))),
+        AvpRepr::mandatory(AvpValue::FramingCapabilities(3)),
+        AvpRepr::mandatory(AvpValue::AssignedTunnelId(tid)),
+        AvpRepr::mandatory(AvpValue::ReceiveWindowSize(4)),
     ]
 }
 
 fn icrq_avps(sid: u16) -> Vec<AvpRepr<'static>> {
     vec![
-        mandatory(AvpValue::AssignedSessionId(sid)),
-        mandatory(AvpValue::CallSerialNumber(77)),
-        mandatory(AvpValue::BearerType(0)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(sid)),
+        AvpRepr::mandatory(AvpValue::CallSerialNumber(77)),
+        AvpRepr::mandatory(AvpValue::BearerType(0)),
     ]
 }
 
 fn iccn_avps() -> Vec<AvpRepr<'static>> {
     vec![
-        mandatory(AvpValue::TxConnectSpeed(10_000_000)),
-        mandatory(AvpValue::FramingType(1)),
+        AvpRepr::mandatory(AvpValue::TxConnectSpeed(10_000_000)),
+        AvpRepr::mandatory(AvpValue::FramingType(1)),
     ]
 }
 
@@ -933,9 +924,9 @@ fn wen_and_sli_for_an_unknown_session_are_not_reported() {
         tid,
         bogus,
         MessageType::Wen,
-        vec![mandatory(errors.clone())],
+        vec![AvpRepr::mandatory(errors.clone())],
     );
-    raw.send(tid, bogus, MessageType::Sli, vec![mandatory(accm)]);
+    raw.send(tid, bogus, MessageType::Sli, vec![AvpRepr::mandatory(accm)]);
     raw.expect_quiet();
     assert!(
         raw.events.is_empty(),
@@ -945,7 +936,7 @@ fn wen_and_sli_for_an_unknown_session_are_not_reported() {
     let unexpected = raw.set.tunnel(tid).unwrap().stats().unexpected;
     assert_eq!(unexpected, 2);
     // The real session still gets its WEN.
-    raw.send(tid, sid, MessageType::Wen, vec![mandatory(errors)]);
+    raw.send(tid, sid, MessageType::Wen, vec![AvpRepr::mandatory(errors)]);
     raw.expect_quiet();
     assert_eq!(
         raw.events,
@@ -1300,7 +1291,7 @@ fn unknown_mandatory_message_type_stops_the_tunnel_without_m_it_is_ignored() {
     // Message type 99 without M: acknowledged and otherwise ignored.
     let ignored = AvpRepr {
         mandatory: false,
-        ..mandatory(AvpValue::MessageType(MessageType::Unknown(99)))
+        ..AvpRepr::mandatory(AvpValue::MessageType(MessageType::Unknown(99)))
     };
     raw.send_message(tid, 0, vec![ignored]);
     raw.expect_quiet();
@@ -1406,12 +1397,12 @@ fn a_bad_cdn_for_a_session_already_cleared_does_not_stop_the_tunnel() {
     assert_eq!(cdn.header.session_id, 0x62);
     // The peer's own CDN crosses ours, with a vendor AVP marked mandatory.
     let mut avps = vec![
-        mandatory(AvpValue::ResultCode {
+        AvpRepr::mandatory(AvpValue::ResultCode {
             result: 1,
             error: None,
             message: None,
         }),
-        mandatory(AvpValue::AssignedSessionId(0x62)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(0x62)),
     ];
     avps.push(vendor_avp(true));
     raw.send(tid, gone, MessageType::Cdn, avps);
@@ -2089,10 +2080,12 @@ fn retransmitted_sccrq_does_not_open_a_second_tunnel() {
     let mut raw = Raw::new(config("lns"), true);
     let sccrq = ControlMessage {
         header: HeaderRepr::control(0, 0, 0, 0),
-        avps: [mandatory(AvpValue::MessageType(MessageType::Sccrq))]
-            .into_iter()
-            .chain(sccrq_avps(RAW_TID))
-            .collect(),
+        avps: [AvpRepr::mandatory(AvpValue::MessageType(
+            MessageType::Sccrq,
+        ))]
+        .into_iter()
+        .chain(sccrq_avps(RAW_TID))
+        .collect(),
     }
     .to_vec(None)
     .unwrap();
@@ -2112,10 +2105,12 @@ fn retransmitted_sccrq_does_not_open_a_second_tunnel() {
     // Another tunnel from the same initiator: a new Assigned Tunnel ID.
     let other = ControlMessage {
         header: HeaderRepr::control(0, 0, 0, 0),
-        avps: [mandatory(AvpValue::MessageType(MessageType::Sccrq))]
-            .into_iter()
-            .chain(sccrq_avps(RAW_TID + 1))
-            .collect(),
+        avps: [AvpRepr::mandatory(AvpValue::MessageType(
+            MessageType::Sccrq,
+        ))]
+        .into_iter()
+        .chain(sccrq_avps(RAW_TID + 1))
+        .collect(),
     }
     .to_vec(None)
     .unwrap();
@@ -2172,7 +2167,7 @@ fn protocol_version_other_than_1_0_in_sccrq_is_refused_with_result_5() {
             .into_iter()
             .map(|a| match a.value {
                 AvpValue::ProtocolVersion { .. } => {
-                    mandatory(AvpValue::ProtocolVersion { version, revision })
+                    AvpRepr::mandatory(AvpValue::ProtocolVersion { version, revision })
                 }
                 _ => a,
             })
@@ -2208,7 +2203,7 @@ fn protocol_version_other_than_1_0_in_sccrp_is_refused_with_result_5() {
     let sccrq = raw.expect(MessageType::Sccrq);
     assert_eq!(assigned_tunnel_id(&sccrq), tid);
     let mut avps = sccrq_avps(RAW_TID);
-    avps[0] = mandatory(AvpValue::ProtocolVersion {
+    avps[0] = AvpRepr::mandatory(AvpValue::ProtocolVersion {
         version: 2,
         revision: 0,
     });

@@ -16,15 +16,6 @@ const GLOBAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const ROUNDS: u32 = 5;
 const PACKETS: u32 = 2_000_000;
 
-fn avp(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
 fn ipv4(src: SocketAddrV4, dst: SocketAddrV4, l2tp: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     build_ipv4_udp(src, dst, l2tp, 1, &mut out).expect("small packet");
@@ -86,8 +77,8 @@ fn main() {
         let sccrp = ControlMessage {
             header: HeaderRepr::control(1 + (i % 60_000) as u16, 0, 0, 1),
             avps: vec![
-                avp(AvpValue::MessageType(MessageType::Sccrp)),
-                avp(AvpValue::AssignedTunnelId(1 + i as u16)),
+                AvpRepr::mandatory(AvpValue::MessageType(MessageType::Sccrp)),
+                AvpRepr::mandatory(AvpValue::AssignedTunnelId(1 + i as u16)),
             ],
         }
         .to_vec(None)

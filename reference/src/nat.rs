@@ -602,15 +602,6 @@ mod tests {
         Nat::new(NatConfig::new(GLOBAL))
     }
 
-    fn m(value: AvpValue<'static>) -> AvpRepr<'static> {
-        AvpRepr {
-            mandatory: true,
-            hidden: false,
-            reserved: 0,
-            value,
-        }
-    }
-
     fn datagram(src: SocketAddrV4, dst: SocketAddrV4, l2tp: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         build_ipv4_udp(src, dst, l2tp, 0x4242, &mut out).unwrap();
@@ -624,7 +615,7 @@ mod tests {
         nr: u16,
         avps: Vec<AvpRepr<'static>>,
     ) -> Vec<u8> {
-        let mut all = vec![m(AvpValue::MessageType(kind))];
+        let mut all = vec![AvpRepr::mandatory(AvpValue::MessageType(kind))];
         all.extend(avps);
         ControlMessage {
             header: HeaderRepr::control(tunnel_id, 0, ns, nr),
@@ -642,13 +633,13 @@ mod tests {
             0,
             1,
             vec![
-                m(AvpValue::ProtocolVersion {
+                AvpRepr::mandatory(AvpValue::ProtocolVersion {
                     version: 1,
                     revision: 0,
                 }),
-                m(AvpValue::FramingCapabilities(3)),
-                m(AvpValue::HostName(Cow::Borrowed(b"te-170c"))),
-                m(AvpValue::AssignedTunnelId(endpoint_tunnel_id)),
+                AvpRepr::mandatory(AvpValue::FramingCapabilities(3)),
+                AvpRepr::mandatory(AvpValue::HostName(Cow::Borrowed(b"te-170c"))),
+                AvpRepr::mandatory(AvpValue::AssignedTunnelId(endpoint_tunnel_id)),
             ],
         )
     }
@@ -673,8 +664,8 @@ mod tests {
             2,
             2,
             vec![
-                m(AvpValue::AssignedTunnelId(assigned)),
-                m(AvpValue::ResultCode {
+                AvpRepr::mandatory(AvpValue::AssignedTunnelId(assigned)),
+                AvpRepr::mandatory(AvpValue::ResultCode {
                     result: 1,
                     error: None,
                     message: None,
@@ -927,7 +918,7 @@ mod tests {
             0,
             0,
             0,
-            vec![m(AvpValue::AssignedTunnelId(9))],
+            vec![AvpRepr::mandatory(AvpValue::AssignedTunnelId(9))],
         );
         drop_from_lan(
             &mut nat,
@@ -1067,10 +1058,10 @@ mod tests {
             0,
             1,
             vec![
-                m(AvpValue::RandomVector(Cow::Borrowed(b"0123456789abcdef"))),
+                AvpRepr::mandatory(AvpValue::RandomVector(Cow::Borrowed(b"0123456789abcdef"))),
                 AvpRepr {
                     hidden: true,
-                    ..m(AvpValue::AssignedTunnelId(5))
+                    ..AvpRepr::mandatory(AvpValue::AssignedTunnelId(5))
                 },
             ],
         );

@@ -43,27 +43,18 @@ fn block(n: u8) -> (u16, u16) {
     (first, first + 999)
 }
 
-fn avp(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
 fn sccrq_message(assigned: u16, ns: u16) -> ControlMessage<'static> {
     ControlMessage {
         header: HeaderRepr::control(0, 0, ns, 0),
         avps: vec![
-            avp(AvpValue::MessageType(MessageType::Sccrq)),
-            avp(AvpValue::ProtocolVersion {
+            AvpRepr::mandatory(AvpValue::MessageType(MessageType::Sccrq)),
+            AvpRepr::mandatory(AvpValue::ProtocolVersion {
                 version: 1,
                 revision: 0,
             }),
-            avp(AvpValue::HostName(Cow::Borrowed(b"lac.example"))),
-            avp(AvpValue::FramingCapabilities(3)),
-            avp(AvpValue::AssignedTunnelId(assigned)),
+            AvpRepr::mandatory(AvpValue::HostName(Cow::Borrowed(b"lac.example"))),
+            AvpRepr::mandatory(AvpValue::FramingCapabilities(3)),
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(assigned)),
         ],
     }
 }
@@ -77,7 +68,7 @@ fn control(kind: Option<MessageType>, tunnel: u16) -> Vec<u8> {
     ControlMessage {
         header: HeaderRepr::control(tunnel, 0, 1, 1),
         avps: kind
-            .map(|kind| vec![avp(AvpValue::MessageType(kind))])
+            .map(|kind| vec![AvpRepr::mandatory(AvpValue::MessageType(kind))])
             .unwrap_or_default(),
     }
     .to_vec(None)
@@ -457,9 +448,10 @@ fn hidden_assigned_tunnel_ids_are_told_apart_by_their_ciphertext() {
     let mut cluster = Cluster::with_endpoints(Policy::RoundRobin, 3);
     let hidden_sccrq = |vector: &'static [u8]| {
         let mut message = sccrq_message(42, 0);
-        message
-            .avps
-            .insert(1, avp(AvpValue::RandomVector(Cow::Borrowed(vector))));
+        message.avps.insert(
+            1,
+            AvpRepr::mandatory(AvpValue::RandomVector(Cow::Borrowed(vector))),
+        );
         message.avps.last_mut().unwrap().hidden = true;
         message.to_vec(Some(b"tunnel secret")).unwrap()
     };

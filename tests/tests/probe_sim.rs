@@ -9,10 +9,10 @@ use l2tp::conn::tunnel::TunnelConfig;
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::sim::{Datagram, LinkConditions, Node, Simulator};
 use l2tp::time::Instant;
+use netio::runner::TunnelDriver;
 use probes::probe::transport::{SimNetwork, SimNode};
 use probes::probe::{catalog, run_one_on, Target, VerdictKind};
 use reference::endpoint::Endpoint;
-use netio::runner::TunnelDriver;
 
 const LNS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1701);
 const LAC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);

@@ -6,17 +6,11 @@ use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
 
-use pnet_packet::ip::IpNextHeaderProtocols;
-use pnet_packet::ipv4::{self, Ipv4Flags, MutableIpv4Packet};
-use pnet_packet::udp::{self, MutableUdpPacket};
-
 use super::{CaptureError, Linktype};
+use crate::ip::Ipv4UdpRepr;
 
 /// libpcap's own maximum: room for any IPv4 datagram plus its link header.
 const SNAPLEN: u32 = 262_144;
-const IPV4_HEADER: usize = 20;
-const UDP_HEADER: usize = 8;
-const TTL: u8 = 64;
 
 /// Locally administered unicast MACs, so a written Ethernet capture never names a real NIC.
 pub(super) const SOURCE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -28,7 +22,7 @@ pub(super) const DESTINATION_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub struct PayloadTooLarge(pub usize);
 
 /// Appends an IPv4 header (TTL 64, don't fragment, identification `ip_id`, header checksum)
-/// and a UDP header (with checksum) followed by `payload` to `out`.
+/// and a UDP header (with checksum) followed by `payload` to `out`: an [`Ipv4UdpRepr`] emitted.
 pub fn build_ipv4_udp(
     src: SocketAddrV4,
     dst: SocketAddrV4,
@@ -36,39 +30,15 @@ pub fn build_ipv4_udp(
     ip_id: u16,
     out: &mut Vec<u8>,
 ) -> Result<(), PayloadTooLarge> {
-    let total_len = IPV4_HEADER + UDP_HEADER + payload.len();
-    let Ok(total_len_field) = u16::try_from(total_len) else {
-        return Err(PayloadTooLarge(payload.len()));
+    let repr = Ipv4UdpRepr {
+        ident: ip_id,
+        ..Ipv4UdpRepr::new(src, dst, payload.len())
     };
-    let start = out.len();
-    out.resize(start + total_len, 0);
-    let (header, segment) = out[start..].split_at_mut(IPV4_HEADER);
-
-    let mut udp = MutableUdpPacket::new(segment).expect("segment holds a UDP header");
-    udp.set_source(src.port());
-    udp.set_destination(dst.port());
-    udp.set_length(total_len_field - IPV4_HEADER as u16);
-    udp.set_payload(payload);
-    // Zero means "no checksum" in UDP over IPv4, so a computed zero is sent as all ones.
-    let checksum = match udp::ipv4_checksum(&udp.to_immutable(), src.ip(), dst.ip()) {
-        0 => 0xffff,
-        sum => sum,
-    };
-    udp.set_checksum(checksum);
-
-    let mut ip = MutableIpv4Packet::new(header).expect("header holds an IPv4 header");
-    ip.set_version(4);
-    ip.set_header_length((IPV4_HEADER / 4) as u8);
-    ip.set_total_length(total_len_field);
-    ip.set_identification(ip_id);
-    ip.set_flags(Ipv4Flags::DontFragment);
-    ip.set_ttl(TTL);
-    ip.set_next_level_protocol(IpNextHeaderProtocols::Udp);
-    ip.set_source(*src.ip());
-    ip.set_destination(*dst.ip());
-    let checksum = ipv4::checksum(&ip.to_immutable());
-    ip.set_checksum(checksum);
-    Ok(())
+    match repr.emit_to_vec(payload, out) {
+        Ok(_) => Ok(()),
+        // A Vec always has room, so the payload's size is the only error.
+        Err(_) => Err(PayloadTooLarge(payload.len())),
+    }
 }
 
 /// Appends the link header that carries one IPv4 packet on `linktype`, or says it cannot.
@@ -262,8 +232,8 @@ impl<W: Write> CaptureWriter<W> {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use pnet_packet::ipv4::Ipv4Packet;
-    use pnet_packet::udp::UdpPacket;
+    use pnet_packet::ipv4::{self, Ipv4Packet};
+    use pnet_packet::udp::{self, UdpPacket};
     use pnet_packet::Packet;
 
     use super::super::{CaptureReader, RecordKind, UdpDatagram};

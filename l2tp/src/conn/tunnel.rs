@@ -335,7 +335,7 @@ impl Tunnel {
         let mut tunnel = Tunnel::new(config, Role::Initiator, local_id, seed, now);
         let mut avps = tunnel.start_avps();
         if let Some(tie) = tunnel.config.tie_breaker {
-            avps.push(optional(AvpValue::TieBreaker(tie)));
+            avps.push(AvpRepr::optional(AvpValue::TieBreaker(tie)));
         }
         tunnel.send(MessageType::Sccrq, 0, avps);
         tunnel.state = TunnelState::WaitCtlReply;
@@ -827,7 +827,7 @@ impl Tunnel {
         self.send(
             MessageType::Cdn,
             peer_session_id,
-            vec![mandatory(result.to_avp()), sid],
+            vec![AvpRepr::mandatory(result.to_avp()), sid],
         );
     }
 
@@ -872,8 +872,8 @@ impl Tunnel {
             CallDirection::Incoming => {
                 let avps = vec![
                     sid,
-                    mandatory(AvpValue::CallSerialNumber(serial)),
-                    mandatory(AvpValue::BearerType(0)),
+                    AvpRepr::mandatory(AvpValue::CallSerialNumber(serial)),
+                    AvpRepr::mandatory(AvpValue::BearerType(0)),
                 ];
                 self.send(MessageType::Icrq, 0, avps);
             }
@@ -881,11 +881,11 @@ impl Tunnel {
                 let number = called.unwrap_or_default().as_bytes().to_vec();
                 let avps = vec![
                     sid,
-                    mandatory(AvpValue::CallSerialNumber(serial)),
-                    mandatory(AvpValue::MinimumBps(0)),
-                    mandatory(AvpValue::MaximumBps(u32::MAX)),
-                    mandatory(AvpValue::BearerType(0x3)),
-                    mandatory(AvpValue::FramingType(0x3)),
+                    AvpRepr::mandatory(AvpValue::CallSerialNumber(serial)),
+                    AvpRepr::mandatory(AvpValue::MinimumBps(0)),
+                    AvpRepr::mandatory(AvpValue::MaximumBps(u32::MAX)),
+                    AvpRepr::mandatory(AvpValue::BearerType(0x3)),
+                    AvpRepr::mandatory(AvpValue::FramingType(0x3)),
                     self.hideable(AvpValue::CalledNumber(Cow::Owned(number))),
                 ];
                 self.send(MessageType::Ocrq, 0, avps);
@@ -936,7 +936,7 @@ impl Tunnel {
         self.send(
             MessageType::Cdn,
             session.peer_id,
-            vec![mandatory(result.to_avp()), sid],
+            vec![AvpRepr::mandatory(result.to_avp()), sid],
         );
         self.events.push_back(Event::SessionDown {
             session_id,
@@ -958,7 +958,7 @@ impl Tunnel {
                 timeout_errors: 0,
                 alignment_errors: 0,
             };
-            self.send(MessageType::Wen, peer, vec![mandatory(errors)]);
+            self.send(MessageType::Wen, peer, vec![AvpRepr::mandatory(errors)]);
         }
     }
 
@@ -971,7 +971,7 @@ impl Tunnel {
                 send_accm,
                 receive_accm,
             };
-            self.send(MessageType::Sli, peer, vec![mandatory(accm)]);
+            self.send(MessageType::Sli, peer, vec![AvpRepr::mandatory(accm)]);
         }
     }
 
@@ -991,8 +991,8 @@ impl Tunnel {
             return self.finish();
         }
         let avps = vec![
-            mandatory(AvpValue::AssignedTunnelId(self.local_id)),
-            mandatory(result.to_avp()),
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(self.local_id)),
+            AvpRepr::mandatory(result.to_avp()),
         ];
         self.send(MessageType::StopCcn, 0, avps);
         self.events.push_back(Event::TunnelDown {
@@ -1135,21 +1135,21 @@ impl Tunnel {
     fn start_avps(&mut self) -> Vec<AvpRepr<'static>> {
         let config = Arc::clone(&self.config);
         let mut avps = vec![
-            mandatory(AvpValue::ProtocolVersion {
+            AvpRepr::mandatory(AvpValue::ProtocolVersion {
                 version: PROTOCOL_VERSION.0,
                 revision: PROTOCOL_VERSION.1,
             }),
-            mandatory(AvpValue::HostName(Cow::Owned(
+            AvpRepr::mandatory(AvpValue::HostName(Cow::Owned(
                 config.host_name.clone().into_bytes(),
             ))),
-            mandatory(AvpValue::FramingCapabilities(config.framing_capabilities)),
-            mandatory(AvpValue::BearerCapabilities(config.bearer_capabilities)),
-            mandatory(AvpValue::AssignedTunnelId(self.local_id)),
-            mandatory(AvpValue::ReceiveWindowSize(self.reliable.receive_window())),
-            optional(AvpValue::FirmwareRevision(0x0100)),
+            AvpRepr::mandatory(AvpValue::FramingCapabilities(config.framing_capabilities)),
+            AvpRepr::mandatory(AvpValue::BearerCapabilities(config.bearer_capabilities)),
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(self.local_id)),
+            AvpRepr::mandatory(AvpValue::ReceiveWindowSize(self.reliable.receive_window())),
+            AvpRepr::optional(AvpValue::FirmwareRevision(0x0100)),
         ];
         if let Some(vendor) = &config.vendor_name {
-            avps.push(optional(AvpValue::VendorName(Cow::Owned(
+            avps.push(AvpRepr::optional(AvpValue::VendorName(Cow::Owned(
                 vendor.clone().into_bytes(),
             ))));
         }
@@ -1157,7 +1157,7 @@ impl Tunnel {
             let mut challenge = [0u8; 16];
             self.rng.fill_bytes(&mut challenge);
             self.our_challenge = Some(challenge);
-            avps.push(mandatory(AvpValue::Challenge(Cow::Owned(
+            avps.push(AvpRepr::mandatory(AvpValue::Challenge(Cow::Owned(
                 challenge.to_vec(),
             ))));
         }
@@ -1166,11 +1166,11 @@ impl Tunnel {
 
     fn connected_avps(&self) -> Vec<AvpRepr<'static>> {
         let mut avps = vec![
-            mandatory(AvpValue::TxConnectSpeed(100_000_000)),
-            mandatory(AvpValue::FramingType(0x1)),
+            AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
+            AvpRepr::mandatory(AvpValue::FramingType(0x1)),
         ];
         if self.config.sequencing_required {
-            avps.push(mandatory(AvpValue::SequencingRequired));
+            avps.push(AvpRepr::mandatory(AvpValue::SequencingRequired));
         }
         avps
     }
@@ -1182,18 +1182,18 @@ impl Tunnel {
             && value.avp_type().is_some_and(|t| HIDDEN_AVPS.contains(&t));
         AvpRepr {
             hidden: hide,
-            ..mandatory(value)
+            ..AvpRepr::mandatory(value)
         }
     }
 
     /// Queues a control message; a Random Vector goes in front of any hidden AVP (§4.3).
     fn send(&mut self, kind: MessageType, session_id: u16, avps: Vec<AvpRepr<'static>>) {
         let mut all = Vec::with_capacity(avps.len() + 2);
-        all.push(mandatory(AvpValue::MessageType(kind)));
+        all.push(AvpRepr::mandatory(AvpValue::MessageType(kind)));
         if avps.iter().any(|avp| avp.hidden) {
             let mut vector = [0u8; 16];
             self.rng.fill_bytes(&mut vector);
-            all.push(mandatory(AvpValue::RandomVector(Cow::Owned(
+            all.push(AvpRepr::mandatory(AvpValue::RandomVector(Cow::Owned(
                 vector.to_vec(),
             ))));
         }
@@ -1239,7 +1239,9 @@ impl Tunnel {
         ) {
             (Some(AvpValue::Challenge(challenge)), true) => {
                 let response = self.response(in_message, challenge);
-                Ok(Some(mandatory(AvpValue::ChallengeResponse(response))))
+                Ok(Some(AvpRepr::mandatory(AvpValue::ChallengeResponse(
+                    response,
+                ))))
             }
             (Some(_), false) => Err(ResultCode::error(
                 ResultCode::NOT_AUTHORIZED,
@@ -1304,20 +1306,4 @@ fn unknown_mandatory(message: &ControlMessage) -> Option<String> {
             _ => None,
         }
     })
-}
-
-fn mandatory(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
-fn optional(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: false,
-        ..mandatory(value)
-    }
 }

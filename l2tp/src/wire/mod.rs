@@ -6,15 +6,18 @@
 //! header) where the input went wrong.
 
 pub mod avp;
+pub mod format;
 pub mod header;
 pub mod hidden;
 pub mod message;
+pub mod message_type;
 pub mod rules;
 pub mod samples;
 
 pub use avp::{Avp, AvpRepr, AvpType, AvpValue};
 pub use header::{Header, HeaderRepr};
-pub use message::{ControlMessage, MessageType, PacketRepr};
+pub use message::{ControlMessage, PacketRepr};
+pub use message_type::MessageType;
 
 /// A failure to read or write L2TP bytes. Offsets count from the first byte of the L2TP header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,8 @@
 
 use super::avp::AvpType::{self, *};
 use super::avp::AvpValue;
-use super::message::{ControlMessage, MessageType};
+use super::message::ControlMessage;
+use super::message_type::MessageType;
 use super::Error;
 
 /// The AVP rules of one message type. Message Type itself is implied and not listed.

@@ -10,26 +10,10 @@ use super::message::{ControlMessage, MessageType, PacketRepr};
 /// The tunnel secret the hidden AVPs of [`every_message`] are hidden with.
 pub const SECRET: &[u8] = b"l2tpkit-sample-secret";
 
-fn m(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
-fn opt(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: false,
-        ..m(value)
-    }
-}
-
 fn hidden(value: AvpValue<'static>) -> AvpRepr<'static> {
     AvpRepr {
         hidden: true,
-        ..m(value)
+        ..AvpRepr::mandatory(value)
     }
 }
 
@@ -45,7 +29,7 @@ fn control(
     nr: u16,
     avps: Vec<AvpRepr<'static>>,
 ) -> PacketRepr<'static> {
-    let mut all = vec![m(AvpValue::MessageType(kind))];
+    let mut all = vec![AvpRepr::mandatory(AvpValue::MessageType(kind))];
     all.extend(avps);
     PacketRepr::Control(ControlMessage {
         header: HeaderRepr::control(tunnel, session, ns, nr),
@@ -66,20 +50,20 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             0,
             0,
             vec![
-                m(ProtocolVersion {
+                AvpRepr::mandatory(ProtocolVersion {
                     version: 1,
                     revision: 0,
                 }),
-                m(HostName(text("lac.example"))),
-                m(FramingCapabilities(0x3)),
-                m(AssignedTunnelId(lac_tid)),
-                m(BearerCapabilities(0x3)),
-                opt(FirmwareRevision(0x0690)),
-                opt(VendorName(text("l2tpkit"))),
-                m(ReceiveWindowSize(8)),
-                m(Challenge(Cow::Borrowed(b"0123456789abcdef"))),
-                opt(TieBreaker([1, 2, 3, 4, 5, 6, 7, 8])),
-                opt(Vendor {
+                AvpRepr::mandatory(HostName(text("lac.example"))),
+                AvpRepr::mandatory(FramingCapabilities(0x3)),
+                AvpRepr::mandatory(AssignedTunnelId(lac_tid)),
+                AvpRepr::mandatory(BearerCapabilities(0x3)),
+                AvpRepr::optional(FirmwareRevision(0x0690)),
+                AvpRepr::optional(VendorName(text("l2tpkit"))),
+                AvpRepr::mandatory(ReceiveWindowSize(8)),
+                AvpRepr::mandatory(Challenge(Cow::Borrowed(b"0123456789abcdef"))),
+                AvpRepr::optional(TieBreaker([1, 2, 3, 4, 5, 6, 7, 8])),
+                AvpRepr::optional(Vendor {
                     vendor_id: 9,
                     attr_type: 42,
                     value: Cow::Borrowed(b"cisco"),
@@ -93,17 +77,17 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             0,
             1,
             vec![
-                m(ProtocolVersion {
+                AvpRepr::mandatory(ProtocolVersion {
                     version: 1,
                     revision: 0,
                 }),
-                m(FramingCapabilities(0x1)),
-                m(HostName(text("lns.example"))),
-                m(AssignedTunnelId(lns_tid)),
-                opt(VendorName(text("xelerance.com"))),
-                m(ReceiveWindowSize(4)),
-                m(Challenge(Cow::Borrowed(b"fedcba9876543210"))),
-                m(ChallengeResponse([0xaa; 16])),
+                AvpRepr::mandatory(FramingCapabilities(0x1)),
+                AvpRepr::mandatory(HostName(text("lns.example"))),
+                AvpRepr::mandatory(AssignedTunnelId(lns_tid)),
+                AvpRepr::optional(VendorName(text("xelerance.com"))),
+                AvpRepr::mandatory(ReceiveWindowSize(4)),
+                AvpRepr::mandatory(Challenge(Cow::Borrowed(b"fedcba9876543210"))),
+                AvpRepr::mandatory(ChallengeResponse([0xaa; 16])),
             ],
         ),
         control(
@@ -112,7 +96,7 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             0,
             1,
             1,
-            vec![m(ChallengeResponse([0x55; 16]))],
+            vec![AvpRepr::mandatory(ChallengeResponse([0x55; 16]))],
         ),
         PacketRepr::Control(ControlMessage {
             header: HeaderRepr::control(lac_tid, 0, 1, 2),
@@ -125,16 +109,16 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             2,
             1,
             vec![
-                m(RandomVector(Cow::Borrowed(
+                AvpRepr::mandatory(RandomVector(Cow::Borrowed(
                     b"\x10\x32\x54\x76\x98\xba\xdc\xfe",
                 ))),
                 hidden(AssignedSessionId(lac_sid)),
-                m(CallSerialNumber(1)),
-                m(BearerType(0x2)),
-                m(PhysicalChannelId(7)),
+                AvpRepr::mandatory(CallSerialNumber(1)),
+                AvpRepr::mandatory(BearerType(0x2)),
+                AvpRepr::mandatory(PhysicalChannelId(7)),
                 hidden(CallingNumber(text("5551234"))),
-                m(CalledNumber(text("5556789"))),
-                m(SubAddress(text("12"))),
+                AvpRepr::mandatory(CalledNumber(text("5556789"))),
+                AvpRepr::mandatory(SubAddress(text("12"))),
             ],
         ),
         control(
@@ -143,7 +127,7 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             lac_sid,
             1,
             3,
-            vec![m(AssignedSessionId(lns_sid))],
+            vec![AvpRepr::mandatory(AssignedSessionId(lns_sid))],
         ),
         control(
             T::Iccn,
@@ -152,23 +136,23 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             3,
             2,
             vec![
-                m(TxConnectSpeed(64_000)),
-                m(FramingType(0x1)),
-                m(InitialReceivedLcpConfreq(Cow::Borrowed(&[
+                AvpRepr::mandatory(TxConnectSpeed(64_000)),
+                AvpRepr::mandatory(FramingType(0x1)),
+                AvpRepr::mandatory(InitialReceivedLcpConfreq(Cow::Borrowed(&[
                     0x01, 0x04, 0x05, 0xdc,
                 ]))),
-                m(LastSentLcpConfreq(Cow::Borrowed(&[0x01, 0x04, 0x05, 0xdc]))),
-                m(LastReceivedLcpConfreq(Cow::Borrowed(&[
+                AvpRepr::mandatory(LastSentLcpConfreq(Cow::Borrowed(&[0x01, 0x04, 0x05, 0xdc]))),
+                AvpRepr::mandatory(LastReceivedLcpConfreq(Cow::Borrowed(&[
                     0x05, 0x06, 0x12, 0x34, 0x56, 0x78,
                 ]))),
-                m(ProxyAuthenType(2)),
-                m(ProxyAuthenName(text("user"))),
-                m(ProxyAuthenChallenge(Cow::Borrowed(&[0x11; 16]))),
-                m(ProxyAuthenId { reserved: 0, id: 7 }),
-                m(ProxyAuthenResponse(Cow::Borrowed(&[0x22; 16]))),
-                m(PrivateGroupId(text("group-1"))),
-                m(RxConnectSpeed(56_000)),
-                m(SequencingRequired),
+                AvpRepr::mandatory(ProxyAuthenType(2)),
+                AvpRepr::mandatory(ProxyAuthenName(text("user"))),
+                AvpRepr::mandatory(ProxyAuthenChallenge(Cow::Borrowed(&[0x11; 16]))),
+                AvpRepr::mandatory(ProxyAuthenId { reserved: 0, id: 7 }),
+                AvpRepr::mandatory(ProxyAuthenResponse(Cow::Borrowed(&[0x22; 16]))),
+                AvpRepr::mandatory(PrivateGroupId(text("group-1"))),
+                AvpRepr::mandatory(RxConnectSpeed(56_000)),
+                AvpRepr::mandatory(SequencingRequired),
             ],
         ),
         PacketRepr::Data {
@@ -186,14 +170,14 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             2,
             5,
             vec![
-                m(AssignedSessionId(0x0303)),
-                m(CallSerialNumber(2)),
-                m(MinimumBps(9_600)),
-                m(MaximumBps(64_000)),
-                m(BearerType(0x1)),
-                m(FramingType(0x2)),
-                m(CalledNumber(text("5550000"))),
-                m(SubAddress(text("3"))),
+                AvpRepr::mandatory(AssignedSessionId(0x0303)),
+                AvpRepr::mandatory(CallSerialNumber(2)),
+                AvpRepr::mandatory(MinimumBps(9_600)),
+                AvpRepr::mandatory(MaximumBps(64_000)),
+                AvpRepr::mandatory(BearerType(0x1)),
+                AvpRepr::mandatory(FramingType(0x2)),
+                AvpRepr::mandatory(CalledNumber(text("5550000"))),
+                AvpRepr::mandatory(SubAddress(text("3"))),
             ],
         ),
         control(
@@ -202,7 +186,10 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             0x0303,
             5,
             3,
-            vec![m(AssignedSessionId(0x0404)), m(PhysicalChannelId(9))],
+            vec![
+                AvpRepr::mandatory(AssignedSessionId(0x0404)),
+                AvpRepr::mandatory(PhysicalChannelId(9)),
+            ],
         ),
         control(
             T::Occn,
@@ -211,10 +198,10 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             6,
             3,
             vec![
-                m(TxConnectSpeed(64_000)),
-                m(FramingType(0x2)),
-                m(RxConnectSpeed(64_000)),
-                m(SequencingRequired),
+                AvpRepr::mandatory(TxConnectSpeed(64_000)),
+                AvpRepr::mandatory(FramingType(0x2)),
+                AvpRepr::mandatory(RxConnectSpeed(64_000)),
+                AvpRepr::mandatory(SequencingRequired),
             ],
         ),
         control(
@@ -223,7 +210,7 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             lns_sid,
             7,
             3,
-            vec![m(CallErrors {
+            vec![AvpRepr::mandatory(CallErrors {
                 reserved: 0,
                 crc_errors: 1,
                 framing_errors: 2,
@@ -239,7 +226,7 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             lac_sid,
             3,
             8,
-            vec![m(Accm {
+            vec![AvpRepr::mandatory(Accm {
                 reserved: 0,
                 send_accm: 0xffff_ffff,
                 receive_accm: 0x0000_0000,
@@ -252,13 +239,13 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             4,
             8,
             vec![
-                m(ResultCode {
+                AvpRepr::mandatory(ResultCode {
                     result: 3,
                     error: Some(0),
                     message: Some(text("administrative")),
                 }),
-                m(AssignedSessionId(lns_sid)),
-                m(Q931CauseCode {
+                AvpRepr::mandatory(AssignedSessionId(lns_sid)),
+                AvpRepr::mandatory(Q931CauseCode {
                     cause: 16,
                     message: 0x45,
                     advisory: Some(text("normal clearing")),
@@ -272,13 +259,13 @@ pub fn every_message() -> Vec<PacketRepr<'static>> {
             8,
             5,
             vec![
-                m(AssignedTunnelId(lac_tid)),
-                m(ResultCode {
+                AvpRepr::mandatory(AssignedTunnelId(lac_tid)),
+                AvpRepr::mandatory(ResultCode {
                     result: 6,
                     error: None,
                     message: None,
                 }),
-                opt(Unknown {
+                AvpRepr::optional(Unknown {
                     attr_type: 20,
                     value: Cow::Borrowed(b"?"),
                 }),

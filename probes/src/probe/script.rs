@@ -29,24 +29,6 @@ use super::{Log, Step, Target, Verdict};
 /// and two retransmissions, a reply timeout apart).
 pub const TRIES: usize = 3;
 
-/// A mandatory AVP (M bit set, not hidden).
-pub fn m(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
-/// An optional AVP (M bit clear).
-pub fn opt(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: false,
-        ..m(value)
-    }
-}
-
 /// One line for the evidence: "SCCRP T=0 S=0 Ns=0 Nr=1 [Assigned Tunnel ID=5, …]".
 pub fn describe(bytes: &[u8], secret: Option<&[u8]>) -> String {
     match PacketRepr::parse(bytes, &ParseOptions { secret }) {
@@ -230,7 +212,7 @@ impl Ctl {
         kind: MessageType,
         avps: Vec<AvpRepr<'static>>,
     ) -> Step<Vec<u8>> {
-        let mut all = vec![m(AvpValue::MessageType(kind))];
+        let mut all = vec![AvpRepr::mandatory(AvpValue::MessageType(kind))];
         all.extend(avps);
         PacketRepr::Control(ControlMessage { header, avps: all })
             .to_vec(self.secret.as_deref())
@@ -363,21 +345,21 @@ impl Ctl {
     /// The AVPs of a well-formed SCCRQ for `our_tid` (with a Challenge when we have a secret).
     pub fn sccrq_avps(&mut self) -> Vec<AvpRepr<'static>> {
         let mut avps = vec![
-            m(AvpValue::ProtocolVersion {
+            AvpRepr::mandatory(AvpValue::ProtocolVersion {
                 version: 1,
                 revision: 0,
             }),
-            m(AvpValue::HostName(
+            AvpRepr::mandatory(AvpValue::HostName(
                 self.host_name.clone().into_bytes().into(),
             )),
-            m(AvpValue::FramingCapabilities(3)),
-            m(AvpValue::AssignedTunnelId(self.our_tid)),
-            m(AvpValue::ReceiveWindowSize(4)),
+            AvpRepr::mandatory(AvpValue::FramingCapabilities(3)),
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(self.our_tid)),
+            AvpRepr::mandatory(AvpValue::ReceiveWindowSize(4)),
         ];
         if self.secret.is_some() {
             let challenge = self.random_bytes(16);
             self.our_challenge = Some(challenge.clone());
-            avps.push(m(AvpValue::Challenge(challenge.into())));
+            avps.push(AvpRepr::mandatory(AvpValue::Challenge(challenge.into())));
         } else {
             self.our_challenge = None;
         }
@@ -465,7 +447,7 @@ impl Ctl {
                 ));
             };
             let response = challenge_response(MessageType::Scccn, &secret, challenge);
-            avps.push(m(AvpValue::ChallengeResponse(response)));
+            avps.push(AvpRepr::mandatory(AvpValue::ChallengeResponse(response)));
         }
         let scccn = self.control(MessageType::Scccn, 0, avps)?;
         self.acked(&scccn)
@@ -500,9 +482,9 @@ impl Ctl {
             MessageType::Icrq,
             0,
             vec![
-                m(AvpValue::AssignedSessionId(our_sid)),
-                m(AvpValue::CallSerialNumber(serial)),
-                m(AvpValue::BearerType(3)),
+                AvpRepr::mandatory(AvpValue::AssignedSessionId(our_sid)),
+                AvpRepr::mandatory(AvpValue::CallSerialNumber(serial)),
+                AvpRepr::mandatory(AvpValue::BearerType(3)),
             ],
         )?;
         let got = self.request(&icrq, |m| {
@@ -533,8 +515,8 @@ impl Ctl {
             MessageType::Iccn,
             peer_sid,
             vec![
-                m(AvpValue::TxConnectSpeed(100_000_000)),
-                m(AvpValue::FramingType(3)),
+                AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
+                AvpRepr::mandatory(AvpValue::FramingType(3)),
             ],
         )?;
         self.acked(&iccn)?;
@@ -547,8 +529,8 @@ impl Ctl {
             MessageType::StopCcn,
             0,
             vec![
-                m(AvpValue::AssignedTunnelId(self.our_tid)),
-                m(AvpValue::ResultCode {
+                AvpRepr::mandatory(AvpValue::AssignedTunnelId(self.our_tid)),
+                AvpRepr::mandatory(AvpValue::ResultCode {
                     result: 1,
                     error: None,
                     message: None,
@@ -653,7 +635,7 @@ impl Ctl {
                 ));
             };
             let response = challenge_response(MessageType::Scccn, &secret, challenge);
-            avps.push(m(AvpValue::ChallengeResponse(response)));
+            avps.push(AvpRepr::mandatory(AvpValue::ChallengeResponse(response)));
         }
         Ok(avps)
     }

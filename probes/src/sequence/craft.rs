@@ -120,15 +120,6 @@ pub fn initiator(i: usize) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 10 + i as u8), L2TP)
 }
 
-fn avp(value: AvpValue<'static>) -> AvpRepr<'static> {
-    AvpRepr {
-        mandatory: true,
-        hidden: false,
-        reserved: 0,
-        value,
-    }
-}
-
 fn control(
     kind: Option<MessageType>,
     tunnel_id: u16,
@@ -137,10 +128,10 @@ fn control(
     avps: Vec<AvpValue<'static>>,
 ) -> Vec<u8> {
     let mut all: Vec<AvpRepr<'static>> = kind
-        .map(|kind| avp(AvpValue::MessageType(kind)))
+        .map(|kind| AvpRepr::mandatory(AvpValue::MessageType(kind)))
         .into_iter()
         .collect();
-    all.extend(avps.into_iter().map(avp));
+    all.extend(avps.into_iter().map(AvpRepr::mandatory));
     ControlMessage {
         header: HeaderRepr::control(tunnel_id, session_id, ns, nr),
         avps: all,

@@ -5,7 +5,7 @@ use l2tp::conn::tunnel::challenge_response;
 use l2tp::wire::{AvpRepr, AvpType, AvpValue, MessageType};
 
 use super::sccrq::{establish_via, judge_not_established, sccrq, Answer};
-use crate::probe::script::{m, result_text, Ctl, TRIES};
+use crate::probe::script::{result_text, Ctl, TRIES};
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
@@ -98,7 +98,7 @@ fn challenge_wrong_secret(ctx: &mut Ctx) -> Step<Verdict> {
     ctl.control(
         MessageType::Scccn,
         0,
-        vec![m(AvpValue::ChallengeResponse(wrong))],
+        vec![AvpRepr::mandatory(AvpValue::ChallengeResponse(wrong))],
     )?;
     judge_not_established(ctx, &mut ctl)
 }
@@ -109,13 +109,13 @@ fn random_vector(ctl: &mut Ctl) -> AvpRepr<'static> {
     for pair in value.chunks_mut(2) {
         pair.copy_from_slice(&ctl.fresh_id().to_be_bytes());
     }
-    m(AvpValue::RandomVector(value.into()))
+    AvpRepr::mandatory(AvpValue::RandomVector(value.into()))
 }
 
 fn hidden(value: AvpValue<'static>) -> AvpRepr<'static> {
     AvpRepr {
         hidden: true,
-        ..m(value)
+        ..AvpRepr::mandatory(value)
     }
 }
 
@@ -151,7 +151,7 @@ fn hidden_avps_accepted(ctx: &mut Ctx) -> Step<Verdict> {
         rv,
         hidden(AvpValue::AssignedSessionId(sid)),
         hidden(AvpValue::CallSerialNumber(u32::from(sid))),
-        m(AvpValue::BearerType(3)),
+        AvpRepr::mandatory(AvpValue::BearerType(3)),
     ];
     let bytes = ctl.control(MessageType::Icrq, 0, icrq)?;
     let reply = ctl.request(&bytes, |msg| {
@@ -186,8 +186,8 @@ fn hidden_avps_accepted(ctx: &mut Ctx) -> Step<Verdict> {
                 MessageType::Iccn,
                 peer_sid,
                 vec![
-                    m(AvpValue::TxConnectSpeed(100_000_000)),
-                    m(AvpValue::FramingType(3)),
+                    AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
+                    AvpRepr::mandatory(AvpValue::FramingType(3)),
                 ],
             )?;
             let _ = ctl.acked(&iccn);

@@ -4,7 +4,7 @@
 use l2tp::wire::{AvpRepr, AvpType, AvpValue};
 
 use super::sccrq::{judge_refusal, must_establish, SOME_VENDOR, UNASSIGNED_TYPE};
-use crate::probe::script::{m, opt, Ctl};
+use crate::probe::script::Ctl;
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
@@ -124,7 +124,7 @@ fn unknown_mandatory(ctx: &mut Ctx, extra: AvpRepr<'static>) -> Step<Verdict> {
 fn unknown_mandatory_avp_vendor0(ctx: &mut Ctx) -> Step<Verdict> {
     unknown_mandatory(
         ctx,
-        m(AvpValue::Unknown {
+        AvpRepr::mandatory(AvpValue::Unknown {
             attr_type: UNASSIGNED_TYPE,
             value: vec![0, 1, 2, 3].into(),
         }),
@@ -134,7 +134,7 @@ fn unknown_mandatory_avp_vendor0(ctx: &mut Ctx) -> Step<Verdict> {
 fn unknown_mandatory_avp_vendor(ctx: &mut Ctx) -> Step<Verdict> {
     unknown_mandatory(
         ctx,
-        m(AvpValue::Vendor {
+        AvpRepr::mandatory(AvpValue::Vendor {
             vendor_id: SOME_VENDOR,
             attr_type: 1,
             value: vec![0, 1, 2, 3].into(),
@@ -147,18 +147,18 @@ fn avp_reserved_bits_set(ctx: &mut Ctx) -> Step<Verdict> {
         ctx,
         AvpRepr {
             reserved: 0b0001,
-            ..m(AvpValue::BearerCapabilities(0))
+            ..AvpRepr::mandatory(AvpValue::BearerCapabilities(0))
         },
     )
 }
 
 fn unknown_optional_avp_ignored(ctx: &mut Ctx) -> Step<Verdict> {
     must_establish(ctx, 0, |_, avps| {
-        avps.push(opt(AvpValue::Unknown {
+        avps.push(AvpRepr::optional(AvpValue::Unknown {
             attr_type: UNASSIGNED_TYPE,
             value: vec![0, 1, 2, 3].into(),
         }));
-        avps.push(opt(AvpValue::Vendor {
+        avps.push(AvpRepr::optional(AvpValue::Vendor {
             vendor_id: SOME_VENDOR,
             attr_type: 1,
             value: vec![0, 1, 2, 3].into(),
@@ -172,7 +172,7 @@ fn tie_breaker(ctx: &mut Ctx) -> Step<Verdict> {
         for pair in value.chunks_mut(2) {
             pair.copy_from_slice(&ctl.fresh_id().to_be_bytes());
         }
-        avps.push(opt(AvpValue::TieBreaker(value)));
+        avps.push(AvpRepr::optional(AvpValue::TieBreaker(value)));
     })
 }
 

@@ -14,9 +14,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use l2tp::conn::tunnel::challenge_response;
-use l2tp::wire::{AvpType, AvpValue, ControlMessage, HeaderRepr, MessageType, PacketRepr};
+use l2tp::wire::{AvpRepr, AvpType, AvpValue, ControlMessage, HeaderRepr, MessageType, PacketRepr};
 
-use crate::probe::script::{m, result_text, Ctl, TRIES};
+use crate::probe::script::{result_text, Ctl, TRIES};
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
@@ -142,7 +142,7 @@ fn complete(ctl: &mut Ctl, reply: &ControlMessage) -> Step<()> {
             ));
         };
         let response = challenge_response(MessageType::Scccn, &secret, challenge);
-        avps.push(m(AvpValue::ChallengeResponse(response)));
+        avps.push(AvpRepr::mandatory(AvpValue::ChallengeResponse(response)));
     }
     let to = ctl.peer;
     let scccn = ctl.control(MessageType::Scccn, 0, avps)?;

@@ -1,9 +1,8 @@
 //! A tunnel's life as a correct LAC lives it: establishment (§5.1), keepalive (§6.5) and
 //! teardown (§5.7).
 
-use l2tp::wire::{AvpValue, MessageType};
+use l2tp::wire::{AvpRepr, AvpValue, MessageType};
 
-use crate::probe::script::m;
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
@@ -53,8 +52,8 @@ fn stopccn_cleans_up(ctx: &mut Ctx) -> Step<Verdict> {
     // retransmission cycle, but only to acknowledge retransmissions: it takes no new call.
     let sid = ctl.fresh_id();
     let icrq = vec![
-        m(AvpValue::AssignedSessionId(sid)),
-        m(AvpValue::CallSerialNumber(1)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(sid)),
+        AvpRepr::mandatory(AvpValue::CallSerialNumber(1)),
     ];
     ctl.control(MessageType::Icrq, 0, icrq)?;
     Ok(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use l2tp::conn::reliable::seq_lt;
 use l2tp::wire::{AvpRepr, AvpType, AvpValue, ControlMessage, HeaderRepr, MessageType};
 
-use crate::probe::script::{m, result_text, Ctl, Seen, TRIES};
+use crate::probe::script::{result_text, Ctl, Seen, TRIES};
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
@@ -193,9 +193,9 @@ fn out_of_order_ns_in_window(ctx: &mut Ctx) -> Step<Verdict> {
 
 fn icrq_avps(ctl: &mut Ctl, our_sid: u16) -> Vec<AvpRepr<'static>> {
     vec![
-        m(AvpValue::AssignedSessionId(our_sid)),
-        m(AvpValue::CallSerialNumber(u32::from(ctl.fresh_id()))),
-        m(AvpValue::BearerType(3)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(our_sid)),
+        AvpRepr::mandatory(AvpValue::CallSerialNumber(u32::from(ctl.fresh_id()))),
+        AvpRepr::mandatory(AvpValue::BearerType(3)),
     ]
 }
 
@@ -227,8 +227,8 @@ fn duplicate_ns_reacked(ctx: &mut Ctx) -> Step<Verdict> {
         MessageType::Iccn,
         peer_sid,
         vec![
-            m(AvpValue::TxConnectSpeed(100_000_000)),
-            m(AvpValue::FramingType(3)),
+            AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
+            AvpRepr::mandatory(AvpValue::FramingType(3)),
         ],
     )?;
     ctl.acked(&iccn)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use l2tp::conn::tunnel::challenge_response;
 use l2tp::wire::{AvpRepr, AvpType, AvpValue, ControlMessage, HeaderRepr, MessageType};
 
-use crate::probe::script::{m, result_of, result_text, Ctl, TRIES};
+use crate::probe::script::{result_of, result_text, Ctl, TRIES};
 use crate::probe::{Ctx, Step, Verdict};
 
 /// How the target answered an SCCRQ of ours.
@@ -100,7 +100,7 @@ fn scccn_avps(ctl: &Ctl, sccrp: &ControlMessage) -> Step<Vec<AvpRepr<'static>>> 
         avp.value.vendor_id() == 0 && avp.value.attr_type() == AvpType::Challenge.to_u16()
     });
     match (sccrp.avp(AvpType::Challenge), &ctl.secret) {
-        (Some(AvpValue::Challenge(challenge)), Some(secret)) => Ok(vec![m(
+        (Some(AvpValue::Challenge(challenge)), Some(secret)) => Ok(vec![AvpRepr::mandatory(
             AvpValue::ChallengeResponse(challenge_response(MessageType::Scccn, secret, challenge)),
         )]),
         _ if challenged => Err(Verdict::Inconclusive(
@@ -197,9 +197,9 @@ pub(super) fn judge_not_established(ctx: &Ctx, ctl: &mut Ctl) -> Step<Verdict> {
     ));
     let sid = ctl.fresh_id();
     let icrq = vec![
-        m(AvpValue::AssignedSessionId(sid)),
-        m(AvpValue::CallSerialNumber(u32::from(sid))),
-        m(AvpValue::BearerType(3)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(sid)),
+        AvpRepr::mandatory(AvpValue::CallSerialNumber(u32::from(sid))),
+        AvpRepr::mandatory(AvpValue::BearerType(3)),
     ];
     ctl.control(MessageType::Icrq, 0, icrq)?;
     let reply = ctl.wait(ctl.reply_timeout, |msg| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use l2tp::ppp::LcpEcho;
 use l2tp::wire::{AvpRepr, AvpType, AvpValue, ControlMessage, MessageType};
 
-use crate::probe::script::{m, result_text, Ctl};
+use crate::probe::script::{result_text, Ctl};
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 
 pub const PROBES: &[Probe] = &[
@@ -168,12 +168,12 @@ fn echo_text(echo: &Echo) -> String {
 
 fn cdn_avps(our_sid: u16) -> Vec<AvpRepr<'static>> {
     vec![
-        m(AvpValue::ResultCode {
+        AvpRepr::mandatory(AvpValue::ResultCode {
             result: 3,
             error: None,
             message: None,
         }),
-        m(AvpValue::AssignedSessionId(our_sid)),
+        AvpRepr::mandatory(AvpValue::AssignedSessionId(our_sid)),
     ]
 }
 
@@ -359,9 +359,9 @@ fn session_id_uniqueness(ctx: &mut Ctx) -> Step<Verdict> {
             MessageType::Icrq,
             0,
             vec![
-                m(AvpValue::AssignedSessionId(our_sid)),
-                m(AvpValue::CallSerialNumber(u32::from(our_sid))),
-                m(AvpValue::BearerType(3)),
+                AvpRepr::mandatory(AvpValue::AssignedSessionId(our_sid)),
+                AvpRepr::mandatory(AvpValue::CallSerialNumber(u32::from(our_sid))),
+                AvpRepr::mandatory(AvpValue::BearerType(3)),
             ],
         )?;
         let mut cleared = Vec::new();

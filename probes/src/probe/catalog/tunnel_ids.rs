@@ -392,15 +392,15 @@ mod tests {
 
     use super::{Ledger, PROBES};
     use crate::probe::catalog::sim_lns::run;
-    use crate::probe::script::m;
     use crate::probe::{Verdict, VerdictKind};
+    use l2tp::wire::AvpRepr;
 
     fn sccrp(peer: u16) -> ControlMessage<'static> {
         ControlMessage {
             header: HeaderRepr::control(1, 0, 0, 1),
             avps: vec![
-                m(AvpValue::MessageType(MessageType::Sccrp)),
-                m(AvpValue::AssignedTunnelId(peer)),
+                AvpRepr::mandatory(AvpValue::MessageType(MessageType::Sccrp)),
+                AvpRepr::mandatory(AvpValue::AssignedTunnelId(peer)),
             ],
         }
     }

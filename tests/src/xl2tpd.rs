@@ -146,7 +146,7 @@ impl Xl2tpdOptions {
 
 /// Which end xl2tpd plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum Xl2tpdEnd {
     /// `[lns default]`: answers anyone (`access control = no`, no PPP authentication).
     Lns,
     /// `[lac cluster]` with `lns = ADDR:PORT`, `redial = no`. With `autodial` xl2tpd dials one
@@ -311,7 +311,7 @@ impl Xl2tpd {
     /// Writes the configuration, the secrets file, an empty pppd options file and the pppd
     /// stand-in into a new temporary directory, starts xl2tpd, and returns once its log says it
     /// listens (at most 10 s). On failure the error carries the log and nothing is left running.
-    pub fn start(role: Role, options: &Xl2tpdOptions) -> io::Result<Xl2tpd> {
+    pub fn start(role: Xl2tpdEnd, options: &Xl2tpdOptions) -> io::Result<Xl2tpd> {
         let dir = make_temp_dir()?;
         let mut daemon = Xl2tpd {
             child: Mutex::new(None),
@@ -654,7 +654,7 @@ impl Drop for Xl2tpd {
     }
 }
 
-fn config(role: Role, options: &Xl2tpdOptions, secrets: &Path, pppopts: &Path) -> String {
+fn config(role: Xl2tpdEnd, options: &Xl2tpdOptions, secrets: &Path, pppopts: &Path) -> String {
     let yes_no = |on: bool| if on { "yes" } else { "no" };
     let mut conf = format!(
         "[global]\n\
@@ -676,12 +676,12 @@ fn config(role: Role, options: &Xl2tpdOptions, secrets: &Path, pppopts: &Path) -
         // xl2tpd takes an address from the pool at each ICRQ; the stand-in pppd never puts one
         // on an interface. 127/8 keeps to the loopback rule, and ~2000 addresses let the
         // session-ID probe hold 1500 calls on one tunnel.
-        Role::Lns => conf.push_str(
+        Xl2tpdEnd::Lns => conf.push_str(
             "[lns default]\n\
              ip range = 127.201.0.10-127.201.7.250\n\
              local ip = 127.201.0.1\n",
         ),
-        Role::Lac { lns, autodial } => conf.push_str(&format!(
+        Xl2tpdEnd::Lac { lns, autodial } => conf.push_str(&format!(
             "[lac cluster]\n\
              lns = {}:{}\n\
              autodial = {}\n\
@@ -782,7 +782,7 @@ mod tests {
             ..Xl2tpdOptions::on(Ipv4Addr::new(198, 18, 1, 1))
         };
         let started = Instant::now();
-        let err = Xl2tpd::start(Role::Lns, &options).unwrap_err();
+        let err = Xl2tpd::start(Xl2tpdEnd::Lns, &options).unwrap_err();
         assert!(started.elapsed() < START_TIMEOUT, "{err}");
         let text = err.to_string();
         assert!(
@@ -810,7 +810,7 @@ mod tests {
         };
         let lns = SocketAddrV4::new(Ipv4Addr::new(127, 66, 1, 2), 1702);
         let conf = config(
-            Role::Lac {
+            Xl2tpdEnd::Lac {
                 lns,
                 autodial: true,
             },

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use l2tpkit::endpoint::{self, EndpointArgs};
 use l2tpkit::lac::{self, LacArgs};
-use l2tpkit_tests::xl2tpd::{self, loopback_pair, Role, Xl2tpd, Xl2tpdOptions};
+use l2tpkit_tests::xl2tpd::{self, loopback_pair, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
 use l2tpkit_tests::{require, tshark_l2tp};
 
 const SECRET: &str = "interop-secret";
@@ -77,7 +77,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
         challenge: secret,
         ..Xl2tpdOptions::on(lns_ip)
     };
-    let lns = Xl2tpd::start(Role::Lns, &options).expect("start xl2tpd LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &options).expect("start xl2tpd LNS");
     let pcap = scratch(&format!("{name}.pcap"));
     let args = LacArgs {
         target: lns.addr().to_string(),
@@ -212,7 +212,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         ..Xl2tpdOptions::on(lac_ip)
     };
     let lac = Xl2tpd::start(
-        Role::Lac {
+        Xl2tpdEnd::Lac {
             lns: listening,
             autodial: true,
         },

@@ -19,7 +19,7 @@ use l2tp::wire::message::ParseOptions;
 use l2tpkit::lab::{sys, Lab, LabSpec, Role as LabRole, Topology};
 use l2tpkit::verify::{read_captures, read_roles, SequenceArg};
 use l2tpkit_tests::require;
-use l2tpkit_tests::xl2tpd::{self, Proc, Role, Xl2tpd, Xl2tpdOptions};
+use l2tpkit_tests::xl2tpd::{self, Proc, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
 use probes::sequence::{self, Report, TunnelReport, Variant};
 
 /// Both log lines, from xl2tpd's start.
@@ -127,7 +127,7 @@ fn drive(lab: &Lab, topology: Topology, expected: Variant, up_took: Duration) ->
 
     let started = Instant::now();
     let lac = Xl2tpd::start(
-        Role::Lac {
+        Xl2tpdEnd::Lac {
             lns: cluster,
             autodial: true,
         },

@@ -5,7 +5,7 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use l2tpkit_tests::xl2tpd::{self, loopback_pair, Role, Xl2tpd, Xl2tpdOptions};
+use l2tpkit_tests::xl2tpd::{self, loopback_pair, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
 use probes::probe::report::ProbeReport;
 use probes::probe::{catalog, run_one, Target, VerdictKind};
 
@@ -79,7 +79,7 @@ fn every_probe_judges_xl2tpd_and_the_table_is_snapshotted() {
         challenge: true,
         ..Xl2tpdOptions::on(lns_ip)
     };
-    let lns = Xl2tpd::start(Role::Lns, &options).expect("start xl2tpd LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &options).expect("start xl2tpd LNS");
     let mut target = Target::new(lns.addr());
     target.secret = Some(SECRET.as_bytes().to_vec());
     target.bind = lac_ip;

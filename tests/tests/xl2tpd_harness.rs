@@ -4,7 +4,7 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use l2tpkit_tests::xl2tpd::{self, loopback_pair, Proc, Role, Xl2tpd, Xl2tpdOptions};
+use l2tpkit_tests::xl2tpd::{self, loopback_pair, Proc, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -51,9 +51,9 @@ fn lns_and_lac(test: &str, secret: Option<&str>, lns_port: u16) -> (Xl2tpd, Xl2t
         ..Xl2tpdOptions::on(listen)
     };
     let started = Instant::now();
-    let lns = Xl2tpd::start(Role::Lns, &options(lns_ip, lns_port)).expect("start LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &options(lns_ip, lns_port)).expect("start LNS");
     let lac = Xl2tpd::start(
-        Role::Lac {
+        Xl2tpdEnd::Lac {
             lns: SocketAddrV4::new(lns_ip, lns_port),
             autodial: true,
         },
@@ -142,9 +142,9 @@ fn wrong_secret_is_refused() {
         challenge: true,
         ..Xl2tpdOptions::on(listen)
     };
-    let lns = Xl2tpd::start(Role::Lns, &options(lns_ip, "right")).expect("start LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &options(lns_ip, "right")).expect("start LNS");
     let lac = Xl2tpd::start(
-        Role::Lac {
+        Xl2tpdEnd::Lac {
             lns: lns.addr(),
             autodial: true,
         },
@@ -166,9 +166,9 @@ fn dial_through_the_control_pipe() {
         return;
     }
     let (lns_ip, lac_ip) = loopback_pair("dial_through_the_control_pipe");
-    let lns = Xl2tpd::start(Role::Lns, &Xl2tpdOptions::on(lns_ip)).expect("start LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &Xl2tpdOptions::on(lns_ip)).expect("start LNS");
     let lac = Xl2tpd::start(
-        Role::Lac {
+        Xl2tpdEnd::Lac {
             lns: lns.addr(),
             autodial: false,
         },
@@ -229,7 +229,7 @@ fn drop_cleans_up() {
         return;
     }
     let (ip, _) = loopback_pair("drop_cleans_up");
-    let lns = Xl2tpd::start(Role::Lns, &Xl2tpdOptions::on(ip)).expect("start LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &Xl2tpdOptions::on(ip)).expect("start LNS");
     let procs = lns.processes();
     assert_eq!(procs.len(), 2, "unshare and xl2tpd: {procs:?}");
     let (pid, dir) = (lns.pid(), lns.dir().to_path_buf());
@@ -249,9 +249,9 @@ fn a_panicking_test_leaves_nothing_behind() {
     let (lns_ip, lac_ip) = loopback_pair("a_panicking_test_leaves_nothing_behind");
     let mut procs = Vec::new();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let lns = Xl2tpd::start(Role::Lns, &Xl2tpdOptions::on(lns_ip)).unwrap();
+        let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &Xl2tpdOptions::on(lns_ip)).unwrap();
         let lac = Xl2tpd::start(
-            Role::Lac {
+            Xl2tpdEnd::Lac {
                 lns: lns.addr(),
                 autodial: true,
             },
@@ -277,7 +277,7 @@ fn control_is_bounded_when_xl2tpd_is_gone() {
         return;
     }
     let (ip, _) = loopback_pair("control_is_bounded_when_xl2tpd_is_gone");
-    let lns = Xl2tpd::start(Role::Lns, &Xl2tpdOptions::on(ip)).expect("start LNS");
+    let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &Xl2tpdOptions::on(ip)).expect("start LNS");
     let daemon = lns.daemon_pid().expect("xl2tpd pid");
     // xl2tpd, which this test started.
     nix::sys::signal::kill(Pid::from_raw(daemon as i32), Signal::SIGKILL).expect("kill xl2tpd");

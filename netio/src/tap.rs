@@ -151,8 +151,10 @@ impl FrameSender {
 pub struct FramePort {
     socket: Socket,
     buf: Vec<u8>,
-    /// Room for one PACKET_AUXDATA control message, reused.
+    /// Room for one PACKET_AUXDATA and one timestamp control message, reused.
     control: Vec<u8>,
+    /// When the kernel took the last frame received (ports opened with `open_stamped`).
+    arrival: Option<std::time::Duration>,
 }
 
 impl FramePort {
@@ -167,8 +169,24 @@ impl FramePort {
         Ok(FramePort {
             socket,
             buf: vec![0u8; FRAME],
-            control: nix::cmsg_space!(libc::tpacket_auxdata),
+            control: nix::cmsg_space!(libc::tpacket_auxdata, nix::sys::time::TimeSpec),
+            arrival: None,
         })
+    }
+
+    /// As [`FramePort::open`], and the kernel stamps each frame as it takes it
+    /// (SO_TIMESTAMPNS): a capture beside the forwarding path orders frames as they happened,
+    /// not as it got to read them. [`FramePort::arrival`] gives the last frame's stamp.
+    pub fn open_stamped(interface: &str) -> io::Result<FramePort> {
+        let port = FramePort::open(interface)?;
+        setsockopt(&port.socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true)?;
+        Ok(port)
+    }
+
+    /// The wall-clock time the kernel took the last frame [`FramePort::recv`] returned, since
+    /// the Unix epoch; `None` unless opened with [`FramePort::open_stamped`].
+    pub fn arrival(&self) -> Option<std::time::Duration> {
+        self.arrival
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -191,8 +209,14 @@ impl FramePort {
         };
         let len = got.bytes;
         let mut partial = false;
+        self.arrival = None;
         for cmsg in got.cmsgs()? {
-            if let ControlMessageOwned::Unknown(aux) = cmsg {
+            if let ControlMessageOwned::ScmTimestampns(at) = cmsg {
+                self.arrival = u64::try_from(at.tv_sec())
+                    .ok()
+                    .zip(u32::try_from(at.tv_nsec()).ok())
+                    .map(|(s, ns)| std::time::Duration::new(s, ns));
+            } else if let ControlMessageOwned::Unknown(aux) = cmsg {
                 let header = &aux.cmsg_header;
                 // tpacket_auxdata starts with its u32 tp_status.
                 if header.cmsg_level == libc::SOL_PACKET && header.cmsg_type == libc::PACKET_AUXDATA

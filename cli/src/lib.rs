@@ -1,6 +1,7 @@
 //! The commands of the `l2tpkit` binary, as a library so that the end-to-end tests in `tests/`
 //! drive the same code paths in process.
 
+pub mod args;
 pub mod bench;
 pub mod ctl;
 pub mod decode;

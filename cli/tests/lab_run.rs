@@ -221,14 +221,14 @@ fn lab_run_needs_no_tcpdump() {
     let scratch = std::env::temp_dir().join(format!("l2tpkit-notcpdump-{}", std::process::id()));
     let bin = scratch.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
     for program in ["ip", "sysctl", "kill"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .expect("sh");
-        let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-        assert!(!path.is_empty(), "{program} is not installed");
-        std::os::unix::fs::symlink(&path, bin.join(program)).unwrap();
+        // The executable itself (`command -v kill` would name the shell's builtin).
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{program} is not installed"));
+        std::os::unix::fs::symlink(&found, bin.join(program)).unwrap();
     }
     let run_dir = scratch.join("run");
     let tunnels = 60;

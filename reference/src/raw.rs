@@ -482,6 +482,8 @@ impl FrameSender {
 pub struct FramePort {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// When the kernel took the last frame received (ports opened with `open_stamped`).
+    arrival: Option<std::time::Duration>,
 }
 
 impl FramePort {
@@ -549,7 +551,33 @@ impl FramePort {
         Ok(FramePort {
             fd,
             buf: vec![0u8; FRAME],
+            arrival: None,
         })
+    }
+
+    /// As [`FramePort::open`], and the kernel stamps each frame as it takes it
+    /// (SO_TIMESTAMPNS): a capture beside the forwarding path orders frames as they happened,
+    /// not as it got to read them. [`FramePort::arrival`] gives the last frame's stamp.
+    pub fn open_stamped(interface: &str) -> io::Result<FramePort> {
+        let port = FramePort::open(interface)?;
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on our socket with a c_int of the size passed.
+        check(unsafe {
+            libc::setsockopt(
+                port.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+        Ok(port)
+    }
+
+    /// The wall-clock time the kernel took the last frame [`FramePort::recv`] returned, since
+    /// the Unix epoch; `None` unless opened with [`FramePort::open_stamped`].
+    pub fn arrival(&self) -> Option<std::time::Duration> {
+        self.arrival
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -559,8 +587,10 @@ impl FramePort {
     /// The next frame waiting (non-blocking), and whether its checksum is partial; `None` when
     /// nothing is. Frames longer than 2 KB come truncated (the lab's MTU is 1500).
     pub fn recv(&mut self) -> io::Result<Option<(&mut [u8], bool)>> {
-        // u64s: the control buffer must be aligned for cmsghdr.
-        let mut control = [0u64; 8];
+        // u64s: the control buffer must be aligned for cmsghdr. Room for the auxdata and a
+        // timestamp.
+        let mut control = [0u64; 16];
+        self.arrival = None;
         let mut iov = libc::iovec {
             iov_base: self.buf.as_mut_ptr() as *mut libc::c_void,
             iov_len: self.buf.len(),
@@ -594,6 +624,15 @@ impl FramePort {
                         libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata
                     );
                     partial = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                } else if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let at =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
+                    self.arrival = u64::try_from(at.tv_sec)
+                        .ok()
+                        .zip(u32::try_from(at.tv_nsec).ok())
+                        .map(|(s, ns)| std::time::Duration::new(s, ns));
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }

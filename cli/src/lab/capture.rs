@@ -73,8 +73,7 @@ pub(super) fn complete_checksum(frame: &mut [u8], partial: bool) {
     }
 }
 
-/// The wall clock now, as a pcap record's time: taken as each frame is read, so that the
-/// lab's two captures order one forwarded packet's two crossings correctly.
+/// The wall clock now, as a pcap record's time (where the kernel gave none).
 pub(super) fn wall_clock() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,7 +97,9 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
     let interface = args.interface.as_str();
     sys::ip(&["link", "set", "dev", interface, "promisc", "on"])?;
     // An 8 MB receive queue (forced past rmem_max): a setup burst of a thousand tunnels fits.
-    let mut port = reference::raw::FramePort::open(interface)
+    // Stamped by the kernel: the other bridge's capture is another process, and `verify`
+    // orders a forwarded packet's two crossings by these times.
+    let mut port = reference::raw::FramePort::open_stamped(interface)
         .with_context(|| format!("opening a packet socket on {interface}"))?;
     let mut pcap = CaptureWriter::create(&args.pcap, Linktype::ETHERNET)
         .with_context(|| format!("--pcap {}", args.pcap.display()))?;
@@ -119,6 +120,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
         revents: 0,
     }];
     let mut next_status = Instant::now() + Duration::from_secs(1);
+    let mut copy = Vec::with_capacity(2048);
     loop {
         let stopping = sys::interrupted();
         if !stopping {
@@ -136,7 +138,11 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             complete_checksum(frame, partial);
-            pcap.write_raw(wall_clock(), frame).context("--pcap")?;
+            // Copied out so that the port can be asked for the frame's stamp.
+            copy.clear();
+            copy.extend_from_slice(frame);
+            let at = port.arrival().unwrap_or_else(wall_clock);
+            pcap.write_raw(at, &copy).context("--pcap")?;
             counters.captured += 1;
             wrote = true;
         }

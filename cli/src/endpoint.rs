@@ -9,12 +9,13 @@ use l2tp::conn::tunnels::TunnelSet;
 use netio::runner::Runner;
 use reference::claim::{ClaimAddress, ClaimPlan};
 use reference::endpoint::{Endpoint, EndpointStats, Reporting, TakeoverLink};
-use reference::master::{MasterConfig, Policy};
+use reference::master::MasterConfig;
 use reference::serve::{serve_takeover, MasterSetup};
 use reference::takeover::{Watch, WatchConfig};
 use std::net::SocketAddrV4;
 
-use crate::net::{os_seed, parse_addr, tunnel_config};
+use crate::args::{self, AddrPrefix, PolicyName};
+use crate::net::{os_seed, parse_addr, tunnel_config, wall_clock_sequence};
 
 #[derive(Debug, clap::Args)]
 pub struct EndpointArgs {
@@ -40,6 +41,11 @@ pub struct EndpointArgs {
     /// Print the counters at exit as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Status file (JSON): written once the socket is bound (`"state": "listening"`, what a
+    /// supervisor such as the lab waits for), and again at exit with the counters
+    /// (`"state": "stopped"`).
+    #[arg(long)]
+    pub status: Option<PathBuf>,
     /// Cluster member: send load reports to the master at this LAN address (ADDR[:PORT],
     /// port 1702 by default).
     #[arg(long)]
@@ -79,11 +85,11 @@ pub struct EndpointArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TakeoverArgs {
     /// The cluster address to claim, ADDR/LEN; enables takeover (needs --master and --global).
-    #[arg(long, requires_all = ["master", "global", "takeover_lan"])]
-    pub takeover_cluster: Option<String>,
+    #[arg(long, requires_all = ["master", "global", "takeover_lan"], value_parser = args::addr_prefix)]
+    pub takeover_cluster: Option<AddrPrefix>,
     /// The master's LAN address to claim (where the endpoints report), ADDR/LEN.
-    #[arg(long, requires = "takeover_cluster")]
-    pub takeover_lan: Option<String>,
+    #[arg(long, requires = "takeover_cluster", value_parser = args::addr_prefix)]
+    pub takeover_lan: Option<AddrPrefix>,
     /// Interface for the cluster address [default: the one holding --global].
     #[arg(long, requires = "takeover_cluster")]
     pub takeover_public_if: Option<String>,
@@ -101,7 +107,7 @@ pub struct TakeoverArgs {
     pub takeover_pcap: Option<PathBuf>,
     /// The taken-over master's dispatch policy (least-load; round-robin).
     #[arg(long, value_enum, requires = "takeover_cluster")]
-    pub takeover_policy: Option<crate::master::PolicyName>,
+    pub takeover_policy: Option<PolicyName>,
     /// The taken-over master's --report-timeout, in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub takeover_report_timeout: f64,
@@ -188,13 +194,6 @@ fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option
     }))
 }
 
-/// Wall-clock microseconds: a first sequence number that a restart does not repeat.
-pub fn wall_clock_sequence() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// The takeover flags, checked: the claim and the master to run once it is made.
 struct Takeover {
     plan: ClaimPlan,
@@ -206,7 +205,7 @@ fn takeover(
     reporting: Option<&Reporting>,
 ) -> anyhow::Result<Option<Takeover>> {
     let t = &args.takeover;
-    let Some(cluster) = &t.takeover_cluster else {
+    let Some(cluster) = t.takeover_cluster else {
         return Ok(None);
     };
     let reporting = reporting.context("--takeover-cluster needs --master (and reporting)")?;
@@ -215,7 +214,6 @@ fn takeover(
         .context("--takeover-cluster needs --global: only FIG 4 endpoints take over")?;
     let lan = t
         .takeover_lan
-        .as_deref()
         .context("--takeover-cluster needs --takeover-lan")?;
     let interface = |flag: &str, given: &Option<String>, holding: std::net::Ipv4Addr| match given {
         Some(name) => Ok(name.clone()),
@@ -224,8 +222,8 @@ fn takeover(
     };
     let public_if = interface("--takeover-public-if", &t.takeover_public_if, global)?;
     let lan_if = interface("--takeover-lan-if", &t.takeover_lan_if, reporting.lan_addr)?;
-    let cluster = crate::master::claim_address("--takeover-cluster", cluster, &public_if)?;
-    let lan = crate::master::claim_address("--takeover-lan", lan, &lan_if)?;
+    let cluster = cluster.claim("--takeover-cluster", &public_if)?;
+    let lan = lan.claim("--takeover-lan", &lan_if)?;
     if *reporting.master.ip() != lan.addr {
         anyhow::bail!(
             "--takeover-lan {}: must be the address this endpoint reports to (--master {})",
@@ -246,12 +244,11 @@ fn takeover(
                 )
             })?,
     );
-    config.policy = match t.takeover_policy {
-        None | Some(crate::master::PolicyName::LeastLoad) => Policy::LeastLoad,
-        Some(crate::master::PolicyName::RoundRobin) => Policy::RoundRobin,
-        Some(crate::master::PolicyName::LeakyBucket) => {
+    config.policy = match t.takeover_policy.unwrap_or_default() {
+        PolicyName::LeakyBucket => {
             anyhow::bail!("--takeover-policy leaky-bucket: not for a taken-over master (its rate and burst are not flags here)")
         }
+        name => name.into(),
     };
     let lan_addr = lan.addr;
     let setup = MasterSetup {
@@ -319,7 +316,11 @@ pub fn execute(
         let set = TunnelSet::with_ids(config, seed, true, ids.0..=ids.1);
         let reuse = takeover.is_some();
         let mut runner = Runner::bind_with(listen, None, set, args.pcap.as_deref(), reuse).await?;
-        ready(runner.local_addr());
+        let bound = runner.local_addr();
+        ready(bound);
+        if let Some(path) = &args.status {
+            write_status(path, &EndpointStatus::listening(bound))?;
+        }
         let mut endpoint = Endpoint::new(seed as u32);
         let mut takeover_task = None;
         if let Some(reporting) = reporting {
@@ -372,6 +373,45 @@ pub fn execute(
                 "the taken-over master stopped"
             );
         }
-        Ok(endpoint.stats())
+        let stats = endpoint.stats();
+        if let Some(path) = &args.status {
+            write_status(path, &EndpointStatus::stopped(bound, stats.clone()))?;
+        }
+        Ok(stats)
     })
+}
+
+/// `--status`: whether the endpoint listens yet, and its counters once it has stopped.
+#[derive(Debug, serde::Serialize)]
+struct EndpointStatus {
+    state: &'static str,
+    listen: SocketAddrV4,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<EndpointStats>,
+}
+
+impl EndpointStatus {
+    fn listening(listen: SocketAddrV4) -> EndpointStatus {
+        EndpointStatus {
+            state: "listening",
+            listen,
+            stats: None,
+        }
+    }
+
+    fn stopped(listen: SocketAddrV4, stats: EndpointStats) -> EndpointStatus {
+        EndpointStatus {
+            state: "stopped",
+            listen,
+            stats: Some(stats),
+        }
+    }
+}
+
+fn write_status(path: &std::path::Path, status: &EndpointStatus) -> anyhow::Result<()> {
+    // Write then rename: a reader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("--status {}", path.display()))
 }

@@ -14,7 +14,7 @@ use l2tp::conn::tunnels::TunnelSet;
 use l2tp::time::Instant;
 use netio::runner::{Ended, Runner};
 use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, Swarm};
-use probes::live::{Live, LiveSnapshot};
+use probes::live::{Live, LiveSnapshot, RunPhase};
 
 use crate::net::{os_seed, parse_addr, tunnel_config};
 
@@ -465,7 +465,7 @@ impl Publisher {
     fn publish(&mut self, now: Instant, last: bool) -> Result<(), csv::Error> {
         let mut snapshot = self.swarm.snapshot(now);
         if last {
-            snapshot.phase = "done".to_string();
+            snapshot.phase = RunPhase::Done;
         }
         let elapsed = now.as_micros() / 1_000_000;
         let end = if last { elapsed + 1 } else { elapsed };

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod bench;
 pub mod ctl;
 pub mod decode;

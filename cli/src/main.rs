@@ -55,7 +55,17 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A refused value, on one line as the commands' own checks say it.
+        Err(err) => match l2tpkit::args::one_line(&err) {
+            Some(line) => {
+                eprintln!("l2tpkit: {line}");
+                return ExitCode::from(2);
+            }
+            None => err.exit(),
+        },
+    };
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Bench(command) => bench::run(&command),

@@ -17,6 +17,13 @@ pub fn parse_addr(flag: &str, value: &str, default_port: u16) -> anyhow::Result<
     }
 }
 
+/// Wall-clock microseconds: a first sequence number that a restart does not repeat.
+pub fn wall_clock_sequence() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// 64 bits from the OS for the tunnels' challenges and random vectors.
 pub fn os_seed() -> u64 {
     use std::io::Read;

@@ -1,5 +1,5 @@
 //! The lab for real: namespaces, veths, bridges, captures, and that nothing is left behind after
-//! `down`, a panic, or a Ctrl-C half-way through `lab up`. Needs root, `ip` and `tcpdump`: under
+//! `down`, a panic, or a Ctrl-C half-way through `lab up`. Needs root and `ip`: under
 //! `CI=true` their absence fails the test, otherwise the test says why it skips.
 
 mod common;

@@ -4,7 +4,7 @@
 //! SO_REUSEADDR a master socket on the cluster address sits beside an endpoint's socket on
 //! 0.0.0.0:1701 and each gets its own datagrams; a raw send to the endpoint's own LAN address
 //! loops back to its socket with the initiator's source. Then `l2tpkit lab kill master` on a
-//! lab that `lab up` left running: an endpoint takes over. Needs root, `ip` and `tcpdump`.
+//! lab that `lab up` left running: an endpoint takes over. Needs root and `ip`.
 
 mod common;
 

@@ -5,20 +5,10 @@
 
 use std::process::Command;
 
+mod common;
+
 fn root_and_tools() -> bool {
-    let root = l2tpkit::lab::sys::is_root();
-    let tcpdump = Command::new("sh")
-        .args(["-c", "command -v tcpdump"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(root && tcpdump) {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but the lab needs root and tcpdump (root: {root}, tcpdump: {tcpdump})");
-        }
-        eprintln!("SKIPPED: the lab needs root and tcpdump");
-        return false;
-    }
-    true
+    common::lab_available("lab_run")
 }
 
 /// `extra` empty: the defaults, the README's main job (1000 tunnels × 2 sessions, paced at
@@ -217,4 +207,82 @@ fn fig2_and_fig4_single_tunnel_timelines_are_snapshotted() {
             insta::assert_snapshot!(name, timeline);
         });
     }
+}
+
+/// The README's command on a machine without tcpdump: `lab run` with a `PATH` that holds only
+/// what the lab runs (`ip`, `sysctl`, `kill`) succeeds, and its two captures, written by the
+/// lab's own packet sockets, read back with every tunnel in them; tshark (when installed) opens
+/// them and finds nothing malformed.
+#[test]
+fn lab_run_needs_no_tcpdump() {
+    if !root_and_tools() {
+        return;
+    }
+    let scratch = std::env::temp_dir().join(format!("l2tpkit-notcpdump-{}", std::process::id()));
+    let bin = scratch.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for program in ["ip", "sysctl", "kill"] {
+        // The executable itself (`command -v kill` would name the shell's builtin).
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{program} is not installed"));
+        std::os::unix::fs::symlink(&found, bin.join(program)).unwrap();
+    }
+    let run_dir = scratch.join("run");
+    let tunnels = 60;
+    let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
+        .env("PATH", &bin)
+        .args(["lab", "run", "--no-tui", "--json", "--topology", "fig2"])
+        .args([
+            "--tunnels",
+            &tunnels.to_string(),
+            "--sessions-per-tunnel",
+            "1",
+        ])
+        .args(["--rate", "0", "--hold", "1"])
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .output()
+        .expect("run l2tpkit lab run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "lab run failed:\n{stdout}\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    assert_eq!(summary["lac"]["tunnels_established"], tunnels, "{stdout}");
+    assert_eq!(summary["verify_conforming"], tunnels, "{stdout}");
+    for file in ["public.pcap", "lan.pcap"] {
+        let pcap = run_dir.join(file);
+        let mut reader = l2tp::capture::CaptureReader::open(&pcap).expect(file);
+        let mut datagrams = 0;
+        while let Some(record) = reader.next_datagram() {
+            let record = record.unwrap_or_else(|e| panic!("{file}: {e}"));
+            if let l2tp::capture::RecordKind::Udp(_) = record.kind {
+                datagrams += 1;
+            }
+        }
+        // At least an SCCRQ, SCCRP, SCCN and a StopCCN per tunnel crossed each segment.
+        assert!(datagrams >= 4 * tunnels, "{file}: {datagrams} datagrams");
+        let tshark = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args(["-Y", "_ws.malformed"])
+            .output();
+        match tshark {
+            Ok(out) => {
+                assert!(out.status.success(), "tshark on {file}: {out:?}");
+                assert!(
+                    out.stdout.is_empty(),
+                    "{file}: malformed frames:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+            Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true but tshark is not installed")
+            }
+            Err(_) => eprintln!("tshark not installed: {file} not checked with it"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -13,7 +13,7 @@
 //! - the old master, started again, finds the address held and stands by, and the new master
 //!   keeps serving.
 //!
-//! Needs root, `ip` and `tcpdump` (CI has them; without CI=true the test says why it skips).
+//! Needs root and `ip` (CI has them; without CI=true the test says why it skips).
 
 mod common;
 
@@ -29,7 +29,7 @@ use l2tpkit::lab::{sys, Lab, LabSpec, Topology, MASTER};
 use l2tpkit::lac::LacArgs;
 use netio::runner::Ended;
 use probes::lac::LacReport;
-use probes::live::{Live, LiveSnapshot};
+use probes::live::{Live, LiveSnapshot, RunPhase};
 use probes::sequence::{Kind, Observation};
 use reference::master::{MasterStatus, MemberState};
 use reference::takeover::HolderState;
@@ -70,7 +70,7 @@ impl Group {
         let name = self.name;
         wait_for(&format!("{name} holding"), timeout, || {
             let s = self.now();
-            s.phase == "holding" && s.tunnels_up == s.tunnels_requested
+            s.phase == RunPhase::Holding && s.tunnels_up == s.tunnels_requested
         });
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use l2tpkit::endpoint::{self, EndpointArgs};
 use l2tpkit::lac::{execute, execute_with, LacArgs};
 use probes::lac::{Pace, PaceConfig};
-use probes::live::{Live, LiveControl};
+use probes::live::{Live, LiveControl, RunPhase};
 
 /// Starts our endpoint on `ip` (any port) for `seconds`; returns its address. The thread ends
 /// with its --duration.
@@ -24,6 +24,7 @@ fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
         duration: Some(seconds),
         pcap: None,
         json: false,
+        status: None,
         master: None,
         report_key: None,
         report_interval: 1.0,
@@ -245,7 +246,7 @@ fn pause_holds_back_sccrqs_and_stop_tears_down() {
     }
     let holding = live.latest();
     assert_eq!(holding.tunnels_up, 100, "{holding:?}");
-    assert_eq!(holding.phase, "holding", "{holding:?}");
+    assert_eq!(holding.phase, RunPhase::Holding, "{holding:?}");
     assert_eq!(holding.endpoints.len(), 1, "{holding:?}");
     assert_eq!(holding.endpoints[0].tunnels, 100, "{holding:?}");
     assert_eq!(holding.endpoints[0].sessions, 100, "{holding:?}");
@@ -255,7 +256,7 @@ fn pause_holds_back_sccrqs_and_stop_tears_down() {
     assert_eq!(report.tunnels_closed_cleanly, 100, "{report}");
     // Stopped by the control, long before --duration.
     assert!(report.elapsed_s < 50.0, "{report}");
-    assert_eq!(live.latest().phase, "done");
+    assert_eq!(live.latest().phase, RunPhase::Done);
     assert_eq!(live.latest().tunnels_up, 0);
 }
 

@@ -34,6 +34,7 @@ fn endpoint() -> SocketAddrV4 {
             duration: Some(1800.0),
             pcap: None,
             json: false,
+            status: None,
             master: None,
             report_key: None,
             report_interval: 1.0,

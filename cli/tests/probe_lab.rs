@@ -11,20 +11,10 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 const SECRET: &str = "probe-lab-secret";
 
+mod common;
+
 fn root_and_tools() -> bool {
-    let root = l2tpkit::lab::sys::is_root();
-    let tcpdump = Command::new("sh")
-        .args(["-c", "command -v tcpdump"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(root && tcpdump) {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but the lab needs root and tcpdump (root: {root}, tcpdump: {tcpdump})");
-        }
-        eprintln!("SKIPPED: the lab needs root and tcpdump");
-        return false;
-    }
-    true
+    common::lab_available("probe_lab")
 }
 
 /// `lab down` for its run dir when dropped: after the test's last assertion or during the

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 use l2tpkit::tui::app::{RowState, MAX_RATE, MIN_RATE};
 use l2tpkit::tui::{draw, events, Action, App, Event, Input};
-use probes::live::{EndpointLive, LiveSnapshot, Percentiles};
+use probes::live::{EndpointLive, LiveSnapshot, Percentiles, RunPhase};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use reference::cluster::EndpointState;
@@ -95,7 +95,7 @@ fn mid_run_snapshot() -> LiveSnapshot {
     failures.insert("StopCCN 2/0 busy".to_string(), 1);
     LiveSnapshot {
         elapsed_s: 40.4,
-        phase: "connecting".to_string(),
+        phase: RunPhase::Connecting,
         paused: false,
         target_rate: 50.0,
         tunnels_requested: 1000,

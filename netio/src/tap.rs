@@ -179,7 +179,11 @@ impl FramePort {
     /// not as it got to read them. [`FramePort::arrival`] gives the last frame's stamp.
     pub fn open_stamped(interface: &str) -> io::Result<FramePort> {
         let port = FramePort::open(interface)?;
-        setsockopt(&port.socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true)?;
+        setsockopt(
+            &port.socket,
+            nix::sys::socket::sockopt::ReceiveTimestampns,
+            &true,
+        )?;
         Ok(port)
     }
 

@@ -11,6 +11,47 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+/// Where a load run is, ordered from least to most advanced: the run's phase is the least
+/// advanced of its initiators'. Serialized (JSON, CSV) as the words it always had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum RunPhase {
+    /// No initiator has reported yet (an empty string in JSON, as before the first snapshot).
+    #[default]
+    #[serde(rename = "")]
+    Starting,
+    /// Setups are paced below the target rate while it ramps up.
+    #[serde(rename = "ramping")]
+    Ramping,
+    #[serde(rename = "connecting")]
+    Connecting,
+    #[serde(rename = "holding")]
+    Holding,
+    #[serde(rename = "tearing down")]
+    TearingDown,
+    #[serde(rename = "done")]
+    Done,
+}
+
+impl RunPhase {
+    /// The word people read (the TUI's header, the progress line).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Starting => "starting",
+            RunPhase::Ramping => "ramping",
+            RunPhase::Connecting => "connecting",
+            RunPhase::Holding => "holding",
+            RunPhase::TearingDown => "tearing down",
+            RunPhase::Done => "done",
+        }
+    }
+}
+
+impl std::fmt::Display for RunPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Latency percentiles of one histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -45,8 +86,7 @@ pub struct EndpointLive {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LiveSnapshot {
     pub elapsed_s: f64,
-    /// "ramping", "connecting", "holding", "tearing down", "done".
-    pub phase: String,
+    pub phase: RunPhase,
     pub paused: bool,
     /// Tunnel setups per second the driver aims at (0: as fast as the window allows).
     pub target_rate: f64,
@@ -138,5 +178,40 @@ impl Live {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_phases_are_ordered_and_keep_their_words() {
+        let phases = [
+            RunPhase::Starting,
+            RunPhase::Ramping,
+            RunPhase::Connecting,
+            RunPhase::Holding,
+            RunPhase::TearingDown,
+            RunPhase::Done,
+        ];
+        assert!(phases.windows(2).all(|w| w[0] < w[1]));
+        let words: Vec<String> = phases
+            .iter()
+            .map(|p| serde_json::to_string(p).unwrap())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "\"\"",
+                "\"ramping\"",
+                "\"connecting\"",
+                "\"holding\"",
+                "\"tearing down\"",
+                "\"done\""
+            ]
+        );
+        assert_eq!(RunPhase::default(), RunPhase::Starting);
+        assert_eq!(format!("{:<9}|", RunPhase::Done), "done     |");
     }
 }

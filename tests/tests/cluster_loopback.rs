@@ -84,6 +84,7 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
                 duration: Some(seconds),
                 pcap: None,
                 json: false,
+                status: None,
                 master: Some(ip(1)),
                 report_key: Some(KEY.to_string()),
                 report_interval: 0.2,

@@ -184,6 +184,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         duration: Some(4.0),
         pcap: Some(pcap.clone()),
         json: false,
+        status: None,
         master: None,
         report_key: None,
         report_interval: 1.0,

@@ -325,9 +325,9 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<ExitCode> {
     );
     let epoch = std::time::Instant::now();
     let clock = || Instant::from_micros(u64::try_from(epoch.elapsed().as_micros()).unwrap_or(0));
-    let mut fds: Vec<libc::pollfd> = ports
+    let mut fds: Vec<netio::poll::pollfd> = ports
         .iter()
-        .map(|p| libc::pollfd {
+        .map(|p| netio::poll::pollfd {
             fd: p.raw_fd(),
             events: 0,
             revents: 0,
@@ -356,20 +356,12 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<ExitCode> {
                 let Some((frame, partial)) = port.recv().context("receiving a frame")? else {
                     break;
                 };
-                if partial && frame.get(12..14) == Some(&ETHERTYPE_IPV4[..]) {
-                    if let Some(packet) = frame.get_mut(14..) {
-                        if let Ok(mut view) = l2tp::ip::Ipv4Udp::new_checked(packet) {
-                            view.fill_udp_checksum();
-                        }
-                    }
-                }
+                super::capture::complete_checksum(frame, partial);
                 if let Some(pcap) = pcap.as_mut() {
                     // Stamped as each frame is read, not once per wake-up: a frame another
                     // role forwarded from the LAN must not appear here before the LAN capture
                     // saw it (verify orders the two captures by these times).
-                    let wall = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default();
+                    let wall = super::capture::wall_clock();
                     pcap.write_raw(wall, frame).context("--pcap")?;
                     captured = true;
                 }

@@ -8,29 +8,41 @@
 //! 198.19.0.0/16 on the LAN side, only inside the lab's namespaces; the switch namespace has no
 //! link to the host, so nothing can be routed out of the lab.
 
+mod capture;
+mod description;
 mod echo;
 pub mod impair;
 mod instance;
 pub mod netem;
 pub mod plan;
+mod processes;
+mod roles;
 mod run;
+mod spec;
 pub mod state;
 mod supervisor;
 pub mod sys;
+mod teardown;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-pub use echo::udp_check;
-pub use instance::{
-    default_binary, kill_links_if_master, kill_master_links, start_roles, teardown, Bridges,
-    DownReport, EndpointDescription, InterfaceDescription, Lab, LabDescription, LabProcess,
-    LabSpec, MasterCandidate, NamespaceDescription, Pcaps, RolesEndpoint, RolesFile, MASTER,
+use crate::args::{self, PolicyName};
+
+pub use description::{
+    Bridges, DownReport, EndpointDescription, InterfaceDescription, LabDescription, LabProcess,
+    MasterCandidate, NamespaceDescription, Pcaps, RolesEndpoint, RolesFile,
 };
+pub use echo::udp_check;
+pub use instance::Lab;
 pub use plan::{Role, Segment, Topology};
+pub use processes::Readiness;
+pub use roles::{kill_links_if_master, kill_master_links, start_roles, MASTER};
 pub use run::verify;
+pub use spec::{default_binary, LabSpec};
+pub use teardown::teardown;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCommand {
@@ -58,6 +70,9 @@ pub enum LabCommand {
     /// The public segment's impairing switch (started by `lab up --netem`).
     #[command(hide = true)]
     Impair(impair::ImpairArgs),
+    /// Capture one bridge into a pcap (started by `lab up`, one per segment).
+    #[command(hide = true)]
+    Capture(capture::CaptureArgs),
 }
 
 /// How the cluster in a lab is set up and what its links do: the flags `lab up` and `lab run`
@@ -74,13 +89,13 @@ pub struct ClusterFlags {
     #[arg(long)]
     pub max_retransmits: Option<u32>,
     /// The master's dispatch policy.
-    #[arg(long, value_enum, default_value_t = crate::master::PolicyName::LeastLoad)]
-    pub policy: crate::master::PolicyName,
+    #[arg(long, value_enum, default_value_t = PolicyName::LeastLoad)]
+    pub policy: PolicyName,
     /// leaky-bucket: SCCRQs per second each endpoint's bucket refills with.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = args::DEFAULT_BUCKET_RATE, value_parser = args::rate)]
     pub bucket_rate: f64,
     /// leaky-bucket: tokens each endpoint's bucket holds at most.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = args::DEFAULT_BUCKET_BURST, value_parser = args::burst)]
     pub bucket_burst: u32,
 }
 
@@ -99,25 +114,7 @@ impl ClusterFlags {
             .max_retransmits
             .map(crate::net::max_retransmits)
             .transpose()?;
-        spec.policy = match self.policy {
-            crate::master::PolicyName::LeastLoad => reference::master::Policy::LeastLoad,
-            crate::master::PolicyName::RoundRobin => reference::master::Policy::RoundRobin,
-            crate::master::PolicyName::LeakyBucket => {
-                if !self.bucket_rate.is_finite() || self.bucket_rate <= 0.0 {
-                    anyhow::bail!(
-                        "--bucket-rate {}: expected a positive number of SCCRQs per second",
-                        self.bucket_rate
-                    );
-                }
-                if self.bucket_burst == 0 {
-                    anyhow::bail!("--bucket-burst 0: a bucket must hold at least one token");
-                }
-                reference::master::Policy::LeakyBucket {
-                    rate: self.bucket_rate,
-                    burst: self.bucket_burst,
-                }
-            }
-        };
+        spec.policy = self.policy.with_bucket(self.bucket_rate, self.bucket_burst);
         Ok(())
     }
 }
@@ -192,6 +189,7 @@ pub fn run(command: &LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::UdpEcho(args) => echo::udp_echo(args),
         LabCommand::UdpPing(args) => echo::udp_ping(args),
         LabCommand::Impair(args) => impair::run(args),
+        LabCommand::Capture(args) => capture::run(args),
     }
 }
 

@@ -13,7 +13,7 @@
 //! {"kind":"link","namespace":"l2k3fa1-sw","name":"l2k3fa1-scmp","link_type":"veth","peer_namespace":"l2k3fa1-cm","peer":"l2k3fa1-cmp"}
 //! {"kind":"process","name":"supervisor","program":"…/l2tpkit","args":["lab","supervise",…],"log":"…/supervisor.log"}
 //! {"kind":"pid","name":"supervisor","pid":4242,"start_time":123456}
-//! {"kind":"process","name":"capture-public","namespace":"l2k3fa1-sw","program":"tcpdump",…}
+//! {"kind":"process","name":"capture-public","namespace":"l2k3fa1-sw","program":"…/l2tpkit",…}
 //! {"kind":"pid","name":"capture-public","pid":4250,"start_time":123460}      (written by the supervisor)
 //! {"kind":"up","description":"…/lab.json"}
 //! {"kind":"detached"}                                                      (`lab up` returned)

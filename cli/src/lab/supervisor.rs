@@ -320,7 +320,7 @@ fn stop_all(children: &mut Vec<Supervised>, state: &StateFile) {
     children.clear();
 }
 
-/// SIGINT to each by PID (the lab's roles and tcpdump take it as "finish cleanly": final status
+/// SIGINT to each by PID (the lab's roles and captures take it as "finish cleanly": final status
 /// files, flushed pcaps, StopCCNs), up to [`sys::TERM_GRACE`] for all of them together, SIGKILL
 /// to the rest, and a bounded wait on each: every stopped child is reaped here.
 fn stop(children: &mut [Supervised], state: &StateFile) -> Vec<String> {

@@ -82,11 +82,7 @@ fn split(area: Rect, rows: usize) -> [Rect; 5] {
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.snapshot;
-    let phase = if s.phase.is_empty() {
-        "starting"
-    } else {
-        &s.phase
-    };
+    let phase = s.phase.as_str();
     let mut first = vec![
         Span::styled(" l2tpkit ", Style::new().add_modifier(Modifier::BOLD)),
         Span::raw(format!(

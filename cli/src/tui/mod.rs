@@ -9,7 +9,7 @@ pub mod term;
 
 use std::time::{Duration, Instant};
 
-use probes::live::Live;
+use probes::live::{Live, RunPhase};
 use reference::master::MasterStatus;
 
 pub use app::{Action, App};
@@ -89,7 +89,7 @@ pub fn run(
         app.update(Event::Tick);
         guard.terminal.draw(|frame| draw(frame, &app))?;
 
-        if app.snapshot.phase == "done" {
+        if app.snapshot.phase == RunPhase::Done {
             let since = *done_since.get_or_insert(now);
             if now.duration_since(since) >= DONE_LINGER {
                 return Ok(TuiExit::Finished);

@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm};
 
-use crate::live::Percentiles;
+use crate::live::{Percentiles, RunPhase};
 
 /// How often an initiator looks for SCCCN acks that came on a ZLB (no event tells it).
 pub const ACK_CHECK: Duration = Duration::from_millis(2);
@@ -341,12 +341,12 @@ impl Lac {
             Phase::Connecting
                 if self.swarm.pace.target_rate(t) < self.swarm.pace.control().rate() =>
             {
-                "ramping"
+                RunPhase::Ramping
             }
-            Phase::Connecting => "connecting",
-            Phase::Holding { .. } => "holding",
-            Phase::TearingDown if self.settled => "done",
-            Phase::TearingDown => "tearing down",
+            Phase::Connecting => RunPhase::Connecting,
+            Phase::Holding { .. } => RunPhase::Holding,
+            Phase::TearingDown if self.settled => RunPhase::Done,
+            Phase::TearingDown => RunPhase::TearingDown,
         };
         if let Some(slot) = self.swarm.stats_mut().phases.get_mut(self.index) {
             *slot = name;
@@ -565,7 +565,7 @@ impl Lac {
         }
         self.swarm.stats_mut().tunnels_closed_cleanly += self.closed_cleanly;
         if let Some(slot) = self.swarm.stats_mut().phases.get_mut(self.index) {
-            *slot = "done";
+            *slot = RunPhase::Done;
         }
     }
 }

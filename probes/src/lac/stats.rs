@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::pace::Pace;
 use super::LacReport;
-use crate::live::{EndpointLive, LiveSnapshot, Percentiles};
+use crate::live::{EndpointLive, LiveSnapshot, Percentiles, RunPhase};
 
 /// Per-endpoint setups per second kept for the live view.
 const ENDPOINT_SECONDS: usize = 120;
@@ -172,8 +172,8 @@ pub struct Stats {
     pub first_sccrq: Option<Instant>,
     /// When the last tunnel or session came up.
     pub last_up: Instant,
-    /// Each initiator's phase name (see [`LiveSnapshot::phase`]).
-    pub phases: Vec<&'static str>,
+    /// Each initiator's phase (see [`LiveSnapshot::phase`]).
+    pub phases: Vec<RunPhase>,
 }
 
 impl Stats {
@@ -205,7 +205,7 @@ impl Stats {
             setups_per_second: Vec::new(),
             first_sccrq: None,
             last_up: Instant::ZERO,
-            phases: vec!["connecting"; initiators.max(1)],
+            phases: vec![RunPhase::Connecting; initiators.max(1)],
         }
     }
 
@@ -279,13 +279,8 @@ impl Stats {
     }
 
     /// The run's phase: the least advanced of the initiators'.
-    fn phase(&self) -> &'static str {
-        for phase in ["ramping", "connecting", "holding", "tearing down"] {
-            if self.phases.contains(&phase) {
-                return phase;
-            }
-        }
-        "done"
+    fn phase(&self) -> RunPhase {
+        self.phases.iter().copied().min().unwrap_or(RunPhase::Done)
     }
 }
 
@@ -323,7 +318,7 @@ impl Swarm {
         endpoints.sort_by(|a, b| a.0.cmp(b.0));
         LiveSnapshot {
             elapsed_s: now.as_micros() as f64 / 1e6,
-            phase: s.phase().to_string(),
+            phase: s.phase(),
             paused: control.paused(),
             target_rate: self.pace.target_rate(now),
             tunnels_requested: s.tunnels_requested,
@@ -409,7 +404,7 @@ impl Swarm {
 pub struct SecondRow {
     /// The second of the run this row closes (0: the first).
     pub second: u64,
-    pub phase: String,
+    pub phase: RunPhase,
     pub target_rate: f64,
     pub tunnels_started: u64,
     pub tunnels_up: u64,
@@ -452,7 +447,7 @@ impl Swarm {
         };
         SecondRow {
             second,
-            phase: snapshot.phase.clone(),
+            phase: snapshot.phase,
             target_rate: snapshot.target_rate,
             tunnels_started: snapshot.tunnels_started,
             tunnels_up: snapshot.tunnels_up,

@@ -1,0 +1,222 @@
+//! What the commands' flags parse into, once, by clap: addresses, durations, rates and the
+//! dispatch policy. A bad value is refused by clap, whose error names the flag; `main` prints
+//! it on one line as `--flag "value": why`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use reference::claim::ClaimAddress;
+use reference::master::Policy;
+
+/// `--policy`: the master's dispatch policy (patent: least-load by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyName {
+    #[default]
+    LeastLoad,
+    RoundRobin,
+    LeakyBucket,
+}
+
+/// The leaky bucket's refill rate and size when no flag says otherwise.
+pub const DEFAULT_BUCKET_RATE: f64 = 100.0;
+pub const DEFAULT_BUCKET_BURST: u32 = 20;
+
+impl PolicyName {
+    /// The policy, with a leaky bucket of `rate` per second holding `burst` (both checked by
+    /// their flags' parsers, [`rate`] and [`burst`]).
+    pub fn with_bucket(self, rate: f64, burst: u32) -> Policy {
+        match self {
+            PolicyName::LeastLoad => Policy::LeastLoad,
+            PolicyName::RoundRobin => Policy::RoundRobin,
+            PolicyName::LeakyBucket => Policy::LeakyBucket { rate, burst },
+        }
+    }
+}
+
+impl From<PolicyName> for Policy {
+    /// The leaky bucket at its flags' defaults.
+    fn from(name: PolicyName) -> Policy {
+        name.with_bucket(DEFAULT_BUCKET_RATE, DEFAULT_BUCKET_BURST)
+    }
+}
+
+/// An IPv4 address.
+pub fn ipv4(value: &str) -> Result<Ipv4Addr, String> {
+    value
+        .parse()
+        .map_err(|_| "expected an IPv4 address".to_string())
+}
+
+/// `ADDR` or `ADDR:PORT` (IPv4), port `PORT` when none is given.
+pub fn addr_port<const PORT: u16>(value: &str) -> Result<SocketAddrV4, String> {
+    if let Ok(addr) = value.parse::<SocketAddrV4>() {
+        return Ok(addr);
+    }
+    value
+        .parse::<Ipv4Addr>()
+        .map(|ip| SocketAddrV4::new(ip, PORT))
+        .map_err(|_| "expected an IPv4 address, optionally with :PORT".to_string())
+}
+
+/// `ADDR` or `ADDR/LEN` (LEN 1-32): an address, and the prefix length a claim needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrPrefix {
+    pub addr: Ipv4Addr,
+    pub len: Option<u8>,
+}
+
+impl AddrPrefix {
+    /// The claim of this address on `interface`; claiming needs the prefix length, which
+    /// `flag`'s error says.
+    pub fn claim(self, flag: &str, interface: &str) -> anyhow::Result<ClaimAddress> {
+        let prefix_len = self.len.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} {:?}: claiming it needs ADDR/LEN",
+                self.addr.to_string()
+            )
+        })?;
+        Ok(ClaimAddress {
+            interface: interface.to_string(),
+            addr: self.addr,
+            prefix_len,
+        })
+    }
+}
+
+pub fn addr_prefix(value: &str) -> Result<AddrPrefix, String> {
+    match value.split_once('/') {
+        None => Ok(AddrPrefix {
+            addr: ipv4(value)?,
+            len: None,
+        }),
+        Some((addr, len)) => {
+            let len: u8 = len
+                .parse()
+                .ok()
+                .filter(|l| (1..=32).contains(l))
+                .ok_or_else(|| "prefix length must be 1-32".to_string())?;
+            Ok(AddrPrefix {
+                addr: ipv4(addr)?,
+                len: Some(len),
+            })
+        }
+    }
+}
+
+/// Seconds, fractions allowed ("1.5"), from 0 to one year.
+pub fn seconds(value: &str) -> Result<Duration, String> {
+    let bad = || "expected seconds between 0 and one year".to_string();
+    let s: f64 = value.trim().parse().map_err(|_| bad())?;
+    if !s.is_finite() || !(0.0..=31_536_000.0).contains(&s) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// A rate: a positive, finite number per second.
+pub fn rate(value: &str) -> Result<f64, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| "expected a positive number per second".to_string())
+}
+
+/// A bucket's size: at least one token.
+pub fn burst(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|b| *b >= 1)
+        .ok_or_else(|| "a bucket must hold at least one token".to_string())
+}
+
+/// clap's refusal of one flag's value as one line, `--flag "value": why` (what the commands'
+/// own checks print); `None` for any other error (usage, help, version), which clap prints.
+pub fn one_line(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(err.kind(), ErrorKind::ValueValidation) {
+        return None;
+    }
+    let text = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    // "--target <TARGET>": the flag is its first word.
+    let arg = text(ContextKind::InvalidArg)?;
+    let flag = arg.split_whitespace().next()?;
+    let value = text(ContextKind::InvalidValue)?;
+    let why = std::error::Error::source(err)?.to_string();
+    Some(format!("{flag} {value:?}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_a_default_port_and_a_prefix() {
+        assert_eq!(
+            addr_port::<1701>("127.0.0.2").unwrap(),
+            "127.0.0.2:1701".parse().unwrap()
+        );
+        assert_eq!(
+            addr_port::<1701>("127.0.0.2:99").unwrap(),
+            "127.0.0.2:99".parse().unwrap()
+        );
+        assert!(addr_port::<1701>("lns.example").is_err());
+        let p = addr_prefix("198.18.0.1/16").unwrap();
+        assert_eq!((p.addr, p.len), ("198.18.0.1".parse().unwrap(), Some(16)));
+        assert_eq!(addr_prefix("198.18.0.1").unwrap().len, None);
+        for bad in ["198.18.0.1/0", "198.18.0.1/33", "198.18.0.1/x", "x/16"] {
+            assert!(addr_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn claimed_addresses_need_a_prefix_length_and_name_their_flag() {
+        let claim = addr_prefix("198.19.0.1/16")
+            .unwrap()
+            .claim("--takeover-lan", "te1l")
+            .unwrap();
+        assert_eq!(claim.to_string(), "198.19.0.1/16 on te1l");
+        let err = addr_prefix("198.19.0.1")
+            .unwrap()
+            .claim("--takeover-lan", "te1l")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--takeover-lan") && err.contains("ADDR/LEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_rates_and_bursts() {
+        assert_eq!(seconds("1.5").unwrap(), Duration::from_millis(1500));
+        for bad in ["-3", "nan", "inf", "1e9", "x"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+        assert_eq!(rate("2.5").unwrap(), 2.5);
+        for bad in ["0", "-1", "inf", "x"] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(burst("1").unwrap(), 1);
+        assert!(burst("0").is_err());
+    }
+
+    #[test]
+    fn policy_names_map_once() {
+        assert_eq!(Policy::from(PolicyName::LeastLoad), Policy::LeastLoad);
+        assert_eq!(Policy::from(PolicyName::RoundRobin), Policy::RoundRobin);
+        assert_eq!(
+            PolicyName::LeakyBucket.with_bucket(5.0, 2),
+            Policy::LeakyBucket {
+                rate: 5.0,
+                burst: 2
+            }
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! `<run-dir>/lab.json` and `roles.json`: the lab as it was built, for people, for tests and
+//! for `l2tpkit verify --roles`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::instance::Lab;
+use super::plan::{self, Role, Route, Segment, Topology, PREFIX_LEN};
+use super::roles::MASTER;
+use super::supervisor::Supervisor;
+
+/// `<run-dir>/lab.json`: the lab for people and for `l2tpkit verify --roles` (which reads
+/// `cluster_address`, `nat_global`, `endpoints[].{name,lan,global}` and `initiators`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabDescription {
+    pub topology: Topology,
+    pub prefix: String,
+    pub run_dir: PathBuf,
+    pub state_file: PathBuf,
+    pub cluster_address: Ipv4Addr,
+    /// FIG 2 only: the one global address of the endpoints.
+    pub nat_global: Option<Ipv4Addr>,
+    pub endpoints: Vec<EndpointDescription>,
+    pub initiator_namespace: String,
+    pub initiator_addresses: Vec<Ipv4Addr>,
+    /// The same as `initiator_addresses`, under the name the roles file uses.
+    pub initiators: Vec<Ipv4Addr>,
+    pub master_namespace: String,
+    pub master_lan: Ipv4Addr,
+    /// The master's control socket (`l2tpkit ctl PATH drain te2`).
+    pub master_control: PathBuf,
+    /// Every process that may act as the master, in the order to ask them: the master, then
+    /// (FIG 4) each endpoint, which writes these files only once it has taken the master over.
+    #[serde(default)]
+    pub masters: Vec<MasterCandidate>,
+    /// FIG 2: the NAT's control socket (`l2tpkit ctl PATH status`, `l2tpkit nat --dump`).
+    pub nat_control: Option<PathBuf>,
+    pub nat_namespace: Option<String>,
+    pub nat_lan: Option<Ipv4Addr>,
+    pub switch_namespace: String,
+    pub bridges: Bridges,
+    pub namespaces: Vec<NamespaceDescription>,
+    pub pcaps: Pcaps,
+    pub supervisor_pid: Option<u32>,
+    pub processes: Vec<LabProcess>,
+    /// `<run-dir>/roles.json`: only the fields `l2tpkit verify --roles` takes.
+    pub roles_file: PathBuf,
+    /// The public segment's impairment (`--netem`), normalised; `None`: a plain bridge.
+    #[serde(default)]
+    pub netem: Option<String>,
+    /// The master's dispatch policy.
+    #[serde(default)]
+    pub policy: reference::master::Policy,
+    /// The endpoints' retransmission limit, when not the default 5.
+    #[serde(default)]
+    pub max_retransmits: Option<u32>,
+}
+
+/// `<run-dir>/roles.json`, exactly the schema of `verify --roles` (which rejects unknown
+/// fields, so the fuller `lab.json` cannot be handed to it as is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolesFile {
+    pub cluster_address: Ipv4Addr,
+    pub master_lan: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_global: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_lan: Option<Ipv4Addr>,
+    pub endpoints: Vec<RolesEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolesEndpoint {
+    pub name: String,
+    pub lan: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Ipv4Addr>,
+}
+
+impl LabDescription {
+    pub fn roles(&self) -> RolesFile {
+        RolesFile {
+            cluster_address: self.cluster_address,
+            master_lan: self.master_lan,
+            nat_global: self.nat_global,
+            nat_lan: self.nat_lan,
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|e| RolesEndpoint {
+                    name: e.name.clone(),
+                    lan: e.lan,
+                    global: e.global,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where one process acting as the master can be asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterCandidate {
+    /// `master`, or the endpoint (`te1`) hosting a master after a takeover.
+    pub name: String,
+    pub control: PathBuf,
+    pub status: PathBuf,
+}
+
+impl LabDescription {
+    /// The status of the master that holds the cluster address now: the first candidate whose
+    /// control socket answers as active (a master that came back stands by); `None` when none
+    /// does.
+    pub fn active_master(&self) -> Option<(MasterCandidate, reference::master::MasterStatus)> {
+        self.masters.iter().find_map(|candidate| {
+            let reply = reference::control::request(&candidate.control, "status").ok()?;
+            let status: reference::master::MasterStatus = serde_json::from_value(reply).ok()?;
+            (status.holder.state == reference::takeover::HolderState::Active)
+                .then(|| (candidate.clone(), status))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDescription {
+    /// `te1` ..
+    pub name: String,
+    pub namespace: String,
+    pub lan: Ipv4Addr,
+    /// FIG 4 only: FIG 2 endpoints have no global address of their own (see `nat_global`).
+    pub global: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bridges {
+    pub public: String,
+    pub lan: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pcaps {
+    pub public: Option<PathBuf>,
+    pub lan: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceDescription {
+    pub name: String,
+    pub role: Role,
+    pub interfaces: Vec<InterfaceDescription>,
+    pub routes: Vec<Route>,
+    pub sysctls: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceDescription {
+    pub name: String,
+    pub segment: Segment,
+    pub bridge: String,
+    /// The veth's other end, in the switch namespace.
+    pub switch_port: String,
+    /// `ADDR/16`, primary first.
+    pub addresses: Vec<String>,
+}
+
+/// A process the lab started under its supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabProcess {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub pid: u32,
+    /// From `/proc/PID/stat`: with the PID, names this process even after the PID is reused.
+    pub start_time: u64,
+    pub log: PathBuf,
+}
+
+/// What `down` removed, and what it could not.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DownReport {
+    pub prefix: String,
+    pub run_dir: PathBuf,
+    pub removed: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Lab {
+    pub fn description(&self) -> LabDescription {
+        let plan = &self.plan;
+        let (processes, supervisor_pid) = {
+            let inner = self.lock();
+            (
+                inner.processes.clone(),
+                inner.supervisor.as_ref().map(Supervisor::pid),
+            )
+        };
+        let ti = plan
+            .node(Role::Initiator)
+            .expect("every plan has initiators");
+        let cm = plan.node(Role::Master).expect("every plan has a master");
+        let nat = plan.node(Role::Nat);
+        let initiators = ti.interfaces[0].addresses.clone();
+        let ipv6 = Path::new("/proc/sys/net/ipv6").exists();
+        let mut namespaces = vec![NamespaceDescription {
+            name: plan.switch_namespace.clone(),
+            role: Role::Switch,
+            interfaces: Vec::new(),
+            routes: Vec::new(),
+            sysctls: plan::namespace_sysctls(ipv6).into_iter().collect(),
+        }];
+        namespaces.extend(plan.nodes.iter().map(|n| {
+            NamespaceDescription {
+                name: n.namespace.clone(),
+                role: n.role,
+                interfaces: n
+                    .interfaces
+                    .iter()
+                    .map(|i| InterfaceDescription {
+                        name: i.name.clone(),
+                        segment: i.segment,
+                        bridge: plan.bridge(i.segment).to_string(),
+                        switch_port: i.switch_port.clone(),
+                        addresses: i
+                            .addresses
+                            .iter()
+                            .map(|a| format!("{a}/{PREFIX_LEN}"))
+                            .collect(),
+                    })
+                    .collect(),
+                routes: n.routes.clone(),
+                sysctls: plan::namespace_sysctls(ipv6)
+                    .into_iter()
+                    .chain(n.interface_sysctls())
+                    .collect(),
+            }
+        }));
+        let pcap = |file: &str| self.captures.then(|| self.run_dir.join(file));
+        LabDescription {
+            topology: plan.topology,
+            prefix: plan.prefix.clone(),
+            run_dir: self.run_dir.clone(),
+            state_file: self.state.path().to_path_buf(),
+            cluster_address: plan::CLUSTER_ADDRESS,
+            nat_global: nat.map(|_| plan::NAT_GLOBAL),
+            endpoints: plan
+                .endpoints()
+                .map(|n| EndpointDescription {
+                    name: n.short.clone(),
+                    namespace: n.namespace.clone(),
+                    lan: n
+                        .interface(Segment::Lan)
+                        .expect("endpoints are on the LAN")
+                        .addresses[0],
+                    global: n.interface(Segment::Public).map(|i| i.addresses[0]),
+                })
+                .collect(),
+            initiator_namespace: ti.namespace.clone(),
+            initiator_addresses: initiators.clone(),
+            initiators,
+            master_namespace: cm.namespace.clone(),
+            master_lan: plan::MASTER_LAN,
+            master_control: self.run_dir.join("master.sock"),
+            masters: std::iter::once(MasterCandidate {
+                name: MASTER.to_string(),
+                control: self.run_dir.join("master.sock"),
+                status: self.run_dir.join("master-status.json"),
+            })
+            .chain(
+                plan.endpoints()
+                    .filter(|_| plan.topology == Topology::Fig4)
+                    .map(|n| MasterCandidate {
+                        name: n.short.clone(),
+                        control: self.run_dir.join(format!("{}-master.sock", n.short)),
+                        status: self.run_dir.join(format!("{}-master-status.json", n.short)),
+                    }),
+            )
+            .collect(),
+            nat_control: nat.map(|_| self.run_dir.join("nat.sock")),
+            nat_namespace: nat.map(|n| n.namespace.clone()),
+            nat_lan: nat.map(|_| plan::NAT_LAN),
+            switch_namespace: plan.switch_namespace.clone(),
+            bridges: Bridges {
+                public: plan.public_bridge.clone(),
+                lan: plan.lan_bridge.clone(),
+            },
+            namespaces,
+            pcaps: Pcaps {
+                public: pcap("public.pcap"),
+                lan: pcap("lan.pcap"),
+            },
+            supervisor_pid,
+            processes,
+            roles_file: self.run_dir.join("roles.json"),
+            netem: self.netem.map(|n| n.to_string()),
+            policy: self.policy,
+            max_retransmits: self.max_retransmits,
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The cluster's roles in a lab: the command line of each (master, NAT, endpoints), and what
+//! killing the acting master does to its links.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::instance::Lab;
+use super::plan::{self, NodePlan, Plan, Role, Segment, Topology, PREFIX_LEN};
+use super::processes::{Readiness, READY};
+use super::sys;
+
+/// Starts the cluster's roles, each as its own `l2tpkit` process in its own namespace: the
+/// master on the cluster address (reports on its LAN address), in FIG 2 the NAT, and every
+/// endpoint (FIG 2: LAN address only, replies through the NAT; FIG 4: listens on all its
+/// addresses and answers from its global one). Endpoints get disjoint Tunnel ID blocks and
+/// report every half second with a key made for this lab. Each role is waited on until it says
+/// it is ready (its control socket answers, or its status file is written); this returns once
+/// the master has had time to hear from every endpoint.
+pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
+    let plan = lab.plan();
+    let key = format!("{:016x}", crate::net::os_seed());
+    std::fs::write(lab.run_dir().join("report.key"), &key).context("writing report.key")?;
+    let master = plan.node(Role::Master).context("the plan has no master")?;
+    let cluster = address(master, Segment::Public)?;
+    let master_lan = address(master, Segment::Lan)?;
+    let run = lab.run_dir();
+    let fig4 = plan.topology == Topology::Fig4;
+    let mut args = vec![
+        "master".to_string(),
+        format!("--name={MASTER}"),
+        format!("--report-key={key}"),
+        format!("--status={}", run.join("master-status.json").display()),
+        format!("--control={}", run.join("master.sock").display()),
+    ];
+    if fig4 {
+        // FIG 4 has takeover: the master claims its addresses (ARP probe first), so that once
+        // it is started again after a takeover it finds them held and stands by.
+        let public = master.interface(Segment::Public).context("master public")?;
+        let lan = master.interface(Segment::Lan).context("master LAN")?;
+        args.extend([
+            format!("--cluster={cluster}/{PREFIX_LEN}"),
+            format!("--lan={master_lan}/{PREFIX_LEN}"),
+            format!("--claim-public={}", public.name),
+            format!("--claim-lan={}", lan.name),
+        ]);
+    } else {
+        args.extend([
+            format!("--cluster={cluster}"),
+            format!("--lan={master_lan}"),
+        ]);
+    }
+    args.extend(policy_args(lab.policy));
+    lab.start_role(
+        MASTER,
+        &master.namespace,
+        args,
+        Readiness::Control(run.join("master.sock")),
+    )?;
+    if let Some(nat) = plan.node(Role::Nat) {
+        let lan_if = nat
+            .interface(Segment::Lan)
+            .context("the NAT has no LAN interface")?;
+        lab.start_role(
+            "nat",
+            &nat.namespace,
+            [
+                "nat".to_string(),
+                format!("--global={}", address(nat, Segment::Public)?),
+                format!("--lan={}", address(nat, Segment::Lan)?),
+                format!("--lan-if={}", lan_if.name),
+                format!("--status={}", run.join("nat-status.json").display()),
+                format!("--control={}", run.join("nat.sock").display()),
+            ],
+            Readiness::Control(run.join("nat.sock")),
+        )?;
+    }
+    let endpoints: Vec<_> = plan.endpoints().collect();
+    // Disjoint Tunnel ID blocks, unique cluster-wide: the master routes by them.
+    let block = u16::MAX as usize / (endpoints.len() + 1);
+    let mut started = Vec::new();
+    for (i, node) in endpoints.iter().enumerate() {
+        let lan = address(node, Segment::Lan)?;
+        let first = (i + 1) * block;
+        let last = first + block - 1;
+        let mut args = vec![
+            "endpoint".to_string(),
+            format!("--name={}", node.short),
+            format!("--host-name={}", node.short),
+            format!("--master={master_lan}"),
+            format!("--report-key={key}"),
+            "--report-interval=0.5".to_string(),
+            format!("--tunnel-ids={first}-{last}"),
+        ];
+        if let Some(secret) = &lab.secret {
+            args.push(format!("--secret={secret}"));
+        }
+        if let Some(n) = lab.max_retransmits {
+            args.push(format!("--max-retransmits={n}"));
+        }
+        match node.interface(Segment::Public) {
+            // FIG 4: both addresses; replies leave from the global one (default route). Each
+            // may take the master over: its turn comes from the master's view.
+            Some(public) => {
+                let global = public.addresses.first().context("public address")?;
+                let lan_if = node.interface(Segment::Lan).context("endpoint LAN")?;
+                let short = &node.short;
+                args.extend([
+                    "--listen=0.0.0.0:1701".to_string(),
+                    format!("--lan={lan}"),
+                    format!("--global={global}"),
+                    format!("--takeover-cluster={cluster}/{PREFIX_LEN}"),
+                    format!("--takeover-lan={master_lan}/{PREFIX_LEN}"),
+                    format!("--takeover-public-if={}", public.name),
+                    format!("--takeover-lan-if={}", lan_if.name),
+                    format!(
+                        "--takeover-status={}",
+                        run.join(format!("{short}-master-status.json")).display()
+                    ),
+                    format!(
+                        "--takeover-control={}",
+                        run.join(format!("{short}-master.sock")).display()
+                    ),
+                ]);
+            }
+            None => args.push(format!("--listen={lan}:1701")),
+        }
+        // The endpoint writes its status file once its socket is bound.
+        let ready = Readiness::StatusFile(run.join(format!("{}-status.json", node.short)));
+        if let Readiness::StatusFile(status) = &ready {
+            args.push(format!("--status={}", status.display()));
+        }
+        let process = lab.spawn_role(&node.short, &node.namespace, args, Some(ready.clone()))?;
+        started.push((process, ready));
+    }
+    for (process, ready) in &started {
+        lab.wait_ready(process, ready, READY)?;
+    }
+    // Two report intervals: every endpoint is in service at the master before anyone dials.
+    std::thread::sleep(Duration::from_millis(1100));
+    Ok(())
+}
+
+/// The master's process name in a lab.
+pub const MASTER: &str = "master";
+
+/// A killed master dies for the network too: its links go down, so that the kernel of its
+/// namespace stops answering ARP for the cluster address (an endpoint's probe must find it
+/// free), and in FIG 4 the addresses it claimed go (a claim-mode master starting again must not
+/// find its kernel answering for them).
+pub fn kill_master_links(plan: &Plan) -> anyhow::Result<()> {
+    let node = plan.node(Role::Master).context("the plan has no master")?;
+    kill_links(plan, node)
+}
+
+/// After killing the process `name`: if it was the acting master (the master itself, or a FIG
+/// 4 endpoint that took the cluster address over), its node dies for the network too, as
+/// [`kill_master_links`] says, so that the next endpoint's probe finds the address free. Any
+/// other role only loses its process: its kernel stays, as a crashed daemon's would.
+pub fn kill_links_if_master(plan: &Plan, name: &str) -> anyhow::Result<bool> {
+    if name == MASTER {
+        kill_master_links(plan)?;
+        return Ok(true);
+    }
+    let Some(node) = plan
+        .endpoints()
+        .find(|n| n.short == name)
+        .filter(|_| plan.topology == Topology::Fig4)
+    else {
+        return Ok(false);
+    };
+    let held = sys::ip(&["-n", &node.namespace, "-4", "addr", "show"])?;
+    if !held.contains(&format!("{}/", plan::CLUSTER_ADDRESS)) {
+        return Ok(false);
+    }
+    kill_links(plan, node)?;
+    Ok(true)
+}
+
+fn kill_links(plan: &Plan, node: &NodePlan) -> anyhow::Result<()> {
+    let mut lines: Vec<String> = Vec::new();
+    for iface in &node.interfaces {
+        lines.push(format!("link set {} down", iface.name));
+        if plan.topology == Topology::Fig4 {
+            lines.push(format!("addr flush dev {}", iface.name));
+        }
+    }
+    sys::ip_batch(&node.namespace, &lines, false)
+}
+
+/// `l2tpkit master` flags for `policy` (least-load is its default).
+fn policy_args(policy: reference::master::Policy) -> Vec<String> {
+    use reference::master::Policy;
+    match policy {
+        Policy::LeastLoad => Vec::new(),
+        Policy::RoundRobin => vec!["--policy=round-robin".to_string()],
+        Policy::LeakyBucket { rate, burst } => vec![
+            "--policy=leaky-bucket".to_string(),
+            format!("--rate={rate}"),
+            format!("--burst={burst}"),
+        ],
+    }
+}
+
+fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Result<Ipv4Addr> {
+    node.interface(segment)
+        .and_then(|i| i.addresses.first().copied())
+        .with_context(|| format!("{} has no {segment:?} address", node.short))
+}

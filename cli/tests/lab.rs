@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use l2tp::capture::{CaptureReader, RecordKind};
 use l2tpkit::lab::state::{RunState, STATE_FILE};
-use l2tpkit::lab::{sys, Lab, LabSpec, Role, Topology};
+use l2tpkit::lab::{sys, Lab, LabSpec, NodeKind, Topology};
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -393,7 +393,7 @@ fn fig4_endpoints_reach_initiators_directly() {
     eprintln!("fig4 up in {:?}", started.elapsed());
     let p = lab.prefix().to_string();
     let ns = |short: &str| format!("{p}-{short}");
-    assert!(lab.namespace(Role::Nat).is_none());
+    assert!(lab.namespace(NodeKind::Nat).is_none());
     assert_eq!(netns_with(&p).len(), 5, "sw, ti, cm, te1, te2");
 
     for i in 1..=2u8 {
@@ -484,8 +484,8 @@ fn two_labs_at_once_do_not_collide() {
     assert_ne!(labs[0].prefix(), labs[1].prefix());
     assert_ne!(labs[0].run_dir(), labs[1].run_dir());
     for lab in &labs {
-        let ti = lab.namespace(Role::Initiator).unwrap();
-        let cm = lab.namespace(Role::Master).unwrap();
+        let ti = lab.namespace(NodeKind::Initiator).unwrap();
+        let cm = lab.namespace(NodeKind::Master).unwrap();
         // The same addresses in both labs: each lab is a world of its own.
         udp_ok(lab, ti, a("198.18.1.1"), cm, a("198.18.0.1"));
         assert_eq!(netns_with(lab.prefix()).len(), 5);

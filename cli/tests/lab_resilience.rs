@@ -16,7 +16,7 @@ use std::time::Duration;
 use l2tp::capture::{CaptureReader, RecordKind};
 use l2tp::ip::{classify, L2tpClass};
 use l2tp::wire::MessageType;
-use l2tpkit::lab::{sys, Lab, LabSpec, Role, Topology};
+use l2tpkit::lab::{sys, Lab, LabSpec, NodeKind, Topology};
 use l2tpkit::lac::LacArgs;
 use netio::runner::Ended;
 use probes::lac::LacReport;
@@ -77,7 +77,7 @@ fn master_status(lab: &Lab) -> MasterStatus {
 
 /// The LAC of the test, in a thread of this process moved into the initiator namespace.
 fn start_lac(lab: &Lab, args: LacArgs) -> std::thread::JoinHandle<(LacReport, Ended)> {
-    let ti = lab.namespace(Role::Initiator).unwrap().to_string();
+    let ti = lab.namespace(NodeKind::Initiator).unwrap().to_string();
     std::thread::spawn(move || {
         sys::enter_netns(&ti).expect("entering the initiator namespace");
         l2tpkit::lac::execute(&args).expect("the LAC runs")

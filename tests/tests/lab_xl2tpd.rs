@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use l2tp::wire::message::ParseOptions;
-use l2tpkit::lab::{sys, Lab, LabSpec, Role as LabRole, Topology};
+use l2tpkit::lab::{sys, Lab, LabSpec, NodeKind, Topology};
 use l2tpkit::verify::{read_captures, read_roles, SequenceArg};
 use l2tpkit_tests::require;
 use l2tpkit_tests::xl2tpd::{self, Proc, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
@@ -109,7 +109,7 @@ fn xl2tpd_against_the_lab(topology: Topology, expected: Variant) {
 fn drive(lab: &Lab, topology: Topology, expected: Variant, up_took: Duration) -> Vec<Proc> {
     let d = lab.description();
     let ns = lab
-        .namespace(LabRole::Initiator)
+        .namespace(NodeKind::Initiator)
         .expect("the lab has an initiator namespace")
         .to_string();
     assert_eq!(

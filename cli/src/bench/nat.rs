@@ -30,7 +30,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use super::traffic::{Blasted, Counted, Ready};
-use crate::lab::plan::{self, Role, Segment, Topology};
+use crate::lab::plan::{self, NodeKind, Segment, Topology};
 use crate::lab::{sys, Lab, LabSpec};
 
 #[derive(Debug, clap::Args)]
@@ -203,12 +203,12 @@ struct Names {
 
 fn names(lab: &Lab) -> anyhow::Result<Names> {
     let plan = lab.plan();
-    let nat = plan.node(Role::Nat).context("no NAT in the plan")?;
+    let nat = plan.node(NodeKind::Nat).context("no NAT in the plan")?;
     let te = plan.endpoints().next().context("no endpoint in the plan")?;
     let te_if = te.interface(Segment::Lan).context("endpoint without LAN")?;
     Ok(Names {
         initiator_ns: lab
-            .namespace(Role::Initiator)
+            .namespace(NodeKind::Initiator)
             .context("no initiator namespace")?
             .to_string(),
         nat_ns: nat.namespace.clone(),

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::lab::plan::{self, Role, Topology};
+use crate::lab::plan::{self, NodeKind, Topology};
 use crate::lab::{sys, Lab, LabProcess, LabSpec};
 
 #[derive(Debug, clap::Args)]
@@ -313,7 +313,7 @@ fn drive(lab: &Lab, args: &SetupsBench) -> anyhow::Result<Summary> {
         lab,
         args,
         initiator_ns: lab
-            .namespace(Role::Initiator)
+            .namespace(NodeKind::Initiator)
             .context("no initiator namespace")?
             .to_string(),
         master_control: description.master_control.clone(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::instance::Lab;
-use super::plan::{self, Role, Route, Segment, Topology, PREFIX_LEN};
+use super::plan::{self, NodeKind, Route, Segment, Topology, PREFIX_LEN};
 use super::roles::MASTER;
 use super::supervisor::Supervisor;
 
@@ -148,7 +148,7 @@ pub struct Pcaps {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceDescription {
     pub name: String,
-    pub role: Role,
+    pub role: NodeKind,
     pub interfaces: Vec<InterfaceDescription>,
     pub routes: Vec<Route>,
     pub sysctls: BTreeMap<String, String>,
@@ -196,15 +196,17 @@ impl Lab {
             )
         };
         let ti = plan
-            .node(Role::Initiator)
+            .node(NodeKind::Initiator)
             .expect("every plan has initiators");
-        let cm = plan.node(Role::Master).expect("every plan has a master");
-        let nat = plan.node(Role::Nat);
+        let cm = plan
+            .node(NodeKind::Master)
+            .expect("every plan has a master");
+        let nat = plan.node(NodeKind::Nat);
         let initiators = ti.interfaces[0].addresses.clone();
         let ipv6 = Path::new("/proc/sys/net/ipv6").exists();
         let mut namespaces = vec![NamespaceDescription {
             name: plan.switch_namespace.clone(),
-            role: Role::Switch,
+            role: NodeKind::Switch,
             interfaces: Vec::new(),
             routes: Vec::new(),
             sysctls: plan::namespace_sysctls(ipv6).into_iter().collect(),

@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use super::description::LabProcess;
 use super::netem::Netem;
-use super::plan::{self, Plan, Role};
+use super::plan::{self, NodeKind, Plan};
 use super::processes::RoleStart;
 use super::roles::start_roles;
 use super::spec::{default_binary, preflight, LabSpec};
@@ -223,7 +223,7 @@ impl Lab {
     }
 
     /// The namespace of the first node with `role`.
-    pub fn namespace(&self, role: Role) -> Option<&str> {
+    pub fn namespace(&self, role: NodeKind) -> Option<&str> {
         self.plan.node(role).map(|n| n.namespace.as_str())
     }
 

@@ -37,7 +37,7 @@ pub use description::{
 };
 pub use echo::udp_check;
 pub use instance::Lab;
-pub use plan::{Role, Segment, Topology};
+pub use plan::{NodeKind, Segment, Topology};
 pub use processes::Readiness;
 pub use roles::{kill_links_if_master, kill_master_links, start_roles, MASTER};
 pub use run::verify;

@@ -83,8 +83,9 @@ impl Segment {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a lab node is (serialized as its `role` in lab.json).
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum NodeKind {
     /// Holds the two bridges; no addresses, so it cannot route between the segments.
     Switch,
     Initiator,
@@ -125,7 +126,7 @@ pub struct InterfacePlan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePlan {
-    pub role: Role,
+    pub role: NodeKind,
     /// `ti`, `cm`, `nat`, `te1` ...: the name without the run prefix.
     pub short: String,
     pub namespace: String,
@@ -222,7 +223,7 @@ impl Plan {
         if !(1..=MAX_INITIATORS).contains(&initiators) {
             anyhow::bail!("--initiators {initiators}: expected 1 ..= {MAX_INITIATORS}");
         }
-        let node = |role: Role, short: String, ifaces: &[(Segment, Vec<Ipv4Addr>, u8)]| {
+        let node = |role: NodeKind, short: String, ifaces: &[(Segment, Vec<Ipv4Addr>, u8)]| {
             let interfaces = ifaces
                 .iter()
                 .map(|(segment, addresses, rp_filter)| InterfacePlan {
@@ -243,7 +244,7 @@ impl Plan {
         };
         let mut nodes = vec![
             node(
-                Role::Initiator,
+                NodeKind::Initiator,
                 "ti".into(),
                 &[(
                     Segment::Public,
@@ -252,7 +253,7 @@ impl Plan {
                 )],
             ),
             node(
-                Role::Master,
+                NodeKind::Master,
                 "cm".into(),
                 &[
                     (Segment::Public, vec![CLUSTER_ADDRESS], 1),
@@ -262,7 +263,7 @@ impl Plan {
         ];
         if topology == Topology::Fig2 {
             nodes.push(node(
-                Role::Nat,
+                NodeKind::Nat,
                 "nat".into(),
                 &[
                     (Segment::Public, vec![NAT_GLOBAL], 1),
@@ -274,12 +275,12 @@ impl Plan {
             let short = format!("te{i}");
             let mut te = match topology {
                 Topology::Fig2 => node(
-                    Role::Endpoint,
+                    NodeKind::Endpoint,
                     short,
                     &[(Segment::Lan, vec![endpoint_lan(i)], 1)],
                 ),
                 Topology::Fig4 => node(
-                    Role::Endpoint,
+                    NodeKind::Endpoint,
                     short,
                     &[
                         (Segment::Public, vec![endpoint_global(i)], 1),
@@ -325,12 +326,12 @@ impl Plan {
         }
     }
 
-    pub fn node(&self, role: Role) -> Option<&NodePlan> {
+    pub fn node(&self, role: NodeKind) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.role == role)
     }
 
     pub fn endpoints(&self) -> impl Iterator<Item = &NodePlan> {
-        self.nodes.iter().filter(|n| n.role == Role::Endpoint)
+        self.nodes.iter().filter(|n| n.role == NodeKind::Endpoint)
     }
 
     /// The switch namespace first, then the nodes: the order they are made in.
@@ -384,7 +385,7 @@ mod tests {
         let plan = Plan::new("l2k0abc", Topology::Fig2, 3, 5).unwrap();
         let names: Vec<_> = plan.nodes.iter().map(|n| n.short.as_str()).collect();
         assert_eq!(names, ["ti", "cm", "nat", "te1", "te2", "te3"]);
-        let ti = plan.node(Role::Initiator).unwrap();
+        let ti = plan.node(NodeKind::Initiator).unwrap();
         assert_eq!(ti.interfaces[0].addresses.len(), 5);
         assert_eq!(ti.interfaces[0].addresses[4], Ipv4Addr::new(198, 18, 1, 5));
         let te3 = plan.endpoints().nth(2).unwrap();
@@ -402,7 +403,7 @@ mod tests {
     #[test]
     fn fig4_endpoints_have_globals_and_a_loose_lan() {
         let plan = Plan::new("l2k0abc", Topology::Fig4, 2, 1).unwrap();
-        assert!(plan.node(Role::Nat).is_none());
+        assert!(plan.node(NodeKind::Nat).is_none());
         let te2 = plan.endpoints().nth(1).unwrap();
         let public = te2.interface(Segment::Public).unwrap();
         let lan = te2.interface(Segment::Lan).unwrap();

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::description::LabProcess;
 use super::instance::Lab;
-use super::plan::{Role, Segment};
+use super::plan::{NodeKind, Segment};
 use super::roles::{kill_links_if_master, MASTER};
 use super::state::Record;
 use super::sys;
@@ -361,7 +361,7 @@ impl Lab {
             .with_context(|| format!("restart {name}: it was never started"))?;
         let node = self
             .plan
-            .node(Role::Master)
+            .node(NodeKind::Master)
             .context("the plan has no master")?;
         let lines: Vec<String> = node
             .interfaces

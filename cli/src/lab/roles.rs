@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::instance::Lab;
-use super::plan::{self, NodePlan, Plan, Role, Segment, Topology, PREFIX_LEN};
+use super::plan::{self, NodeKind, NodePlan, Plan, Segment, Topology, PREFIX_LEN};
 use super::processes::{Readiness, READY};
 use super::sys;
 
@@ -22,7 +22,9 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let plan = lab.plan();
     let key = format!("{:016x}", crate::net::os_seed());
     std::fs::write(lab.run_dir().join("report.key"), &key).context("writing report.key")?;
-    let master = plan.node(Role::Master).context("the plan has no master")?;
+    let master = plan
+        .node(NodeKind::Master)
+        .context("the plan has no master")?;
     let cluster = address(master, Segment::Public)?;
     let master_lan = address(master, Segment::Lan)?;
     let run = lab.run_dir();
@@ -58,7 +60,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         args,
         Readiness::Control(run.join("master.sock")),
     )?;
-    if let Some(nat) = plan.node(Role::Nat) {
+    if let Some(nat) = plan.node(NodeKind::Nat) {
         let lan_if = nat
             .interface(Segment::Lan)
             .context("the NAT has no LAN interface")?;
@@ -150,7 +152,9 @@ pub const MASTER: &str = "master";
 /// free), and in FIG 4 the addresses it claimed go (a claim-mode master starting again must not
 /// find its kernel answering for them).
 pub fn kill_master_links(plan: &Plan) -> anyhow::Result<()> {
-    let node = plan.node(Role::Master).context("the plan has no master")?;
+    let node = plan
+        .node(NodeKind::Master)
+        .context("the plan has no master")?;
     kill_links(plan, node)
 }
 

@@ -16,7 +16,7 @@ use reference::master::MasterStatus;
 use crate::lac::LacArgs;
 use crate::tui::LabHooks;
 
-use super::{sys, Lab, LabDescription, LabSpec, Role, Topology};
+use super::{sys, Lab, LabDescription, LabSpec, NodeKind, Topology};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -219,7 +219,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
     let d = lab.description();
     let ti = lab
-        .namespace(Role::Initiator)
+        .namespace(NodeKind::Initiator)
         .context("the lab has no initiator namespace")?
         .to_string();
     let first = *d

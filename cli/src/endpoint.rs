@@ -8,10 +8,9 @@ use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
 use netio::runner::Runner;
 use reference::claim::{ClaimAddress, ClaimPlan};
-use reference::endpoint::{Endpoint, EndpointStats, Reporting, TakeoverLink};
+use reference::endpoint::{EndpointStats, Reporting};
 use reference::master::MasterConfig;
-use reference::serve::{serve_takeover, MasterSetup};
-use reference::takeover::{Watch, WatchConfig};
+use reference::serve::{serve_endpoint, EndpointSetup, MasterSetup, TakeoverSetup};
 use std::net::SocketAddrV4;
 
 use crate::args::{self, AddrPrefix, PolicyName};
@@ -194,16 +193,10 @@ fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option
     }))
 }
 
-/// The takeover flags, checked: the claim and the master to run once it is made.
-struct Takeover {
-    plan: ClaimPlan,
-    setup: MasterSetup,
-}
-
 fn takeover(
     args: &EndpointArgs,
     reporting: Option<&Reporting>,
-) -> anyhow::Result<Option<Takeover>> {
+) -> anyhow::Result<Option<TakeoverSetup>> {
     let t = &args.takeover;
     let Some(cluster) = t.takeover_cluster else {
         return Ok(None);
@@ -259,9 +252,9 @@ fn takeover(
         ..MasterSetup::new(config, lan_addr)
     };
     let addresses: Vec<ClaimAddress> = vec![cluster, lan];
-    Ok(Some(Takeover {
+    Ok(Some(TakeoverSetup {
         plan: ClaimPlan::new(addresses),
-        setup,
+        master: setup,
     }))
 }
 
@@ -321,59 +314,13 @@ pub fn execute(
         if let Some(path) = &args.status {
             write_status(path, &EndpointStatus::listening(bound))?;
         }
-        let mut endpoint = Endpoint::new(seed as u32);
-        let mut takeover_task = None;
-        if let Some(reporting) = reporting {
-            if let Some(Takeover { plan, setup }) = takeover {
-                let watch = Watch::new(WatchConfig::new(
-                    reporting.name.clone(),
-                    reporting.key.clone(),
-                    reporting.interval,
-                ));
-                let (orders, order_rx) = tokio::sync::mpsc::unbounded_channel();
-                let (outcome_tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
-                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                endpoint = endpoint.with_takeover(TakeoverLink {
-                    watch,
-                    orders,
-                    outcomes,
-                });
-                takeover_task = Some((
-                    serve_takeover(order_rx, outcome_tx, plan, setup, stop_rx),
-                    stop_tx,
-                ));
-            }
-            endpoint = endpoint.with_reporting(reporting);
-        }
-        let (run, master) = match takeover_task {
-            Some((task, stop)) => {
-                let endpoint_run = async {
-                    let run = runner
-                        .run(&mut endpoint, duration, netio::runner::DRAIN)
-                        .await;
-                    // A master running here stops with the endpoint.
-                    let _ = stop.send(true);
-                    run
-                };
-                let (run, master) = tokio::join!(endpoint_run, task);
-                (run, master.map_err(anyhow::Error::from)?)
-            }
-            None => (
-                runner
-                    .run(&mut endpoint, duration, netio::runner::DRAIN)
-                    .await,
-                None,
-            ),
+        let setup = EndpointSetup {
+            seed: seed as u32,
+            reporting,
+            takeover,
+            duration,
         };
-        runner.finish()?;
-        run?;
-        if let Some(status) = master {
-            tracing::info!(
-                dispatched = status.totals.sccrq_dispatched,
-                "the taken-over master stopped"
-            );
-        }
-        let stats = endpoint.stats();
+        let stats = serve_endpoint(&mut runner, setup).await?.stats;
         if let Some(path) = &args.status {
             write_status(path, &EndpointStatus::stopped(bound, stats.clone()))?;
         }

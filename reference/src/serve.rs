@@ -1,5 +1,6 @@
 //! Runners for the forwarding roles: the master (and, with the NAT, FIG 2's middle box), the
-//! master that claims its addresses or stands by, and an endpoint's takeover of the master.
+//! master that claims its addresses or stands by, the endpoint with its reports, and its
+//! takeover of the master.
 //!
 //! One file per role, on one loop helper ([`event_loop`]: status file, deadline, control
 //! socket, Ctrl-C and stop, pcap). Both forwarding roles read their public socket in recvmmsg
@@ -17,6 +18,7 @@ use tokio::net::UdpSocket;
 use crate::claim::ClaimError;
 
 mod batch;
+mod endpoint;
 mod event_loop;
 mod ipv4;
 mod master;
@@ -25,6 +27,7 @@ mod neighbours;
 mod ring;
 mod takeover;
 
+pub use endpoint::{serve_endpoint, EndpointError, EndpointOutcome, EndpointSetup, TakeoverSetup};
 pub use master::{serve_master, MasterSetup};
 pub use nat::{serve_nat, NatIo, NatSetup, NatStatus};
 pub use takeover::{serve_master_claiming, serve_takeover};

@@ -511,16 +511,22 @@ impl Ctl {
             ));
         };
         let peer_sid = *peer_sid;
-        let iccn = self.control(
+        let iccn = self.iccn(peer_sid)?;
+        self.acked(&iccn)?;
+        Ok((our_sid, peer_sid))
+    }
+
+    /// The ICCN that connects the incoming call the peer answered with `peer_sid` (§6.8:
+    /// speed and framing are mandatory); returns its bytes, for `acked`.
+    pub fn iccn(&mut self, peer_sid: u16) -> Step<Vec<u8>> {
+        self.control(
             MessageType::Iccn,
             peer_sid,
             vec![
                 AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
                 AvpRepr::mandatory(AvpValue::FramingType(3)),
             ],
-        )?;
-        self.acked(&iccn)?;
-        Ok((our_sid, peer_sid))
+        )
     }
 
     /// StopCCN (result 1, general request to clear) and its acknowledgement.

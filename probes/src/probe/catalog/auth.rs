@@ -182,14 +182,7 @@ fn hidden_avps_accepted(ctx: &mut Ctx) -> Step<Verdict> {
                 Some(AvpValue::AssignedSessionId(id)) => *id,
                 _ => 0,
             };
-            let iccn = ctl.control(
-                MessageType::Iccn,
-                peer_sid,
-                vec![
-                    AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
-                    AvpRepr::mandatory(AvpValue::FramingType(3)),
-                ],
-            )?;
+            let iccn = ctl.iccn(peer_sid)?;
             let _ = ctl.acked(&iccn);
             ctx.note(format!(
                 "the ICRP came to our hidden Assigned Session ID {sid}"

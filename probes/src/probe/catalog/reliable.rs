@@ -223,14 +223,7 @@ fn duplicate_ns_reacked(ctx: &mut Ctx) -> Step<Verdict> {
         )));
     };
     let peer_sid = *peer_sid;
-    let iccn = ctl.control(
-        MessageType::Iccn,
-        peer_sid,
-        vec![
-            AvpRepr::mandatory(AvpValue::TxConnectSpeed(100_000_000)),
-            AvpRepr::mandatory(AvpValue::FramingType(3)),
-        ],
-    )?;
+    let iccn = ctl.iccn(peer_sid)?;
     ctl.acked(&iccn)?;
     ctx.note(format!(
         "call up; the ICRQ (Ns={icrq_ns}) is acknowledged: resending it as a duplicate"

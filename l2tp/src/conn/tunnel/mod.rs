@@ -1,0 +1,389 @@
+//! One tunnel: the control connection state machine (RFC 2661 §7.2), its sessions (§7.3–§7.5),
+//! tunnel authentication (§5.1.1), hidden AVPs (§4.3) and keepalives (§5.5), on top of the
+//! reliable delivery of [`super::reliable`].
+//!
+//! Sans-IO like the rest of `conn`: the owner feeds received packets to [`Tunnel::handle`],
+//! sends what [`Tunnel::poll_transmit`] writes, calls [`Tunnel::handle_timeout`] at
+//! [`Tunnel::poll_timeout`], and reads [`Event`]s from [`Tunnel::poll_event`].
+
+mod build;
+mod calls;
+mod control;
+
+pub use build::challenge_response;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng as StdRng;
+
+use super::reliable::{Reliable, ReliableConfig};
+use crate::time::Instant;
+use crate::wire::avp::{AvpRepr, AvpType, AvpValue};
+use crate::wire::message::{ControlMessage, MessageType};
+
+/// What a tunnel says about itself and how it behaves; shared by every tunnel of a node.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    pub host_name: String,
+    pub vendor_name: Option<String>,
+    /// Tunnel secret: enables the Challenge / Challenge Response exchange and hidden AVPs.
+    pub secret: Option<Vec<u8>>,
+    /// Hide the AVPs of [`HIDDEN_AVPS`] (needs `secret`).
+    pub hide_avps: bool,
+    pub reliable: ReliableConfig,
+    /// Send HELLO after this long without hearing from the peer (§5.5, default 60 s).
+    pub hello_interval: Duration,
+    pub framing_capabilities: u32,
+    pub bearer_capabilities: u32,
+    /// Sent in SCCRQ when set (§4.4.3).
+    pub tie_breaker: Option<[u8; 8]>,
+    /// Ask for sequenced data messages (Sequencing Required AVP in ICCN / OCCN).
+    pub sequencing_required: bool,
+    /// Send data messages with the O bit and this many octets of Offset Pad (§3.1); peers
+    /// must skip the pad.
+    pub data_offset: Option<u16>,
+    /// Keep a log of every control message queued and delivered (tests and tracing only: it
+    /// grows with the tunnel's life).
+    pub record_messages: bool,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        TunnelConfig {
+            host_name: "l2tpkit".to_string(),
+            vendor_name: Some("l2tpkit".to_string()),
+            secret: None,
+            hide_avps: false,
+            reliable: ReliableConfig::default(),
+            hello_interval: Duration::from_secs(60),
+            framing_capabilities: 0x3,
+            bearer_capabilities: 0x0,
+            tie_breaker: None,
+            sequencing_required: false,
+            data_offset: None,
+            record_messages: false,
+        }
+    }
+}
+
+/// AVPs hidden when `hide_avps` is on: those xl2tpd hides, plus the call's numbers.
+pub const HIDDEN_AVPS: &[AvpType] = &[
+    AvpType::AssignedSessionId,
+    AvpType::CallingNumber,
+    AvpType::CalledNumber,
+];
+
+/// How long a tunnel may take from its creation to established: two full retransmission
+/// cycles, one for our SCCRQ or SCCRP and one for the peer's answer to its last retransmission
+/// (62 s with the defaults).
+fn setup_time(config: &TunnelConfig) -> Duration {
+    config.reliable.full_retransmit_cycle().saturating_mul(2)
+}
+
+/// Protocol Version 1, Revision 0 (§4.4.3), also the Error Code of a version mismatch.
+const PROTOCOL_VERSION: (u8, u8) = (1, 0);
+
+/// Who sent the SCCRQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Responder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelState {
+    /// Responder before the SCCRQ has been processed.
+    Idle,
+    /// Initiator: SCCRQ sent.
+    WaitCtlReply,
+    /// Responder: SCCRP sent.
+    WaitCtlConn,
+    Established,
+    /// StopCCN sent or received: state kept for one full retransmission cycle (§5.7).
+    Closing,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallDirection {
+    /// ICRQ / ICRP / ICCN: the LAC saw a call.
+    Incoming,
+    /// OCRQ / OCRP / OCCN: the LNS asks the LAC to place a call.
+    Outgoing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// ICRQ or OCRQ sent, waiting for ICRP / OCRP.
+    WaitReply,
+    /// ICRP sent (or OCRP received), waiting for ICCN / OCCN.
+    WaitConnect,
+    Established,
+}
+
+/// A Result Code AVP's content (§4.4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultCode {
+    pub result: u16,
+    pub error: Option<u16>,
+    pub message: Option<String>,
+}
+
+impl ResultCode {
+    pub fn new(result: u16) -> ResultCode {
+        ResultCode {
+            result,
+            error: None,
+            message: None,
+        }
+    }
+
+    pub fn error(result: u16, error: u16, message: impl Into<String>) -> ResultCode {
+        ResultCode {
+            result,
+            error: Some(error),
+            message: Some(message.into()),
+        }
+    }
+
+    /// StopCCN 1 / CDN 3: a clean, administrative teardown.
+    pub const CLEAR_TUNNEL: u16 = 1;
+    pub const ADMIN_CALL: u16 = 3;
+    /// StopCCN and CDN result 2: the Error Code says why.
+    pub const GENERAL_ERROR: u16 = 2;
+    pub const NOT_AUTHORIZED: u16 = 4;
+    pub const BAD_VERSION: u16 = 5;
+    pub const FSM_ERROR: u16 = 7;
+    /// General error codes (§4.4.2).
+    pub const ERROR_BAD_SESSION: u16 = 5;
+    pub const ERROR_VENDOR: u16 = 6;
+    pub const ERROR_UNKNOWN_MANDATORY_AVP: u16 = 8;
+
+    fn from_avp(value: Option<&AvpValue>) -> ResultCode {
+        match value {
+            Some(AvpValue::ResultCode {
+                result,
+                error,
+                message,
+            }) => ResultCode {
+                result: *result,
+                error: *error,
+                message: message
+                    .as_ref()
+                    .map(|m| String::from_utf8_lossy(m).into_owned()),
+            },
+            _ => ResultCode::new(0),
+        }
+    }
+
+    fn to_avp(&self) -> AvpValue<'static> {
+        // A message needs an error code in front of it on the wire.
+        let error = self.error.or(self.message.as_ref().map(|_| 0));
+        AvpValue::ResultCode {
+            result: self.result,
+            error,
+            message: self
+                .message
+                .as_ref()
+                .map(|m| Cow::Owned(m.clone().into_bytes())),
+        }
+    }
+}
+
+impl core::fmt::Display for ResultCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "result {}", self.result)?;
+        if let Some(error) = self.error {
+            write!(f, " error {error}")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, " ({message})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the tunnel tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    TunnelUp {
+        peer_tunnel_id: u16,
+        peer_host_name: String,
+    },
+    /// The tunnel is going down; `by_peer` when the peer sent the StopCCN.
+    TunnelDown { result: ResultCode, by_peer: bool },
+    SessionUp {
+        session_id: u16,
+        peer_session_id: u16,
+        direction: CallDirection,
+    },
+    SessionDown {
+        session_id: u16,
+        result: ResultCode,
+        by_peer: bool,
+    },
+    /// A PPP frame arrived on an established session.
+    Data { session_id: u16, frame: Vec<u8> },
+    /// WEN from the LAC: the counters of the Call Errors AVP.
+    WanError { session_id: u16, crc_errors: u32 },
+    /// SLI from the LNS.
+    LinkInfo {
+        session_id: u16,
+        send_accm: u32,
+        receive_accm: u32,
+    },
+    /// All state is gone; the owner may drop the tunnel and reuse its ID.
+    Closed,
+}
+
+/// Counters a runner exports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    pub data_sent: u64,
+    pub data_received: u64,
+    /// Data messages for a session that is not established (dropped).
+    pub data_dropped: u64,
+    pub control_received: u64,
+    /// Control messages that arrived in a state that does not take them.
+    pub unexpected: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    peer_id: u16,
+    state: SessionState,
+    direction: CallDirection,
+    /// Data message sequence numbers (§5.4), used when sequencing is on.
+    sequencing: bool,
+    data_ns: u16,
+    data_nr: u16,
+}
+
+/// One L2TP tunnel and its sessions.
+#[derive(Debug)]
+pub struct Tunnel {
+    config: Arc<TunnelConfig>,
+    role: Role,
+    state: TunnelState,
+    local_id: u16,
+    peer_id: u16,
+    peer_host_name: String,
+    reliable: Reliable,
+    rng: StdRng,
+    /// The Challenge we sent; the peer's response must match it.
+    our_challenge: Option<[u8; 16]>,
+    sessions: BTreeMap<u16, Session>,
+    next_session_id: u16,
+    next_call_serial: u32,
+    events: VecDeque<Event>,
+    /// Data messages ready to go (unreliable, sent before control traffic).
+    data_out: VecDeque<Vec<u8>>,
+    last_heard: Instant,
+    hello_sent_at: Option<Instant>,
+    /// End of the §5.7 hold after a StopCCN.
+    close_at: Option<Instant>,
+    /// A tunnel not established by then is closed: once the peer has acknowledged our SCCRQ
+    /// or SCCRP, no retransmission is left to give up on, and without this a peer that never
+    /// sends the SCCRP / SCCCN would hold the tunnel (and its ID) for ever.
+    setup_deadline: Instant,
+    stats: TunnelStats,
+    log: MessageLog,
+}
+
+/// With `record_messages`: what this tunnel queued for the peer and what it delivered upward,
+/// in order. Lets tests check exactly-once, in-order delivery end to end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageLog {
+    pub queued: Vec<MessageType>,
+    /// (Ns, type) of each delivered message.
+    pub delivered: Vec<(u16, MessageType)>,
+}
+
+impl Tunnel {
+    fn new(config: Arc<TunnelConfig>, role: Role, local_id: u16, seed: u64, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let next_session_id = (rng.next_u32() as u16).max(1);
+        let setup_deadline = now + setup_time(&config);
+        Tunnel {
+            reliable: Reliable::new(config.reliable.clone()),
+            config,
+            role,
+            state: TunnelState::Idle,
+            local_id,
+            peer_id: 0,
+            peer_host_name: String::new(),
+            rng,
+            our_challenge: None,
+            sessions: BTreeMap::new(),
+            next_session_id,
+            next_call_serial: 1,
+            events: VecDeque::new(),
+            data_out: VecDeque::new(),
+            last_heard: now,
+            hello_sent_at: None,
+            close_at: None,
+            setup_deadline,
+            stats: TunnelStats::default(),
+            log: MessageLog::default(),
+        }
+    }
+
+    /// Opens a tunnel: queues the SCCRQ. `seed` drives challenges and random vectors (the
+    /// simulator passes a fixed one; runners pass OS randomness).
+    pub fn connect(config: Arc<TunnelConfig>, local_id: u16, seed: u64, now: Instant) -> Tunnel {
+        let mut tunnel = Tunnel::new(config, Role::Initiator, local_id, seed, now);
+        let mut avps = tunnel.start_avps();
+        if let Some(tie) = tunnel.config.tie_breaker {
+            avps.push(AvpRepr::optional(AvpValue::TieBreaker(tie)));
+        }
+        tunnel.send(MessageType::Sccrq, 0, avps);
+        tunnel.state = TunnelState::WaitCtlReply;
+        tunnel
+    }
+
+    /// Answers an SCCRQ: the new tunnel processes it and queues the SCCRP (or a StopCCN).
+    pub fn accept(
+        config: Arc<TunnelConfig>,
+        local_id: u16,
+        seed: u64,
+        now: Instant,
+        sccrq: ControlMessage<'_>,
+    ) -> Tunnel {
+        let mut tunnel = Tunnel::new(config, Role::Responder, local_id, seed, now);
+        tunnel.handle_control(now, sccrq);
+        tunnel
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn state(&self) -> TunnelState {
+        self.state
+    }
+    pub fn local_id(&self) -> u16 {
+        self.local_id
+    }
+    /// The peer's Assigned Tunnel ID (0 until known).
+    pub fn peer_id(&self) -> u16 {
+        self.peer_id
+    }
+    pub fn stats(&self) -> TunnelStats {
+        self.stats
+    }
+    pub fn message_log(&self) -> &MessageLog {
+        &self.log
+    }
+    pub fn reliable(&self) -> &Reliable {
+        &self.reliable
+    }
+    pub fn session_state(&self, session_id: u16) -> Option<SessionState> {
+        self.sessions.get(&session_id).map(|s| s.state)
+    }
+    pub fn session_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.sessions.keys().copied()
+    }
+}

@@ -1,0 +1,232 @@
+//! What the master shows of itself: member states, counters and the status snapshot.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+
+use super::{DropReason, Master, Policy};
+use crate::cluster::EndpointState;
+use crate::takeover::Holder;
+
+/// An endpoint's state as the master sees it, most binding first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    InService,
+    /// Drained by the operator, or says so in its reports: no new tunnels.
+    Draining,
+    /// Deactivated by the operator: no new tunnels until `activate`.
+    Deactivated,
+    /// No report for `report_timeout`.
+    OutOfService,
+}
+
+/// The operator's word on an endpoint; outlives its reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    Active,
+    Drained,
+    Deactivated,
+}
+
+/// A snapshot for the CLI, the TUI and JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterStatus {
+    pub cluster_addr: Ipv4Addr,
+    pub policy: Policy,
+    /// In name order.
+    pub endpoints: Vec<EndpointStatus>,
+    pub totals: StatusTotals,
+    pub drops: DropCounts,
+    pub reports: ReportCounts,
+    /// SCCRQ choices held for retransmissions.
+    pub remembered_dispatches: usize,
+    /// Who this master is, and how it came to hold the cluster address (or why it stands by).
+    #[serde(default)]
+    pub holder: Holder,
+    /// Most choices held at once (`MasterConfig::max_remembered`).
+    pub remembered_limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    pub name: String,
+    pub lan_addr: Ipv4Addr,
+    pub global_addr: Option<Ipv4Addr>,
+    pub state: MemberState,
+    pub admin: AdminState,
+    pub reported_state: EndpointState,
+    pub tunnels: u32,
+    pub sessions: u32,
+    pub capacity: u32,
+    pub tunnel_ids: Vec<(u16, u16)>,
+    /// New SCCRQs sent since its last report (the report does not count them yet).
+    pub dispatched_since_report: u32,
+    pub dispatched_total: u64,
+    /// Retransmitted SCCRQs sent after the first.
+    pub sccrq_retransmitted: u64,
+    /// Retransmitted SCCRQs first sent here, placed on another endpoint because this one had
+    /// gone out of service or been deactivated since.
+    pub sccrq_redispatched_away: u64,
+    /// Non-SCCRQ packets routed by Tunnel ID.
+    pub forwarded: u64,
+    /// Packets for its Tunnel IDs dropped while it was out of service.
+    pub dropped_out_of_service: u64,
+    /// Leaky bucket only: SCCRQs dropped (`NoCapacity`) while its bucket was empty.
+    pub bucket_drops: u64,
+    /// Age of its last report at the latest time the master was given.
+    pub last_report_age_ms: u64,
+    pub last_report_from: SocketAddrV4,
+    pub sequence: u64,
+    /// Leaky bucket only: tokens as of the last dispatch decision.
+    pub tokens: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StatusTotals {
+    pub endpoints: usize,
+    pub in_service: usize,
+    pub tunnels: u64,
+    pub sessions: u64,
+    /// Capacity of the endpoints in service.
+    pub capacity: u64,
+    /// New SCCRQs sent to an endpoint (placements, redispatches included).
+    pub sccrq_dispatched: u64,
+    /// Retransmitted SCCRQs sent where the first went.
+    pub sccrq_retransmitted: u64,
+    /// Of `sccrq_dispatched`: retransmissions placed anew, their first endpoint out of service
+    /// or deactivated.
+    pub sccrq_redispatched: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+    /// Dispatch choices forgotten early because the memory was full.
+    pub remembered_evicted: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DropCounts {
+    pub malformed: u64,
+    pub not_udp: u64,
+    pub fragment: u64,
+    pub not_cluster_address: u64,
+    pub not_l2tp_port: u64,
+    pub no_endpoint: u64,
+    pub no_capacity: u64,
+    pub unknown_tunnel: u64,
+    pub endpoint_out_of_service: u64,
+}
+
+impl DropCounts {
+    pub(super) fn slot(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::NotUdp => &mut self.not_udp,
+            DropReason::Fragment => &mut self.fragment,
+            DropReason::NotClusterAddress => &mut self.not_cluster_address,
+            DropReason::NotL2tpPort => &mut self.not_l2tp_port,
+            DropReason::NoEndpoint => &mut self.no_endpoint,
+            DropReason::NoCapacity => &mut self.no_capacity,
+            DropReason::UnknownTunnel => &mut self.unknown_tunnel,
+            DropReason::EndpointOutOfService => &mut self.endpoint_out_of_service,
+        }
+    }
+
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::Malformed => self.malformed,
+            DropReason::NotUdp => self.not_udp,
+            DropReason::Fragment => self.fragment,
+            DropReason::NotClusterAddress => self.not_cluster_address,
+            DropReason::NotL2tpPort => self.not_l2tp_port,
+            DropReason::NoEndpoint => self.no_endpoint,
+            DropReason::NoCapacity => self.no_capacity,
+            DropReason::UnknownTunnel => self.unknown_tunnel,
+            DropReason::EndpointOutOfService => self.endpoint_out_of_service,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.malformed
+            + self.not_udp
+            + self.fragment
+            + self.not_cluster_address
+            + self.not_l2tp_port
+            + self.no_endpoint
+            + self.no_capacity
+            + self.unknown_tunnel
+            + self.endpoint_out_of_service
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReportCounts {
+    pub accepted: u64,
+    pub forged: u64,
+    pub replayed: u64,
+    pub malformed: u64,
+    pub tunnel_id_conflict: u64,
+    /// Acks sent for accepted reports.
+    #[serde(default)]
+    pub acks_sent: u64,
+}
+impl Master {
+    pub fn status(&self) -> MasterStatus {
+        let now = self.latest;
+        let timeout = self.config.report_timeout;
+        let leaky = matches!(self.config.policy, Policy::LeakyBucket { .. });
+        let mut totals = self.totals;
+        totals.endpoints = self.members.len();
+        let endpoints = self
+            .order
+            .iter()
+            .map(|&index| {
+                let m = &self.members[index];
+                let state = m.state(now, timeout);
+                totals.tunnels += u64::from(m.tunnels);
+                totals.sessions += u64::from(m.sessions);
+                if state == MemberState::InService {
+                    totals.in_service += 1;
+                    totals.capacity += u64::from(m.capacity);
+                }
+                EndpointStatus {
+                    name: m.name.clone(),
+                    lan_addr: m.lan_addr,
+                    global_addr: m.global_addr,
+                    state,
+                    admin: m.admin,
+                    reported_state: m.reported_state,
+                    tunnels: m.tunnels,
+                    sessions: m.sessions,
+                    capacity: m.capacity,
+                    tunnel_ids: m.tunnel_ids.clone(),
+                    dispatched_since_report: m.dispatched_since_report,
+                    dispatched_total: m.dispatched_total,
+                    sccrq_retransmitted: m.sccrq_retransmitted,
+                    sccrq_redispatched_away: m.sccrq_redispatched_away,
+                    forwarded: m.forwarded,
+                    dropped_out_of_service: m.dropped_out_of_service,
+                    bucket_drops: m.bucket_drops,
+                    last_report_age_ms: u64::try_from(
+                        now.saturating_duration_since(m.last_report).as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
+                    last_report_from: m.last_report_from,
+                    sequence: m.sequence,
+                    tokens: leaky.then_some(m.bucket.tokens),
+                }
+            })
+            .collect();
+        MasterStatus {
+            cluster_addr: self.config.cluster_addr,
+            policy: self.config.policy,
+            endpoints,
+            totals,
+            drops: self.drops,
+            reports: self.reports,
+            remembered_dispatches: self.remembered.len(),
+            holder: self.holder.clone(),
+            remembered_limit: self.config.max_remembered.max(1),
+        }
+    }
+}

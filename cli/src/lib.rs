@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
-pub mod bench;
 pub mod ctl;
 pub mod decode;
 pub mod endpoint;
@@ -12,7 +11,8 @@ pub mod lab;
 pub mod lac;
 pub mod master;
 pub mod nat;
-mod net;
+/// Public for `l2tpkit-bench`, whose NAT load generator opens tunnels as `lac` does.
+pub mod net;
 pub mod probe;
 pub mod tui;
 pub mod verify;

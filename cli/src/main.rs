@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use l2tpkit::{bench, decode, endpoint, lac};
+use l2tpkit::{decode, endpoint, lac};
 
 #[derive(Debug, Parser)]
 #[command(name = "l2tpkit", version, about, propagate_version = true)]
@@ -35,10 +35,6 @@ enum Command {
     /// Conformance probes against any LNS or cluster: a verdict per RFC 2661 rule (and the
     /// patent's, with --cluster), the exchange as evidence, a pcap per probe.
     Probe(l2tpkit::probe::ProbeArgs),
-    /// Measure throughput (not a test): `bench decode` against tshark, `bench nat` against
-    /// kernel NAT.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Check captures of a cluster run against the patent's sequences (FIG 3, FIG 5) and
     /// RFC 2661's Ns/Nr rules; exit 0 only if every tunnel conforms.
     Verify(l2tpkit::verify::VerifyArgs),
@@ -68,7 +64,6 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
-        Command::Bench(command) => bench::run(&command),
         Command::Verify(args) => l2tpkit::verify::run(&args),
         Command::Lac(args) => lac::run(&args),
         Command::Endpoint(args) => endpoint::run(&args),

@@ -1,7 +1,7 @@
-//! The two helper processes of `l2tpkit bench nat`, each run with `ip netns exec` in a lab
+//! The two helper processes of `l2tpkit-bench nat`, each run with `ip netns exec` in a lab
 //! namespace and driven over its stdin/stdout, one JSON object a line:
 //!
-//! - `bench nat-blast` (initiator namespace): opens tunnels and one session each through the
+//! - `l2tpkit-bench nat-blast` (initiator namespace): opens tunnels and one session each through the
 //!   cluster with the project's own `TunnelSet` (SCCRQ to the master, SCCRP from the NAT's
 //!   global address, ICRQ/ICRP/ICCN), so that the NAT holds one Table 1 entry per tunnel; then,
 //!   on each `blast SECONDS PACKETS` line, sends data messages on those sessions from the same
@@ -9,7 +9,7 @@
 //!   sent. `reopen` opens as many new tunnels (the NAT was replaced and its Table 1 with it)
 //!   and sends on those from then on; `quit` (or the end of stdin) ends it. Between commands
 //!   it keeps the control connections answered (ZLB acks for HELLOs).
-//! - `bench nat-sink` (endpoint namespace): counts what arrives on the endpoint's LAN
+//! - `l2tpkit-bench nat-sink` (endpoint namespace): counts what arrives on the endpoint's LAN
 //!   interface. It reads the interface's `rx_packets` from `/proc/self/net/dev` every 5 ms,
 //!   so it costs nothing per packet; the orchestrator drops the data messages at that
 //!   interface's netdev ingress hook (after the count), so neither the endpoint process nor
@@ -31,7 +31,7 @@ use netio::udp::send_udp_batch;
 use netio::BATCH;
 use serde::Serialize;
 
-use crate::net::{os_seed, parse_addr, tunnel_config};
+use l2tpkit::net::{os_seed, parse_addr, tunnel_config};
 
 #[derive(Debug, clap::Args)]
 pub struct BlastArgs {

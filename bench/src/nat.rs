@@ -1,12 +1,12 @@
-//! `l2tpkit bench nat`: L2TP data messages per second through our NAT (`l2tpkit nat`, the
+//! `l2tpkit-bench nat`: L2TP data messages per second through our NAT (`l2tpkit nat`, the
 //! patent's FIG 2 box) against the kernel's NAT (nftables DNAT + masquerade) in the same lab,
 //! in the same run, rounds alternating.
 //!
 //! One FIG 2 lab (initiator, master, NAT, one endpoint; no captures). The generator
-//! (`bench nat-blast`, see [`super::traffic`]) opens tunnels and sessions through the cluster
+//! (`l2tpkit-bench nat-blast`, see [`crate::traffic`]) opens tunnels and sessions through the cluster
 //! from the initiator namespace, so our NAT holds a Table 1 entry for each; the endpoint
 //! namespace then drops data messages at its LAN interface's netdev ingress hook, where the
-//! sink (`bench nat-sink`) counts them from the interface counter. Each round the generator
+//! sink (`l2tpkit-bench nat-sink`) counts them from the interface counter. Each round the generator
 //! blasts the same data messages at the NAT's global address for a bounded time and count:
 //!
 //! - ours: the NAT namespace as the lab made it (`ip_forward=0`); `l2tpkit nat` (see
@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::traffic::{Blasted, Counted, Ready};
-use crate::lab::plan::{self, NodeKind, Segment, Topology};
-use crate::lab::{sys, Lab, LabSpec};
+use crate::traffic::{Blasted, Counted, Ready};
+use l2tpkit::lab::plan::{self, NodeKind, Segment, Topology};
+use l2tpkit::lab::{sys, Lab, LabSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct NatBench {
@@ -156,7 +156,7 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
         endpoints: 1,
         initiators: 1,
         run_dir: args.run_dir.clone(),
-        binary: None,
+        binary: Some(crate::roles_binary()?),
         // tcpdump on both bridges would cost as much CPU as the NAT itself.
         captures: false,
         roles: true,
@@ -166,7 +166,7 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
     let lab = match Lab::up(&spec) {
         Ok(lab) => lab,
         Err(e) if e.is::<sys::Interrupted>() => {
-            eprintln!("l2tpkit bench nat: interrupted");
+            eprintln!("l2tpkit-bench nat: interrupted");
             return Ok(ExitCode::from(130));
         }
         Err(e) => return Err(e),
@@ -177,7 +177,7 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
         Ok(summary) => summary,
         Err(e) if e.is::<sys::Interrupted>() => {
             down.context("removing the lab")?;
-            eprintln!("l2tpkit bench nat: interrupted; the lab is removed");
+            eprintln!("l2tpkit-bench nat: interrupted; the lab is removed");
             return Ok(ExitCode::from(130));
         }
         Err(e) => return Err(e),
@@ -237,7 +237,11 @@ fn drive(lab: &Lab, args: &NatBench) -> anyhow::Result<Summary> {
             .collect();
         sys::sysctl(&lab.plan().switch_namespace, &off)?;
     }
-    let binary = lab.binary().display().to_string();
+    // The generator and the sink are this binary's hidden subcommands; the roles are `l2tpkit`.
+    let binary = std::env::current_exe()
+        .context("finding the current executable")?
+        .display()
+        .to_string();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let generator_cpus = match args.nat_cpu {
         Some(cpu) if cpu >= cpus || cpus < 2 => {
@@ -269,7 +273,6 @@ fn drive(lab: &Lab, args: &NatBench) -> anyhow::Result<Summary> {
         generator_cpus.as_deref(),
         &binary,
         &[
-            "bench".into(),
             "nat-blast".into(),
             format!("--bind={}:0", plan::initiator_address(1)),
             format!("--target={}", plan::CLUSTER_ADDRESS),
@@ -414,7 +417,6 @@ fn one_round(
         None,
         binary,
         &[
-            "bench".into(),
             "nat-sink".into(),
             format!("--interface={}", n.endpoint_if),
             "--wait=10".into(),
@@ -574,7 +576,7 @@ fn nft_counter(namespace: &str) -> anyhow::Result<u64> {
         .context("no packet count in nft's answer")
 }
 
-/// A helper process of ours (`ip netns exec NS l2tpkit bench ...`), talked to over its stdin
+/// A helper process of ours (`ip netns exec NS l2tpkit-bench ...`), talked to over its stdin
 /// and stdout, in a process group of its own; killed by PID and reaped when dropped.
 struct Helper {
     name: String,

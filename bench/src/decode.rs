@@ -1,5 +1,5 @@
-//! `l2tpkit bench`: throughput figures for BENCHMARKS.md. Benchmarks, not tests: nothing here
-//! asserts a speed.
+//! `l2tpkit-bench decode`: `l2tpkit decode`'s code path over a synthetic capture of control
+//! packets, against tshark on the same file.
 
 use std::io;
 use std::net::SocketAddrV4;
@@ -11,31 +11,6 @@ use anyhow::{bail, Context};
 use l2tp::capture::{CaptureWriter, Linktype};
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{samples, PacketRepr};
-
-mod nat;
-mod setups;
-mod traffic;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Decode a synthetic capture of control packets with `l2tpkit decode`'s code path, then
-    /// the same file with tshark, and print both rates and their ratio.
-    Decode(DecodeBench),
-    /// L2TP data messages per second through our NAT (`l2tpkit nat`) against the kernel's NAT
-    /// (nftables DNAT + masquerade) in the same FIG 2 lab, rounds alternating; prints both
-    /// rates and their ratio. Needs root and nftables.
-    Nat(nat::NatBench),
-    /// Tunnel setups per second with 0, 10k, 20k live tunnels held: through the FIG 2 cluster
-    /// and against one xl2tpd LNS, with the same `l2tpkit lac` driver in the same run; the
-    /// ratio per level and RSS per live tunnel. Needs root and xl2tpd.
-    Setups(setups::SetupsBench),
-    /// The load generator of `bench nat` (runs in the lab's initiator namespace).
-    #[command(hide = true)]
-    NatBlast(traffic::BlastArgs),
-    /// The packet counter of `bench nat` (runs in the lab's endpoint namespace).
-    #[command(hide = true)]
-    NatSink(traffic::SinkArgs),
-}
 
 #[derive(Debug, clap::Args)]
 pub struct DecodeBench {
@@ -53,17 +28,7 @@ pub struct DecodeBench {
     pub rounds: u32,
 }
 
-pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        BenchCommand::Decode(args) => decode(args),
-        BenchCommand::Nat(args) => nat::run(args),
-        BenchCommand::Setups(args) => setups::run(args),
-        BenchCommand::NatBlast(args) => traffic::blast(args),
-        BenchCommand::NatSink(args) => traffic::sink(args),
-    }
-}
-
-fn decode(args: &DecodeBench) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DecodeBench) -> anyhow::Result<ExitCode> {
     if args.packets == 0 || args.rounds == 0 {
         bail!("--packets and --rounds must be at least 1");
     }
@@ -97,7 +62,7 @@ fn measure(path: &std::path::Path, args: &DecodeBench) -> anyhow::Result<ExitCod
     for _ in 0..args.rounds {
         let start = Instant::now();
         let mut sink = io::BufWriter::with_capacity(1 << 16, io::sink());
-        let seen = crate::decode::decode_file(path, 1701, false, &options, &mut sink)?;
+        let seen = l2tpkit::decode::decode_file(path, 1701, false, &options, &mut sink)?;
         best = best.min(start.elapsed());
         counts = Some(seen);
     }
@@ -143,8 +108,9 @@ fn measure(path: &std::path::Path, args: &DecodeBench) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Cycles through the sample conversation's control messages, varying tunnel IDs and Ns.
-fn write_synthetic(path: &std::path::Path, packets: u64) -> anyhow::Result<u64> {
+/// Writes `packets` control packets to `path` (raw IPv4 pcap): the sample conversation's
+/// control messages in turn, with tunnel IDs and Ns varied.
+pub fn write_synthetic(path: &std::path::Path, packets: u64) -> anyhow::Result<u64> {
     let messages: Vec<_> = samples::every_message()
         .into_iter()
         .filter_map(|packet| match packet {

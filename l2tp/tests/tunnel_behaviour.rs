@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use l2tp::conn::reliable::ReliableConfig;
 use l2tp::conn::tunnel::{
-    CallDirection, Event, ResultCode, Role, SessionState, Tunnel, TunnelConfig, TunnelState,
+    CallDirection, Event, ResultCode, SessionState, Tunnel, TunnelConfig, TunnelEnd, TunnelState,
 };
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::sim::{Datagram, LinkConditions, Node, NodeId, Simulator, Stop};
@@ -1658,12 +1658,12 @@ fn assert_single_tunnel(w: &World, winner: NodeId, winner_t: u16, loser: NodeId,
         [winner_t]
     );
     let kept = w.node(winner).set.tunnel(winner_t).unwrap();
-    assert_eq!(kept.role(), Role::Initiator);
+    assert_eq!(kept.role(), TunnelEnd::Initiator);
     assert_eq!(kept.state(), TunnelState::Established);
     let loser_ups = ups(w.node(loser));
     assert_eq!(loser_ups.len(), 1, "{:?}", w.node(loser).events);
     let answered = w.node(loser).set.tunnel(loser_ups[0]).unwrap();
-    assert_eq!(answered.role(), Role::Responder);
+    assert_eq!(answered.role(), TunnelEnd::Responder);
     assert_eq!(answered.peer_id(), winner_t);
     assert_eq!(kept.peer_id(), answered.local_id());
     assert_eq!(w.node(loser).set.len(), 1);
@@ -1733,7 +1733,7 @@ fn no_tie_breakers_bring_up_two_tunnels() {
             .map(|id| format!("{:?}", node.set.tunnel(id).unwrap().role()))
             .collect();
         assert_eq!(roles.len(), 2, "one initiated, one answered");
-        assert_eq!(node.set.tunnel(own).unwrap().role(), Role::Initiator);
+        assert_eq!(node.set.tunnel(own).unwrap().role(), TunnelEnd::Initiator);
         assert_eq!(node.set.stats().tie_breaker_lost, 0);
     }
 }

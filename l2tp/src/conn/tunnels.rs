@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng as StdRng;
 
-use super::tunnel::{Event, Role, Tunnel, TunnelConfig, TunnelState};
+use super::tunnel::{Event, Tunnel, TunnelConfig, TunnelEnd, TunnelState};
 use crate::time::Instant;
 use crate::wire::avp::{AvpType, AvpValue};
 use crate::wire::message::{MessageType, ParseOptions};
@@ -211,10 +211,10 @@ impl TunnelSet {
             Some(entry)
                 if entry.peer.ip() == from.ip()
                     || entry.answered_from == Some(*from.ip())
-                    || (entry.tunnel.role() == Role::Initiator
+                    || (entry.tunnel.role() == TunnelEnd::Initiator
                         && entry.tunnel.state() == TunnelState::WaitCtlReply) =>
             {
-                if self.follow_replies || entry.tunnel.role() != Role::Initiator {
+                if self.follow_replies || entry.tunnel.role() != TunnelEnd::Initiator {
                     entry.peer = from;
                 } else if entry.peer.ip() != from.ip() {
                     entry.answered_from = Some(*from.ip());
@@ -299,7 +299,7 @@ impl TunnelSet {
             .iter()
             .filter(|(_, e)| {
                 e.peer.ip() == from.ip()
-                    && e.tunnel.role() == Role::Initiator
+                    && e.tunnel.role() == TunnelEnd::Initiator
                     && e.tunnel.state() == TunnelState::WaitCtlReply
             })
             .map(|(id, _)| *id)

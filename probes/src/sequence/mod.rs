@@ -38,7 +38,7 @@ pub use observation::{Kind, Observation, Origin, Summary};
 pub use report::{
     Coverage, Deviation, Report, Rule, Stray, TimelineEntry, Totals, TunnelReport, Variant,
 };
-pub use roles::{infer, EndpointRole, Role, Roles};
+pub use roles::{infer, AddressRole, EndpointRole, Roles};
 pub use steps::Sequence;
 
 /// Stray observations listed in a report (all are counted).

@@ -54,7 +54,7 @@ pub struct EndpointRole {
 
 /// What an address is, as far as the roles tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum AddressRole {
     Cluster,
     MasterLan,
     NatGlobal,
@@ -65,60 +65,63 @@ pub enum Role {
     Other,
 }
 
-impl Role {
+impl AddressRole {
     pub fn is_cluster(self) -> bool {
-        self != Role::Other
+        self != AddressRole::Other
     }
 
     /// Whether the address lives on the cluster's LAN.
     pub fn is_lan(self) -> bool {
-        matches!(self, Role::MasterLan | Role::NatLan | Role::EndpointLan(_))
+        matches!(
+            self,
+            AddressRole::MasterLan | AddressRole::NatLan | AddressRole::EndpointLan(_)
+        )
     }
 
     /// Whether the address is one of the cluster's public addresses.
     pub fn is_public(self) -> bool {
         matches!(
             self,
-            Role::Cluster | Role::NatGlobal | Role::EndpointGlobal(_)
+            AddressRole::Cluster | AddressRole::NatGlobal | AddressRole::EndpointGlobal(_)
         )
     }
 }
 
 impl Roles {
-    pub fn role_of(&self, ip: Ipv4Addr) -> Role {
+    pub fn role_of(&self, ip: Ipv4Addr) -> AddressRole {
         if self.cluster_address == Some(ip) {
-            return Role::Cluster;
+            return AddressRole::Cluster;
         }
         if self.nat_global == Some(ip) {
-            return Role::NatGlobal;
+            return AddressRole::NatGlobal;
         }
         if self.nat_lan == Some(ip) {
-            return Role::NatLan;
+            return AddressRole::NatLan;
         }
         if self.master_lan == Some(ip) {
-            return Role::MasterLan;
+            return AddressRole::MasterLan;
         }
         for (index, endpoint) in self.endpoints.iter().enumerate() {
             if endpoint.lan == ip {
-                return Role::EndpointLan(index);
+                return AddressRole::EndpointLan(index);
             }
             if endpoint.global == Some(ip) {
-                return Role::EndpointGlobal(index);
+                return AddressRole::EndpointGlobal(index);
             }
         }
-        Role::Other
+        AddressRole::Other
     }
 
     /// A short name for an address: "CM", "NAT", "te1 lan", ...; `None` for initiators.
     pub fn label(&self, ip: Ipv4Addr) -> Option<String> {
         Some(match self.role_of(ip) {
-            Role::Cluster => "CM".to_owned(),
-            Role::MasterLan => "master lan".to_owned(),
-            Role::NatGlobal => "NAT".to_owned(),
-            Role::NatLan => "NAT lan".to_owned(),
-            Role::EndpointLan(i) => format!("{} lan", self.endpoints[i].name),
-            Role::EndpointGlobal(i) => format!("{} global", self.endpoints[i].name),
-            Role::Other => return None,
+            AddressRole::Cluster => "CM".to_owned(),
+            AddressRole::MasterLan => "master lan".to_owned(),
+            AddressRole::NatGlobal => "NAT".to_owned(),
+            AddressRole::NatLan => "NAT lan".to_owned(),
+            AddressRole::EndpointLan(i) => format!("{} lan", self.endpoints[i].name),
+            AddressRole::EndpointGlobal(i) => format!("{} global", self.endpoints[i].name),
+            AddressRole::Other => return None,
         })
     }
 
@@ -377,17 +380,20 @@ mod tests {
         assert_eq!(roles.endpoints[1].global, None);
         assert_eq!(
             roles.role_of(Ipv4Addr::new(198, 18, 0, 11)),
-            Role::EndpointGlobal(0)
+            AddressRole::EndpointGlobal(0)
         );
         assert_eq!(
             roles.role_of(Ipv4Addr::new(198, 19, 0, 12)),
-            Role::EndpointLan(1)
+            AddressRole::EndpointLan(1)
         );
         assert_eq!(
             roles.label(Ipv4Addr::new(198, 19, 0, 12)).unwrap(),
             "te2 lan"
         );
-        assert_eq!(roles.role_of(Ipv4Addr::new(198, 18, 1, 10)), Role::Other);
+        assert_eq!(
+            roles.role_of(Ipv4Addr::new(198, 18, 1, 10)),
+            AddressRole::Other
+        );
         roles.validate().unwrap();
         let err = serde_json::from_str::<Roles>(r#"{"cluster": "198.18.0.1"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `cluster`"), "{err}");

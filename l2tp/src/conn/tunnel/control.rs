@@ -2,7 +2,7 @@
 //! teardown, and the timers (retransmission, HELLO, setup deadline, §5.7 hold) the owner polls.
 
 use super::build::unknown_mandatory;
-use super::{Event, ResultCode, Role, SessionState, Tunnel, TunnelState, PROTOCOL_VERSION};
+use super::{Event, ResultCode, SessionState, Tunnel, TunnelEnd, TunnelState, PROTOCOL_VERSION};
 use crate::time::Instant;
 use crate::wire::avp::{AvpRepr, AvpType, AvpValue};
 use crate::wire::header::HeaderRepr;
@@ -216,7 +216,7 @@ impl Tunnel {
     }
 
     fn on_sccrq(&mut self, now: Instant, message: &ControlMessage) {
-        if self.role != Role::Responder || self.state != TunnelState::Idle {
+        if self.role != TunnelEnd::Responder || self.state != TunnelState::Idle {
             // §7.2.1: an SCCRQ inside a tunnel that exists is a state machine error.
             self.stats.unexpected += 1;
             let result = ResultCode::error(ResultCode::FSM_ERROR, 0, "unexpected SCCRQ");

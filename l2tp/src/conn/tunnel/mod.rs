@@ -89,7 +89,7 @@ const PROTOCOL_VERSION: (u8, u8) = (1, 0);
 
 /// Who sent the SCCRQ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum TunnelEnd {
     Initiator,
     Responder,
 }
@@ -267,7 +267,7 @@ struct Session {
 #[derive(Debug)]
 pub struct Tunnel {
     config: Arc<TunnelConfig>,
-    role: Role,
+    role: TunnelEnd,
     state: TunnelState,
     local_id: u16,
     peer_id: u16,
@@ -304,7 +304,13 @@ pub struct MessageLog {
 }
 
 impl Tunnel {
-    fn new(config: Arc<TunnelConfig>, role: Role, local_id: u16, seed: u64, now: Instant) -> Self {
+    fn new(
+        config: Arc<TunnelConfig>,
+        role: TunnelEnd,
+        local_id: u16,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let next_session_id = (rng.next_u32() as u16).max(1);
         let setup_deadline = now + setup_time(&config);
@@ -335,7 +341,7 @@ impl Tunnel {
     /// Opens a tunnel: queues the SCCRQ. `seed` drives challenges and random vectors (the
     /// simulator passes a fixed one; runners pass OS randomness).
     pub fn connect(config: Arc<TunnelConfig>, local_id: u16, seed: u64, now: Instant) -> Tunnel {
-        let mut tunnel = Tunnel::new(config, Role::Initiator, local_id, seed, now);
+        let mut tunnel = Tunnel::new(config, TunnelEnd::Initiator, local_id, seed, now);
         let mut avps = tunnel.start_avps();
         if let Some(tie) = tunnel.config.tie_breaker {
             avps.push(AvpRepr::optional(AvpValue::TieBreaker(tie)));
@@ -353,12 +359,12 @@ impl Tunnel {
         now: Instant,
         sccrq: ControlMessage<'_>,
     ) -> Tunnel {
-        let mut tunnel = Tunnel::new(config, Role::Responder, local_id, seed, now);
+        let mut tunnel = Tunnel::new(config, TunnelEnd::Responder, local_id, seed, now);
         tunnel.handle_control(now, sccrq);
         tunnel
     }
 
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> TunnelEnd {
         self.role
     }
     pub fn state(&self) -> TunnelState {

@@ -11,7 +11,7 @@ use super::Stage::Request;
 use super::{Matcher, Stage};
 use crate::sequence::observation::{Kind, Observation};
 use crate::sequence::report::{Deviation, Rule};
-use crate::sequence::roles::Role;
+use crate::sequence::roles::AddressRole;
 
 impl Matcher<'_, '_> {
     /// The sequence's deviations, in step order.
@@ -255,7 +255,7 @@ impl Matcher<'_, '_> {
                 return None;
             }
             match roles.role_of(*o.dst.ip()) {
-                Role::EndpointLan(other)
+                AddressRole::EndpointLan(other)
                     if other != first && !self.placement.left_legitimately(other) =>
                 {
                     let (a, b) = (&roles.endpoints[first], &roles.endpoints[other]);

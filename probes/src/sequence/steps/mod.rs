@@ -16,7 +16,7 @@ use l2tp::wire::MessageType;
 use super::observation::{acknowledges, Kind, Observation};
 use super::report::{Coverage, Deviation, Rule, TimelineEntry, TunnelReport, Variant};
 use super::rfc;
-use super::roles::{Role, Roles};
+use super::roles::{AddressRole, Roles};
 use super::tunnels::{Entry, Tunnel};
 use figures::hops;
 use Stage::{Ack, Connected, Reply, Request};
@@ -120,7 +120,7 @@ impl Context<'_> {
         time.saturating_sub(self.start).as_secs_f64()
     }
 
-    fn role(&self, ip: Ipv4Addr) -> Role {
+    fn role(&self, ip: Ipv4Addr) -> AddressRole {
         self.roles.role_of(ip)
     }
 
@@ -367,11 +367,11 @@ fn endpoint_of(
     connected: &[Entry],
 ) -> Option<usize> {
     let lan = |ip: Ipv4Addr| match ctx.role(ip) {
-        Role::EndpointLan(i) => Some(i),
+        AddressRole::EndpointLan(i) => Some(i),
         _ => None,
     };
     let any = |ip: Ipv4Addr| match ctx.role(ip) {
-        Role::EndpointLan(i) | Role::EndpointGlobal(i) => Some(i),
+        AddressRole::EndpointLan(i) | AddressRole::EndpointGlobal(i) => Some(i),
         _ => None,
     };
     request
@@ -396,8 +396,8 @@ fn variant_of(
                 entries.iter().find_map(|e| {
                     let o = ctx.obs(*e);
                     match ctx.role(if source { *o.src.ip() } else { *o.dst.ip() }) {
-                        Role::NatGlobal => Some(false),
-                        Role::EndpointGlobal(_) => Some(true),
+                        AddressRole::NatGlobal => Some(false),
+                        AddressRole::EndpointGlobal(_) => Some(true),
                         _ => None,
                     }
                 })

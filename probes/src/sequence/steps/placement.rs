@@ -2,7 +2,7 @@
 
 use super::matcher::transmissions;
 use super::{Context, Placement};
-use crate::sequence::roles::Role;
+use crate::sequence::roles::AddressRole;
 use crate::sequence::tunnels::Entry;
 
 impl Placement {
@@ -10,14 +10,15 @@ impl Placement {
         let mut p = Placement::default();
         for e in request {
             let o = ctx.obs(*e);
-            if let Role::EndpointLan(i) = ctx.role(*o.dst.ip()) {
+            if let AddressRole::EndpointLan(i) = ctx.role(*o.dst.ip()) {
                 if !p.dispatched.iter().any(|(j, _)| *j == i) {
                     p.dispatched.push((i, o.time));
                 }
             }
         }
         for e in reply {
-            if let Role::EndpointLan(i) | Role::EndpointGlobal(i) = ctx.role(*ctx.obs(*e).src.ip())
+            if let AddressRole::EndpointLan(i) | AddressRole::EndpointGlobal(i) =
+                ctx.role(*ctx.obs(*e).src.ip())
             {
                 if !p.answered.contains(&i) {
                     p.answered.push(i);
@@ -45,7 +46,7 @@ impl Placement {
                 request
                     .iter()
                     .map(|e| ctx.obs(*e))
-                    .filter(|o| ctx.role(*o.dst.ip()) == Role::EndpointLan(i))
+                    .filter(|o| ctx.role(*o.dst.ip()) == AddressRole::EndpointLan(i))
                     .map(|o| o.time)
                     .max()
             };
@@ -82,7 +83,7 @@ impl Placement {
         for group in transmissions(ctx, request, hops) {
             let to_left = group.iter().any(|e| {
                 matches!(ctx.role(*ctx.obs(*e).dst.ip()),
-                    Role::EndpointLan(i) if self.left_legitimately(i))
+                    AddressRole::EndpointLan(i) if self.left_legitimately(i))
             });
             if to_left {
                 abandoned.extend(group);

@@ -20,3 +20,33 @@ pub fn roles_binary() -> anyhow::Result<PathBuf> {
          (cargo build --release -p l2tpkit -p l2tpkit-bench)",
     )
 }
+
+/// A FIG 2 lab for a benchmark: roles started, no captures (capturing both bridges would cost
+/// as much CPU as what is measured). `None` when Ctrl-C came while it was being made.
+pub fn fig2_lab(
+    bench: &str,
+    endpoints: usize,
+    initiators: usize,
+    run_dir: Option<PathBuf>,
+) -> anyhow::Result<Option<l2tpkit::lab::Lab>> {
+    use l2tpkit::lab::{sys, Lab, LabSpec, Topology};
+    let spec = LabSpec {
+        topology: Topology::Fig2,
+        endpoints,
+        initiators,
+        run_dir,
+        binary: Some(roles_binary()?),
+        captures: false,
+        roles: true,
+        secret: None,
+        ..LabSpec::new(Topology::Fig2, endpoints)
+    };
+    match Lab::up(&spec) {
+        Ok(lab) => Ok(Some(lab)),
+        Err(e) if e.is::<sys::Interrupted>() => {
+            eprintln!("l2tpkit-bench {bench}: interrupted");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}

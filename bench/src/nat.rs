@@ -30,8 +30,8 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::traffic::{Blasted, Counted, Ready};
-use l2tpkit::lab::plan::{self, NodeKind, Segment, Topology};
-use l2tpkit::lab::{sys, Lab, LabSpec};
+use l2tpkit::lab::plan::{self, NodeKind, Segment};
+use l2tpkit::lab::{sys, Lab};
 
 #[derive(Debug, clap::Args)]
 pub struct NatBench {
@@ -151,25 +151,8 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
              them. Install it with: DEBIAN_FRONTEND=noninteractive apt-get install -y nftables"
         );
     }
-    let spec = LabSpec {
-        topology: Topology::Fig2,
-        endpoints: 1,
-        initiators: 1,
-        run_dir: args.run_dir.clone(),
-        binary: Some(crate::roles_binary()?),
-        // tcpdump on both bridges would cost as much CPU as the NAT itself.
-        captures: false,
-        roles: true,
-        secret: None,
-        ..LabSpec::new(Topology::Fig2, 1)
-    };
-    let lab = match Lab::up(&spec) {
-        Ok(lab) => lab,
-        Err(e) if e.is::<sys::Interrupted>() => {
-            eprintln!("l2tpkit-bench nat: interrupted");
-            return Ok(ExitCode::from(130));
-        }
-        Err(e) => return Err(e),
+    let Some(lab) = crate::fig2_lab("nat", 1, 1, args.run_dir.clone())? else {
+        return Ok(ExitCode::from(130));
     };
     let outcome = drive(&lab, args);
     let down = lab.down();

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use l2tpkit::lab::plan::{self, NodeKind, Topology};
-use l2tpkit::lab::{sys, Lab, LabProcess, LabSpec};
+use l2tpkit::lab::plan::{self, NodeKind};
+use l2tpkit::lab::{sys, Lab, LabProcess};
 
 mod report;
 
@@ -184,24 +184,8 @@ pub fn run(args: &SetupsBench) -> anyhow::Result<ExitCode> {
              DEBIAN_FRONTEND=noninteractive apt-get install -y xl2tpd (or pass --skip-xl2tpd)"
         );
     }
-    let spec = LabSpec {
-        topology: Topology::Fig2,
-        endpoints: 3,
-        initiators: XL2TPD_INITIATOR,
-        run_dir: args.run_dir.clone(),
-        binary: Some(crate::roles_binary()?),
-        captures: false,
-        roles: true,
-        secret: None,
-        ..LabSpec::new(Topology::Fig2, 3)
-    };
-    let lab = match Lab::up(&spec) {
-        Ok(lab) => lab,
-        Err(e) if e.is::<sys::Interrupted>() => {
-            eprintln!("l2tpkit-bench setups: interrupted");
-            return Ok(ExitCode::from(130));
-        }
-        Err(e) => return Err(e),
+    let Some(lab) = crate::fig2_lab("setups", 3, XL2TPD_INITIATOR, args.run_dir.clone())? else {
+        return Ok(ExitCode::from(130));
     };
     eprintln!(
         "bench setups: lab {} in {}",

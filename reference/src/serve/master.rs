@@ -108,13 +108,7 @@ pub async fn serve_master(mut setup: MasterSetup) -> Result<MasterStatus, ServeE
     // The readiness line the lab waits for.
     eprintln!("l2tpkit master: listening on {cluster}, reports on {lan_addr}:{REPORT_PORT}");
     let mut report_buf = vec![0u8; 4096];
-    loop {
-        let now = lp.clock.now();
-        master.handle_timeout(now);
-        let sleep = match lp.turn(now, master.poll_timeout(), || master.status())? {
-            Turn::Wait(sleep) => sleep,
-            Turn::Deadline => break,
-        };
+    while let Turn::Wait(sleep) = master_turn(&mut lp, &mut master)? {
         tokio::select! {
             ready = public.readable() => {
                 ready?;
@@ -144,6 +138,14 @@ pub async fn serve_master(mut setup: MasterSetup) -> Result<MasterStatus, ServeE
     let status = master.status();
     lp.finish(&status)?;
     Ok(status)
+}
+
+/// The top of a master's turn (the serving one's and the standby's): its timers run, the
+/// status file is written when due; how long the turn may sleep, or the deadline.
+pub(super) fn master_turn(lp: &mut EventLoop, master: &mut Master) -> Result<Turn, ServeError> {
+    let now = lp.clock.now();
+    master.handle_timeout(now);
+    lp.turn(now, master.poll_timeout(), || master.status())
 }
 
 /// The hot path: up to [`BATCHES_PER_WAKE`] recvmmsg batches from the cluster address, each

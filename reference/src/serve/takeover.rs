@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use super::event_loop::{stopped, EventLoop, Turn, Wake};
-use super::master::{serve_master, MasterSetup};
+use super::master::{master_turn, serve_master, MasterSetup};
 use super::ServeError;
 use crate::claim::{ClaimError, ClaimPlan, Claimed, Probe};
 use crate::control::{self, Request};
@@ -207,13 +207,7 @@ async fn stand_by(mut setup: MasterSetup, held_by: String) -> Result<MasterStatu
     let mut lp = EventLoop::open(setup.loop_spec(false))?;
     // The readiness line the lab waits for after a restart.
     eprintln!("l2tpkit master: standing by: {held_by}");
-    loop {
-        let now = lp.clock.now();
-        master.handle_timeout(now);
-        let sleep = match lp.turn(now, master.poll_timeout(), || master.status())? {
-            Turn::Wait(sleep) => sleep,
-            Turn::Deadline => break,
-        };
+    while let Turn::Wait(sleep) = master_turn(&mut lp, &mut master)? {
         match lp.wait(sleep).await {
             Wake::Timer => {}
             Wake::Stop => break,

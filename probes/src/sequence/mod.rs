@@ -23,6 +23,7 @@
 //!   be told from an endpoint: give them in the roles file.
 
 mod capture;
+mod context;
 pub mod craft;
 mod observation;
 mod report;
@@ -34,12 +35,12 @@ mod tunnels;
 use std::time::Duration;
 
 pub use capture::{read_capture, ReadCounts};
+pub use context::Sequence;
 pub use observation::{Kind, Observation, Origin, Summary};
 pub use report::{
     Coverage, Deviation, Report, Rule, Stray, TimelineEntry, Totals, TunnelReport, Variant,
 };
 pub use roles::{infer, AddressRole, EndpointRole, Roles};
-pub use steps::Sequence;
 
 /// Stray observations listed in a report (all are counted).
 const STRAYS_LISTED: usize = 10;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use l2tp::wire::MessageType;
 
+use super::context::{Context, FORWARD_WINDOW};
 use super::observation::{acknowledges, seq_ge, Kind, Observation};
 use super::report::{Deviation, Rule};
-use super::steps::{Context, FORWARD_WINDOW};
 use super::tunnels::{Entry, Tunnel};
 
 pub(crate) struct Outcome {

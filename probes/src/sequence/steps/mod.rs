@@ -13,28 +13,14 @@ use std::time::Duration;
 
 use l2tp::wire::MessageType;
 
+pub(crate) use super::context::{Context, Sequence, FORWARD_WINDOW};
 use super::observation::{acknowledges, Kind, Observation};
-use super::report::{Coverage, Deviation, Rule, TimelineEntry, TunnelReport, Variant};
+use super::report::{TimelineEntry, TunnelReport, Variant};
 use super::rfc;
-use super::roles::{AddressRole, Roles};
+use super::roles::AddressRole;
 use super::tunnels::{Entry, Tunnel};
 use figures::hops;
 use Stage::{Ack, Connected, Reply, Request};
-
-/// Which sequence to hold tunnels to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sequence {
-    /// FIG 3 or FIG 5, per tunnel, from the addresses its SCCRP came from.
-    #[default]
-    Auto,
-    Fig3,
-    Fig5,
-}
-
-/// How long after one sighting of a message another sighting of it (same type and Ns) counts
-/// as the same packet seen past a translator rather than a retransmission. RFC 2661 suggests a
-/// first retransmission timeout of one second.
-pub(crate) const FORWARD_WINDOW: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -99,67 +85,6 @@ struct Hop {
     dst: Party,
     by: Option<Translator>,
     verb: &'static str,
-}
-
-/// What the whole check shares.
-pub(crate) struct Context<'a> {
-    pub observations: &'a [Observation],
-    pub roles: &'a Roles,
-    pub coverage: Coverage,
-    /// The first observation's time: report times count from it.
-    pub start: Duration,
-    pub sequence: Sequence,
-}
-
-impl Context<'_> {
-    pub fn obs(&self, entry: Entry) -> &Observation {
-        &self.observations[entry.obs]
-    }
-
-    pub fn seconds(&self, time: Duration) -> f64 {
-        time.saturating_sub(self.start).as_secs_f64()
-    }
-
-    fn role(&self, ip: Ipv4Addr) -> AddressRole {
-        self.roles.role_of(ip)
-    }
-
-    /// The side of the cluster an observation was made on.
-    pub fn side(&self, o: &Observation) -> Side {
-        if self.role(*o.src.ip()).is_lan() || self.role(*o.dst.ip()).is_lan() {
-            Side::Lan
-        } else {
-            Side::Public
-        }
-    }
-
-    fn covered(&self, side: Side) -> bool {
-        match side {
-            Side::Public => self.coverage.public,
-            Side::Lan => self.coverage.lan,
-        }
-    }
-
-    /// A deviation about one observation.
-    pub fn deviation(
-        &self,
-        step: Option<u16>,
-        rule: Rule,
-        at: Option<&Observation>,
-        text: String,
-        expected: String,
-        observed: String,
-    ) -> Deviation {
-        Deviation {
-            step,
-            rule,
-            expected,
-            observed,
-            text,
-            time: at.map(|o| self.seconds(o.time)),
-            origin: at.and_then(|o| o.origin),
-        }
-    }
 }
 
 /// An address a hop should carry: the IP (when the roles know it), maybe the port, in words.
@@ -431,5 +356,28 @@ fn variant_of(
         (false, true) => Variant::Fig3ViaMaster,
         (true, false) => Variant::Fig5,
         (true, true) => Variant::Fig5ViaMaster,
+    }
+}
+
+/// Where on the cluster a sighting was made, as the check needs it.
+impl Context<'_> {
+    fn role(&self, ip: Ipv4Addr) -> AddressRole {
+        self.roles.role_of(ip)
+    }
+
+    /// The side of the cluster an observation was made on.
+    pub fn side(&self, o: &Observation) -> Side {
+        if self.role(*o.src.ip()).is_lan() || self.role(*o.dst.ip()).is_lan() {
+            Side::Lan
+        } else {
+            Side::Public
+        }
+    }
+
+    fn covered(&self, side: Side) -> bool {
+        match side {
+            Side::Public => self.coverage.public,
+            Side::Lan => self.coverage.lan,
+        }
     }
 }

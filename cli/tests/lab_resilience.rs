@@ -387,13 +387,13 @@ const TOLERATED_UNACKED: [(&str, &str); 2] = [
     ("HELLO", "the endpoint"),
 ];
 
-/// At most this many tolerated findings in the 5000-tunnel run, 2% of it. A StopCCN stays
+/// At most this many tolerated findings in the 5000-tunnel run, 3% of it. A StopCCN stays
 /// unacknowledged only when each of its three copies, or the acknowledgement of each, was lost
-/// at 20% each way: (1 - 0.8²)³ ≈ 4.7% at the very worst, and about 0.2³ = 0.8% (40 tunnels)
-/// when what the capture saw leave the endpoint counts as the acknowledgement; an endpoint
-/// HELLO needs that StopCCN lost too. 100 leaves room for chance over the 40 expected while
-/// still failing on a systematic loss of the teardown.
-const UNACKED_AT_END: usize = 100;
+/// at 20% each way: (1 - 0.8²)³ ≈ 4.7% at the very worst, about 0.2³ = 0.8% (40 tunnels) when
+/// what the capture saw leave the endpoint counts as the acknowledgement; an endpoint HELLO
+/// needs that StopCCN lost too. One run saw 64 (51 StopCCN, 13 HELLO): 150 leaves room for
+/// chance while still failing on a systematic loss of the teardown.
+const UNACKED_AT_END: usize = 150;
 
 /// The message type of a tolerated finding ("StopCCN (Ns 3) from the initiator was never
 /// acknowledged [public]"), `None` for any other finding.

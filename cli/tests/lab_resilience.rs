@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::lab_available;
+use common::{lab_available, wait_until, Scratch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -116,6 +116,7 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
         ..LabSpec::new(topology, 3)
     })
     .unwrap();
+    let _scratch = Scratch::new(lab.run_dir());
     let lac = start_lac(
         &lab,
         LacArgs {
@@ -124,20 +125,20 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
             ..lac_args(900, 10, 100.0)
         },
     );
-    let mut waited = Duration::ZERO;
-    loop {
-        let status = master_status(&lab);
+    let te2_took = |status: &MasterStatus| {
         let te2 = status.endpoints.iter().find(|e| e.name == "te2").unwrap();
-        if te2.dispatched_total >= 100 {
-            break;
-        }
-        assert!(
-            waited < Duration::from_secs(60) && !lac.is_finished(),
-            "te2 never took 100 SCCRQs: {status:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        waited += Duration::from_millis(50);
-    }
+        te2.dispatched_total
+    };
+    let status = wait_until(
+        "te2 to take 100 SCCRQs (or the LAC to finish first)",
+        Duration::from_secs(60),
+        || master_status(&lab),
+        |s| te2_took(s) >= 100 || lac.is_finished(),
+    );
+    assert!(
+        te2_took(&status) >= 100,
+        "te2 never took 100 SCCRQs: {status:?}"
+    );
     lab.kill("te2").unwrap();
     let (report, ended) = lac.join().expect("the LAC thread");
     // The master's view once the load is over, and complete captures.
@@ -252,7 +253,6 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
         report.tunnels_failed,
         answered_by_te2.len()
     );
-    let _ = std::fs::remove_dir_all(run_dir);
 }
 
 #[test]
@@ -289,6 +289,7 @@ fn an_sccrq_flood_at_ten_times_the_bucket_is_held_to_the_bucket() {
         ..LabSpec::new(Topology::Fig2, 1)
     })
     .unwrap();
+    let _scratch = Scratch::new(lab.run_dir());
     let lac = start_lac(
         &lab,
         LacArgs {
@@ -299,16 +300,11 @@ fn an_sccrq_flood_at_ten_times_the_bucket_is_held_to_the_bucket() {
         },
     );
     let (report, ended) = lac.join().expect("the LAC thread");
-    // Let the last decisions reach the status and the capture.
-    std::thread::sleep(Duration::from_millis(300));
-    let status = master_status(&lab);
+    // The captures are complete once stopped; the master's counters are awaited until they
+    // account for every SCCRQ captured at the cluster address (the last decisions reached them).
     lab.stop_captures().unwrap();
     let public = read_pcap(&lab.run_dir().join("public.pcap"));
     let lan_side = read_pcap(&lab.run_dir().join("lan.pcap"));
-    let run_dir = lab.run_dir().to_path_buf();
-    lab.down().unwrap();
-    assert_ne!(ended, Ended::Interrupted);
-
     let sent = public
         .iter()
         .filter(|s| {
@@ -316,6 +312,18 @@ fn an_sccrq_flood_at_ten_times_the_bucket_is_held_to_the_bucket() {
                 && s.dst == SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1701)
         })
         .count() as u64;
+    let decided = |s: &MasterStatus| {
+        s.totals.sccrq_dispatched + s.totals.sccrq_retransmitted + s.drops.no_capacity
+    };
+    let status = wait_until(
+        &format!("the master to decide on all {sent} SCCRQs captured at the cluster address"),
+        Duration::from_secs(10),
+        || master_status(&lab),
+        |s| decided(s) >= sent,
+    );
+    lab.down().unwrap();
+    assert_ne!(ended, Ended::Interrupted);
+
     let totals = status.totals;
     let drops = status.drops;
     assert_eq!(drops.no_endpoint, 0, "{status:?}");
@@ -368,7 +376,35 @@ fn an_sccrq_flood_at_ten_times_the_bucket_is_held_to_the_bucket() {
         drops.no_capacity,
         report.tunnels_established
     );
-    let _ = std::fs::remove_dir_all(run_dir);
+}
+
+/// The "never acknowledged" findings tolerated in the lossy run: the last message of a tunnel
+/// that had no one left to acknowledge it (see the test). Named by the message and its sender.
+const TOLERATED_UNACKED: [(&str, &str); 2] = [
+    // The LAC gives up on its StopCCN 5 s into its teardown: three copies (at 0, 1 and 3 s).
+    ("StopCCN", "the initiator"),
+    // An endpoint whose StopCCN never arrived keeps the tunnel, and its HELLO finds no LAC.
+    ("HELLO", "the endpoint"),
+];
+
+/// At most this many tolerated findings in the 5000-tunnel run, 3% of it. A StopCCN stays
+/// unacknowledged only when each of its three copies, or the acknowledgement of each, was lost
+/// at 20% each way: (1 - 0.8²)³ ≈ 4.7% at the very worst, about 0.2³ = 0.8% (40 tunnels) when
+/// what the capture saw leave the endpoint counts as the acknowledgement; an endpoint HELLO
+/// needs that StopCCN lost too. One run saw 64 (51 StopCCN, 13 HELLO): 150 leaves room for
+/// chance while still failing on a systematic loss of the teardown.
+const UNACKED_AT_END: usize = 150;
+
+/// The message type of a tolerated finding ("StopCCN (Ns 3) from the initiator was never
+/// acknowledged [public]"), `None` for any other finding.
+fn unacked_at_end(finding: &str) -> Option<&'static str> {
+    let (kind, rest) = finding.split_once(" (Ns ")?;
+    let (_, rest) = rest.split_once(") from ")?;
+    let (sender, _) = rest.split_once(" was never acknowledged")?;
+    TOLERATED_UNACKED
+        .iter()
+        .find(|(k, s)| *k == kind && *s == sender)
+        .map(|(k, _)| *k)
 }
 
 /// 20% loss and 25% reordering (behind a 10 ms delay) on the public side, 5000 tunnels from
@@ -386,6 +422,7 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
     }
     let run_dir = std::env::temp_dir().join(format!("l2tpkit-lab-netem-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
+    let _scratch = Scratch::new(run_dir.clone());
     let out = Command::new(BIN)
         .args(["lab", "run", "--no-tui", "--json"])
         .args(["--netem", "loss 20% reorder 25% delay 10ms"])
@@ -467,15 +504,35 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
     // What `verify` may still find: a message never acknowledged. The captures see each copy
     // before the impairment can drop it, and at the end the peer is gone: the LAC stops
     // retransmitting its StopCCN 5 s into its teardown, and an endpoint whose StopCCN never
-    // arrived sends a HELLO after 60 s of quiet to a LAC that has left. Every other rule
-    // (dispatch, tunnel IDs, Ns, Nr, the steps and their addresses) holds for all 5000.
+    // arrived sends a HELLO after 60 s of quiet to a LAC that has left. Those two, and only
+    // those, are tolerated, and only as the rare end of a tunnel: see `UNACKED_AT_END`. Every
+    // other rule (dispatch, tunnel IDs, Ns, Nr, the steps and their addresses) holds for all
+    // 5000.
     let verify = std::fs::read_to_string(run_dir.join("verify.txt")).unwrap();
-    let broken: Vec<&str> = verify
+    let findings: Vec<&str> = verify
         .lines()
-        .filter(|l| l.trim_start().starts_with('✗'))
-        .filter(|l| !l.contains("was never acknowledged"))
+        .filter_map(|l| l.trim_start().strip_prefix('✗'))
+        .map(str::trim)
         .collect();
+    let (tolerated, broken): (Vec<&str>, Vec<&str>) =
+        findings.iter().partition(|f| unacked_at_end(f).is_some());
     assert!(broken.is_empty(), "verify: {broken:#?}");
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &tolerated {
+        *by_kind.entry(unacked_at_end(f).unwrap()).or_default() += 1;
+    }
+    eprintln!(
+        "verify: {} findings tolerated (never acknowledged at the end): {by_kind:?}",
+        tolerated.len()
+    );
+    for f in &tolerated {
+        eprintln!("  tolerated: {f}");
+    }
+    assert!(
+        tolerated.len() <= UNACKED_AT_END,
+        "{} never-acknowledged findings, at most {UNACKED_AT_END} expected: {by_kind:?}",
+        tolerated.len()
+    );
 
     let lab: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("lab.json")).unwrap()).unwrap();
@@ -495,5 +552,4 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
          for 5000 tunnels; {} LAC retransmissions",
         summary["lac"]["retransmissions"]
     );
-    let _ = std::fs::remove_dir_all(&run_dir);
 }

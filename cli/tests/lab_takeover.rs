@@ -17,9 +17,9 @@
 
 mod common;
 
-use common::{lab_available, mac_of};
+use common::{lab_available, mac_of, wait_for, wait_until, Scratch};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -85,14 +85,6 @@ impl Group {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "waited {timeout:?} for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `count` initiators from 198.18.1.`first`, dialling the cluster address.
 fn lac(first: u8, count: usize, tunnels: usize) -> LacArgs {
     LacArgs {
@@ -147,10 +139,12 @@ fn tunnels_reported(status: &MasterStatus) -> u64 {
     status.endpoints.iter().map(|e| u64::from(e.tunnels)).sum()
 }
 
-/// A FIG 4 lab with three endpoints and its run directory (a fresh one per test and process).
-fn fig4_lab(name: &str, initiators: usize) -> (Lab, PathBuf) {
+/// A FIG 4 lab with three endpoints and its run directory (a fresh one per test and process,
+/// removed when the test passes).
+fn fig4_lab(name: &str, initiators: usize) -> (Lab, Scratch) {
     let run_dir = std::env::temp_dir().join(format!("l2tpkit-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
+    let scratch = Scratch::new(run_dir.clone());
     let lab = Lab::up(&LabSpec {
         initiators,
         binary: Some(BIN.into()),
@@ -158,7 +152,7 @@ fn fig4_lab(name: &str, initiators: usize) -> (Lab, PathBuf) {
         ..LabSpec::new(Topology::Fig4, 3)
     })
     .expect("lab up");
-    (lab, run_dir)
+    (lab, scratch)
 }
 
 #[test]
@@ -166,7 +160,8 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
     if !lab_available("fig4_master_killed_under_load_an_endpoint_takes_over") {
         return;
     }
-    let (lab, run_dir) = fig4_lab("takeover", 20);
+    let (lab, scratch) = fig4_lab("takeover", 20);
+    let run_dir = scratch.0.clone();
     let d = lab.description();
     let prefix = lab.prefix().to_string();
     let ti = format!("{prefix}-ti");
@@ -197,11 +192,14 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
     );
     direct.wait_holding(Duration::from_secs(30));
     via_master.wait_holding(Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
-    let before = lab
-        .description()
-        .active_master()
-        .expect("the master answers");
+    // The reports are every 0.5 s: the master counts every held tunnel once they catch up.
+    let before = wait_until(
+        "the master's reports to count the 300 held tunnels",
+        Duration::from_secs(10),
+        || lab.description().active_master(),
+        |m| m.as_ref().is_some_and(|(_, s)| tunnels_reported(s) == 300),
+    )
+    .expect("the master answers");
     assert_eq!(before.0.name, MASTER);
     assert_eq!(tunnels_reported(&before.1), 300, "{:?}", before.1.endpoints);
 
@@ -220,9 +218,19 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
     );
     new.wait_holding(Duration::from_secs(40));
     let echoes_mid = via_master.now().echo_answered;
-    // Reports are every 0.5 s: let every endpoint's count catch up.
-    std::thread::sleep(Duration::from_millis(1500));
-    let (holder, status) = d.active_master().expect("a master answers after the kill");
+    // Reports are every 0.5 s: wait for every endpoint's count to catch up with the LAC's.
+    let lac_now = || direct.now().tunnels_up + via_master.now().tunnels_up + new.now().tunnels_up;
+    let (holder, status) = wait_until(
+        "all three endpoints in service at the new master, their reports counting the LAC's tunnels",
+        Duration::from_secs(10),
+        || d.active_master(),
+        |m| {
+            m.as_ref().is_some_and(|(_, s)| {
+                s.totals.in_service == 3 && tunnels_reported(s) == lac_now()
+            })
+        },
+    )
+    .expect("a master answers after the kill");
     assert_eq!(holder.name, "te1", "te1 is first in name order");
     let takeover = status.holder.takeover.clone().expect("a takeover record");
     assert_eq!(
@@ -336,7 +344,6 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
 
     let report = lab.down().expect("lab down");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let _ = std::fs::remove_dir_all(&run_dir);
 }
 
 /// The cluster outlives its first successor: the master is killed and te1 takes over; then te1,
@@ -348,7 +355,7 @@ fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
     if !lab_available("fig4_the_acting_master_killed_too_the_next_endpoint_takes_over") {
         return;
     }
-    let (lab, run_dir) = fig4_lab("takeover2", 4);
+    let (lab, _scratch) = fig4_lab("takeover2", 4);
     let d = lab.description();
     let ti = format!("{}-ti", lab.prefix());
     let holder_is = |name: &str| d.active_master().is_some_and(|(h, _)| h.name == name);
@@ -366,8 +373,43 @@ fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
     wait_for("te1 to take over", Duration::from_secs(10), || {
         holder_is("te1")
     });
-    // Every endpoint hears te1's acks (its view) before te1 goes.
-    std::thread::sleep(Duration::from_secs(1));
+    // Every endpoint hears te1's acks (its view) before te1 goes: te1 starts from its own
+    // report, so once all three are in service there, a report it accepts after that is acked
+    // with the whole view.
+    let te1_status = || {
+        d.active_master()
+            .filter(|(h, _)| h.name == "te1")
+            .map(|(_, s)| s)
+    };
+    wait_until(
+        "te1, te2 and te3 in service at te1",
+        Duration::from_secs(10),
+        te1_status,
+        |s| {
+            s.as_ref().is_some_and(|s| {
+                s.endpoints.len() == 3
+                    && s.endpoints
+                        .iter()
+                        .all(|e| e.state == MemberState::InService)
+            })
+        },
+    );
+    let whole_view = Instant::now();
+    wait_until(
+        "te2 and te3 to report to te1 once it knew all three (acked with the whole view)",
+        Duration::from_secs(10),
+        te1_status,
+        |s| {
+            let since = u64::try_from(whole_view.elapsed().as_millis()).unwrap_or(u64::MAX);
+            s.as_ref().is_some_and(|s| {
+                ["te2", "te3"].iter().all(|name| {
+                    s.endpoints
+                        .iter()
+                        .any(|e| e.name == *name && e.last_report_age_ms + 10 < since)
+                })
+            })
+        },
+    );
     let killed_at = Instant::now();
     lab.kill("te1").expect("kill te1");
     wait_for("te2 to take over", Duration::from_secs(10), || {
@@ -430,5 +472,4 @@ fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
 
     let down = lab.down().expect("lab down");
     assert!(down.problems.is_empty(), "{:?}", down.problems);
-    let _ = std::fs::remove_dir_all(&run_dir);
 }

@@ -46,8 +46,9 @@ fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
         .expect("the endpoint is listening")
 }
 
+/// `name` in a scratch directory of its own; the test removes that directory when it passes.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l2tpkit-lac-tests-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("l2tpkit-lac-tests-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
 }
@@ -153,6 +154,7 @@ fn rate_200_keeps_every_second_within_rate_and_burst() {
     assert_eq!(report.endpoints[0].tunnels_established, 400);
     assert_eq!(report.tunnel_setup.count, 400, "{report}");
     assert_eq!(report.sccrq_to_sccrp.count, 400, "{report}");
+    let _ = std::fs::remove_dir_all(csv.parent().expect("the scratch directory"));
 }
 
 /// A peer that takes every datagram and never answers; counts what it got.

@@ -42,6 +42,8 @@ fn through_pcaps(name: &str, run: &Run) -> Vec<Observation> {
         assert_eq!(counts.skipped, 0);
     }
     assert_eq!(observations.len(), run.public.len() + run.lan.len());
+    // Read back whole: the pcaps are no longer needed.
+    let _ = std::fs::remove_dir_all(&dir);
     observations
 }
 

@@ -3,8 +3,8 @@
 //! initiator addresses. Needs root for the master's raw socket (CI runs as root).
 
 use std::net::{SocketAddrV4, UdpSocket};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use l2tp::wire::{samples, PacketRepr};
 use l2tpkit::endpoint::{execute as run_endpoint, EndpointArgs};
@@ -39,10 +39,27 @@ fn root() -> bool {
     root
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l2tpkit-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// One cluster's scratch directory: removed when its test passes, kept (path printed) when it
+/// fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(net: [u8; 3]) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("l2tpkit-cluster-{}-{}", std::process::id(), net[2]));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed: scratch kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 struct Cluster {
@@ -50,13 +67,31 @@ struct Cluster {
     endpoints: Vec<std::thread::JoinHandle<reference::endpoint::EndpointStats>>,
     status: PathBuf,
     control: PathBuf,
+    _scratch: Scratch,
+}
+
+/// Asks the master's control socket for its status every 20 ms until `done` holds, and returns
+/// that status; after 10 s, fails naming `what` and the last answer (or why there was none).
+fn await_master(control: &Path, what: &str, done: impl Fn(&MasterStatus) -> bool) -> MasterStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last = reference::control::request(control, "status")
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_value::<MasterStatus>(v).map_err(|e| e.to_string()));
+        match last {
+            Ok(status) if done(&status) => return status,
+            _ if Instant::now() >= deadline => panic!("waited 10 s for {what}; last: {last:?}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Master on `net.1`, endpoints te1..te3 on `net.11..13`, all for `seconds`.
 fn start(net: [u8; 3], seconds: f64) -> Cluster {
     let ip = |last: u8| format!("{}.{}.{}.{last}", net[0], net[1], net[2]);
-    let status = scratch(&format!("master-{}.json", net[2]));
-    let control = scratch(&format!("master-{}.sock", net[2]));
+    let scratch = Scratch::new(net);
+    let status = scratch.0.join("master.json");
+    let control = scratch.0.join("master.sock");
     let setup = MasterSetup {
         status_file: Some(status.clone()),
         status_interval: Duration::from_millis(100),
@@ -103,13 +138,19 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
             std::thread::spawn(move || run_endpoint(&args, |_| {}).expect("endpoint"))
         })
         .collect();
-    // Let the first reports reach the master.
-    std::thread::sleep(Duration::from_millis(800));
+    // The first reports reach the master: all three endpoints in service.
+    await_master(&control, "te1..te3 in service at the master", |s| {
+        s.endpoints.len() == 3
+            && s.endpoints
+                .iter()
+                .all(|e| e.state == reference::master::MemberState::InService)
+    });
     Cluster {
         master,
         endpoints,
         status,
         control,
+        _scratch: scratch,
     }
 }
 
@@ -187,7 +228,10 @@ fn a_retransmitted_sccrq_makes_no_second_tunnel_and_forged_reports_are_dropped()
     let bytes = sccrq.to_vec(None).unwrap();
     let master: SocketAddrV4 = "127.77.3.1:1701".parse().unwrap();
     initiator.send_to(&bytes, master).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // The second copy is a retransmission only once the master has placed the first.
+    await_master(&cluster.control, "the first SCCRQ dispatched", |s| {
+        s.totals.sccrq_dispatched >= 1
+    });
     initiator.send_to(&bytes, master).unwrap();
     // A forged report: right format, wrong key, claiming te2 is idle.
     let forged = LoadReport {

@@ -14,8 +14,9 @@ use l2tpkit_tests::{require, tshark_l2tp};
 
 const SECRET: &str = "interop-secret";
 
+/// `name` in a scratch directory of its own; the test removes that directory when it passes.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l2tpkit-interop-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("l2tpkit-interop-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
 }
@@ -152,6 +153,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
             "only {hidden_avps} hidden AVPs on the wire"
         );
     }
+    let _ = std::fs::remove_dir_all(pcap.parent().expect("the scratch directory"));
 }
 
 #[test]
@@ -232,6 +234,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
     assert_eq!(stats.tunnels_established, 1, "{log}");
     assert_eq!(stats.sessions_established, 1, "{log}");
     assert_pcap_clean(&pcap, 6, endpoint_ip);
+    let _ = std::fs::remove_dir_all(pcap.parent().expect("the scratch directory"));
 }
 
 #[test]

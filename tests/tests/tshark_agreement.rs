@@ -120,8 +120,9 @@ fn agree(path: &Path, secret: Option<&[u8]>, malformed_allowed: bool) -> usize {
     theirs.len()
 }
 
+/// `name` in a scratch directory of its own; the test removes that directory when it passes.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l2tpkit-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("l2tpkit-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
 }
@@ -148,7 +149,7 @@ fn our_encoder_agrees_with_tshark_on_every_message_and_avp() {
     drop(writer);
     let compared = agree(&path, Some(samples::SECRET), false);
     assert_eq!(compared, packets.len());
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(path.parent().expect("the scratch directory"));
 }
 
 #[test]

@@ -32,3 +32,56 @@ pub fn mac_of(namespace: &str, interface: &str) -> String {
     .expect("ip -j");
     json[0]["address"].as_str().expect("a MAC").to_string()
 }
+
+/// Polls `probe` every 50 ms until what it returns satisfies `done`, and returns that. After
+/// `timeout` it panics, naming `what` was awaited and the last thing seen: a readiness wait
+/// with a deadline, never a blind sleep.
+#[allow(dead_code)] // not every test file waits
+pub fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        let seen = probe();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "waited {timeout:?} for {what}; last seen: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// [`wait_until`] for a plain condition.
+#[allow(dead_code)]
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    wait_until(what, timeout, &mut done, |held| *held);
+}
+
+/// A test's scratch directory: removed when the test passes, kept (and its path printed) when
+/// it fails, for a look at what it holds.
+#[allow(dead_code)]
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// Takes charge of `dir`, which need not exist yet.
+    #[allow(dead_code)]
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Scratch {
+        Scratch(dir.into())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed: scratch kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

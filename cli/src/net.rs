@@ -1,21 +1,6 @@
-//! Small helpers the network commands share: address flags, seeds, tunnel configuration.
-
-use std::net::{Ipv4Addr, SocketAddrV4};
+//! Small helpers the network commands share: seeds, tunnel configuration.
 
 use l2tp::conn::tunnel::TunnelConfig;
-
-/// Parses `ADDR` or `ADDR:PORT` (IPv4); the error names the flag.
-pub fn parse_addr(flag: &str, value: &str, default_port: u16) -> anyhow::Result<SocketAddrV4> {
-    if let Ok(addr) = value.parse::<SocketAddrV4>() {
-        return Ok(addr);
-    }
-    match value.parse::<Ipv4Addr>() {
-        Ok(ip) => Ok(SocketAddrV4::new(ip, default_port)),
-        Err(_) => {
-            anyhow::bail!("{flag} {value:?}: expected an IPv4 address, optionally with :PORT")
-        }
-    }
-}
 
 /// Wall-clock microseconds: a first sequence number that a restart does not repeat.
 pub fn wall_clock_sequence() -> u64 {
@@ -72,20 +57,6 @@ pub fn max_retransmits(value: u32) -> anyhow::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_with_and_without_port() {
-        assert_eq!(
-            parse_addr("--target", "127.0.0.2", 1701).unwrap(),
-            "127.0.0.2:1701".parse().unwrap()
-        );
-        assert_eq!(
-            parse_addr("--target", "127.0.0.2:99", 1701).unwrap(),
-            "127.0.0.2:99".parse().unwrap()
-        );
-        let err = parse_addr("--target", "lns.example", 1701).unwrap_err();
-        assert!(err.to_string().contains("--target"), "{err}");
-    }
 
     #[test]
     fn hidden_needs_a_secret() {

@@ -163,6 +163,16 @@ pub fn rate(value: &str) -> Result<f64, String> {
         .ok_or_else(|| "expected a positive number per second".to_string())
 }
 
+/// `--max-retransmits`: at most 50 (with the 8 s cap, a cycle of over six minutes).
+pub fn max_retransmits(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= 50)
+        .ok_or_else(|| "expected 0 to 50".to_string())
+}
+
 /// A bucket's size: at least one token.
 pub fn burst(value: &str) -> Result<u32, String> {
     value
@@ -257,6 +267,8 @@ mod tests {
         let echo = rate_upto(1000.0, "");
         assert_eq!(echo("0").unwrap(), 0.0);
         assert!(echo("1e9").unwrap_err().contains("1000"));
+        assert_eq!(max_retransmits("50").unwrap(), 50);
+        assert!(max_retransmits("51").is_err());
         assert_eq!(burst("1").unwrap(), 1);
         assert!(burst("0").is_err());
     }

@@ -72,7 +72,7 @@ pub struct EndpointArgs {
     pub capacity: u32,
     /// Retransmissions of a control message before the tunnel is cleared (RFC 2661 §5.8:
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
     /// FIG 4 takeover: when the master goes silent and this endpoint's turn comes, claim the
     /// cluster address ADDR/LEN (on the interface holding --global) and serve as the master.
@@ -262,7 +262,7 @@ pub fn execute(
 ) -> anyhow::Result<EndpointStats> {
     let (listen, duration) = (args.listen, args.duration);
     let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
-    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
+    config.reliable.max_retransmits = args.max_retransmits;
     let reporting = reporting(args, listen)?;
     let takeover = takeover(args, reporting.as_ref())?;
     let ids = match &args.tunnel_ids {

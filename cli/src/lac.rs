@@ -105,7 +105,7 @@ pub struct LacArgs {
     pub hello_interval: Duration,
     /// Retransmissions of a control message before the tunnel is given up (RFC 2661 §5.8:
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
 }
 
@@ -304,7 +304,7 @@ pub fn execute_with(
     let setup = check(args)?;
     let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
     config.hello_interval = args.hello_interval;
-    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
+    config.reliable.max_retransmits = args.max_retransmits;
     let csv = match &args.csv {
         Some(path) => {
             Some(CsvSeries::create(path).with_context(|| format!("--csv {}", path.display()))?)

@@ -46,14 +46,6 @@ pub fn tunnel_config(
     })
 }
 
-/// Checks `--max-retransmits`: at most 50 (with the 8 s cap, a cycle of over six minutes).
-pub fn max_retransmits(value: u32) -> anyhow::Result<u32> {
-    if value > 50 {
-        anyhow::bail!("--max-retransmits {value}: expected 0 to 50");
-    }
-    Ok(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

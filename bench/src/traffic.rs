@@ -31,16 +31,17 @@ use netio::udp::send_udp_batch;
 use netio::BATCH;
 use serde::Serialize;
 
-use l2tpkit::net::{os_seed, parse_addr, tunnel_config};
+use l2tpkit::args;
+use l2tpkit::net::{os_seed, tunnel_config};
 
 #[derive(Debug, clap::Args)]
 pub struct BlastArgs {
     /// Local address of the generator's socket: ADDR[:PORT].
-    #[arg(long)]
-    pub bind: String,
+    #[arg(long, value_parser = args::addr_port::<0>)]
+    pub bind: SocketAddrV4,
     /// The cluster address to open the tunnels through: ADDR[:PORT].
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, value_parser = args::addr_port::<1701>)]
+    pub target: SocketAddrV4,
     /// Tunnels (one session each) to open; the data messages go to all of them in turn.
     #[arg(long, default_value_t = 16)]
     pub tunnels: usize,
@@ -122,8 +123,7 @@ impl Clock {
 }
 
 pub fn blast(args: &BlastArgs) -> anyhow::Result<ExitCode> {
-    let bind = parse_addr("--bind", &args.bind, 0)?;
-    let target = parse_addr("--target", &args.target, 1701)?;
+    let (bind, target) = (args.bind, args.target);
     if !(1..=1000).contains(&args.tunnels) {
         bail!("--tunnels {}: expected 1 to 1000", args.tunnels);
     }

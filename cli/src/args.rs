@@ -113,14 +113,64 @@ pub fn seconds(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(s))
 }
 
-/// A rate: a positive, finite number per second.
-pub fn rate(value: &str) -> Result<f64, String> {
+/// A parser of seconds from `min` to `max` (fractions allowed).
+pub fn seconds_between(
+    min: f64,
+    max: f64,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |value| {
+        number(value, min, max)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("expected seconds between {min} and {max}"))
+    }
+}
+
+/// A parser of seconds above 0, at most `max`: a span that must pass.
+pub fn positive_seconds(
+    max: f64,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |value| {
+        number(value, 0.0, max)
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("expected seconds above 0, at most {max}"))
+    }
+}
+
+/// A parser of a number per second from 0 to `max`; `what` says what 0 means, if anything.
+pub fn rate_upto(
+    max: f64,
+    what: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |value| {
+        number(value, 0.0, max).ok_or_else(|| format!("expected 0{what} to {max} per second"))
+    }
+}
+
+/// `value` as a finite number from `min` to `max`.
+fn number(value: &str, min: f64, max: f64) -> Option<f64> {
     value
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|r| r.is_finite() && *r > 0.0)
+        .filter(|n| n.is_finite() && (min..=max).contains(n))
+}
+
+/// A rate: a positive, finite number per second.
+pub fn rate(value: &str) -> Result<f64, String> {
+    number(value, 0.0, f64::MAX)
+        .filter(|r| *r > 0.0)
         .ok_or_else(|| "expected a positive number per second".to_string())
+}
+
+/// `--max-retransmits`: at most 50 (with the 8 s cap, a cycle of over six minutes).
+pub fn max_retransmits(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= 50)
+        .ok_or_else(|| "expected 0 to 50".to_string())
 }
 
 /// A bucket's size: at least one token.
@@ -133,8 +183,9 @@ pub fn burst(value: &str) -> Result<u32, String> {
         .ok_or_else(|| "a bucket must hold at least one token".to_string())
 }
 
-/// clap's refusal of one flag's value as one line, `--flag "value": why` (what the commands'
-/// own checks print); `None` for any other error (usage, help, version), which clap prints.
+/// clap's refusal of one flag's value as one line, `--flag "value": why`, a number bare
+/// (`--flag 3: why`), as the commands' own checks print them; `None` for any other error
+/// (usage, help, version), which clap prints.
 pub fn one_line(err: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if !matches!(err.kind(), ErrorKind::ValueValidation) {
@@ -149,7 +200,11 @@ pub fn one_line(err: &clap::Error) -> Option<String> {
     let flag = arg.split_whitespace().next()?;
     let value = text(ContextKind::InvalidValue)?;
     let why = std::error::Error::source(err)?.to_string();
-    Some(format!("{flag} {value:?}: {why}"))
+    Some(if value.trim().parse::<f64>().is_ok() {
+        format!("{flag} {value}: {why}")
+    } else {
+        format!("{flag} {value:?}: {why}")
+    })
 }
 
 #[cfg(test)]
@@ -203,6 +258,17 @@ mod tests {
         for bad in ["0", "-1", "inf", "x"] {
             assert!(rate(bad).is_err(), "{bad}");
         }
+        let hold = seconds_between(0.0, 3600.0);
+        assert_eq!(hold("0").unwrap(), Duration::ZERO);
+        assert!(hold("3601").is_err());
+        let run = positive_seconds(86_400.0);
+        assert_eq!(run("0.5").unwrap(), Duration::from_millis(500));
+        assert!(run("0").is_err() && run("-1").is_err());
+        let echo = rate_upto(1000.0, "");
+        assert_eq!(echo("0").unwrap(), 0.0);
+        assert!(echo("1e9").unwrap_err().contains("1000"));
+        assert_eq!(max_retransmits("50").unwrap(), 50);
+        assert!(max_retransmits("51").is_err());
         assert_eq!(burst("1").unwrap(), 1);
         assert!(burst("0").is_err());
     }

@@ -11,16 +11,16 @@ use reference::claim::{ClaimAddress, ClaimPlan};
 use reference::endpoint::{EndpointStats, Reporting};
 use reference::master::MasterConfig;
 use reference::serve::{serve_endpoint, EndpointSetup, MasterSetup, TakeoverSetup};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::args::{self, AddrPrefix, PolicyName};
-use crate::net::{os_seed, parse_addr, tunnel_config, wall_clock_sequence};
+use crate::net::{os_seed, tunnel_config, wall_clock_sequence};
 
 #[derive(Debug, clap::Args)]
 pub struct EndpointArgs {
     /// Address to listen on: ADDR[:PORT], port 1701 by default.
-    #[arg(long)]
-    pub listen: String,
+    #[arg(long, value_parser = args::addr_port::<1701>)]
+    pub listen: SocketAddrV4,
     /// Tunnel secret: peers must answer our Challenge.
     #[arg(long)]
     pub secret: Option<String>,
@@ -32,8 +32,8 @@ pub struct EndpointArgs {
     pub host_name: String,
     /// Stop after this many seconds (tears tunnels down with StopCCN); runs until Ctrl-C
     /// otherwise.
-    #[arg(long)]
-    pub duration: Option<f64>,
+    #[arg(long, value_parser = args::seconds)]
+    pub duration: Option<Duration>,
     /// Write every packet sent and received to this pcap.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -47,14 +47,14 @@ pub struct EndpointArgs {
     pub status: Option<PathBuf>,
     /// Cluster member: send load reports to the master at this LAN address (ADDR[:PORT],
     /// port 1702 by default).
-    #[arg(long)]
-    pub master: Option<String>,
+    #[arg(long, value_parser = args::addr_port::<{ reference::cluster::REPORT_PORT }>)]
+    pub master: Option<SocketAddrV4>,
     /// Shared key that authenticates the load reports (HMAC-SHA256).
     #[arg(long)]
     pub report_key: Option<String>,
     /// Seconds between load reports.
-    #[arg(long, default_value_t = 1.0)]
-    pub report_interval: f64,
+    #[arg(long, default_value = "1", value_parser = args::seconds_between(0.01, 3600.0))]
+    pub report_interval: Duration,
     /// This endpoint's name in the cluster.
     #[arg(long, default_value = "te")]
     pub name: String,
@@ -62,17 +62,17 @@ pub struct EndpointArgs {
     #[arg(long)]
     pub tunnel_ids: Option<String>,
     /// LAN address to report (default: the --listen address).
-    #[arg(long)]
-    pub lan: Option<String>,
+    #[arg(long, value_parser = args::ipv4)]
+    pub lan: Option<Ipv4Addr>,
     /// FIG 4: the endpoint's own global address, reported to the master.
-    #[arg(long)]
-    pub global: Option<String>,
+    #[arg(long, value_parser = args::ipv4)]
+    pub global: Option<Ipv4Addr>,
     /// Most tunnels this endpoint takes (reported to the master).
     #[arg(long, default_value_t = 60_000)]
     pub capacity: u32,
     /// Retransmissions of a control message before the tunnel is cleared (RFC 2661 §5.8:
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
     /// FIG 4 takeover: when the master goes silent and this endpoint's turn comes, claim the
     /// cluster address ADDR/LEN (on the interface holding --global) and serve as the master.
@@ -108,8 +108,8 @@ pub struct TakeoverArgs {
     #[arg(long, value_enum, requires = "takeover_cluster")]
     pub takeover_policy: Option<PolicyName>,
     /// The taken-over master's --report-timeout, in seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub takeover_report_timeout: f64,
+    #[arg(long, default_value = "3", value_parser = args::seconds_between(0.0, 3600.0))]
+    pub takeover_report_timeout: Duration,
 }
 
 impl Default for TakeoverArgs {
@@ -124,7 +124,7 @@ impl Default for TakeoverArgs {
             takeover_control: None,
             takeover_pcap: None,
             takeover_policy: None,
-            takeover_report_timeout: 3.0,
+            takeover_report_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -141,20 +141,13 @@ fn parse_ids(value: &str) -> anyhow::Result<(u16, u16)> {
     Ok((first, last))
 }
 
-fn parse_ip(flag: &str, value: &str) -> anyhow::Result<std::net::Ipv4Addr> {
-    value
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{flag} {value:?}: expected an IPv4 address"))
-}
-
 fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option<Reporting>> {
-    let Some(master) = &args.master else {
+    let Some(master) = args.master else {
         if args.report_key.is_some() || args.global.is_some() {
             anyhow::bail!("--report-key and --global need --master");
         }
         return Ok(None);
     };
-    let master = parse_addr("--master", master, reference::cluster::REPORT_PORT)?;
     let key = match &args.report_key {
         Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
         _ => anyhow::bail!("--master needs --report-key: load reports are authenticated"),
@@ -163,28 +156,20 @@ fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option
         anyhow::bail!("--master needs --tunnel-ids: the master routes by Tunnel ID blocks");
     };
     let tunnel_ids = parse_ids(ids)?;
-    let lan_addr = match &args.lan {
-        Some(lan) => parse_ip("--lan", lan)?,
+    let lan_addr = match args.lan {
+        Some(lan) => lan,
         None if !listen.ip().is_unspecified() => *listen.ip(),
         None => {
             anyhow::bail!("--listen is 0.0.0.0: give --lan, the address the master forwards to")
         }
     };
-    let global_addr = args
-        .global
-        .as_deref()
-        .map(|g| parse_ip("--global", g))
-        .transpose()?;
-    let interval = args.report_interval;
-    if !interval.is_finite() || !(0.01..=3600.0).contains(&interval) {
-        anyhow::bail!("--report-interval {interval}: expected 0.01 to 3600 seconds");
-    }
+    let global_addr = args.global;
     let first_sequence = wall_clock_sequence();
     Ok(Some(Reporting {
         name: args.name.clone(),
         master,
         key,
-        interval: Duration::from_secs_f64(interval),
+        interval: args.report_interval,
         lan_addr,
         global_addr,
         capacity: args.capacity,
@@ -208,7 +193,7 @@ fn takeover(
     let lan = t
         .takeover_lan
         .context("--takeover-cluster needs --takeover-lan")?;
-    let interface = |flag: &str, given: &Option<String>, holding: std::net::Ipv4Addr| match given {
+    let interface = |flag: &str, given: &Option<String>, holding: Ipv4Addr| match given {
         Some(name) => Ok(name.clone()),
         None => netio::iface::interface_with_address(holding)
             .with_context(|| format!("{flag}: no interface given and none holds {holding}")),
@@ -227,16 +212,7 @@ fn takeover(
     let mut config = MasterConfig::new(cluster.addr, reporting.key.clone());
     config.name = reporting.name.clone();
     config.first_ack_sequence = wall_clock_sequence();
-    config.report_timeout = Duration::from_secs_f64(
-        Some(t.takeover_report_timeout)
-            .filter(|s| s.is_finite() && (0.0..=3600.0).contains(s))
-            .with_context(|| {
-                format!(
-                    "--takeover-report-timeout {}: expected 0 to 3600 seconds",
-                    t.takeover_report_timeout
-                )
-            })?,
-    );
+    config.report_timeout = t.takeover_report_timeout;
     config.policy = match t.takeover_policy.unwrap_or_default() {
         PolicyName::LeakyBucket => {
             anyhow::bail!("--takeover-policy leaky-bucket: not for a taken-over master (its rate and burst are not flags here)")
@@ -284,16 +260,9 @@ pub fn execute(
     args: &EndpointArgs,
     ready: impl FnOnce(std::net::SocketAddrV4),
 ) -> anyhow::Result<EndpointStats> {
-    let listen = parse_addr("--listen", &args.listen, 1701)?;
-    let duration = match args.duration {
-        Some(d) if !d.is_finite() || !(0.0..=31_536_000.0).contains(&d) => {
-            anyhow::bail!("--duration {d}: expected seconds between 0 and one year")
-        }
-        Some(d) => Some(Duration::from_secs_f64(d)),
-        None => None,
-    };
+    let (listen, duration) = (args.listen, args.duration);
     let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
-    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
+    config.reliable.max_retransmits = args.max_retransmits;
     let reporting = reporting(args, listen)?;
     let takeover = takeover(args, reporting.as_ref())?;
     let ids = match &args.tunnel_ids {

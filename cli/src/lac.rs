@@ -16,7 +16,8 @@ use netio::runner::{Ended, Runner};
 use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, Swarm};
 use probes::live::{Live, LiveSnapshot, RunPhase};
 
-use crate::net::{os_seed, parse_addr, tunnel_config};
+use crate::args;
+use crate::net::{os_seed, tunnel_config};
 
 /// Most tunnels one initiator (one Tunnel ID space) opens.
 const TUNNELS_PER_INITIATOR: usize = 60_000;
@@ -30,11 +31,11 @@ const DRAIN: Duration = netio::runner::DRAIN;
 #[derive(Debug, Clone, clap::Args)]
 pub struct LacArgs {
     /// The LNS (or cluster master) to dial: ADDR[:PORT], port 1701 by default.
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, value_parser = args::addr_port::<1701>)]
+    pub target: SocketAddrV4,
     /// Local address to send from: ADDR[:PORT]; any free port by default.
-    #[arg(long, default_value = "0.0.0.0:0")]
-    pub bind: String,
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = args::addr_port::<0>)]
+    pub bind: SocketAddrV4,
     /// Tunnels to open, over all initiators (at most 60000 per initiator).
     #[arg(long, default_value_t = 1)]
     pub tunnels: usize,
@@ -47,14 +48,14 @@ pub struct LacArgs {
     #[arg(long)]
     pub hidden: bool,
     /// Seconds to hold everything up once established.
-    #[arg(long, default_value_t = 5.0)]
-    pub hold: f64,
+    #[arg(long, default_value = "5", value_parser = args::seconds_between(0.0, 86_400.0))]
+    pub hold: Duration,
     /// LCP Echo-Requests per second on each session while holding.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = args::rate_upto(1000.0, ""))]
     pub echo_rate: f64,
     /// Give up on a tunnel (a session) not up this many seconds after its SCCRQ (its ICRQ).
-    #[arg(long, default_value_t = 40.0)]
-    pub setup_timeout: f64,
+    #[arg(long, default_value = "40", value_parser = args::seconds_between(0.0, 3600.0))]
+    pub setup_timeout: Duration,
     /// Host Name AVP.
     #[arg(long, default_value = "l2tpkit-lac")]
     pub host_name: String,
@@ -75,19 +76,19 @@ pub struct LacArgs {
     pub initiators: usize,
     /// Tunnel setups (SCCRQs) per second over all initiators; 0: as fast as
     /// --max-outstanding allows.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::rate_upto(1_000_000.0, " (unpaced)"))]
     pub rate: f64,
     /// SCCRQs without an answer at once, over all initiators; more wait.
     #[arg(long, default_value_t = 1000)]
     pub max_outstanding: usize,
     /// Seconds over which the rate grows linearly from 0 to --rate.
-    #[arg(long, default_value_t = 0.0)]
-    pub ramp: f64,
+    #[arg(long, default_value = "0", value_parser = args::seconds_between(0.0, 86_400.0))]
+    pub ramp: Duration,
     /// Hard bound on the run in seconds: at this time everything is torn down, whatever the
     /// phase (the StopCCNs then get 5 s more to be acknowledged). Default: --ramp, twice
     /// --tunnels / --rate, --setup-timeout and --hold, plus 10 s.
-    #[arg(long)]
-    pub duration: Option<f64>,
+    #[arg(long, value_parser = args::positive_seconds(86_400.0))]
+    pub duration: Option<Duration>,
     /// Write one row of figures per second of the run to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -100,27 +101,27 @@ pub struct LacArgs {
     #[arg(long)]
     pub stay_on_target: bool,
     /// Seconds without hearing from the peer before a tunnel sends HELLO (RFC 2661 §5.5).
-    #[arg(long, default_value_t = 60.0)]
-    pub hello_interval: f64,
+    #[arg(long, default_value = "60", value_parser = args::positive_seconds(3600.0))]
+    pub hello_interval: Duration,
     /// Retransmissions of a control message before the tunnel is given up (RFC 2661 §5.8:
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
 }
 
 impl Default for LacArgs {
-    /// The command line's defaults, with an empty --target.
+    /// The command line's defaults, with --target 0.0.0.0 (no LNS).
     fn default() -> Self {
         LacArgs {
-            target: String::new(),
-            bind: "0.0.0.0:0".to_string(),
+            target: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
+            bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             tunnels: 1,
             sessions_per_tunnel: 1,
             secret: None,
             hidden: false,
-            hold: 5.0,
+            hold: Duration::from_secs(5),
             echo_rate: 1.0,
-            setup_timeout: 40.0,
+            setup_timeout: Duration::from_secs(40),
             host_name: "l2tpkit-lac".to_string(),
             pcap: None,
             json: false,
@@ -128,22 +129,15 @@ impl Default for LacArgs {
             initiators: 1,
             rate: 0.0,
             max_outstanding: 1000,
-            ramp: 0.0,
+            ramp: Duration::ZERO,
             duration: None,
             csv: None,
             tui: false,
             stay_on_target: false,
-            hello_interval: 60.0,
+            hello_interval: Duration::from_secs(60),
             max_retransmits: 5,
         }
     }
-}
-
-fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
-    if !value.is_finite() || value < 0.0 || value > max {
-        anyhow::bail!("{flag} {value}: expected seconds between 0 and {max}");
-    }
-    Ok(Duration::from_secs_f64(value))
 }
 
 pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
@@ -221,8 +215,7 @@ struct Setup {
 }
 
 fn check(args: &LacArgs) -> anyhow::Result<Setup> {
-    let target = parse_addr("--target", &args.target, 1701)?;
-    let bind = parse_addr("--bind", &args.bind, 0)?;
+    let (target, bind) = (args.target, args.bind);
     if args.initiators == 0 || args.initiators > 4096 {
         anyhow::bail!("--initiators {}: expected 1 to 4096", args.initiators);
     }
@@ -248,32 +241,15 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
             args.sessions_per_tunnel
         );
     }
-    if !args.echo_rate.is_finite() || args.echo_rate < 0.0 || args.echo_rate > 1000.0 {
-        anyhow::bail!(
-            "--echo-rate {}: expected 0 to 1000 per second",
-            args.echo_rate
-        );
-    }
-    if !args.rate.is_finite() || !(0.0..=1_000_000.0).contains(&args.rate) {
-        anyhow::bail!(
-            "--rate {}: expected 0 (unpaced) to 1000000 setups per second",
-            args.rate
-        );
-    }
     if !(1..=1_000_000).contains(&args.max_outstanding) {
         anyhow::bail!(
             "--max-outstanding {}: expected 1 to 1000000",
             args.max_outstanding
         );
     }
-    let hold = seconds("--hold", args.hold, 86_400.0)?;
-    let setup_timeout = seconds("--setup-timeout", args.setup_timeout, 3600.0)?;
-    let ramp = seconds("--ramp", args.ramp, 86_400.0)?;
+    let (hold, setup_timeout, ramp) = (args.hold, args.setup_timeout, args.ramp);
     let stop_at = match args.duration {
-        Some(d) if !d.is_finite() || !(0.0..=86_400.0).contains(&d) || d == 0.0 => {
-            anyhow::bail!("--duration {d}: expected seconds above 0, at most 86400")
-        }
-        Some(d) => Duration::from_secs_f64(d),
+        Some(d) => d,
         None => {
             let opening = if args.rate > 0.0 {
                 Duration::from_secs_f64(2.0 * args.tunnels as f64 / args.rate)
@@ -327,11 +303,8 @@ pub fn execute_with(
 ) -> anyhow::Result<(LacReport, Ended)> {
     let setup = check(args)?;
     let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
-    config.hello_interval = seconds("--hello-interval", args.hello_interval, 3600.0)?;
-    if config.hello_interval.is_zero() {
-        anyhow::bail!("--hello-interval 0: expected a positive number of seconds");
-    }
-    config.reliable.max_retransmits = crate::net::max_retransmits(args.max_retransmits)?;
+    config.hello_interval = args.hello_interval;
+    config.reliable.max_retransmits = args.max_retransmits;
     let csv = match &args.csv {
         Some(path) => {
             Some(CsvSeries::create(path).with_context(|| format!("--csv {}", path.display()))?)
@@ -445,7 +418,7 @@ pub fn execute_with(
     }
     let end = run_time();
     publisher.borrow_mut().publish(end, true).context("--csv")?;
-    Ok((swarm.report(&args.target, end), ended))
+    Ok((swarm.report(&args.target.to_string(), end), ended))
 }
 
 /// The watchers' side: the live snapshot, the CSV rows, the progress line.

@@ -1,6 +1,7 @@
 //! `l2tpkit nat`: the NAT server of the patent's FIG 2, in front of endpoints that have LAN
 //! addresses only.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,14 +10,16 @@ use anyhow::Context;
 use reference::nat::NatConfig;
 use reference::serve::{serve_nat, NatSetup};
 
+use crate::args;
+
 #[derive(Debug, clap::Args)]
 pub struct NatArgs {
     /// The NAT's global address (public side).
-    #[arg(long, required_unless_present = "dump")]
-    pub global: Option<String>,
+    #[arg(long, required_unless_present = "dump", value_parser = args::ipv4)]
+    pub global: Option<Ipv4Addr>,
     /// The NAT's LAN address (the endpoints' default gateway).
-    #[arg(long, required_unless_present = "dump")]
-    pub lan: Option<String>,
+    #[arg(long, required_unless_present = "dump", value_parser = args::ipv4)]
+    pub lan: Option<Ipv4Addr>,
     /// The LAN interface to tap for the endpoints' replies.
     #[arg(long, required_unless_present = "dump")]
     pub lan_if: Option<String>,
@@ -31,8 +34,8 @@ pub struct NatArgs {
     #[arg(long)]
     pub control: Option<PathBuf>,
     /// Seconds an idle entry lives.
-    #[arg(long, default_value_t = 180.0)]
-    pub entry_timeout: f64,
+    #[arg(long, default_value = "180", value_parser = args::seconds_between(1.0, 86_400.0))]
+    pub entry_timeout: Duration,
     /// Most Table 1 entries; past this, SCCRPs that would make a new one are dropped and
     /// counted (`table_full`), and a warning says so (at most every 10 s).
     #[arg(long, default_value_t = NatConfig::DEFAULT_MAX_ENTRIES)]
@@ -41,18 +44,17 @@ pub struct NatArgs {
     #[arg(long)]
     pub pcap: Option<PathBuf>,
     /// Stop after this many seconds; runs until Ctrl-C otherwise.
-    #[arg(long)]
-    pub duration: Option<f64>,
+    #[arg(long, value_parser = args::seconds)]
+    pub duration: Option<Duration>,
     /// Print the final stats as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-fn ip(flag: &str, value: Option<&String>) -> anyhow::Result<std::net::Ipv4Addr> {
-    let value = value.ok_or_else(|| anyhow::anyhow!("{flag} is required"))?;
+fn required<T: Clone>(flag: &str, value: &Option<T>) -> anyhow::Result<T> {
     value
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{flag} {value:?}: expected an IPv4 address"))
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("{flag} is required"))
 }
 
 pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
@@ -84,18 +86,9 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         print!("{table}");
         return Ok(ExitCode::SUCCESS);
     }
-    let global = ip("--global", args.global.as_ref())?;
-    let lan = ip("--lan", args.lan.as_ref())?;
-    let lan_if = args
-        .lan_if
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("--lan-if is required"))?;
-    if !args.entry_timeout.is_finite() || !(1.0..=86_400.0).contains(&args.entry_timeout) {
-        anyhow::bail!(
-            "--entry-timeout {}: expected 1 to 86400 seconds",
-            args.entry_timeout
-        );
-    }
+    let global = required("--global", &args.global)?;
+    let lan = required("--lan", &args.lan)?;
+    let lan_if = required("--lan-if", &args.lan_if)?;
     if !(1..=1 << 24).contains(&args.max_entries) {
         anyhow::bail!(
             "--max-entries {}: expected 1 to {}",
@@ -104,15 +97,9 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut config = NatConfig::new(global);
-    config.entry_timeout = Duration::from_secs_f64(args.entry_timeout);
+    config.entry_timeout = args.entry_timeout;
     config.max_entries = args.max_entries;
-    let duration = match args.duration {
-        Some(d) if !d.is_finite() || !(0.0..=31_536_000.0).contains(&d) => {
-            anyhow::bail!("--duration {d}: expected seconds between 0 and one year")
-        }
-        Some(d) => Some(Duration::from_secs_f64(d)),
-        None => None,
-    };
+    let duration = args.duration;
     let setup = NatSetup {
         config,
         port: 1701,

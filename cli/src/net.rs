@@ -1,21 +1,6 @@
-//! Small helpers the network commands share: address flags, seeds, tunnel configuration.
-
-use std::net::{Ipv4Addr, SocketAddrV4};
+//! Small helpers the network commands share: seeds, tunnel configuration.
 
 use l2tp::conn::tunnel::TunnelConfig;
-
-/// Parses `ADDR` or `ADDR:PORT` (IPv4); the error names the flag.
-pub fn parse_addr(flag: &str, value: &str, default_port: u16) -> anyhow::Result<SocketAddrV4> {
-    if let Ok(addr) = value.parse::<SocketAddrV4>() {
-        return Ok(addr);
-    }
-    match value.parse::<Ipv4Addr>() {
-        Ok(ip) => Ok(SocketAddrV4::new(ip, default_port)),
-        Err(_) => {
-            anyhow::bail!("{flag} {value:?}: expected an IPv4 address, optionally with :PORT")
-        }
-    }
-}
 
 /// Wall-clock microseconds: a first sequence number that a restart does not repeat.
 pub fn wall_clock_sequence() -> u64 {
@@ -61,31 +46,9 @@ pub fn tunnel_config(
     })
 }
 
-/// Checks `--max-retransmits`: at most 50 (with the 8 s cap, a cycle of over six minutes).
-pub fn max_retransmits(value: u32) -> anyhow::Result<u32> {
-    if value > 50 {
-        anyhow::bail!("--max-retransmits {value}: expected 0 to 50");
-    }
-    Ok(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_with_and_without_port() {
-        assert_eq!(
-            parse_addr("--target", "127.0.0.2", 1701).unwrap(),
-            "127.0.0.2:1701".parse().unwrap()
-        );
-        assert_eq!(
-            parse_addr("--target", "127.0.0.2:99", 1701).unwrap(),
-            "127.0.0.2:99".parse().unwrap()
-        );
-        let err = parse_addr("--target", "lns.example", 1701).unwrap_err();
-        assert!(err.to_string().contains("--target"), "{err}");
-    }
 
     #[test]
     fn hidden_needs_a_secret() {

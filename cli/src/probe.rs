@@ -1,5 +1,6 @@
 //! `l2tpkit probe`: conformance probes against any LNS or LNS cluster, a verdict per rule.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,13 +9,13 @@ use anyhow::Context;
 use probes::probe::report::ProbeReport;
 use probes::probe::{catalog, run_one, select, Target};
 
-use crate::net::parse_addr;
+use crate::args;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
     /// The LNS (or the cluster address) to probe, ADDR[:PORT].
-    #[arg(long, required_unless_present = "list")]
-    pub target: Option<String>,
+    #[arg(long, required_unless_present = "list", value_parser = args::addr_port::<1701>)]
+    pub target: Option<SocketAddrV4>,
     /// The target is a cluster (the patent's master in front of endpoints): run the cluster
     /// probes too, and expect SCCRPs from other addresses.
     #[arg(long)]
@@ -38,11 +39,11 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub pcap_dir: Option<PathBuf>,
     /// Our source address.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub bind: String,
+    #[arg(long, default_value = "0.0.0.0", value_parser = args::ipv4)]
+    pub bind: Ipv4Addr,
     /// Seconds to wait for an answer that should come at once.
-    #[arg(long, default_value_t = 2.0)]
-    pub reply_timeout: f64,
+    #[arg(long, default_value = "2", value_parser = args::seconds_between(0.05, 60.0))]
+    pub reply_timeout: Duration,
     /// Live tunnels for the Tunnel ID uniqueness probe.
     #[arg(long, default_value_t = 5000)]
     pub live_tunnels: usize,
@@ -120,26 +121,15 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn target(args: &ProbeArgs) -> anyhow::Result<Target> {
-    let addr = args.target.as_deref().context("--target is required")?;
-    let addr = parse_addr("--target", addr, 1701)?;
-    let bind: std::net::Ipv4Addr = args
-        .bind
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--bind {:?}: expected an IPv4 address", args.bind))?;
-    if !args.reply_timeout.is_finite() || !(0.05..=60.0).contains(&args.reply_timeout) {
-        anyhow::bail!(
-            "--reply-timeout {}: expected 0.05 to 60 seconds",
-            args.reply_timeout
-        );
-    }
+    let addr = args.target.context("--target is required")?;
     if args.live_tunnels == 0 || args.live_tunnels > 60_000 {
         anyhow::bail!("--live-tunnels {}: expected 1 to 60000", args.live_tunnels);
     }
     let mut target = Target::new(addr);
     target.cluster = args.cluster;
     target.secret = args.secret.as_ref().map(|s| s.as_bytes().to_vec());
-    target.bind = bind;
-    target.reply_timeout = Duration::from_secs_f64(args.reply_timeout);
+    target.bind = args.bind;
+    target.reply_timeout = args.reply_timeout;
     target.live_tunnels = args.live_tunnels;
     Ok(target)
 }

@@ -86,8 +86,8 @@ fn start_lac(lab: &Lab, args: LacArgs) -> std::thread::JoinHandle<(LacReport, En
 
 fn lac_args(tunnels: usize, initiators: usize, rate: f64) -> LacArgs {
     LacArgs {
-        target: "198.18.0.1".into(),
-        bind: "198.18.1.1:0".into(),
+        target: "198.18.0.1:1701".parse().unwrap(),
+        bind: "198.18.1.1:0".parse().unwrap(),
         tunnels,
         sessions_per_tunnel: 0,
         initiators,
@@ -120,8 +120,8 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
     let lac = start_lac(
         &lab,
         LacArgs {
-            hold: 2.0,
-            setup_timeout: 40.0,
+            hold: Duration::from_secs(2),
+            setup_timeout: Duration::from_secs(40),
             ..lac_args(900, 10, 100.0)
         },
     );
@@ -293,9 +293,9 @@ fn an_sccrq_flood_at_ten_times_the_bucket_is_held_to_the_bucket() {
     let lac = start_lac(
         &lab,
         LacArgs {
-            hold: 0.5,
+            hold: Duration::from_millis(500),
             // Dropped SCCRQs are retransmitted after 1 s and 2 s more, then given up.
-            setup_timeout: 5.0,
+            setup_timeout: Duration::from_secs(5),
             ..lac_args(600, 4, 10.0 * rate)
         },
     );

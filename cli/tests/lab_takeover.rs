@@ -88,13 +88,13 @@ impl Group {
 /// `count` initiators from 198.18.1.`first`, dialling the cluster address.
 fn lac(first: u8, count: usize, tunnels: usize) -> LacArgs {
     LacArgs {
-        target: "198.18.0.1".into(),
-        bind: format!("198.18.1.{first}:0"),
+        target: "198.18.0.1:1701".parse().unwrap(),
+        bind: format!("198.18.1.{first}:0").parse().unwrap(),
         initiators: count,
         tunnels,
         sessions_per_tunnel: 1,
         any_source: true,
-        setup_timeout: 30.0,
+        setup_timeout: Duration::from_secs(30),
         json: true,
         ..LacArgs::default()
     }
@@ -173,9 +173,9 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
         "direct",
         &ti,
         LacArgs {
-            hold: 20.0,
+            hold: Duration::from_secs(20),
             echo_rate: 1.0,
-            hello_interval: 1.0,
+            hello_interval: Duration::from_secs(1),
             ..lac(1, 5, 150)
         },
     );
@@ -183,9 +183,9 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
         "via-master",
         &ti,
         LacArgs {
-            hold: 20.0,
+            hold: Duration::from_secs(20),
             echo_rate: 0.5,
-            hello_interval: 1.0,
+            hello_interval: Duration::from_secs(1),
             stay_on_target: true,
             ..lac(6, 5, 150)
         },
@@ -211,7 +211,7 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
         &ti,
         LacArgs {
             rate: 20.0,
-            hold: 5.0,
+            hold: Duration::from_secs(5),
             echo_rate: 1.0,
             ..lac(11, 5, 60)
         },
@@ -294,7 +294,7 @@ fn fig4_master_killed_under_load_an_endpoint_takes_over() {
         "after-restart",
         &ti,
         LacArgs {
-            hold: 1.0,
+            hold: Duration::from_secs(1),
             ..lac(16, 2, 20)
         },
     );
@@ -364,7 +364,7 @@ fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
         "first",
         &ti,
         LacArgs {
-            hold: 0.5,
+            hold: Duration::from_millis(500),
             ..lac(1, 2, 20)
         },
     );
@@ -449,7 +449,7 @@ fn fig4_the_acting_master_killed_too_the_next_endpoint_takes_over() {
         "second",
         &ti,
         LacArgs {
-            hold: 0.5,
+            hold: Duration::from_millis(500),
             rate: 20.0,
             ..lac(3, 2, 30)
         },

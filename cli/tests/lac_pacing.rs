@@ -17,17 +17,17 @@ use probes::live::{Live, LiveControl, RunPhase};
 /// with its --duration.
 fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
     let args = EndpointArgs {
-        listen: format!("{ip}:0"),
+        listen: format!("{ip}:0").parse().unwrap(),
         secret: None,
         hidden: false,
         host_name: host_name.to_string(),
-        duration: Some(seconds),
+        duration: Some(Duration::from_secs_f64(seconds)),
         pcap: None,
         json: false,
         status: None,
         master: None,
         report_key: None,
-        report_interval: 1.0,
+        report_interval: Duration::from_secs(1),
         name: "te".to_string(),
         tunnel_ids: None,
         lan: None,
@@ -99,14 +99,14 @@ fn rate_200_keeps_every_second_within_rate_and_burst() {
     let lns = endpoint("127.0.61.1", "te-pace", 60.0);
     let csv = scratch("pace.csv");
     let args = LacArgs {
-        target: lns.to_string(),
-        bind: "127.0.61.2:0".to_string(),
+        target: lns,
+        bind: "127.0.61.2:0".parse().unwrap(),
         initiators: 4,
         tunnels: 400,
         sessions_per_tunnel: 0,
         rate: 200.0,
         max_outstanding: 20,
-        hold: 0.5,
+        hold: Duration::from_millis(500),
         echo_rate: 0.0,
         csv: Some(csv.clone()),
         ..LacArgs::default()
@@ -183,14 +183,14 @@ fn silent_lns(ip: &str) -> (SocketAddrV4, mpsc::Receiver<usize>) {
 fn max_outstanding_caps_unanswered_sccrqs_and_retransmissions_are_counted() {
     let (lns, received) = silent_lns("127.0.62.1");
     let args = LacArgs {
-        target: lns.to_string(),
-        bind: "127.0.62.2:0".to_string(),
+        target: lns,
+        bind: "127.0.62.2:0".parse().unwrap(),
         tunnels: 10,
         sessions_per_tunnel: 0,
         max_outstanding: 5,
         // Past the first retransmission (1 s), before the second (3 s).
-        setup_timeout: 1.5,
-        hold: 0.0,
+        setup_timeout: Duration::from_millis(1500),
+        hold: Duration::from_secs(0),
         echo_rate: 0.0,
         ..LacArgs::default()
     };
@@ -215,15 +215,15 @@ fn pause_holds_back_sccrqs_and_stop_tears_down() {
     let live = Live::new(0.0);
     live.control.set_paused(true);
     let args = LacArgs {
-        target: lns.to_string(),
-        bind: "127.0.63.2:0".to_string(),
+        target: lns,
+        bind: "127.0.63.2:0".parse().unwrap(),
         initiators: 2,
         tunnels: 100,
         sessions_per_tunnel: 1,
         rate: 1000.0,
-        hold: 3600.0,
+        hold: Duration::from_secs(3600),
         echo_rate: 0.0,
-        duration: Some(100.0),
+        duration: Some(Duration::from_secs(100)),
         ..LacArgs::default()
     };
     let driver = {
@@ -266,11 +266,11 @@ fn pause_holds_back_sccrqs_and_stop_tears_down() {
 fn echo_round_trips_match_each_request() {
     let lns = endpoint("127.0.64.1", "", 60.0);
     let args = LacArgs {
-        target: lns.to_string(),
-        bind: "127.0.64.2:0".to_string(),
+        target: lns,
+        bind: "127.0.64.2:0".parse().unwrap(),
         tunnels: 5,
         sessions_per_tunnel: 2,
-        hold: 2.5,
+        hold: Duration::from_millis(2500),
         echo_rate: 4.0,
         ..LacArgs::default()
     };

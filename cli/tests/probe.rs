@@ -27,17 +27,17 @@ fn endpoint() -> SocketAddrV4 {
     *ADDR.get_or_init(|| {
         let (tx, rx) = mpsc::channel();
         let args = EndpointArgs {
-            listen: "127.0.0.1:0".to_string(),
+            listen: "127.0.0.1:0".parse().unwrap(),
             secret: Some(SECRET.to_string()),
             hidden: false,
             host_name: "l2tpkit-endpoint".to_string(),
-            duration: Some(1800.0),
+            duration: Some(Duration::from_secs(1800)),
             pcap: None,
             json: false,
             status: None,
             master: None,
             report_key: None,
-            report_interval: 1.0,
+            report_interval: Duration::from_secs(1),
             name: "te".to_string(),
             tunnel_ids: None,
             lan: None,

@@ -112,17 +112,17 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
     let endpoints = (1..=3u8)
         .map(|i| {
             let args = EndpointArgs {
-                listen: format!("{}:1701", ip(10 + i)),
+                listen: format!("{}:1701", ip(10 + i)).parse().unwrap(),
                 secret: None,
                 hidden: false,
                 host_name: format!("te{i}"),
-                duration: Some(seconds),
+                duration: Some(Duration::from_secs_f64(seconds)),
                 pcap: None,
                 json: false,
                 status: None,
-                master: Some(ip(1)),
+                master: Some(l2tpkit::args::addr_port::<1702>(&ip(1)).unwrap()),
                 report_key: Some(KEY.to_string()),
-                report_interval: 0.2,
+                report_interval: Duration::from_millis(200),
                 name: format!("te{i}"),
                 tunnel_ids: Some(format!(
                     "{}-{}",
@@ -166,15 +166,15 @@ fn least_load_spreads_300_tunnels_from_30_initiators_evenly() {
     let _alone = one_cluster();
     let cluster = start([127, 77, 1], 8.0);
     let args = LacArgs {
-        target: "127.77.1.1".to_string(),
-        bind: "127.77.2.1:0".to_string(),
+        target: "127.77.1.1:1701".parse().unwrap(),
+        bind: "127.77.2.1:0".parse().unwrap(),
         tunnels: 300,
         sessions_per_tunnel: 1,
         secret: None,
         hidden: false,
-        hold: 1.0,
+        hold: Duration::from_secs(1),
         echo_rate: 1.0,
-        setup_timeout: 5.0,
+        setup_timeout: Duration::from_secs(5),
         host_name: "lac".to_string(),
         pcap: None,
         json: false,
@@ -288,15 +288,15 @@ fn a_retransmitted_sccrq_makes_no_second_tunnel_and_forged_reports_are_dropped()
 
 fn lac_args(target: &str, bind: &str, tunnels: usize, initiators: usize) -> LacArgs {
     LacArgs {
-        target: target.to_string(),
-        bind: bind.to_string(),
+        target: l2tpkit::args::addr_port::<1701>(target).unwrap(),
+        bind: bind.parse().unwrap(),
         tunnels,
         sessions_per_tunnel: 1,
         secret: None,
         hidden: false,
-        hold: 0.2,
+        hold: Duration::from_millis(200),
         echo_rate: 0.0,
-        setup_timeout: 5.0,
+        setup_timeout: Duration::from_secs(5),
         host_name: "lac".to_string(),
         pcap: None,
         json: false,

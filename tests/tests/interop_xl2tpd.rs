@@ -81,15 +81,15 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
     let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &options).expect("start xl2tpd LNS");
     let pcap = scratch(&format!("{name}.pcap"));
     let args = LacArgs {
-        target: lns.addr().to_string(),
-        bind: format!("{lac_ip}:0"),
+        target: lns.addr(),
+        bind: format!("{lac_ip}:0").parse().unwrap(),
         tunnels: 20,
         sessions_per_tunnel: 2,
         secret: secret.then(|| SECRET.to_string()),
         hidden,
-        hold: 5.0,
+        hold: Duration::from_secs(5),
         echo_rate: 2.0,
-        setup_timeout: 20.0,
+        setup_timeout: Duration::from_secs(20),
         host_name: "l2tpkit-interop".to_string(),
         pcap: Some(pcap.clone()),
         json: false,
@@ -179,17 +179,17 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
     let (endpoint_ip, lac_ip) = loopback_pair(name);
     let pcap = scratch(&format!("{name}.pcap"));
     let args = EndpointArgs {
-        listen: format!("{endpoint_ip}:1701"),
+        listen: format!("{endpoint_ip}:1701").parse().unwrap(),
         secret: secret.then(|| SECRET.to_string()),
         hidden: false,
         host_name: "l2tpkit-endpoint".to_string(),
-        duration: Some(4.0),
+        duration: Some(Duration::from_secs(4)),
         pcap: Some(pcap.clone()),
         json: false,
         status: None,
         master: None,
         report_key: None,
-        report_interval: 1.0,
+        report_interval: Duration::from_secs(1),
         name: "te".to_string(),
         tunnel_ids: None,
         lan: None,

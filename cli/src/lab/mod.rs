@@ -86,7 +86,7 @@ pub struct ClusterFlags {
     pub netem: Option<String>,
     /// Control-message retransmissions before an endpoint (and `lab run`'s LAC) gives a
     /// tunnel up [default: 5, RFC 2661 §5.8]; raise it for lossy links.
-    #[arg(long)]
+    #[arg(long, value_parser = args::max_retransmits)]
     pub max_retransmits: Option<u32>,
     /// The master's dispatch policy.
     #[arg(long, value_enum, default_value_t = PolicyName::LeastLoad)]
@@ -110,10 +110,7 @@ impl ClusterFlags {
                     .map_err(|why| anyhow::anyhow!("--netem {text:?}: {why}"))
             })
             .transpose()?;
-        spec.max_retransmits = self
-            .max_retransmits
-            .map(crate::net::max_retransmits)
-            .transpose()?;
+        spec.max_retransmits = self.max_retransmits;
         spec.policy = self.policy.with_bucket(self.bucket_rate, self.bucket_burst);
         Ok(())
     }

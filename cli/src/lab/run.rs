@@ -2,7 +2,7 @@
 //! against the cluster address, both captures checked with `verify`, a table per endpoint, and
 //! the lab removed, also when a step fails.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use probes::live::Live;
 use probes::sequence;
 use reference::master::MasterStatus;
 
+use crate::args;
 use crate::lac::LacArgs;
 use crate::tui::LabHooks;
 
@@ -34,16 +35,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2)]
     pub sessions_per_tunnel: usize,
     /// Tunnel setups per second (0: as fast as the window allows).
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = args::rate_upto(1_000_000.0, " (unpaced)"))]
     pub rate: f64,
     /// SCCRQs without an answer at most, over all initiators.
     #[arg(long, default_value_t = 1000)]
     pub max_outstanding: usize,
     /// Seconds to hold everything up with LCP echoes once all are up.
-    #[arg(long, default_value_t = 8.0)]
-    pub hold: f64,
+    #[arg(long, default_value = "8", value_parser = args::seconds_between(0.0, 86_400.0))]
+    pub hold: Duration,
     /// LCP Echo-Requests per second on each session while holding.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = args::rate_upto(1000.0, ""))]
     pub echo_rate: f64,
     /// Show the live TUI (the default when stdin and stdout are a terminal).
     #[arg(long, conflicts_with = "no_tui")]
@@ -122,13 +123,15 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
     .full_retransmit_cycle()
     .as_secs_f64();
     LacArgs {
-        target: cluster.to_string(),
-        bind: format!("{first}:0"),
+        target: SocketAddrV4::new(cluster, 1701),
+        bind: SocketAddrV4::new(first, 0),
         tunnels: args.tunnels,
         sessions_per_tunnel: args.sessions_per_tunnel,
         hold: args.hold,
         echo_rate: args.echo_rate,
-        setup_timeout: (20.0 + args.tunnels as f64 / args.rate.max(1.0)).max(cycle),
+        setup_timeout: Duration::from_secs_f64(
+            (20.0 + args.tunnels as f64 / args.rate.max(1.0)).max(cycle),
+        ),
         json: true,
         any_source: true,
         max_retransmits,
@@ -256,7 +259,7 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
     } else {
         false
     };
-    let budget = Duration::from_secs_f64(lac_args.setup_timeout + args.hold.max(0.0) + 30.0);
+    let budget = lac_args.setup_timeout + args.hold + Duration::from_secs(30);
     let started = Instant::now();
     let mut interrupted = false;
     while !driver.is_finished() {

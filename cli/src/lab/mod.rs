@@ -9,6 +9,7 @@
 //! link to the host, so nothing can be routed out of the lab.
 
 mod capture;
+mod describe;
 mod description;
 mod echo;
 pub mod impair;
@@ -19,10 +20,12 @@ mod processes;
 mod roles;
 mod run;
 mod spec;
+mod start;
 pub mod state;
 mod supervisor;
 pub mod sys;
 mod teardown;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,10 +41,10 @@ pub use description::{
 pub use echo::udp_check;
 pub use instance::Lab;
 pub use plan::{NodeKind, Segment, Topology};
-pub use processes::Readiness;
 pub use roles::{kill_links_if_master, kill_master_links, start_roles, MASTER};
 pub use run::verify;
 pub use spec::{default_binary, LabSpec};
+pub use start::Readiness;
 pub use teardown::teardown;
 
 #[derive(Debug, clap::Subcommand)]

@@ -1,7 +1,7 @@
 //! The processes of a lab: started under its supervisor in a namespace, waited on until they
 //! say they are ready, stopped, killed, started again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -9,59 +9,11 @@ use anyhow::Context;
 use super::description::LabProcess;
 use super::instance::Lab;
 use super::plan::{NodeKind, Segment};
-use super::roles::{kill_links_if_master, MASTER};
+use super::roles::kill_links_if_master;
+use super::start::MASTER;
+use super::start::{Readiness, RoleStart, READY};
 use super::state::Record;
 use super::sys;
-
-/// How a started process says that it is ready: never by a line in its log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    /// Its control socket answers `status` (the master, the NAT). A master that found its
-    /// address held answers too, as standing by.
-    Control(PathBuf),
-    /// It has written this JSON status file (the endpoint, the impairing switch, a capture);
-    /// a file left by an earlier life is removed before the process starts.
-    StatusFile(PathBuf),
-}
-
-/// How long a role may take to get ready.
-pub(super) const READY: Duration = Duration::from_secs(10);
-
-impl Readiness {
-    /// Clears what an earlier life left, so that only the new process can make this true.
-    fn reset(&self) {
-        if let Readiness::StatusFile(path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
-    fn is_ready(&self) -> bool {
-        match self {
-            Readiness::Control(socket) => reference::control::request(socket, "status").is_ok(),
-            Readiness::StatusFile(path) => std::fs::read(path)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-                .is_some(),
-        }
-    }
-}
-
-impl std::fmt::Display for Readiness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Readiness::Control(socket) => write!(f, "answer on {}", socket.display()),
-            Readiness::StatusFile(path) => write!(f, "write {}", path.display()),
-        }
-    }
-}
-
-/// What one role was started with, to start it again ([`Lab::restart`]).
-#[derive(Debug, Clone)]
-pub(super) struct RoleStart {
-    pub(super) namespace: String,
-    pub(super) args: Vec<String>,
-    pub(super) ready: Option<Readiness>,
-}
 
 impl Lab {
     /// Captures both bridges (the public one only when no impairing switch stands in for it,

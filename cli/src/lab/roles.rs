@@ -8,7 +8,8 @@ use anyhow::Context;
 
 use super::instance::Lab;
 use super::plan::{self, NodeKind, NodePlan, Plan, Segment, Topology, PREFIX_LEN};
-use super::processes::{Readiness, READY};
+pub use super::start::MASTER;
+use super::start::{Readiness, READY};
 use super::sys;
 
 /// Starts the cluster's roles, each as its own `l2tpkit` process in its own namespace: the
@@ -143,9 +144,6 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(1100));
     Ok(())
 }
-
-/// The master's process name in a lab.
-pub const MASTER: &str = "master";
 
 /// A killed master dies for the network too: its links go down, so that the kernel of its
 /// namespace stops answering ARP for the cluster address (an endpoint's probe must find it

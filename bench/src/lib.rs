@@ -50,3 +50,26 @@ pub fn fig2_lab(
         Err(e) => Err(e),
     }
 }
+
+/// Runs `drive` on the lab, then removes the lab whatever happened. `None` when Ctrl-C ended
+/// the run (said on stderr); an error of the run wins over one of the removal.
+pub fn drive_then_down<T>(
+    bench: &str,
+    lab: l2tpkit::lab::Lab,
+    drive: impl FnOnce(&l2tpkit::lab::Lab) -> anyhow::Result<T>,
+) -> anyhow::Result<Option<T>> {
+    let outcome = drive(&lab);
+    let down = lab.down();
+    match outcome {
+        Ok(summary) => {
+            down.context("removing the lab")?;
+            Ok(Some(summary))
+        }
+        Err(e) if e.is::<l2tpkit::lab::sys::Interrupted>() => {
+            down.context("removing the lab")?;
+            eprintln!("l2tpkit-bench {bench}: interrupted; the lab is removed");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}

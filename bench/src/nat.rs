@@ -154,18 +154,9 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
     let Some(lab) = crate::fig2_lab("nat", 1, 1, args.run_dir.clone())? else {
         return Ok(ExitCode::from(130));
     };
-    let outcome = drive(&lab, args);
-    let down = lab.down();
-    let summary = match outcome {
-        Ok(summary) => summary,
-        Err(e) if e.is::<sys::Interrupted>() => {
-            down.context("removing the lab")?;
-            eprintln!("l2tpkit-bench nat: interrupted; the lab is removed");
-            return Ok(ExitCode::from(130));
-        }
-        Err(e) => return Err(e),
+    let Some(summary) = crate::drive_then_down("nat", lab, |lab| drive(lab, args))? else {
+        return Ok(ExitCode::from(130));
     };
-    down.context("removing the lab")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -139,15 +139,15 @@ fn recorded_pids(run_dir: &Path) -> Vec<(u32, u64)> {
 }
 
 fn udp_ok(lab: &Lab, from_ns: &str, from: Ipv4Addr, to_ns: &str, to: Ipv4Addr) {
-    let rtt = lab
-        .udp_check(
-            from_ns,
-            from,
-            to_ns,
-            SocketAddrV4::new(to, 7),
-            CHECK_TIMEOUT,
-        )
-        .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+    let rtt = l2tpkit::lab::udp_check(
+        lab.binary(),
+        from_ns,
+        from,
+        to_ns,
+        SocketAddrV4::new(to, 7),
+        CHECK_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
     eprintln!("{from} ({from_ns}) -> {to} ({to_ns}): {rtt:?}");
 }
 

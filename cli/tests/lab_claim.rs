@@ -50,7 +50,8 @@ fn probe_claim_announce_and_share_the_l2tp_port() {
     let (ti, cm, te1) = (format!("{p}-ti"), format!("{p}-cm"), format!("{p}-te1"));
     let (te1p, te1l) = (format!("{p}-te1p"), format!("{p}-te1l"));
     // The initiator talks to the master once, so its neighbour entry holds the master's MAC.
-    lab.udp_check(
+    l2tpkit::lab::udp_check(
+        lab.binary(),
         &ti,
         Ipv4Addr::new(198, 18, 1, 1),
         &cm,

@@ -192,18 +192,9 @@ pub fn run(args: &SetupsBench) -> anyhow::Result<ExitCode> {
         lab.prefix(),
         lab.run_dir().display()
     );
-    let outcome = drive(&lab, args);
-    let down = lab.down();
-    let summary = match outcome {
-        Ok(summary) => summary,
-        Err(e) if e.is::<sys::Interrupted>() => {
-            down.context("removing the lab")?;
-            eprintln!("l2tpkit-bench setups: interrupted; the lab is removed");
-            return Ok(ExitCode::from(130));
-        }
-        Err(e) => return Err(e),
+    let Some(summary) = crate::drive_then_down("setups", lab, |lab| drive(lab, args))? else {
+        return Ok(ExitCode::from(130));
     };
-    down.context("removing the lab")?;
     let text = serde_json::to_string_pretty(&summary)?;
     let _ = std::fs::write(Path::new(&summary.run_dir).join("setups.json"), &text);
     if args.json {

@@ -1,14 +1,12 @@
-//! A running lab: [`Lab::up`] builds one, [`Lab::down`] (or dropping it, also while a panic
-//! unwinds) removes exactly what its state file lists, [`Lab::detach`] leaves it up for a later
-//! `lab down`. The rest of `Lab` lives in the rooms beside this one: [`super::processes`]
-//! (starting, waiting for and stopping processes), [`super::description`] (`lab.json`),
-//! [`super::teardown`].
+//! A running lab: what it holds and what it tells. The rest of `Lab` lives in the rooms beside
+//! this one: [`super::up`] (`Lab::up` builds one), [`super::processes`] (starting, waiting for
+//! and stopping processes), [`super::describe`] (`lab.json`), [`super::teardown`]
+//! (`Lab::down`, or dropping it, also while a panic unwinds, removes exactly what its state file
+//! lists; `Lab::detach` leaves it up for a later `lab down`).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::description::LabProcess;
 use super::netem::Netem;
@@ -72,18 +70,6 @@ impl Lab {
 
     pub fn supervisor_pid(&self) -> Option<u32> {
         self.lock().supervisor.as_ref().map(Supervisor::pid)
-    }
-
-    /// One UDP round trip from `from` in `from_ns` to `to` in `to_ns` (see [`super::echo`]).
-    pub fn udp_check(
-        &self,
-        from_ns: &str,
-        from: Ipv4Addr,
-        to_ns: &str,
-        to: SocketAddrV4,
-        timeout: Duration,
-    ) -> anyhow::Result<Duration> {
-        super::echo::udp_check(&self.binary, from_ns, from, to_ns, to, timeout)
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -208,12 +208,8 @@ const EXIT_INTERRUPTED: u8 = 130;
 fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     sys::install_interrupt_handler(true)?;
     let mut spec = LabSpec {
-        topology: args.topology,
-        endpoints: args.endpoints.into(),
         initiators: args.initiators.into(),
         run_dir: args.run_dir.clone(),
-        binary: None,
-        captures: true,
         roles: !args.no_roles,
         secret: args.secret.clone(),
         ..LabSpec::new(args.topology, args.endpoints.into())

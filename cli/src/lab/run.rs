@@ -184,14 +184,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut spec = LabSpec {
-        topology: args.topology,
-        endpoints: args.endpoints.into(),
         initiators: args.initiators.into(),
         run_dir: args.run_dir.clone(),
-        binary: None,
-        captures: true,
-        roles: true,
-        secret: None,
         ..LabSpec::new(args.topology, args.endpoints.into())
     };
     args.cluster.apply(&mut spec)?;

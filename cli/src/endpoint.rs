@@ -10,7 +10,7 @@ use netio::runner::Runner;
 use reference::claim::{ClaimAddress, ClaimPlan};
 use reference::endpoint::{EndpointStats, Reporting};
 use reference::master::MasterConfig;
-use reference::serve::{serve_endpoint, EndpointSetup, MasterSetup, TakeoverSetup};
+use reference::serve::{serve_endpoint, EndpointSetup, MasterSetup, ServeOptions, TakeoverSetup};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::args::{self, AddrPrefix, PolicyName};
@@ -221,9 +221,12 @@ fn takeover(
     };
     let lan_addr = lan.addr;
     let setup = MasterSetup {
-        status_file: t.takeover_status.clone(),
-        control: t.takeover_control.clone(),
-        pcap: t.takeover_pcap.clone(),
+        options: ServeOptions {
+            status_file: t.takeover_status.clone(),
+            control: t.takeover_control.clone(),
+            pcap: t.takeover_pcap.clone(),
+            ..ServeOptions::default()
+        },
         reuse_addr: true,
         ..MasterSetup::new(config, lan_addr)
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use reference::claim::ClaimPlan;
 use reference::master::MasterConfig;
-use reference::serve::{serve_master, serve_master_claiming, MasterSetup};
+use reference::serve::{serve_master, serve_master_claiming, MasterSetup, ServeOptions};
 
 use crate::args::{self, AddrPrefix, PolicyName};
 
@@ -96,10 +96,13 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     }
     config.max_remembered = args.max_dispatch_memory;
     let setup = MasterSetup {
-        status_file: args.status.clone(),
-        control: args.control.clone(),
-        pcap: args.pcap.clone(),
-        duration: args.duration,
+        options: ServeOptions {
+            status_file: args.status.clone(),
+            control: args.control.clone(),
+            pcap: args.pcap.clone(),
+            duration: args.duration,
+            ..ServeOptions::default()
+        },
         ..MasterSetup::new(config, lan)
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

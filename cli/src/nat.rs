@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reference::nat::NatConfig;
-use reference::serve::{serve_nat, NatSetup};
+use reference::serve::{serve_nat, NatSetup, ServeOptions};
 
 use crate::args;
 
@@ -105,11 +105,13 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         port: 1701,
         lan_interface: lan_if,
         lan_addr: lan,
-        status_file: args.status.clone(),
-        status_interval: Duration::from_secs(1),
-        control: args.control.clone(),
-        pcap: args.pcap.clone(),
-        duration,
+        options: ServeOptions {
+            status_file: args.status.clone(),
+            control: args.control.clone(),
+            pcap: args.pcap.clone(),
+            duration,
+            ..ServeOptions::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -160,7 +160,10 @@ fn main() {
     let mut config = MasterConfig::new(CLUSTER, KEY.to_vec());
     config.max_remembered = 1 << 24;
     let setup = MasterSetup {
-        control: Some(control.clone()),
+        options: reference::serve::ServeOptions {
+            control: Some(control.clone()),
+            ..Default::default()
+        },
         stop: Some(stop),
         ..MasterSetup::new(config, CLUSTER)
     };

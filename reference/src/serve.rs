@@ -28,6 +28,7 @@ mod ring;
 mod takeover;
 
 pub use endpoint::{serve_endpoint, EndpointError, EndpointOutcome, EndpointSetup, TakeoverSetup};
+pub use event_loop::ServeOptions;
 pub use master::{serve_master, MasterSetup};
 pub use nat::{serve_nat, NatIo, NatSetup, NatStatus};
 pub use takeover::{serve_master_claiming, serve_takeover};

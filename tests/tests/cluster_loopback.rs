@@ -11,7 +11,7 @@ use l2tpkit::endpoint::{execute as run_endpoint, EndpointArgs};
 use l2tpkit::lac::{execute as run_lac, LacArgs};
 use reference::cluster::{seal, EndpointState, LoadReport};
 use reference::master::{MasterConfig, MasterStatus};
-use reference::serve::{serve_master, MasterSetup};
+use reference::serve::{serve_master, MasterSetup, ServeOptions};
 
 const KEY: &str = "cluster-test-key";
 
@@ -93,10 +93,13 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
     let status = scratch.0.join("master.json");
     let control = scratch.0.join("master.sock");
     let setup = MasterSetup {
-        status_file: Some(status.clone()),
-        status_interval: Duration::from_millis(100),
-        control: Some(control.clone()),
-        duration: Some(Duration::from_secs_f64(seconds + 1.0)),
+        options: ServeOptions {
+            status_file: Some(status.clone()),
+            status_interval: Duration::from_millis(100),
+            control: Some(control.clone()),
+            duration: Some(Duration::from_secs_f64(seconds + 1.0)),
+            ..ServeOptions::default()
+        },
         ..MasterSetup::new(
             MasterConfig::new(ip(1).parse().unwrap(), KEY.as_bytes().to_vec()),
             ip(1).parse().unwrap(),

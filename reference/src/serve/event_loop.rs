@@ -77,6 +77,52 @@ impl PcapTee {
     }
 }
 
+/// What every serving loop is told besides its role's own setup: its files, whether it
+/// captures, and how long it runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Rewritten every `status_interval` with the role's status JSON, and at the end.
+    pub status_file: Option<PathBuf>,
+    pub status_interval: Duration,
+    /// Unix socket for control requests (see [`crate::control`]).
+    pub control: Option<PathBuf>,
+    pub pcap: Option<PathBuf>,
+    /// Stop after this long (tests, lab runs); until Ctrl-C otherwise.
+    pub duration: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    /// No files, a status interval of one second, until Ctrl-C.
+    fn default() -> ServeOptions {
+        ServeOptions {
+            status_file: None,
+            status_interval: Duration::from_secs(1),
+            control: None,
+            pcap: None,
+            duration: None,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// What the loop helper needs; `pcap: false` leaves the capture out (a standing-by master
+    /// forwards nothing), `stop` ends the loop from outside.
+    pub(super) fn loop_spec(
+        &self,
+        pcap: bool,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> LoopSpec<'_> {
+        LoopSpec {
+            status_file: self.status_file.as_deref(),
+            status_interval: self.status_interval,
+            control: self.control.as_deref(),
+            pcap: self.pcap.as_deref().filter(|_| pcap),
+            duration: self.duration,
+            stop,
+        }
+    }
+}
+
 /// What a role's loop is given, from its setup.
 pub(super) struct LoopSpec<'a> {
     /// Rewritten every `status_interval` with the role's status, and at the end.

@@ -5,14 +5,13 @@
 //! LAN side.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use l2tp::time::Instant;
 use tokio::net::UdpSocket;
 
 use super::batch::{DatagramBatches, LanSender, Picks, BATCHES_PER_WAKE};
-use super::event_loop::{EventLoop, LoopSpec, PcapTee, Turn, Wake};
+use super::event_loop::{EventLoop, LoopSpec, PcapTee, ServeOptions, Turn, Wake};
 use super::ipv4::total_len;
 use super::{bind_udp, ServeError};
 use crate::cluster::REPORT_PORT;
@@ -28,14 +27,9 @@ pub struct MasterSetup {
     /// The master's own LAN address: load reports arrive there.
     pub lan_addr: Ipv4Addr,
     pub port: u16,
-    /// Rewritten every `status_interval` with the JSON of `Master::status`.
-    pub status_file: Option<PathBuf>,
-    pub status_interval: Duration,
-    /// Unix socket for `status`, `drain`, `deactivate`, `activate` (see [`crate::control`]).
-    pub control: Option<PathBuf>,
-    pub pcap: Option<PathBuf>,
-    /// Stop after this long (tests, lab runs); until Ctrl-C otherwise.
-    pub duration: Option<Duration>,
+    /// Status file (`Master::status`), control socket (`status`, `drain`, `deactivate`,
+    /// `activate`), capture, duration.
+    pub options: ServeOptions,
     /// SO_REUSEADDR on the cluster address's socket: a master run by an endpoint that took
     /// over binds it beside the endpoint's own 0.0.0.0:1701 (which sets it too).
     pub reuse_addr: bool,
@@ -56,11 +50,7 @@ impl MasterSetup {
             config,
             lan_addr,
             port: 1701,
-            status_file: None,
-            status_interval: Duration::from_secs(1),
-            control: None,
-            pcap: None,
-            duration: None,
+            options: ServeOptions::default(),
             reuse_addr: false,
             stop: None,
             holder: None,
@@ -70,14 +60,8 @@ impl MasterSetup {
 
     /// What the loop helper needs; the stop watch is taken out of the setup.
     pub(super) fn loop_spec(&mut self, pcap: bool) -> LoopSpec<'_> {
-        LoopSpec {
-            status_file: self.status_file.as_deref(),
-            status_interval: self.status_interval,
-            control: self.control.as_deref(),
-            pcap: self.pcap.as_deref().filter(|_| pcap),
-            duration: self.duration,
-            stop: self.stop.take(),
-        }
+        let stop = self.stop.take();
+        self.options.loop_spec(pcap, stop)
     }
 }
 

@@ -3,13 +3,12 @@
 //! [`crate::nat::Nat`] and each batch sent on in one sendmmsg.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use l2tp::time::Instant;
 
 use super::batch::{DatagramBatches, LanSender, Picks, BATCHES_PER_WAKE};
-use super::event_loop::{EventLoop, LoopSpec, PcapTee, Turn, Wake};
+use super::event_loop::{EventLoop, PcapTee, ServeOptions, Turn, Wake};
 use super::ipv4::{complete_udp_checksum, total_len, ETHERNET};
 use super::neighbours::Neighbours;
 use super::ring::{ring_drops, ring_ready, PublicRing};
@@ -32,13 +31,9 @@ pub struct NatSetup {
     pub lan_interface: String,
     /// The NAT's own LAN address: packets addressed to it are the kernel's, not ours.
     pub lan_addr: Ipv4Addr,
-    /// Rewritten every `status_interval`: the stats and the Table 1 dump.
-    pub status_file: Option<PathBuf>,
-    pub status_interval: Duration,
-    /// Unix socket answering `status` with the same JSON (see [`crate::control`]).
-    pub control: Option<PathBuf>,
-    pub pcap: Option<PathBuf>,
-    pub duration: Option<Duration>,
+    /// Status file (the stats and the Table 1 dump), control socket (`status`, the same
+    /// JSON), capture, duration.
+    pub options: ServeOptions,
 }
 
 /// The NAT's status file: its counters, how the runner moved packets, and the Table 1 rows.
@@ -90,14 +85,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
     let (mut public, ring, public_interface) = open_public_side(&setup, global)?;
     let mut ring = ring.map(PublicRing::new);
     let (lan, mut tap) = open_lan_side(&setup)?;
-    let mut lp = EventLoop::open(LoopSpec {
-        status_file: setup.status_file.as_deref(),
-        status_interval: setup.status_interval,
-        control: setup.control.as_deref(),
-        pcap: setup.pcap.as_deref(),
-        duration: setup.duration,
-        stop: None,
-    })?;
+    let mut lp = EventLoop::open(setup.options.loop_spec(true, None))?;
     let mut fwd = Forwarder {
         nat: Nat::new(setup.config.clone()),
         neighbours: Neighbours::new(),

@@ -278,7 +278,12 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
     .context("writing lac.json")?;
     let none_failed = lac_report.tunnels_failed == 0 && lac_report.sessions_failed == 0;
     let lac_success = if stopped_by_user {
-        none_failed
+        // What was still being set up when the user quit is cut short by that quit, not
+        // failed by the target.
+        lac_report.failures.keys().all(|why| {
+            why == probes::lac::STOPPED_BEFORE_TUNNEL_UP
+                || why == probes::lac::STOPPED_BEFORE_SESSION_UP
+        })
     } else if d.netem.is_some() {
         none_failed
             && lac_report.tunnels_established == lac_report.tunnels_requested

@@ -21,6 +21,11 @@ use l2tp::time::Instant;
 use netio::runner::TunnelDriver;
 use serde::Serialize;
 
+/// The failure reasons of setups our own teardown cut short (Ctrl-C, the deadline, a user's
+/// stop): a run stopped by its user does not count them against the target.
+pub const STOPPED_BEFORE_TUNNEL_UP: &str = "stopped before the tunnel came up";
+pub const STOPPED_BEFORE_SESSION_UP: &str = "stopped before the session came up";
+
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm};
 
@@ -641,7 +646,7 @@ impl TunnelDriver for Lac {
                         let why = if track.timed_out {
                             "tunnel setup timeout".to_string()
                         } else if tearing_down {
-                            "stopped before the tunnel came up".to_string()
+                            STOPPED_BEFORE_TUNNEL_UP.to_string()
                         } else {
                             format!("StopCCN {}", describe(&result, by_peer))
                         };
@@ -703,6 +708,8 @@ impl TunnelDriver for Lac {
                         stats.sessions_failed += 1;
                         let why = if s.timed_out {
                             "session setup timeout".to_string()
+                        } else if tearing_down && !by_peer {
+                            STOPPED_BEFORE_SESSION_UP.to_string()
                         } else {
                             format!("CDN {}", describe(&result, by_peer))
                         };

@@ -407,6 +407,33 @@ fn unacked_at_end(finding: &str) -> Option<&'static str> {
         .map(|(k, _)| *k)
 }
 
+/// At most this many tunnels of the 5000 whose SCCCN never reached the endpoint (about 0.3 a
+/// run are expected; see the test).
+const SCCCN_LOST_AT_MOST: usize = 5;
+
+/// The initiators ("198.18.1.24:54349") of the tunnels whose SCCCN verify never saw reach the
+/// endpoint.
+fn scccn_never_arrived(verify: &str) -> Vec<String> {
+    verify
+        .lines()
+        .filter_map(|l| l.split_once("missing: no SCCCN from the initiator "))
+        .filter_map(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A finding that belongs to one of those tunnels: its SCCCN never acknowledged, or a step
+/// that names its initiator.
+fn about_lost_scccn(finding: &str, lost: &[String]) -> bool {
+    (!lost.is_empty()
+        && finding.starts_with("SCCCN (Ns 1) from the initiator was never acknowledged"))
+        || lost.iter().any(|initiator| {
+            finding.contains(&format!("initiator {initiator} "))
+                || finding.ends_with(&format!("initiator {initiator}"))
+                || finding.contains(&format!("initiator {initiator}:"))
+        })
+}
+
 /// 20% loss and 25% reordering (behind a 10 ms delay) on the public side, 5000 tunnels from
 /// 30 initiator addresses through `lab run`: all 5000 come up at the LAC, none failed, and
 /// none twice. The endpoints' own counts of established tunnels sum to 5000; on the LAN each
@@ -463,7 +490,17 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
             .unwrap_or_else(|| panic!("{te}.log has no final count:\n{log}"));
         established += n;
     }
-    assert_eq!(established, 5000, "the endpoints' established tunnels");
+    // A tunnel whose SCCCN and every retransmission of it were lost (20% each, about six
+    // copies before the LAC's hold ends: 0.2^6 × 5000 ≈ 0.3 tunnels a run) is up at the LAC
+    // and never at its endpoint; verify names each by its initiator.
+    let verify = std::fs::read_to_string(run_dir.join("verify.txt")).unwrap();
+    let scccn_lost = scccn_never_arrived(&verify);
+    assert!(scccn_lost.len() <= SCCCN_LOST_AT_MOST, "{scccn_lost:?}");
+    assert_eq!(
+        established + scccn_lost.len() as u64,
+        5000,
+        "the endpoints' established tunnels (SCCCN never arrived: {scccn_lost:?})"
+    );
 
     // On the LAN (not impaired, so everything an endpoint sent is there): one endpoint tunnel
     // per initiator tunnel, and each SCCRQ's copies all went to one endpoint.
@@ -508,11 +545,15 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
     // those, are tolerated, and only as the rare end of a tunnel: see `UNACKED_AT_END`. Every
     // other rule (dispatch, tunnel IDs, Ns, Nr, the steps and their addresses) holds for all
     // 5000.
-    let verify = std::fs::read_to_string(run_dir.join("verify.txt")).unwrap();
     let findings: Vec<&str> = verify
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix('✗'))
         .map(str::trim)
+        .collect();
+    // The findings about a tunnel whose SCCCN never arrived (counted above) are its own.
+    let findings: Vec<&str> = findings
+        .into_iter()
+        .filter(|f| !about_lost_scccn(f, &scccn_lost))
         .collect();
     let (tolerated, broken): (Vec<&str>, Vec<&str>) =
         findings.iter().partition(|f| unacked_at_end(f).is_some());

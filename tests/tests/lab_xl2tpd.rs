@@ -5,11 +5,11 @@
 //! via-master variants (fig3-via-master behind the NAT, fig5-via-master with global endpoint
 //! addresses).
 //!
-//! Needs root, `ip`, `tcpdump` and xl2tpd: under `CI=true` a missing one fails the test,
-//! elsewhere the test says why it skips. Needs `target/<profile>/l2tpkit` next to the test
-//! binary (`cargo build -p l2tpkit`): the lab runs its roles as that binary. The run dir
-//! (captures, role logs, `verify.txt`, `xl2tpd.log`) is removed after a pass and kept after a
-//! failure, or always with `L2TPKIT_KEEP_RUN=1`.
+//! Needs root, `ip` and xl2tpd (the lab writes its own captures): under `CI=true` a missing
+//! one fails the test, elsewhere the test says why it skips. Needs `target/<profile>/l2tpkit`
+//! next to the test binary (`cargo build -p l2tpkit`): the lab runs its roles as that binary.
+//! The run dir (captures, role logs, `verify.txt`, `xl2tpd.log`) is removed after a pass and
+//! kept after a failure, or always with `L2TPKIT_KEEP_RUN=1`.
 
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ const ESTABLISHED: Duration = Duration::from_secs(15);
 const SETTLE: Duration = Duration::from_millis(500);
 
 fn available() -> bool {
-    // `available` checks root and xl2tpd; the lab also needs `ip` and `tcpdump`.
-    xl2tpd::available() && require("ip") && require("tcpdump")
+    // `available` checks root and xl2tpd; the lab also needs `ip`.
+    xl2tpd::available() && require("ip")
 }
 
 #[test]

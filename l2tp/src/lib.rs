@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod conn;
 pub mod ip;
+pub mod malformed;
 pub mod ppp;
 pub mod sim;
 pub mod time;

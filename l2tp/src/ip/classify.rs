@@ -1,5 +1,6 @@
 //! The few L2TP fields a forwarder routes by, read without parsing the whole message.
 
+use crate::malformed::BadValue;
 use crate::wire::{self, Avp, AvpType, Header, MessageType};
 
 /// What a forwarder needs from an L2TP message: the header's Tunnel ID, whether it is data, an
@@ -111,25 +112,25 @@ fn first_message_type(body: &[u8], base: usize) -> wire::Result<Option<MessageTy
         || avp.attr_type() != AvpType::MessageType.to_u16()
         || avp.reserved() != 0
     {
-        return Err(wire::Error::BadValue {
+        return Err(wire::Error::BadValue(BadValue {
             field: "Message Type AVP",
             offset: base,
             reason: "the first AVP of a control message must be Message Type",
-        });
+        }));
     }
     if avp.hidden() {
-        return Err(wire::Error::BadValue {
+        return Err(wire::Error::BadValue(BadValue {
             field: "Message Type AVP",
             offset: base,
             reason: "must not be hidden",
-        });
+        }));
     }
     let &[high, low] = avp.value() else {
-        return Err(wire::Error::BadValue {
+        return Err(wire::Error::BadValue(BadValue {
             field: "Message Type AVP",
             offset: base,
             reason: "value must be 2 octets",
-        });
+        }));
     };
     Ok(Some(MessageType::from_u16(u16::from_be_bytes([high, low]))))
 }
@@ -154,11 +155,11 @@ fn find_assigned_tunnel_id(body: &[u8], base: usize, message: &'static str) -> w
                 });
             }
             let &[high, low] = avp.value() else {
-                return Err(wire::Error::BadValue {
+                return Err(wire::Error::BadValue(BadValue {
                     field: "Assigned Tunnel ID AVP",
                     offset,
                     reason: "value must be 2 octets",
-                });
+                }));
             };
             return Ok(u16::from_be_bytes([high, low]));
         }

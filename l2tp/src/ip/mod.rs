@@ -23,6 +23,7 @@
 //! use, and the rewrite path needs only a dozen offsets. pnet stays the independent judge in the
 //! tests (full checksum recomputes).
 
+use crate::malformed::{BadValue, Truncated};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 mod checksum;
@@ -71,19 +72,10 @@ pub const UDP_HEADER_LEN: usize = field::UDP_HEADER;
 /// the IPv4 header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("{field} truncated at byte {offset}: need {need} bytes, have {have}")]
-    Truncated {
-        field: &'static str,
-        offset: usize,
-        need: usize,
-        have: usize,
-    },
-    #[error("{field} at byte {offset}: {reason}")]
-    BadValue {
-        field: &'static str,
-        offset: usize,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Truncated(Truncated),
+    #[error(transparent)]
+    BadValue(BadValue),
     #[error("IP version {version} at byte 0: not IPv4")]
     NotIpv4 { version: u8 },
     #[error("IPv4 Protocol {protocol} at byte 9: not UDP")]
@@ -136,12 +128,12 @@ impl<T: AsRef<[u8]>> Ipv4Udp<T> {
     fn check(&self) -> Result<()> {
         let data = self.buffer.as_ref();
         let Some(&version_ihl) = data.first() else {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "IPv4 header",
                 offset: 0,
                 need: field::MIN_HEADER,
                 have: 0,
-            });
+            }));
         };
         if version_ihl >> 4 != 4 {
             return Err(Error::NotIpv4 {
@@ -149,44 +141,44 @@ impl<T: AsRef<[u8]>> Ipv4Udp<T> {
             });
         }
         if data.len() < field::MIN_HEADER {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "IPv4 header",
                 offset: 0,
                 need: field::MIN_HEADER,
                 have: data.len(),
-            });
+            }));
         }
         let header_len = usize::from(version_ihl & 0x0f) * 4;
         if header_len < field::MIN_HEADER {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "IHL",
                 offset: field::VERSION_IHL,
                 reason: "less than 5 (the 20-octet IPv4 header)",
-            });
+            }));
         }
         if data.len() < header_len {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "IPv4 options",
                 offset: field::MIN_HEADER,
                 need: header_len,
                 have: data.len(),
-            });
+            }));
         }
         let total_len = usize::from(self.read_u16(field::TOTAL_LEN.start));
         if total_len < header_len {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "Total Length",
                 offset: field::TOTAL_LEN.start,
                 reason: "shorter than the IPv4 header",
-            });
+            }));
         }
         if total_len > data.len() {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "Total Length",
                 offset: field::TOTAL_LEN.start,
                 need: total_len,
                 have: data.len(),
-            });
+            }));
         }
         let protocol = data[field::PROTOCOL];
         if protocol != field::UDP {
@@ -203,28 +195,28 @@ impl<T: AsRef<[u8]>> Ipv4Udp<T> {
         }
         let segment_len = total_len - header_len;
         if segment_len < field::UDP_HEADER {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "UDP header",
                 offset: header_len,
                 need: header_len + field::UDP_HEADER,
                 have: total_len,
-            });
+            }));
         }
         let udp_len = usize::from(self.read_u16(header_len + field::UDP_LEN.start));
         if udp_len < field::UDP_HEADER {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "UDP Length",
                 offset: header_len + field::UDP_LEN.start,
                 reason: "less than the 8-octet UDP header",
-            });
+            }));
         }
         if udp_len > segment_len {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "UDP Length",
                 offset: header_len + field::UDP_LEN.start,
                 need: header_len + udp_len,
                 have: total_len,
-            });
+            }));
         }
         Ok(())
     }

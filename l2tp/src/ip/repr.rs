@@ -1,6 +1,7 @@
 //! `Ipv4UdpRepr`: the IPv4 and UDP headers this toolkit writes, emitted in front of a payload
 //! already in the buffer, with both checksums.
 
+use crate::malformed::BadValue;
 use std::net::SocketAddrV4;
 
 use super::checksum::{pseudo_header, sum_words, udp_checksum};
@@ -57,18 +58,18 @@ impl Ipv4UdpRepr {
     /// none computed, is accepted). IPv4 options and link padding are not part of the repr.
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Udp<T>) -> Result<Ipv4UdpRepr> {
         if !packet.ipv4_checksum_ok() {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "IPv4 header checksum",
                 offset: field::CHECKSUM.start,
                 reason: "does not verify",
-            });
+            }));
         }
         if !packet.udp_checksum_ok() {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "UDP checksum",
                 offset: packet.header_len() + field::UDP_CHECKSUM.start,
                 reason: "does not verify",
-            });
+            }));
         }
         Ok(Ipv4UdpRepr {
             src: packet.src_addr(),
@@ -198,14 +199,14 @@ mod tests {
         let view = Ipv4Udp::new_checked(&packet[..]).unwrap();
         assert!(matches!(
             Ipv4UdpRepr::parse(&view),
-            Err(Error::BadValue { offset: 10, .. })
+            Err(Error::BadValue(BadValue { offset: 10, .. }))
         ));
         let mut packet = GOLDEN_NO_OPTIONS;
         packet[27] ^= 1;
         let view = Ipv4Udp::new_checked(&packet[..]).unwrap();
         assert!(matches!(
             Ipv4UdpRepr::parse(&view),
-            Err(Error::BadValue { offset: 26, .. })
+            Err(Error::BadValue(BadValue { offset: 26, .. }))
         ));
     }
 

@@ -1,6 +1,7 @@
 use super::checksum::update;
 use super::*;
 use crate::capture::build_ipv4_udp;
+use crate::malformed::{BadValue, Truncated};
 use crate::wire::message::ParseOptions;
 use crate::wire::{self, MessageType};
 use crate::wire::{samples, AvpRepr, AvpValue, ControlMessage, HeaderRepr, PacketRepr};
@@ -196,56 +197,56 @@ fn errors_name_field_and_offset() {
     let cases: Vec<(Vec<u8>, Error)> = vec![
         (
             vec![],
-            Error::Truncated {
+            Error::Truncated(Truncated {
                 field: "IPv4 header",
                 offset: 0,
                 need: 20,
                 have: 0,
-            },
+            }),
         ),
         (with(0, 0x66).to_vec(), Error::NotIpv4 { version: 6 }),
         (
             GOLDEN[..19].to_vec(),
-            Error::Truncated {
+            Error::Truncated(Truncated {
                 field: "IPv4 header",
                 offset: 0,
                 need: 20,
                 have: 19,
-            },
+            }),
         ),
         (
             with(0, 0x44).to_vec(),
-            Error::BadValue {
+            Error::BadValue(BadValue {
                 field: "IHL",
                 offset: 0,
                 reason: "less than 5 (the 20-octet IPv4 header)",
-            },
+            }),
         ),
         (
             GOLDEN[..22].to_vec(),
-            Error::Truncated {
+            Error::Truncated(Truncated {
                 field: "IPv4 options",
                 offset: 20,
                 need: 24,
                 have: 22,
-            },
+            }),
         ),
         (
             with(3, 0x17).to_vec(),
-            Error::BadValue {
+            Error::BadValue(BadValue {
                 field: "Total Length",
                 offset: 2,
                 reason: "shorter than the IPv4 header",
-            },
+            }),
         ),
         (
             GOLDEN[..43].to_vec(),
-            Error::Truncated {
+            Error::Truncated(Truncated {
                 field: "Total Length",
                 offset: 2,
                 need: 44,
                 have: 43,
-            },
+            }),
         ),
         (with(9, 6).to_vec(), Error::NotUdp { protocol: 6 }),
         (
@@ -264,29 +265,29 @@ fn errors_name_field_and_offset() {
         ),
         (
             with(3, 0x1b).to_vec(),
-            Error::Truncated {
+            Error::Truncated(Truncated {
                 field: "UDP header",
                 offset: 24,
                 need: 32,
                 have: 27,
-            },
+            }),
         ),
         (
             with(29, 7).to_vec(),
-            Error::BadValue {
+            Error::BadValue(BadValue {
                 field: "UDP Length",
                 offset: 28,
                 reason: "less than the 8-octet UDP header",
-            },
+            }),
         ),
         (
             with(29, 0x15).to_vec(),
-            Error::Truncated {
+            Error::Truncated(Truncated {
                 field: "UDP Length",
                 offset: 28,
                 need: 45,
                 have: 44,
-            },
+            }),
         ),
     ];
     for (bytes, expected) in cases {
@@ -425,11 +426,11 @@ fn classify_sccrp_cases() {
     odd[21] += 1; // AVP Length
     assert_eq!(
         classify(&odd),
-        Err(wire::Error::BadValue {
+        Err(wire::Error::BadValue(BadValue {
             field: "Assigned Tunnel ID AVP",
             offset: 20,
             reason: "value must be 2 octets",
-        })
+        }))
     );
 }
 
@@ -440,11 +441,11 @@ fn classify_first_avp_must_be_message_type() {
     ];
     assert_eq!(
         classify(&bytes),
-        Err(wire::Error::BadValue {
+        Err(wire::Error::BadValue(BadValue {
             field: "Message Type AVP",
             offset: 12,
             reason: "the first AVP of a control message must be Message Type",
-        })
+        }))
     );
     assert!(!is_sccrq(&bytes));
     assert_eq!(l2tp_tunnel_id(&bytes), Some(1));
@@ -493,7 +494,7 @@ fn classify_treats_reserved_bits_as_unrecognized() {
     assert!(PacketRepr::parse(&bytes, &ParseOptions::default()).is_err());
     assert!(matches!(
         classify(&bytes),
-        Err(wire::Error::BadValue { offset: 12, .. })
+        Err(wire::Error::BadValue(BadValue { offset: 12, .. }))
     ));
     assert!(!is_sccrq(&bytes));
 }

@@ -13,6 +13,7 @@
 //! from the flags instead of using fixed ranges.
 
 use super::{Error, Result};
+use crate::malformed::{BadValue, Truncated};
 use serde::Serialize;
 
 mod field {
@@ -55,12 +56,12 @@ impl<T: AsRef<[u8]>> Header<T> {
     fn check_len(&self) -> Result<()> {
         let data = self.buffer.as_ref();
         if data.len() < field::OPTIONAL {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "L2TP flags and version",
                 offset: 0,
                 need: field::OPTIONAL,
                 have: data.len(),
-            });
+            }));
         }
         match self.version() {
             VERSION => {}
@@ -71,38 +72,38 @@ impl<T: AsRef<[u8]>> Header<T> {
         // The header length without the offset pad; all of it must be present.
         let fixed = self.fixed_len();
         if data.len() < fixed {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: self.field_at(data.len()),
                 offset: data.len(),
                 need: fixed,
                 have: data.len(),
-            });
+            }));
         }
         let total = self.packet_len();
         if self.has_length() {
             if total < fixed {
-                return Err(Error::BadValue {
+                return Err(Error::BadValue(BadValue {
                     field: "Length",
                     offset: field::OPTIONAL,
                     reason: "shorter than the header",
-                });
+                }));
             }
             if total > data.len() {
-                return Err(Error::Truncated {
+                return Err(Error::Truncated(Truncated {
                     field: "Length",
                     offset: field::OPTIONAL,
                     need: total,
                     have: data.len(),
-                });
+                }));
             }
         }
         if self.header_len() > total {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "Offset Pad",
                 offset: fixed,
                 need: self.header_len(),
                 have: total,
-            });
+            }));
         }
         Ok(())
     }
@@ -327,11 +328,11 @@ impl HeaderRepr {
                 if ok {
                     Ok(())
                 } else {
-                    Err(Error::BadValue {
+                    Err(Error::BadValue(BadValue {
                         field,
                         offset: field::FLAGS,
                         reason,
-                    })
+                    }))
                 }
             };
             rule(
@@ -397,10 +398,12 @@ impl HeaderRepr {
             });
         }
         let length = if self.has_length {
-            Some(u16::try_from(total).map_err(|_| Error::BadValue {
-                field: "Length",
-                offset: field::OPTIONAL,
-                reason: "message longer than 65535 bytes",
+            Some(u16::try_from(total).map_err(|_| {
+                Error::BadValue(BadValue {
+                    field: "Length",
+                    offset: field::OPTIONAL,
+                    reason: "message longer than 65535 bytes",
+                })
             })?)
         } else {
             None
@@ -514,11 +517,11 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::Truncated {
+                Error::Truncated(Truncated {
                     field: "Ns",
                     offset: 9,
                     ..
-                }
+                })
             ),
             "{err:?}"
         );
@@ -526,12 +529,12 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::Truncated {
+                Error::Truncated(Truncated {
                     field: "Length",
                     need: 0x59,
                     have: 12,
                     ..
-                }
+                })
             ),
             "{err:?}"
         );
@@ -539,10 +542,10 @@ mod tests {
         short[3] = 4;
         assert!(matches!(
             Header::new_checked(&short[..]),
-            Err(Error::BadValue {
+            Err(Error::BadValue(BadValue {
                 field: "Length",
                 ..
-            })
+            }))
         ));
     }
 
@@ -553,7 +556,7 @@ mod tests {
         let header = Header::new_checked(&packet[..]).unwrap();
         assert!(matches!(
             HeaderRepr::parse(&header),
-            Err(Error::BadValue { field: "L bit", .. })
+            Err(Error::BadValue(BadValue { field: "L bit", .. }))
         ));
     }
 

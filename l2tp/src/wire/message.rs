@@ -1,5 +1,6 @@
 //! Control and data messages: a header plus, for control messages, the AVP list (RFC 2661 §3, §6).
 
+use crate::malformed::BadValue;
 use serde::Serialize;
 
 use super::avp::{Avp, AvpRepr, AvpType, AvpValue, Unhide};
@@ -64,11 +65,11 @@ impl<'a> ControlMessage<'a> {
             };
             let parsed = AvpRepr::parse(&avp, offset, unhide.as_ref())?;
             if avps.is_empty() && !matches!(parsed.value, AvpValue::MessageType(_)) {
-                return Err(Error::BadValue {
+                return Err(Error::BadValue(BadValue {
                     field: "Message Type AVP",
                     offset,
                     reason: "the first AVP of a control message must be Message Type",
-                });
+                }));
             }
             if matches!(parsed.value, AvpValue::RandomVector(_)) {
                 // Borrow from the message itself so the vector outlives this AVP's view.
@@ -306,11 +307,11 @@ mod tests {
         ];
         assert_eq!(
             PacketRepr::parse(&bytes, &ParseOptions::default()),
-            Err(Error::BadValue {
+            Err(Error::BadValue(BadValue {
                 field: "Message Type AVP",
                 offset: 12,
                 reason: "the first AVP of a control message must be Message Type",
-            })
+            }))
         );
     }
 

@@ -5,6 +5,8 @@
 //! `buffer_len`. Every error names the field and the byte offset (from the start of the L2TP
 //! header) where the input went wrong.
 
+use crate::malformed::{BadValue, Truncated};
+
 pub mod avp;
 pub mod format;
 pub mod header;
@@ -22,19 +24,10 @@ pub use message_type::MessageType;
 /// A failure to read or write L2TP bytes. Offsets count from the first byte of the L2TP header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("{field} truncated at byte {offset}: need {need} bytes, have {have}")]
-    Truncated {
-        field: &'static str,
-        offset: usize,
-        need: usize,
-        have: usize,
-    },
-    #[error("{field} at byte {offset}: {reason}")]
-    BadValue {
-        field: &'static str,
-        offset: usize,
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Truncated(Truncated),
+    #[error(transparent)]
+    BadValue(BadValue),
     #[error("L2F (version 1) packet at byte {offset}: not L2TPv2")]
     VersionL2f { offset: usize },
     #[error("L2TPv3 (version 3) packet at byte {offset}: not L2TPv2")]

@@ -15,6 +15,7 @@
 //! Anything that matches no entry is dropped and counted: the NAT is never an open relay. Only
 //! an SCCRP from the LAN creates an entry. Both lookups are one hash probe on a packed key.
 
+use l2tp::malformed::{BadValue, Truncated};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
@@ -562,7 +563,9 @@ fn check(packet: &mut [u8]) -> Result<(Ipv4Udp<&mut [u8]>, L2tpClass), DropReaso
     let view = Ipv4Udp::new_checked(packet).map_err(|err| match err {
         ip::Error::NotIpv4 { .. } | ip::Error::NotUdp { .. } => DropReason::NotIpv4Udp,
         ip::Error::Fragment { .. } => DropReason::Fragment,
-        ip::Error::Truncated { .. } | ip::Error::BadValue { .. } => DropReason::Malformed,
+        ip::Error::Truncated(Truncated { .. }) | ip::Error::BadValue(BadValue { .. }) => {
+            DropReason::Malformed
+        }
     })?;
     if !view.ipv4_checksum_ok() {
         return Err(DropReason::BadIpChecksum);

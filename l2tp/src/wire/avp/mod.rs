@@ -11,6 +11,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
+use crate::malformed::{BadValue, Truncated};
 use core::fmt;
 
 use super::{Error, Result};
@@ -77,28 +78,28 @@ impl<T: AsRef<[u8]>> Avp<T> {
     pub fn check_len(&self, offset: usize) -> Result<()> {
         let have = self.buffer.as_ref().len();
         if have < HEADER_LEN {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "AVP header",
                 offset,
                 need: HEADER_LEN,
                 have,
-            });
+            }));
         }
         let len = usize::from(self.length());
         if len < HEADER_LEN {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "AVP Length",
                 offset,
                 reason: "less than the 6-octet AVP header",
-            });
+            }));
         }
         if len > have {
-            return Err(Error::Truncated {
+            return Err(Error::Truncated(Truncated {
                 field: "AVP Length",
                 offset,
                 need: len,
                 have,
-            });
+            }));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! `AvpRepr`: one AVP's flags and typed value, parsed from and emitted to the wire, with
 //! hiding (§4.3) applied when a secret is at hand.
 
+use crate::malformed::BadValue;
 use std::borrow::Cow;
 
 use super::{avp_name, Avp, AvpType, AvpValue, HEADER_LEN, MAX_LEN, RANDOM_VECTOR_TYPE};
@@ -111,11 +112,11 @@ impl<'a> AvpRepr<'a> {
             ..
         } = self.value
         {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: AvpType::ResultCode.name(),
                 offset: HEADER_LEN,
                 reason: "an Error Message needs an Error Code",
-            });
+            }));
         }
         let on_wire_hidden = self.hidden || matches!(self.value, AvpValue::HiddenRaw { .. });
         if on_wire_hidden && vendor_id == 0 && attr_type == RANDOM_VECTOR_TYPE {
@@ -127,11 +128,11 @@ impl<'a> AvpRepr<'a> {
         }
         let len = self.buffer_len();
         if len > MAX_LEN {
-            return Err(Error::BadValue {
+            return Err(Error::BadValue(BadValue {
                 field: "AVP Length",
                 offset: 0,
                 reason: "value longer than 1017 octets (1015 when hidden)",
-            });
+            }));
         }
         let hide = match (self.hides(), hide) {
             (false, _) => None,

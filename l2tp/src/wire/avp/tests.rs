@@ -1,3 +1,4 @@
+use crate::malformed::{BadValue, Truncated};
 use std::borrow::Cow;
 
 use super::strategies;
@@ -338,11 +339,11 @@ fn hidden_errors() {
     let bytes = emit(&short, Some(&UNHIDE)).unwrap();
     assert_eq!(
         parse(&bytes, Some(&UNHIDE)),
-        Err(Error::BadValue {
+        Err(Error::BadValue(BadValue {
             field: "Assigned Tunnel ID",
             offset: 26,
             reason: "value length must be 2",
-        })
+        }))
     );
     // The Random Vector is never hidden, either way.
     assert!(matches!(
@@ -427,11 +428,11 @@ fn every_fixed_size_value_checks_its_length() {
                 assert_eq!(emit(&repr, None).unwrap(), bytes, "{kind}");
             } else {
                 match parsed {
-                    Err(Error::BadValue {
+                    Err(Error::BadValue(BadValue {
                         field,
                         offset: 26,
                         reason,
-                    }) => {
+                    })) => {
                         assert_eq!(field, kind.name());
                         assert!(reason.ends_with(&format!("must be {size}")), "{reason}");
                     }
@@ -455,7 +456,7 @@ fn variable_structures_check_their_minimum() {
             assert!(
                 matches!(
                     parse(&bytes, None),
-                    Err(Error::BadValue { field, offset: 26, .. }) if field == kind.name()
+                    Err(Error::BadValue(BadValue { field, offset: 26, .. })) if field == kind.name()
                 ),
                 "{kind} with {len} octets"
             );
@@ -481,29 +482,29 @@ fn variable_structures_check_their_minimum() {
 fn new_checked_errors_name_field_and_offset() {
     assert_eq!(
         Avp::new_checked(&[0x80, 0x08, 0x00, 0x00, 0x00][..], 12),
-        Err(Error::Truncated {
+        Err(Error::Truncated(Truncated {
             field: "AVP header",
             offset: 12,
             need: 6,
             have: 5,
-        })
+        }))
     );
     assert_eq!(
         Avp::new_checked(&[0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00][..], 12),
-        Err(Error::BadValue {
+        Err(Error::BadValue(BadValue {
             field: "AVP Length",
             offset: 12,
             reason: "less than the 6-octet AVP header",
-        })
+        }))
     );
     assert_eq!(
         Avp::new_checked(&[0x80, 0x0a, 0x00, 0x00, 0x00, 0x09, 0x00, 0x05][..], 12),
-        Err(Error::Truncated {
+        Err(Error::Truncated(Truncated {
             field: "AVP Length",
             offset: 12,
             need: 10,
             have: 8,
-        })
+        }))
     );
     // Length bits above the 10-bit field are flags, not length.
     assert!(Avp::new_checked(&[0xfc, 0x08, 0, 0, 0, 0, 0, 1][..], 0).is_ok());
@@ -557,10 +558,10 @@ fn emit_errors() {
     });
     assert!(matches!(
         emit(&orphan_message, None),
-        Err(Error::BadValue {
+        Err(Error::BadValue(BadValue {
             field: "Result Code",
             ..
-        })
+        }))
     ));
 
     let host = |len: usize, hidden: bool| AvpRepr {
@@ -575,10 +576,10 @@ fn emit_errors() {
     );
     assert!(matches!(
         emit(&host(MAX_VALUE_LEN + 1, false), None),
-        Err(Error::BadValue {
+        Err(Error::BadValue(BadValue {
             field: "AVP Length",
             ..
-        })
+        }))
     ));
     let hidden = emit(&host(MAX_VALUE_LEN - 2, true), Some(&UNHIDE)).unwrap();
     assert_eq!(
@@ -587,10 +588,10 @@ fn emit_errors() {
     );
     assert!(matches!(
         emit(&host(MAX_VALUE_LEN - 1, true), Some(&UNHIDE)),
-        Err(Error::BadValue {
+        Err(Error::BadValue(BadValue {
             field: "AVP Length",
             ..
-        })
+        }))
     ));
 
     let mut small = [0u8; 9];

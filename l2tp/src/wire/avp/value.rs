@@ -1,5 +1,6 @@
 //! The typed Attribute Value (RFC 2661 §4.4): reading it from plain octets and writing it back.
 
+use crate::malformed::BadValue;
 use std::borrow::Cow;
 
 use super::{AvpType, Shape};
@@ -586,11 +587,11 @@ impl<'a> AvpValue<'a> {
 }
 
 fn bad_value(kind: AvpType, at: usize, reason: &'static str) -> Error {
-    Error::BadValue {
+    Error::BadValue(BadValue {
         field: kind.name(),
         offset: at,
         reason,
-    }
+    })
 }
 
 /// A fixed-size value, or the error naming the AVP and the size it must have.

@@ -70,6 +70,28 @@ impl DatagramBatches {
     pub(super) fn bytes(&self, i: usize, at: usize, len: usize) -> Option<&[u8]> {
         self.rx.buffer(i, at + len)?.get(at..)
     }
+
+    /// The hot path of the master and the NAT: up to [`BATCHES_PER_WAKE`] recvmmsg batches,
+    /// each routed in place by `route` (given the batch and how many datagrams it holds) and
+    /// its picks sent on the LAN in one sendmmsg.
+    pub(super) fn forward(
+        &mut self,
+        lan: &LanSender,
+        mut route: impl FnMut(&mut DatagramBatches, usize) -> Picks,
+    ) -> Result<Sent, ServeError> {
+        let mut sent = Sent::default();
+        for _ in 0..BATCHES_PER_WAKE {
+            let n = self.recv()?;
+            if n == 0 {
+                break;
+            }
+            let picks = route(self, n);
+            let went = lan.send(|i, at, len| self.bytes(i, at, len), &picks);
+            sent.frames += went.frames;
+            sent.raw += went.raw;
+        }
+        Ok(sent)
+    }
 }
 
 /// A packet of a batch to send: (buffer, offset, length) in the batch's buffers.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use l2tp::time::Instant;
 use tokio::net::UdpSocket;
 
-use super::batch::{DatagramBatches, LanSender, Picks, BATCHES_PER_WAKE};
+use super::batch::{DatagramBatches, LanSender, Picks};
 use super::event_loop::{EventLoop, LoopSpec, PcapTee, ServeOptions, Turn, Wake};
 use super::ipv4::total_len;
 use super::{bind_udp, ServeError};
@@ -132,23 +132,18 @@ pub(super) fn master_turn(lp: &mut EventLoop, master: &mut Master) -> Result<Tur
     lp.turn(now, master.poll_timeout(), || master.status())
 }
 
-/// The hot path: up to [`BATCHES_PER_WAKE`] recvmmsg batches from the cluster address, each
-/// rewritten in place by the master and its forwards sent in one sendmmsg.
+/// The hot path: the batches waiting at the cluster address ([`DatagramBatches::forward`]),
+/// each rewritten in place by the master.
 fn forward_batches(
     master: &mut Master,
     public: &mut DatagramBatches,
     lan: &LanSender,
     lp: &mut EventLoop,
 ) -> Result<(), ServeError> {
-    for _ in 0..BATCHES_PER_WAKE {
-        let n = public.recv()?;
-        if n == 0 {
-            break;
-        }
+    public.forward(lan, |public, n| {
         let now = lp.clock.now();
-        let picks = route_batch(master, public, n, now, lp.clock.wall(now), &mut lp.pcap);
-        lan.send(|i, at, len| public.bytes(i, at, len), &picks);
-    }
+        route_batch(master, public, n, now, lp.clock.wall(now), &mut lp.pcap)
+    })?;
     Ok(())
 }
 

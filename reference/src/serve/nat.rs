@@ -250,21 +250,15 @@ impl Forwarder {
         public.note(got > 0).map_err(ServeError::Socket)
     }
 
-    /// Up to [`BATCHES_PER_WAKE`] recvmmsg batches from the public socket.
+    /// The batches waiting at the public socket ([`DatagramBatches::forward`]).
     fn forward_public_socket(
         &mut self,
         public: &mut DatagramBatches,
         lan: &LanSender,
         lp: &mut EventLoop,
     ) -> Result<(), ServeError> {
-        for _ in 0..BATCHES_PER_WAKE {
-            let n = public.recv()?;
-            if n == 0 {
-                break;
-            }
-            let picks = self.route_datagrams(public, n, lp);
-            self.count(lan.send(|i, at, len| public.bytes(i, at, len), &picks));
-        }
+        let sent = public.forward(lan, |public, n| self.route_datagrams(public, n, lp))?;
+        self.count(sent);
         Ok(())
     }
 

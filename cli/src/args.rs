@@ -3,6 +3,7 @@
 //! it on one line as `--flag "value": why`.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reference::claim::ClaimAddress;
@@ -285,4 +286,19 @@ mod tests {
             }
         );
     }
+}
+
+/// The flags the forwarding roles (master and NAT) share: a capture of what they forward, a
+/// time limit, and their final status as JSON.
+#[derive(Debug, clap::Args)]
+pub struct ForwarderRun {
+    /// Write every forwarded packet (after the rewrite) to this pcap.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Stop after this many seconds; runs until Ctrl-C otherwise.
+    #[arg(long, value_parser = seconds)]
+    pub duration: Option<Duration>,
+    /// Print the final status as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

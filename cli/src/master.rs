@@ -56,15 +56,8 @@ pub struct MasterArgs {
     /// Unix control socket: `l2tpkit ctl PATH status|drain NAME|deactivate NAME|activate NAME`.
     #[arg(long)]
     pub control: Option<PathBuf>,
-    /// Write every forwarded packet (after the rewrite) to this pcap.
-    #[arg(long)]
-    pub pcap: Option<PathBuf>,
-    /// Stop after this many seconds; runs until Ctrl-C otherwise.
-    #[arg(long, value_parser = args::seconds)]
-    pub duration: Option<Duration>,
-    /// Print the final status as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: args::ForwarderRun,
 }
 
 pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
@@ -99,8 +92,8 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
         options: ServeOptions {
             status_file: args.status.clone(),
             control: args.control.clone(),
-            pcap: args.pcap.clone(),
-            duration: args.duration,
+            pcap: args.run.pcap.clone(),
+            duration: args.run.duration,
             ..ServeOptions::default()
         },
         ..MasterSetup::new(config, lan)
@@ -113,7 +106,7 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
         Some(plan) => runtime.block_on(serve_master_claiming(setup, plan))?,
         None => runtime.block_on(serve_master(setup))?,
     };
-    if args.json {
+    if args.run.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         for e in &status.endpoints {

@@ -40,15 +40,8 @@ pub struct NatArgs {
     /// counted (`table_full`), and a warning says so (at most every 10 s).
     #[arg(long, default_value_t = NatConfig::DEFAULT_MAX_ENTRIES)]
     pub max_entries: usize,
-    /// Write every forwarded packet (after the rewrite) to this pcap.
-    #[arg(long)]
-    pub pcap: Option<PathBuf>,
-    /// Stop after this many seconds; runs until Ctrl-C otherwise.
-    #[arg(long, value_parser = args::seconds)]
-    pub duration: Option<Duration>,
-    /// Print the final stats as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: args::ForwarderRun,
 }
 
 fn required<T: Clone>(flag: &str, value: &Option<T>) -> anyhow::Result<T> {
@@ -99,7 +92,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
     let mut config = NatConfig::new(global);
     config.entry_timeout = args.entry_timeout;
     config.max_entries = args.max_entries;
-    let duration = args.duration;
+    let duration = args.run.duration;
     let setup = NatSetup {
         config,
         port: 1701,
@@ -108,7 +101,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         options: ServeOptions {
             status_file: args.status.clone(),
             control: args.control.clone(),
-            pcap: args.pcap.clone(),
+            pcap: args.run.pcap.clone(),
             duration,
             ..ServeOptions::default()
         },
@@ -118,7 +111,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     let status = runtime.block_on(serve_nat(setup))?;
-    if args.json {
+    if args.run.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print!("{}", status.table);

@@ -184,7 +184,7 @@ fn an_ack_piggybacked_on_icrp_stands_in_for_the_zlb() {
             .iter()
             .find(|e| e.step == Some(step))
             .unwrap();
-        assert_eq!(ack.message.to_string(), "ICRP");
+        assert_eq!(ack.message.kind.to_string(), "ICRP");
         assert!(
             tunnel.notes.iter().any(
                 |n| n.ends_with("no ZLB; the endpoint acknowledged the SCCCN with ICRP (Nr 3)")
@@ -410,7 +410,7 @@ fn a_retransmission_moved_away_from_a_silent_endpoint_conforms() {
     let sccrqs: Vec<_> = tunnel
         .timeline
         .iter()
-        .filter(|e| e.message == Kind::Control(MessageType::Sccrq))
+        .filter(|e| e.message.kind == Kind::Control(MessageType::Sccrq))
         .map(|e| (e.step, e.retransmission))
         .collect();
     assert_eq!(sccrqs.len(), 4, "{sccrqs:?}");

@@ -211,7 +211,7 @@ fn drive(lab: &Lab, topology: Topology, expected: Variant, up_took: Duration) ->
         tunnel
             .timeline
             .iter()
-            .find(|e| e.message.to_string() == kind)
+            .find(|e| e.message.kind.to_string() == kind)
             .map(|e| e.time)
     };
     if let (Some(sccrq), Some(iccn), Some(stop)) = (at("SCCRQ"), at("ICCN"), at("StopCCN")) {
@@ -251,7 +251,7 @@ fn forwarding_counters(run_dir: &Path, topology: Topology, tunnel: &TunnelReport
     let to_cluster = tunnel
         .timeline
         .iter()
-        .filter(|e| e.to == "CM" && e.message.to_string() != "SCCRQ")
+        .filter(|e| e.to == "CM" && e.message.kind.to_string() != "SCCRQ")
         .count();
     let from_nat = tunnel.timeline.iter().filter(|e| e.from == "NAT").count();
     let read = |name: &str| -> serde_json::Value {

@@ -63,6 +63,7 @@ impl Serialize for Kind {
 /// The parts of a message the sequences and RFC rules look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    #[serde(rename = "message")]
     pub kind: Kind,
     pub tunnel_id: u16,
     pub session_id: u16,

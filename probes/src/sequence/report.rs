@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 
 use serde::Serialize;
 
-use super::observation::{Kind, Origin};
+use super::observation::{Kind, Origin, Summary};
 use super::roles::Roles;
 
 /// The message sequence a tunnel followed.
@@ -103,18 +103,14 @@ pub struct TimelineEntry {
     pub step: Option<u16>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub retransmission: bool,
-    pub message: Kind,
     pub src: SocketAddrV4,
     pub dst: SocketAddrV4,
     /// "TI", "CM", "NAT", "te1 lan", ...; the address itself for strangers.
     pub from: String,
     pub to: String,
-    pub tunnel_id: u16,
-    pub session_id: u16,
-    pub ns: u16,
-    pub nr: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub assigned_tunnel_id: Option<u16>,
+    /// Its fields inline in the JSON, the kind under `message`.
+    #[serde(flatten)]
+    pub message: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
 }
@@ -175,15 +171,16 @@ fn push_entry(out: &mut String, entry: &TimelineEntry) {
         }
         None => out.push_str("  ·"),
     }
+    let m = &entry.message;
     let _ = write!(
         out,
         " {} {}→{} tid {} ns {} nr {}",
-        entry.message, entry.from, entry.to, entry.tunnel_id, entry.ns, entry.nr
+        m.kind, entry.from, entry.to, m.tunnel_id, m.ns, m.nr
     );
-    if entry.session_id != 0 {
-        let _ = write!(out, " sid {}", entry.session_id);
+    if m.session_id != 0 {
+        let _ = write!(out, " sid {}", m.session_id);
     }
-    if let Some(assigned) = entry.assigned_tunnel_id {
+    if let Some(assigned) = m.assigned_tunnel_id {
         let _ = write!(out, " assigned {assigned}");
     }
     if entry.retransmission {

@@ -243,16 +243,11 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
                 time: ctx.seconds(o.time),
                 step,
                 retransmission,
-                message: o.message.kind,
                 src: o.src,
                 dst: o.dst,
                 from: party_label(ctx, tunnel, o.src),
                 to: party_label(ctx, tunnel, o.dst),
-                tunnel_id: o.message.tunnel_id,
-                session_id: o.message.session_id,
-                ns: o.message.ns,
-                nr: o.message.nr,
-                assigned_tunnel_id: o.message.assigned_tunnel_id,
+                message: o.message,
                 origin: o.origin,
             }
         })

@@ -757,23 +757,13 @@ pub struct CaptureOutcome {
     pub l2tp: u64,
 }
 
-const LINKTYPES: [Linktype; 7] = [
-    Linktype::NULL,
-    Linktype::ETHERNET,
-    Linktype::RAW,
-    Linktype::LOOP,
-    Linktype::LINUX_SLL,
-    Linktype::IPV4,
-    Linktype::LINUX_SLL2,
-];
-
 /// Reads the bytes as a pcap or pcapng file with the project's reader, to the end or the first
 /// error. The UDP datagrams found are written again with the project's writer and must read
 /// back the same; each payload also goes through the codec harness. The bytes are also decoded
 /// as one frame of every linktype the reader knows.
 pub fn capture(data: &[u8]) -> CaptureOutcome {
     let mut outcome = CaptureOutcome::default();
-    for linktype in LINKTYPES {
+    for linktype in Linktype::SUPPORTED {
         let _ = decode_frame(linktype, data);
     }
     let Ok(mut reader) = l2tp::capture::CaptureReader::new(Cursor::new(data), "fuzz") else {

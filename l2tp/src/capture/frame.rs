@@ -179,15 +179,6 @@ mod tests {
 
     const A: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 10), 1701);
     const B: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);
-    const LINKTYPES: [Linktype; 7] = [
-        Linktype::NULL,
-        Linktype::ETHERNET,
-        Linktype::RAW,
-        Linktype::LOOP,
-        Linktype::LINUX_SLL,
-        Linktype::IPV4,
-        Linktype::LINUX_SLL2,
-    ];
 
     fn ip(payload: &[u8]) -> Vec<u8> {
         udp_frame(Linktype::RAW, A, B, payload)
@@ -214,7 +205,7 @@ mod tests {
 
     #[test]
     fn udp_on_every_linktype() {
-        for linktype in LINKTYPES {
+        for linktype in Linktype::SUPPORTED {
             let frame = udp_frame(linktype, A, B, b"payload");
             assert_eq!(
                 decode_frame(linktype, &frame),
@@ -384,7 +375,7 @@ mod tests {
 
     #[test]
     fn every_prefix_of_every_linktype_is_safe() {
-        for linktype in LINKTYPES {
+        for linktype in Linktype::SUPPORTED {
             let frame = udp_frame(linktype, A, B, b"xyz");
             for cut in 0..frame.len() {
                 assert!(
@@ -400,7 +391,7 @@ mod tests {
 
         #[test]
         fn random_frames_never_panic(
-            linktype in prop::sample::select(&LINKTYPES[..]),
+            linktype in prop::sample::select(&Linktype::SUPPORTED[..]),
             frame in proptest::collection::vec(any::<u8>(), 0..80),
         ) {
             if let RecordKind::Udp(udp) = decode_frame(linktype, &frame) {

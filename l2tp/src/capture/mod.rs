@@ -45,6 +45,17 @@ impl Linktype {
     pub const IPV4: Linktype = Linktype(228);
     pub const LINUX_SLL2: Linktype = Linktype(276);
 
+    /// Every linktype this module decodes (and so can write and read back).
+    pub const SUPPORTED: [Linktype; 7] = [
+        Linktype::NULL,
+        Linktype::ETHERNET,
+        Linktype::RAW,
+        Linktype::LOOP,
+        Linktype::LINUX_SLL,
+        Linktype::IPV4,
+        Linktype::LINUX_SLL2,
+    ];
+
     /// A short name, or `None` for a linktype this module cannot decode.
     pub fn name(self) -> Option<&'static str> {
         Some(match self {

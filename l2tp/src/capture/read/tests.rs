@@ -11,15 +11,6 @@ const LNS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1701);
 const SCCRQ: &[u8] = &[
     0xc8, 0x02, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
-const LINKTYPES: [Linktype; 7] = [
-    Linktype::NULL,
-    Linktype::ETHERNET,
-    Linktype::RAW,
-    Linktype::LOOP,
-    Linktype::LINUX_SLL,
-    Linktype::IPV4,
-    Linktype::LINUX_SLL2,
-];
 
 /// A record with its borrow released, for comparing whole files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +78,7 @@ fn error_text(bytes: &[u8]) -> String {
 fn pcap_every_linktype_byte_order_and_precision() {
     let t1 = Duration::new(1_700_000_000, 123_456_789);
     let t2 = Duration::new(1_700_000_001, 999_999_999);
-    for linktype in LINKTYPES {
+    for linktype in Linktype::SUPPORTED {
         for big_endian in [false, true] {
             for nanosecond in [false, true] {
                 let file = Pcap::new(big_endian, nanosecond, linktype.0)
@@ -127,7 +118,7 @@ fn pcap_every_linktype_byte_order_and_precision() {
 
 #[test]
 fn pcapng_every_linktype_and_byte_order() {
-    for linktype in LINKTYPES {
+    for linktype in Linktype::SUPPORTED {
         for big_endian in [false, true] {
             // Default resolution: microseconds.
             let simple = udp_frame(linktype, LAC, LNS, b"hello");

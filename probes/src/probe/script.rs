@@ -411,44 +411,7 @@ impl Ctl {
                 self.target
             ))
         })?;
-        if reply.message_type() == Some(MessageType::StopCcn) {
-            return Err(Verdict::Inconclusive(format!(
-                "the target refused the tunnel: {}",
-                result_text(&reply)
-            )));
-        }
-        if self.peer_tid == 0 {
-            return Err(Verdict::Fail(
-                "SCCRP without an Assigned Tunnel ID (§6.2: mandatory)".into(),
-            ));
-        }
-        if let Some(challenge) = self.our_challenge.clone() {
-            let secret = self.secret.clone().unwrap_or_default();
-            let expected = challenge_response(MessageType::Sccrp, &secret, &challenge);
-            match reply.avp(AvpType::ChallengeResponse) {
-                Some(AvpValue::ChallengeResponse(got)) if *got == expected => {}
-                Some(_) => {
-                    return Err(Verdict::Fail(
-                        "the SCCRP's Challenge Response does not match our secret".into(),
-                    ))
-                }
-                None => {
-                    return Err(Verdict::Fail(
-                        "we sent a Challenge; the SCCRP has no Challenge Response (§4.4.3)".into(),
-                    ))
-                }
-            }
-        }
-        let mut avps = Vec::new();
-        if let Some(AvpValue::Challenge(challenge)) = reply.avp(AvpType::Challenge) {
-            let Some(secret) = self.secret.clone() else {
-                return Err(Verdict::Inconclusive(
-                    "the target challenges us: give its tunnel secret with --secret".into(),
-                ));
-            };
-            let response = challenge_response(MessageType::Scccn, &secret, challenge);
-            avps.push(AvpRepr::mandatory(AvpValue::ChallengeResponse(response)));
-        }
+        let avps = self.scccn_for(&reply)?;
         let scccn = self.control(MessageType::Scccn, 0, avps)?;
         self.acked(&scccn)
     }
@@ -626,9 +589,14 @@ impl Ctl {
             let expected = challenge_response(MessageType::Sccrp, &secret, &challenge);
             match reply.avp(AvpType::ChallengeResponse) {
                 Some(AvpValue::ChallengeResponse(got)) if *got == expected => {}
-                _ => {
+                Some(_) => {
                     return Err(Verdict::Fail(
-                        "the SCCRP lacks the Challenge Response our secret gives (§4.4.3)".into(),
+                        "the SCCRP's Challenge Response does not match our secret".into(),
+                    ))
+                }
+                None => {
+                    return Err(Verdict::Fail(
+                        "we sent a Challenge; the SCCRP has no Challenge Response (§4.4.3)".into(),
                     ))
                 }
             }

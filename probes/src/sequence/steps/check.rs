@@ -172,72 +172,46 @@ impl Matcher<'_, '_> {
         let endpoint = self.endpoint.map_or("the endpoint", |e| {
             self.ctx.roles.endpoints[e].name.as_str()
         });
-        let header = "header Tunnel ID".to_owned();
+        // The header Tunnel ID each stage must carry: the initiator's ID on what goes to it,
+        // the endpoint's (from the SCCRP) on what the initiator sends after.
+        let initiator = tunnel.initiator_tid;
+        let header_tid = match hop.stage {
+            Stage::Request => Some((0, "0 (an SCCRQ opens the tunnel)".to_owned())),
+            Stage::Reply | Stage::Ack => Some((
+                initiator,
+                format!("the initiator's Assigned Tunnel ID {initiator}"),
+            )),
+            Stage::Connected => tunnel.endpoint_tid.map(|b| {
+                (
+                    b,
+                    format!("{endpoint}'s Assigned Tunnel ID {b} (from the SCCRP)"),
+                )
+            }),
+        };
+        if let Some((tid, expected)) = header_tid {
+            if m.tunnel_id != tid {
+                let header = "header Tunnel ID".to_owned();
+                flag(Rule::TunnelId, header, expected, m.tunnel_id.to_string());
+            }
+        }
         match hop.stage {
-            Stage::Request => {
-                if m.tunnel_id != 0 {
-                    flag(
-                        Rule::TunnelId,
-                        header,
-                        "0 (an SCCRQ opens the tunnel)".to_owned(),
-                        m.tunnel_id.to_string(),
-                    );
-                }
-                if m.assigned_tunnel_id != Some(tunnel.initiator_tid) {
-                    flag(
-                        Rule::TunnelId,
-                        "Assigned Tunnel ID".to_owned(),
-                        tunnel.initiator_tid.to_string(),
-                        describe_assigned(m.assigned_tunnel_id),
-                    );
-                }
+            Stage::Request if m.assigned_tunnel_id != Some(initiator) => {
+                flag(
+                    Rule::TunnelId,
+                    "Assigned Tunnel ID".to_owned(),
+                    initiator.to_string(),
+                    describe_assigned(m.assigned_tunnel_id),
+                );
             }
-            Stage::Reply => {
-                if m.tunnel_id != tunnel.initiator_tid {
-                    flag(
-                        Rule::TunnelId,
-                        header,
-                        format!(
-                            "the initiator's Assigned Tunnel ID {}",
-                            tunnel.initiator_tid
-                        ),
-                        m.tunnel_id.to_string(),
-                    );
-                }
-                if m.assigned_tunnel_id.is_none() {
-                    flag(
-                        Rule::TunnelId,
-                        "Assigned Tunnel ID".to_owned(),
-                        format!("{endpoint}'s tunnel ID"),
-                        "none".to_owned(),
-                    );
-                }
+            Stage::Reply if m.assigned_tunnel_id.is_none() => {
+                flag(
+                    Rule::TunnelId,
+                    "Assigned Tunnel ID".to_owned(),
+                    format!("{endpoint}'s tunnel ID"),
+                    "none".to_owned(),
+                );
             }
-            Stage::Connected => {
-                if let Some(b) = tunnel.endpoint_tid {
-                    if m.tunnel_id != b {
-                        flag(
-                            Rule::TunnelId,
-                            header,
-                            format!("{endpoint}'s Assigned Tunnel ID {b} (from the SCCRP)"),
-                            m.tunnel_id.to_string(),
-                        );
-                    }
-                }
-            }
-            Stage::Ack => {
-                if m.tunnel_id != tunnel.initiator_tid {
-                    flag(
-                        Rule::TunnelId,
-                        header,
-                        format!(
-                            "the initiator's Assigned Tunnel ID {}",
-                            tunnel.initiator_tid
-                        ),
-                        m.tunnel_id.to_string(),
-                    );
-                }
-            }
+            _ => {}
         }
         out
     }

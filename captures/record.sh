@@ -439,8 +439,8 @@ debug network = yes
 debug state = yes
 debug tunnel = yes
 [lns default]
-ip range = 198.51.100.10-198.51.100.250
-local ip = 198.51.100.1
+ip range = 198.19.128.10-198.19.128.250
+local ip = 198.19.128.1
 require authentication = no
 refuse pap = yes
 refuse chap = yes

@@ -2,8 +2,8 @@
 //! (§5.8) inside L2TP data messages, with the HDLC address and control octets that L2TP carries
 //! (RFC 2661 §5.4: FF 03 then the protocol).
 
-/// LCP's PPP protocol number.
-pub const PROTOCOL_LCP: u16 = 0xc021;
+use super::PROTOCOL_LCP;
+
 const ADDRESS_CONTROL: [u8; 2] = [0xff, 0x03];
 const ECHO_REQUEST: u8 = 9;
 const ECHO_REPLY: u8 = 10;

@@ -1,0 +1,14 @@
+//! PPP inside L2TP sessions (RFC 1661), sans-IO like [`crate::conn`].
+//!
+//! - [`frame`]: the frame as an L2TP data message carries it (address/control, protocol) and
+//!   the control packet every negotiating protocol shares (code, identifier, length, options).
+//! - [`echo`]: LCP Echo-Request/-Reply, what a session needs to stay alive.
+
+pub mod echo;
+pub mod frame;
+
+pub use echo::LcpEcho;
+pub use frame::{protocol, Frame, FrameRepr, Options, Packet, PacketRepr};
+
+/// LCP's PPP protocol number.
+pub const PROTOCOL_LCP: u16 = protocol::LCP;

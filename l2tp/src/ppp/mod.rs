@@ -3,9 +3,14 @@
 //! - [`frame`]: the frame as an L2TP data message carries it (address/control, protocol) and
 //!   the control packet every negotiating protocol shares (code, identifier, length, options).
 //! - [`echo`]: LCP Echo-Request/-Reply, what a session needs to stay alive.
+//! - [`pap`], [`chap`]: authentication (RFC 1334 PAP, RFC 1994 CHAP with MD5), each as the
+//!   peer and as the authenticator; [`auth`] holds what they share.
 
+pub mod auth;
+pub mod chap;
 pub mod echo;
 pub mod frame;
+pub mod pap;
 
 pub use echo::LcpEcho;
 pub use frame::{protocol, Frame, FrameRepr, Options, Packet, PacketRepr};

@@ -487,3 +487,44 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Over a link that loses what `lost` says, the handshake ends within its bounds, and the
+    /// two sides never disagree: a peer that heard Success was accepted.
+    #[test]
+    fn lossy_link_ends_within_bounds(lost in proptest::collection::vec(any::<bool>(), 0..40)) {
+        let users = users();
+        let mut lost = lost.into_iter().chain(core::iter::repeat(false));
+        let mut peer = ChapPeer::new(PeerConfig::default(), Instant::ZERO);
+        let mut auth = ChapAuthenticator::new(config(), 1, CHALLENGE, Instant::ZERO);
+        let mut now = Instant::ZERO;
+        while peer.outcome().is_none() {
+            let mut out = Vec::new();
+            while auth.poll_transmit(&mut out) {
+                if !lost.next().unwrap_or_default() {
+                    prop_assert!(peer.handle(now, packet(&out), &alice()).is_ok());
+                }
+                out.clear();
+            }
+            while peer.poll_transmit(&alice(), &mut out) {
+                if !lost.next().unwrap_or_default() {
+                    prop_assert!(auth.handle(now, packet(&out), &users).is_ok());
+                }
+                out.clear();
+            }
+            let next = [peer.poll_timeout(), auth.poll_timeout()].into_iter().flatten().min();
+            let Some(next) = next else { break };
+            now = next;
+            peer.handle_timeout(now);
+            auth.handle_timeout(now);
+        }
+        // 10 Challenges then 10 Responses at most, 3 s apart.
+        prop_assert!(now <= at(60_000), "ended at {now}");
+        let accepted = auth.outcome().is_some_and(AuthenticatorOutcome::is_success);
+        match peer.outcome() {
+            Some(PeerOutcome::Success { .. }) => prop_assert!(accepted),
+            Some(PeerOutcome::Timeout) => {}
+            other => prop_assert!(false, "peer ended {other:?}"),
+        }
+    }
+}

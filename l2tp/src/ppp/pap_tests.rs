@@ -381,3 +381,43 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Over a link that loses what `lost` says, the exchange ends within its bounds, and the
+    /// two sides never disagree: a peer that heard an Ack was accepted.
+    #[test]
+    fn lossy_link_ends_within_bounds(lost in proptest::collection::vec(any::<bool>(), 0..30)) {
+        let users = users();
+        let mut lost = lost.into_iter().chain(core::iter::repeat(false));
+        let mut peer = PapPeer::new(PeerConfig::default(), 0, Instant::ZERO);
+        let mut auth = PapAuthenticator::new(config(), Instant::ZERO);
+        let mut now = Instant::ZERO;
+        while peer.outcome().is_none() {
+            let mut out = Vec::new();
+            while peer.poll_transmit(&alice(), &mut out) {
+                if !lost.next().unwrap_or_default() {
+                    let packet = PacketRepr::parse_bytes(&out).unwrap();
+                    prop_assert!(auth.handle(now, packet, &users).is_ok());
+                }
+                out.clear();
+            }
+            while auth.poll_transmit(&mut out) {
+                if !lost.next().unwrap_or_default() {
+                    prop_assert!(peer.handle(now, PacketRepr::parse_bytes(&out).unwrap()).is_ok());
+                }
+                out.clear();
+            }
+            let Some(next) = peer.poll_timeout() else { break };
+            now = next;
+            peer.handle_timeout(now);
+            auth.handle_timeout(now);
+        }
+        prop_assert!(now <= at(30_000), "ended at {now}");
+        let accepted = auth.outcome().is_some_and(AuthenticatorOutcome::is_success);
+        match peer.outcome() {
+            Some(PeerOutcome::Success { .. }) => prop_assert!(accepted),
+            Some(PeerOutcome::Timeout) => {}
+            other => prop_assert!(false, "peer ended {other:?}"),
+        }
+    }
+}

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use md5::{Digest, Md5};
 use rand_chacha::rand_core::RngCore;
 
 use super::{ResultCode, Tunnel, HIDDEN_AVPS, PROTOCOL_VERSION};
@@ -161,11 +160,8 @@ impl Tunnel {
 
 /// The Challenge Response a peer must send in `in_message` (SCCRP or SCCCN) to `challenge`.
 pub fn challenge_response(in_message: MessageType, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
-    let mut md5 = Md5::new();
-    md5.update([in_message.to_u16() as u8]);
-    md5.update(secret);
-    md5.update(challenge);
-    md5.finalize().into()
+    // RFC 2661 §4.2 reuses CHAP's MD5 with the message type in the Identifier's place.
+    crate::ppp::chap::response_value(in_message.to_u16() as u8, secret, challenge)
 }
 
 /// The first AVP with M set that this implementation cannot act on (§4.2), by name.

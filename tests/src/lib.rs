@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod l2tpns;
+pub mod netns;
 pub mod proc;
+pub mod radius;
 pub mod xl2tpd;
 
 /// The repository root (the workspace directory).

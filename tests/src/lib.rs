@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod l2tpns;
+pub mod netns;
+pub mod proc;
+pub mod radius;
 pub mod xl2tpd;
 
 /// The repository root (the workspace directory).
@@ -23,13 +27,22 @@ pub fn require(tool: &str) -> bool {
         .output()
         .map(|out| out.status.success())
         .unwrap_or(false);
-    if !found {
+    require_that(
+        found,
+        &format!("`{tool}` is not installed (scripts/test installs it as root)"),
+    )
+}
+
+/// `ok`, or the test cannot run because of `why`: under `CI=true` that fails the test loudly;
+/// elsewhere the test prints `SKIPPED: why` and returns.
+pub fn require_that(ok: bool, why: &str) -> bool {
+    if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but `{tool}` is not installed: run scripts/test as root to install it");
+            panic!("CI=true but {why}");
         }
-        eprintln!("SKIPPED: `{tool}` is not installed (scripts/test installs it as root)");
+        eprintln!("SKIPPED: {why}");
     }
-    found
+    ok
 }
 
 /// One L2TP packet as tshark decodes it (the field list of PEERS.md plus the frame number).

@@ -13,19 +13,14 @@
 //!   sh -c 'mount --bind FAKE_PPPD /usr/sbin/pppd && exec xl2tpd -D -c CONF -s SECRETS -p PIDFILE -C CONTROL'
 //! ```
 //!
-//! The command also gets its own PID namespace (`--pid --fork`), with xl2tpd as its init. That
-//! makes the cleanup airtight: xl2tpd puts itself in a new session (so signalling our process
-//! group does not reach it), it does not kill its pppd stand-ins on SIGTERM, and the init process
-//! of these machines does not reliably reap orphans. When the init of a PID namespace exits, the
-//! kernel kills and reaps every process left inside, and `unshare` (our direct child, in its own
-//! process group) reaps that init and exits, so [`Xl2tpd::stop`] only has to signal xl2tpd and
-//! `wait()` for `unshare`. `unshare` blocks SIGTERM and SIGINT while it waits, so it always
-//! outlives xl2tpd; `--kill-child` takes xl2tpd with it should `unshare` be SIGKILLed.
+//! The command also gets its own PID namespace (`--pid --fork`), with xl2tpd as its init, as
+//! every daemon of [`crate::proc::Daemon`]: xl2tpd puts itself in a new session and does not kill
+//! its pppd stand-ins on SIGTERM, and the PID namespace ends them all with it, so
+//! [`Xl2tpd::stop`] only has to signal xl2tpd and `wait()` for `unshare`.
 //!
 //! With [`Xl2tpdOptions::netns`] set (a lab's initiator namespace, say) the command is prefixed
-//! with `ip netns exec NS`. `ip` enters the namespace and execs `unshare` in place (it forks only
-//! in batch mode), so `unshare` keeps our child's PID and the cleanup is unchanged. The temporary
-//! directory stays reachable: `ip netns exec` only remounts `/sys` and makes `/` a slave.
+//! with `ip netns exec NS`; the cleanup is unchanged. The temporary directory stays reachable:
+//! `ip netns exec` only remounts `/sys` and makes `/` a slave.
 //!
 //! # The pppd stand-in: a data loopback
 //!
@@ -63,23 +58,21 @@
 //! * `hidden bit = yes` in the stock build never sets the H bit: it only adds a Random Vector AVP
 //!   (see `captures/record.sh`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
+pub use crate::proc::Proc;
+use crate::proc::{lock, tail, temp_dir, Daemon, POLL};
 use crate::require;
 
 /// How long [`Xl2tpd::start`] waits for xl2tpd to listen.
@@ -88,7 +81,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 /// SIGTERM (or SIGINT) grace period before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(20);
 
 /// The pppd stand-in: echoes every PPP frame (see the module documentation).
 const FAKE_PPPD: &str = "#!/bin/sh\n\
@@ -158,56 +150,6 @@ pub enum Xl2tpdEnd {
     },
 }
 
-/// A process by PID and start time (so a reused PID is not mistaken for it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Proc {
-    pub pid: u32,
-    start_time: u64,
-}
-
-impl Proc {
-    /// The process as it is now, if it exists.
-    pub fn of(pid: u32) -> Option<Proc> {
-        start_time(pid).map(|start_time| Proc { pid, start_time })
-    }
-
-    /// True while the process exists, zombies included (a zombie is still "left over").
-    pub fn exists(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
-    }
-}
-
-/// Field 22 of `/proc/PID/stat` (start time in clock ticks).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The direct children of `pid` (from `/proc/PID/task/*/children`).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut children = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
-            children.extend(
-                list.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    children
-}
-
-fn signal(pid: u32, sig: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
-    }
-}
-
 /// Checks what [`Xl2tpd::start`] needs: `xl2tpd` and `unshare` on PATH, root, and a
 /// `/usr/sbin/pppd` to bind-mount over. Under `CI=true` anything missing fails the test loudly
 /// (panics); elsewhere this prints `SKIPPED: ...` and returns false.
@@ -215,24 +157,16 @@ pub fn available() -> bool {
     if !require("xl2tpd") || !require("unshare") {
         return false;
     }
-    let root = nix::unistd::geteuid().is_root();
-    let problem = if !root {
-        Some("xl2tpd tests need root (mount namespace, bind mount over /usr/sbin/pppd)")
-    } else if !Path::new("/usr/sbin/pppd").exists() {
-        Some("/usr/sbin/pppd is missing (install ppp): the pppd stand-in is mounted over it")
-    } else {
-        None
-    };
-    match problem {
-        None => true,
-        Some(why) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but {why}");
-            }
-            eprintln!("SKIPPED: {why}");
-            false
-        }
+    if !nix::unistd::geteuid().is_root() {
+        return crate::require_that(
+            false,
+            "xl2tpd tests need root (mount namespace, bind mount over /usr/sbin/pppd)",
+        );
     }
+    crate::require_that(
+        Path::new("/usr/sbin/pppd").exists(),
+        "/usr/sbin/pppd is missing (install ppp): the pppd stand-in is mounted over it",
+    )
 }
 
 /// Two addresses for one test, in 127.66.0.0/16, so tests can run in parallel without sharing
@@ -277,21 +211,13 @@ pub fn loopback_pair(test_name: &str) -> (Ipv4Addr, Ipv4Addr) {
     panic!("no free address pair left in 127.66.0.0/16");
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// A running xl2tpd (see the module documentation). Stop it with [`Xl2tpd::stop`]; dropping it
 /// does the same cleanup.
 pub struct Xl2tpd {
-    /// `unshare`, our direct child and the leader of its own process group. `None` once reaped.
-    child: Mutex<Option<Child>>,
-    pid: u32,
+    /// `unshare` and xl2tpd under it; its log is `xl2tpd.log` in `dir`.
+    daemon: Daemon,
     listen: SocketAddrV4,
     dir: PathBuf,
-    log_path: PathBuf,
     control_path: PathBuf,
     /// Serialises control commands; counts them to name the reply files.
     control_seq: Mutex<u64>,
@@ -300,11 +226,30 @@ pub struct Xl2tpd {
 impl std::fmt::Debug for Xl2tpd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Xl2tpd")
-            .field("pid", &self.pid)
+            .field("pid", &self.daemon.pid())
             .field("listen", &self.listen)
             .field("dir", &self.dir)
             .finish()
     }
+}
+
+/// The files xl2tpd is started with: pppd stand-in, configuration, secrets.
+fn write_files(dir: &Path, role: Xl2tpdEnd, options: &Xl2tpdOptions) -> io::Result<[PathBuf; 3]> {
+    let fake = dir.join("fake-pppd");
+    fs::write(&fake, FAKE_PPPD)?;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755))?;
+    let pppopts = dir.join("options.empty");
+    fs::write(&pppopts, "")?;
+    let secrets = dir.join("l2tp-secrets");
+    let secret_line = match &options.secret {
+        Some(secret) => format!("*\t*\t{secret}\n"),
+        None => String::new(),
+    };
+    fs::write(&secrets, format!("# us them secret\n{secret_line}"))?;
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600))?;
+    let conf = dir.join("xl2tpd.conf");
+    fs::write(&conf, config(role, options, &secrets, &pppopts))?;
+    Ok([fake, conf, secrets])
 }
 
 impl Xl2tpd {
@@ -312,76 +257,45 @@ impl Xl2tpd {
     /// stand-in into a new temporary directory, starts xl2tpd, and returns once its log says it
     /// listens (at most 10 s). On failure the error carries the log and nothing is left running.
     pub fn start(role: Xl2tpdEnd, options: &Xl2tpdOptions) -> io::Result<Xl2tpd> {
-        let dir = make_temp_dir()?;
-        let mut daemon = Xl2tpd {
-            child: Mutex::new(None),
-            pid: 0,
-            listen: SocketAddrV4::new(options.listen, options.port),
-            log_path: dir.join("xl2tpd.log"),
-            control_path: dir.join("xl2tpd.ctl"),
+        let listen = SocketAddrV4::new(options.listen, options.port);
+        let dir = temp_dir("xl2tpd")?;
+        let control_path = dir.join("xl2tpd.ctl");
+        let log_path = dir.join("xl2tpd.log");
+        let spawned = write_files(&dir, role, options).and_then(|[fake, conf, secrets]| {
+            let pid_file = dir.join("xl2tpd.pid");
+            let args = [&*fake, &*conf, &*secrets, &*pid_file, &*control_path];
+            Daemon::spawn(
+                format!("xl2tpd on {listen}"),
+                options.netns.as_deref(),
+                INNER,
+                &args,
+                &dir,
+                &log_path,
+                &log_path,
+            )
+        });
+        let daemon = match spawned {
+            Ok(daemon) => daemon,
+            Err(err) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(err);
+            }
+        };
+        // From here on, an early return drops `daemon`, which cleans up.
+        let daemon = Xl2tpd {
+            daemon,
+            listen,
+            control_path,
             control_seq: Mutex::new(0),
             dir,
         };
-        // From here on, an early return drops `daemon`, which cleans up.
-        let fake = daemon.dir.join("fake-pppd");
-        fs::write(&fake, FAKE_PPPD)?;
-        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755))?;
-        let pppopts = daemon.dir.join("options.empty");
-        fs::write(&pppopts, "")?;
-        let secrets = daemon.dir.join("l2tp-secrets");
-        let secret_line = match &options.secret {
-            Some(secret) => format!("*\t*\t{secret}\n"),
-            None => String::new(),
-        };
-        fs::write(&secrets, format!("# us them secret\n{secret_line}"))?;
-        fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600))?;
-        let conf = daemon.dir.join("xl2tpd.conf");
-        fs::write(&conf, config(role, options, &secrets, &pppopts))?;
-        let log = File::create(&daemon.log_path)?;
-
-        // `ip netns exec` switches namespace and then execs `unshare` without forking, so our
-        // direct child is `unshare` either way and the cleanup below is the same.
-        let mut command = match &options.netns {
-            Some(ns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", ns, "unshare"]);
-                command
-            }
-            None => Command::new("unshare"),
-        };
-        command
-            .args([
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                INNER,
-                "sh",
-            ])
-            .arg(&fake)
-            .arg(&conf)
-            .arg(&secrets)
-            .arg(daemon.dir.join("xl2tpd.pid"))
-            .arg(&daemon.control_path)
-            .current_dir(&daemon.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        let child = command.spawn()?;
-        daemon.pid = child.id();
-        *lock(&daemon.child) = Some(child);
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if daemon.log().contains("Listening on IP address") && daemon.control_path.exists() {
                 return Ok(daemon);
             }
-            if let Some(status) = daemon.exit_status() {
+            if let Some(status) = daemon.daemon.exit_status() {
                 return Err(io::Error::other(format!(
                     "xl2tpd exited during start ({status}); log:\n{}",
                     daemon.log()
@@ -402,14 +316,12 @@ impl Xl2tpd {
 
     /// The whole log so far (xl2tpd's stdout and stderr).
     pub fn log(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        self.daemon.log()
     }
 
     /// How often `needle` occurs in the log so far.
     pub fn count(&self, needle: &str) -> usize {
-        self.log().matches(needle).count()
+        self.daemon.count(needle)
     }
 
     /// Polls the log until `needle` occurs at least `count` times and returns the log. The error
@@ -421,27 +333,7 @@ impl Xl2tpd {
         count: usize,
         timeout: Duration,
     ) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = self.log();
-            let found = log.matches(needle).count();
-            if found >= count {
-                return Ok(log);
-            }
-            let exited = self.exit_status();
-            if exited.is_some() || Instant::now() >= deadline {
-                let why = match exited {
-                    Some(status) => format!("xl2tpd exited ({status})"),
-                    None => format!("timed out after {timeout:?}"),
-                };
-                return Err(format!(
-                    "xl2tpd on {}: wanted {count}x {needle:?}, found {found}x; {why}; log tail:\n{}",
-                    self.listen,
-                    tail(&log, 40)
-                ));
-            }
-            sleep(POLL);
-        }
+        self.daemon.wait_for(needle, count, timeout)
     }
 
     /// Sends one command line to the control pipe (`c cluster`, `d cluster`, `h 1234`, ...) and
@@ -499,7 +391,7 @@ impl Xl2tpd {
                     if (err.raw_os_error() == Some(libc::ENXIO)
                         || err.kind() == io::ErrorKind::NotFound)
                         && Instant::now() < deadline
-                        && self.exit_status().is_none() =>
+                        && self.daemon.exit_status().is_none() =>
                 {
                     sleep(Duration::from_millis(10))
                 }
@@ -515,7 +407,7 @@ impl Xl2tpd {
         pipe.write_all(line.as_bytes())?;
         drop(pipe);
         while reply_path.exists() {
-            if self.exit_status().is_some() {
+            if self.daemon.exit_status().is_some() {
                 return Err(io::Error::other(format!(
                     "xl2tpd exited before handling {command:?}"
                 )));
@@ -545,25 +437,17 @@ impl Xl2tpd {
 
     /// PID of `unshare`, our direct child (the leader of its own process group).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.daemon.pid()
     }
 
     /// The host PID of xl2tpd itself (the init of the PID namespace), once it runs.
     pub fn daemon_pid(&self) -> Option<u32> {
-        children_of(self.pid).first().copied()
+        self.daemon.daemon_pid()
     }
 
     /// Every process of this instance now: `unshare`, xl2tpd and its pppd stand-ins.
     pub fn processes(&self) -> Vec<Proc> {
-        let mut all = Vec::new();
-        let mut queue = vec![self.pid];
-        while let Some(pid) = queue.pop() {
-            if let Some(proc) = Proc::of(pid) {
-                all.push(proc);
-                queue.extend(children_of(pid));
-            }
-        }
-        all
+        self.daemon.processes()
     }
 
     /// The address xl2tpd listens on.
@@ -587,52 +471,10 @@ impl Xl2tpd {
         local_ids(&self.log(), "Call established with ")
     }
 
-    /// The exit status of `unshare` if it has exited (reaping it).
-    fn exit_status(&self) -> Option<ExitStatus> {
-        let mut child = lock(&self.child);
-        child.as_mut()?.try_wait().ok().flatten()
-    }
-
     /// Signals xl2tpd, escalates to SIGKILL, reaps `unshare`, removes the directory. Idempotent;
     /// never panics (it runs in `Drop`).
     fn shutdown(&mut self, sig: Signal) -> String {
-        let child = self
-            .child
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(mut child) = child {
-            let pid = self.pid;
-            let exited = |child: &mut Child| !matches!(child.try_wait(), Ok(None));
-            let wait_until = |child: &mut Child, limit: Duration| {
-                let deadline = Instant::now() + limit;
-                while !exited(child) && Instant::now() < deadline {
-                    sleep(POLL);
-                }
-                exited(child)
-            };
-            // Only signal while `unshare` is unreaped: then its PID and its children's are ours.
-            if !exited(&mut child) {
-                // Before xl2tpd has exec'd, `sh` is the namespace init and ignores SIGTERM from
-                // outside; the SIGKILL below covers that short window.
-                for init in children_of(pid) {
-                    signal(init, sig);
-                }
-                if !wait_until(&mut child, STOP_GRACE) {
-                    for init in children_of(pid) {
-                        signal(init, Signal::SIGKILL);
-                    }
-                    if !wait_until(&mut child, Duration::from_secs(2)) {
-                        // The whole group (`--kill-child` ends the namespace with it).
-                        if let Ok(pgid) = i32::try_from(pid) {
-                            let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                        }
-                    }
-                }
-            }
-            let _ = child.wait();
-        }
-        let log = self.log();
+        let log = self.daemon.stop(sig, STOP_GRACE);
         if !self.dir.as_os_str().is_empty() {
             let _ = fs::remove_dir_all(&self.dir);
         }
@@ -642,7 +484,7 @@ impl Xl2tpd {
 
 impl Drop for Xl2tpd {
     fn drop(&mut self) {
-        let had_child = lock(&self.child).is_some();
+        let had_child = self.daemon.is_started();
         let log = self.shutdown(Signal::SIGTERM);
         if had_child && std::thread::panicking() {
             eprintln!(
@@ -706,30 +548,6 @@ fn config(role: Xl2tpdEnd, options: &Xl2tpdOptions, secrets: &Path, pppopts: &Pa
     conf
 }
 
-fn make_temp_dir() -> io::Result<PathBuf> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let base = std::env::temp_dir();
-    loop {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = base.join(format!(
-            "l2tpkit-xl2tpd-{}-{}-{nanos:x}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-                return Ok(dir);
-            }
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err),
-        }
-    }
-}
-
 fn local_ids(log: &str, prefix: &str) -> Vec<u16> {
     log.lines()
         .filter_map(|line| {
@@ -741,11 +559,6 @@ fn local_ids(log: &str, prefix: &str) -> Vec<u16> {
             digits[..end].parse().ok()
         })
         .collect()
-}
-
-fn tail(log: &str, lines: usize) -> String {
-    let all: Vec<&str> = log.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //!   the control packet every negotiating protocol shares (code, identifier, length, options).
 //! - [`echo`]: LCP Echo-Request/-Reply, what a session needs to stay alive.
 
+pub mod describe;
 pub mod echo;
 pub mod frame;
 

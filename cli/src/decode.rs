@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use l2tp::capture::{CaptureReader, RecordKind, UdpDatagram};
+use l2tp::ppp::describe::{describe, Summary};
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{rules, ControlMessage, PacketRepr};
 use serde::Serialize;
@@ -208,6 +209,7 @@ fn write_line(
             }
             line.push_str(" len=");
             line.push_str(itoa::Buffer::new().format(payload.len()));
+            let _ = write!(line, " | {}", describe(payload));
         }
         Ok(PacketRepr::Control(message)) => {
             let h = &message.header;
@@ -277,6 +279,9 @@ struct JsonPacket<'p> {
     message_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packet: Option<&'p PacketRepr<'p>>,
+    /// The PPP frame a data message carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ppp: Option<Summary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     missing_avps: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -304,6 +309,10 @@ fn write_json(
                 .map_or_else(|| "ZLB".to_string(), |kind| kind.to_string())
         }),
         packet: parsed.as_ref().ok(),
+        ppp: match parsed {
+            Ok(PacketRepr::Data { payload, .. }) => Some(describe(payload)),
+            _ => None,
+        },
         missing_avps: control
             .map(|message| rules::missing_avps(message).map(|avp| avp.name()).collect())
             .unwrap_or_default(),
@@ -311,4 +320,127 @@ fn write_json(
     };
     serde_json::to_writer(&mut *out, &object)?;
     writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use l2tp::capture::{CaptureWriter, Linktype};
+    use l2tp::wire::HeaderRepr;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Duration;
+
+    /// An LCP Configure-Request: MRU 1500, Auth-Protocol CHAP with MD5, Magic-Number.
+    const LCP_CONFREQ: [u8; 23] = [
+        0xff, 0x03, 0xc0, 0x21, 0x01, 0x01, 0x00, 0x13, 0x01, 0x04, 0x05, 0xdc, 0x03, 0x05, 0xc2,
+        0x23, 0x05, 0x05, 0x06, 0x01, 0x02, 0x03, 0x04,
+    ];
+    /// An LCP Configure-Request whose second option has Length 0.
+    const LCP_BAD_OPTION: [u8; 14] = [
+        0xff, 0x03, 0xc0, 0x21, 0x01, 0x02, 0x00, 0x0a, 0x01, 0x04, 0x05, 0xdc, 0x05, 0x00,
+    ];
+
+    /// A pcap with a control message, then two data messages carrying PPP; removed on drop.
+    struct Pcap(PathBuf);
+
+    impl Pcap {
+        /// `name` keeps tests of one process (one pid) apart.
+        fn write(name: &str) -> Pcap {
+            let path = std::env::temp_dir()
+                .join(format!("l2tpkit-decode-{name}-{}.pcap", std::process::id()));
+            let mut writer = CaptureWriter::create(&path, Linktype::RAW).unwrap();
+            let lac = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 1701);
+            let lns = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 3), 1701);
+            let sccrq = l2tp::wire::samples::every_message().remove(0);
+            let messages = [sccrq, data(&LCP_CONFREQ), data(&LCP_BAD_OPTION)];
+            for (i, message) in (0u64..).zip(&messages) {
+                let bytes = message.to_vec(None).unwrap();
+                writer
+                    .write_udp(Duration::from_millis(1000 + i), lac, lns, &bytes)
+                    .unwrap();
+            }
+            writer.flush().unwrap();
+            Pcap(path)
+        }
+
+        fn decode(&self, json: bool) -> (Counts, Vec<String>) {
+            let mut out = Vec::new();
+            let counts =
+                decode_file(&self.0, 1701, json, &ParseOptions::default(), &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            (counts, text.lines().map(str::to_owned).collect())
+        }
+    }
+
+    impl Drop for Pcap {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn data(ppp: &'static [u8]) -> PacketRepr<'static> {
+        PacketRepr::Data {
+            header: HeaderRepr::data(1, 2),
+            payload: ppp,
+        }
+    }
+
+    #[test]
+    fn data_lines_describe_their_ppp_frame() {
+        let pcap = Pcap::write("text");
+        let (counts, lines) = pcap.decode(false);
+        assert_eq!((counts.control, counts.data, counts.malformed), (1, 2, 0));
+        assert!(
+            lines[0].contains(" SCCRQ ") && !lines[0].contains(" | "),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            lines[1],
+            "   0.001000 127.0.0.2:1701 > 127.0.0.3:1701 data t=1 s=2 len=23 | LCP \
+             Configure-Request id=1 MRU=1500 Auth=CHAP-MD5 Magic=0x01020304"
+        );
+        assert_eq!(
+            lines[2],
+            "   0.002000 127.0.0.2:1701 > 127.0.0.3:1701 data t=1 s=2 len=14 | LCP \
+             Configure-Request id=2 MRU=1500 malformed: PPP option Length at byte 9: less than \
+             2: an option's Length counts its Type and Length octets"
+        );
+    }
+
+    #[test]
+    fn json_data_objects_gain_a_ppp_field() {
+        let pcap = Pcap::write("json");
+        let (_, lines) = pcap.decode(true);
+        let objects: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert!(objects[0].get("ppp").is_none(), "{}", lines[0]);
+        assert_eq!(
+            objects[1]["ppp"],
+            serde_json::json!({
+                "protocol": 0xc021,
+                "protocol_name": "LCP",
+                "code": 1,
+                "code_name": "Configure-Request",
+                "identifier": 1,
+                "options": [
+                    {"mru": 1500},
+                    {"auth_protocol": {"protocol": 0xc223, "algorithm": 5}},
+                    {"magic_number": 0x0102_0304},
+                ],
+            })
+        );
+        assert_eq!(objects[1]["packet"]["payload"], 23);
+        let malformed = objects[2]["ppp"]["malformed"].as_str().unwrap();
+        assert!(
+            malformed.starts_with("PPP option Length at byte 9"),
+            "{malformed}"
+        );
+        assert_eq!(
+            objects[2]["ppp"]["options"],
+            serde_json::json!([{"mru": 1500}])
+        );
+    }
 }

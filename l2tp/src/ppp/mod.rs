@@ -5,9 +5,11 @@
 //! - [`echo`]: LCP Echo-Request/-Reply, what a session needs to stay alive.
 //! - [`pap`], [`chap`]: authentication (RFC 1334 PAP, RFC 1994 CHAP with MD5), each as the
 //!   peer and as the authenticator; [`auth`] holds what they share.
+//! - [`describe`]: a read-only summary of any PPP frame, for `decode` and logs.
 
 pub mod auth;
 pub mod chap;
+pub mod describe;
 pub mod echo;
 pub mod frame;
 pub mod pap;

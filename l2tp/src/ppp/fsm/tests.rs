@@ -92,6 +92,14 @@ pub(crate) fn drain<N: Negotiator>(fsm: &mut Fsm<N>) -> Vec<Vec<u8>> {
     packets
 }
 
+/// The one packet sent, as (code, identifier, data).
+pub(crate) fn sent_one<N: Negotiator>(fsm: &mut Fsm<N>) -> (u8, u8, Vec<u8>) {
+    let sent = drain(fsm);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let p = PacketRepr::parse_bytes(&sent[0]).unwrap();
+    (p.code, p.identifier, p.data.to_vec())
+}
+
 pub(crate) fn events<N: Negotiator>(fsm: &mut Fsm<N>) -> Vec<FsmEvent> {
     std::iter::from_fn(|| fsm.poll_event()).collect()
 }

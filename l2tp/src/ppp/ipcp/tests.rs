@@ -1,5 +1,5 @@
 use super::*;
-use crate::ppp::fsm::tests::{drain, events, packet, run_pair};
+use crate::ppp::fsm::tests::{drain, events, packet, run_pair, sent_one};
 use crate::ppp::fsm::{code, FsmConfig, FsmEvent, State};
 use crate::ppp::PacketRepr;
 use crate::time::Instant;
@@ -19,13 +19,6 @@ fn fsm(ipcp: Ipcp) -> Fsm<Ipcp> {
 
 fn server() -> Ipcp {
     Ipcp::server(Some(LNS), ASSIGNED, [Some(DNS1), None])
-}
-
-fn sent_one(fsm: &mut Fsm<Ipcp>) -> (u8, u8, Vec<u8>) {
-    let sent = drain(fsm);
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    let p = PacketRepr::parse_bytes(&sent[0]).unwrap();
-    (p.code, p.identifier, p.data.to_vec())
 }
 
 #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::ppp::fsm::tests::{at, drain, events, packet, run_pair};
+use crate::ppp::fsm::tests::{at, drain, events, packet, run_pair, sent_one};
 use crate::ppp::fsm::{code, FsmConfig, State};
 use crate::time::Instant;
 use proptest::prelude::*;
@@ -34,14 +34,6 @@ fn opened(config: LcpConfig) -> Fsm<Lcp> {
     drain(&mut fsm);
     events(&mut fsm);
     fsm
-}
-
-/// The one packet sent, as (code, identifier, data).
-fn sent_one(fsm: &mut Fsm<Lcp>) -> (u8, u8, Vec<u8>) {
-    let sent = drain(fsm);
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    let p = PacketRepr::parse_bytes(&sent[0]).unwrap();
-    (p.code, p.identifier, p.data.to_vec())
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub mod ipcp;
 pub mod ipv6cp;
 pub mod lcp;
 pub mod pap;
+pub mod session;
 
 pub use echo::LcpEcho;
 pub use frame::{protocol, Frame, FrameRepr, Options, Packet, PacketRepr};

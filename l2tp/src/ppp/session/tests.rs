@@ -1,0 +1,318 @@
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::*;
+use crate::ppp::lcp::AuthSet;
+
+const POOL_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 19, 128, 5);
+
+fn users() -> Arc<dyn Secrets + Send + Sync> {
+    let mut users: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    users.insert(b"user1@example.net".to_vec(), b"wonderland".to_vec());
+    Arc::new(users)
+}
+
+fn pair(auth: AuthSet, password: &str, ipv6: bool) -> (PppSession, PppSession) {
+    let mut client = SessionConfig::client(password);
+    client.ipv6 = ipv6;
+    let mut server = SessionConfig::server(auth, Some(users()));
+    server.local_address = Some(Ipv4Addr::new(198, 19, 128, 1));
+    server.ipv6 = ipv6;
+    (
+        PppSession::client(Arc::new(client), "user1@example.net", 1),
+        PppSession::server(Arc::new(server), POOL_ADDRESS, 2),
+    )
+}
+
+/// Both sides' events, in order.
+#[derive(Debug, Default)]
+struct Seen {
+    client: Vec<PppEvent>,
+    server: Vec<PppEvent>,
+}
+
+/// A link between the two sessions that loses `loss` of the frames and swaps neighbours with
+/// the same chance, in virtual time; runs until both are settled or `limit` has passed.
+/// Returns the events and the virtual time it took.
+fn run(
+    client: &mut PppSession,
+    server: &mut PppSession,
+    seed: u64,
+    loss: f64,
+    limit: Duration,
+) -> (Seen, Duration) {
+    let mut rng = seed;
+    let mut chance = move || (splitmix64(&mut rng) >> 11) as f64 / (1u64 << 53) as f64;
+    let mut now = Instant::ZERO;
+    let end = now + limit;
+    let mut seen = Seen::default();
+    client.start(now);
+    server.start(now);
+    loop {
+        let mut moved = false;
+        for to_server in [true, false] {
+            let (from, to) = if to_server {
+                (&mut *client, &mut *server)
+            } else {
+                (&mut *server, &mut *client)
+            };
+            let mut frames = Vec::new();
+            let mut out = Vec::new();
+            while from.poll_transmit(&mut out) {
+                frames.push(std::mem::take(&mut out));
+            }
+            // Reordering: neighbours swap places.
+            for i in 1..frames.len() {
+                if chance() < loss {
+                    frames.swap(i - 1, i);
+                }
+            }
+            for frame in frames {
+                moved = true;
+                if chance() >= loss {
+                    to.handle(now, &frame);
+                }
+            }
+        }
+        while let Some(e) = client.poll_event() {
+            seen.client.push(e);
+        }
+        while let Some(e) = server.poll_event() {
+            seen.server.push(e);
+        }
+        let settled = |s: &PppSession| s.is_open() || s.phase() == Phase::Dead;
+        if !moved && settled(client) && settled(server) {
+            break;
+        }
+        if moved {
+            continue;
+        }
+        let next = [client.poll_timeout(), server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else {
+            panic!(
+                "hung at {now:?}: client {:?}, server {:?}, no timer pending",
+                client.phase(),
+                server.phase()
+            );
+        };
+        if next > end {
+            break;
+        }
+        now = next.max(now);
+        client.handle_timeout(now);
+        server.handle_timeout(now);
+    }
+    (seen, now.saturating_duration_since(Instant::ZERO))
+}
+
+fn phases(events: &[PppEvent]) -> Vec<Phase> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            PppEvent::Phase(p) => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn chap_subscriber_gets_the_pool_address() {
+    let (mut client, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+    let (seen, _) = run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert!(client.is_open() && server.is_open(), "{seen:?}");
+    assert_eq!(client.ipcp().and_then(|n| n.local), Some(POOL_ADDRESS));
+    assert_eq!(server.ipcp().and_then(|n| n.peer), Some(POOL_ADDRESS));
+    let order = [
+        Phase::Establish,
+        Phase::Authenticate,
+        Phase::Network,
+        Phase::Open,
+    ];
+    assert_eq!(phases(&seen.client), order);
+    assert_eq!(phases(&seen.server), order);
+    assert!(seen.server.contains(&PppEvent::Authenticated {
+        text: "user1@example.net".into()
+    }));
+}
+
+#[test]
+fn pap_subscriber_opens_too() {
+    let (mut client, mut server) = pair(AuthSet::PAP, "wonderland", false);
+    run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert!(client.is_open() && server.is_open());
+    assert_eq!(client.ipcp().and_then(|n| n.local), Some(POOL_ADDRESS));
+}
+
+#[test]
+fn without_authentication_there_is_no_authenticate_phase() {
+    let (mut client, mut server) = pair(AuthSet::NONE, "", false);
+    let (seen, _) = run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert!(client.is_open() && server.is_open());
+    assert_eq!(
+        phases(&seen.client),
+        [Phase::Establish, Phase::Network, Phase::Open]
+    );
+}
+
+#[test]
+fn ipv6cp_opens_beside_ipcp() {
+    let (mut client, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", true);
+    let (seen, _) = run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert!(client.is_open() && server.is_open());
+    let v6 = client.ipv6cp().expect("IPv6CP opened");
+    assert!(v6.local.is_some() && v6.peer.is_some() && v6.local != v6.peer);
+    assert!(seen
+        .client
+        .iter()
+        .any(|e| matches!(e, PppEvent::Ipv6cpOpened(_))));
+}
+
+#[test]
+fn a_peer_without_ipv6_rejects_ipv6cp_and_the_session_opens_on_ipv4() {
+    let (mut client, _) = pair(AuthSet::CHAP_MD5, "wonderland", true);
+    let (_, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+    run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert!(client.is_open() && server.is_open());
+    assert_eq!(client.ipv6cp(), None);
+}
+
+#[test]
+fn a_wrong_password_fails_in_authentication_on_both_sides() {
+    for auth in [AuthSet::CHAP_MD5, AuthSet::PAP] {
+        let (mut client, mut server) = pair(auth, "not the password", false);
+        let (seen, _) = run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+        let failure = seen
+            .client
+            .iter()
+            .find_map(|e| match e {
+                PppEvent::Failed(f) => Some(f.clone()),
+                _ => None,
+            })
+            .expect("the client failed");
+        assert_eq!(
+            failure,
+            PppFailure::AuthRejected {
+                message: "Authentication failed".into()
+            }
+        );
+        assert_eq!(failure.phase(), Phase::Authenticate);
+        assert!(seen
+            .server
+            .iter()
+            .any(|e| matches!(e, PppEvent::Failed(PppFailure::AuthRejected { .. }))));
+        assert_eq!((client.phase(), server.phase()), (Phase::Dead, Phase::Dead));
+        assert_eq!(client.ipcp(), None);
+    }
+}
+
+#[test]
+fn closing_an_open_session_is_not_a_failure() {
+    let (mut client, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+    run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    client.close(Instant::from_micros(1));
+    let (seen, _) = run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert_eq!((client.phase(), server.phase()), (Phase::Dead, Phase::Dead));
+    assert!(!seen.client.iter().any(|e| matches!(e, PppEvent::Failed(_))));
+    // The server heard a Terminate-Request: the peer ended it.
+    assert!(seen.server.iter().any(|e| matches!(
+        e,
+        PppEvent::Failed(PppFailure::TerminatedByPeer {
+            phase: Phase::Open,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn ip_waits_for_ipcp_and_unknown_protocols_are_rejected_once_lcp_is_open() {
+    let (mut client, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+    let ipv4 = [0x00, 0x21, 0x45, 0, 0, 20];
+    client.start(Instant::ZERO);
+    assert_eq!(client.handle(Instant::ZERO, &ipv4), Received::Discarded);
+    // Before LCP opens, an unknown protocol is dropped without a word.
+    assert_eq!(
+        client.handle(Instant::ZERO, &[0xff, 0x03, 0x80, 0x2b, 1, 2]),
+        Received::Discarded
+    );
+    run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert_eq!(
+        client.handle(Instant::ZERO, &ipv4),
+        Received::Ip {
+            protocol: protocol::IPV4,
+            packet: &ipv4[2..]
+        }
+    );
+    assert_eq!(
+        client.handle(Instant::ZERO, &[0xff, 0x03, 0x80, 0x2b, 1, 2]),
+        Received::ProtocolRejected(0x802b)
+    );
+    let mut out = Vec::new();
+    assert!(client.poll_transmit(&mut out));
+    // LCP Protocol-Reject (code 8) carrying the rejected protocol and its information.
+    assert_eq!(&out[..5], &[0xff, 0x03, 0xc0, 0x21, 8]);
+    assert_eq!(&out[8..], &[0x80, 0x2b, 1, 2]);
+    assert!(matches!(
+        client.handle(Instant::ZERO, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 9]),
+        Received::Malformed(_)
+    ));
+}
+
+#[test]
+fn a_live_session_is_small() {
+    let (client, server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+    let size = core::mem::size_of::<PppSession>();
+    println!("PppSession: {size} bytes");
+    // The budget is 1 KiB a session on top of its tunnel, heap included.
+    assert!(size <= 768, "{size}");
+    drop((client, server));
+}
+
+/// The acceptance's loss run: 1000 seeds, 20% loss and reordering both ways. Every session
+/// opens on both sides or ends by the RFC's counters; none hangs with no timer pending (`run`
+/// panics then), and none runs past the bound the counters give.
+#[test]
+fn a_thousand_lossy_links_open_or_fail_by_the_counters() {
+    let mut opened = 0;
+    let mut failed = BTreeMap::new();
+    let mut slowest = Duration::ZERO;
+    for seed in 0..1000 {
+        let (mut client, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+        let (seen, took) = run(
+            &mut client,
+            &mut server,
+            seed,
+            0.2,
+            Duration::from_secs(3600),
+        );
+        slowest = slowest.max(took);
+        if client.is_open() && server.is_open() {
+            assert_eq!(client.ipcp().and_then(|n| n.local), Some(POOL_ADDRESS));
+            opened += 1;
+            continue;
+        }
+        let failure = seen
+            .client
+            .iter()
+            .chain(&seen.server)
+            .find_map(|e| match e {
+                PppEvent::Failed(f) => Some(f.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: neither open nor failed: {seen:?}"));
+        *failed.entry(failure).or_insert(0) += 1;
+    }
+    println!("opened {opened}/1000, failed {failed:?}, slowest {slowest:?}");
+    // Loss alone may only end a session through the counters (Max-Configure, Max-Failure,
+    // the authentication retries), never by a verdict or a refusal.
+    for failure in failed.keys() {
+        assert!(
+            failure.ends_with("timeout") || failure.ends_with("NAK loop"),
+            "{failure}"
+        );
+    }
+    assert!(opened > 0);
+    assert!(slowest < Duration::from_secs(3600), "{slowest:?}");
+}

@@ -20,6 +20,7 @@ pub mod ipv6cp;
 pub mod lcp;
 pub mod pap;
 pub mod session;
+pub mod table;
 
 pub use echo::LcpEcho;
 pub use frame::{protocol, Frame, FrameRepr, Options, Packet, PacketRepr};

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod ip;
 pub mod malformed;
 pub mod ppp;
+pub mod seed;
 pub mod sim;
 pub mod time;
 pub mod wire;

@@ -810,13 +810,3 @@ fn emit_with(out: &mut Vec<u8>, code: u8, identifier: u8, data: impl FnOnce(&mut
     out[start + 2..start + 4].copy_from_slice(&length.to_be_bytes());
     true
 }
-
-/// A splitmix64 step: the seeded randomness negotiators draw magic numbers and interface
-/// identifiers from (the caller gives the seed; the core has no entropy source).
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}

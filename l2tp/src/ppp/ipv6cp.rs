@@ -9,7 +9,8 @@
 //! equal to ours, or zero, is naked with another one (§4.1); everything else is rejected.
 
 use super::frame::{protocol, push_option};
-use super::fsm::{options, splitmix64, Events, Fsm, Judgement, Negotiator, Refusal};
+use super::fsm::{options, Events, Fsm, Judgement, Negotiator, Refusal};
+use crate::seed::splitmix64;
 
 /// IPv6CP option types.
 pub mod option_type {

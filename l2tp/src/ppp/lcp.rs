@@ -12,10 +12,11 @@
 
 use super::frame::{self, protocol, push_option};
 use super::fsm::{
-    options, splitmix64, Events, Extra, Fsm, FsmEvent, Judgement, Negotiator, Refusal, DEFAULT_MRU,
+    options, Events, Extra, Fsm, FsmEvent, Judgement, Negotiator, Refusal, DEFAULT_MRU,
 };
 use super::PacketRepr;
 use crate::malformed::BadValue;
+use crate::seed::splitmix64;
 
 #[cfg(test)]
 mod tests;

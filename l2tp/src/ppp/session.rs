@@ -21,11 +21,12 @@ use super::auth::{
 };
 use super::chap::{ChapAuthenticator, ChapPeer, VALUE_LEN};
 use super::frame::{self, protocol, FrameRepr, PacketRepr};
-use super::fsm::{splitmix64, Failure, Fsm, FsmConfig, FsmEvent, State};
+use super::fsm::{Failure, Fsm, FsmConfig, FsmEvent, State};
 use super::ipcp::{Ipcp, IpcpNegotiated};
 use super::ipv6cp::{Ipv6cp, Ipv6cpNegotiated};
 use super::lcp::{AuthProtocol, AuthSet, Lcp, LcpConfig};
 use super::pap::{PapAuthenticator, PapPeer};
+use crate::seed::splitmix64;
 use crate::time::Instant;
 
 /// Which end of the PPP link a session is.

@@ -3,6 +3,8 @@
 //! Written out here rather than taken from `rand` because `StdRng` promises no stability across
 //! releases, and simulator traces are snapshotted: a seed must replay the same run forever.
 
+use crate::seed::splitmix64;
+
 pub(crate) struct SimRng {
     s: [u64; 4],
 }
@@ -46,14 +48,6 @@ impl SimRng {
         let span = u128::from(n) + 1;
         ((u128::from(self.next_u64()) * span) >> 64) as u64
     }
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::ppp::frame::push_option;
+use crate::seed::splitmix64;
 use proptest::prelude::*;
 
 /// A negotiator with one option (type 1, one octet): we want `want`, and take values up to

@@ -10,6 +10,9 @@
 #[allow(dead_code)]
 #[path = "../../fuzz/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../../fuzz/ppp_harness.rs"]
+mod ppp_harness;
 
 use std::fs;
 use std::io::Cursor;
@@ -94,6 +97,11 @@ fn forwarders_corpus() {
 #[test]
 fn capture_corpus() {
     replay("capture", harness::capture);
+}
+
+#[test]
+fn ppp_corpus() {
+    replay("ppp", ppp_harness::ppp);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -418,12 +426,63 @@ fn capture_seeds() -> Inputs {
     seeds
 }
 
-fn all_seeds() -> [(&'static str, Inputs); 4] {
+/// PPP session settings the seeds run with (the harness's flags byte): client and server,
+/// each authentication, IPv6CP once.
+const PPP_SEED_FLAGS: [(&str, u8); 6] = [
+    ("client-none", 0b0000),
+    ("client-pap", 0b0010),
+    ("client-chap-ipv6", 0b1100),
+    ("server-none", 0b0001),
+    ("server-pap", 0b0011),
+    ("server-chap", 0b0101),
+];
+
+/// The session under test against a peer of the other side with the same authentication,
+/// frames delivered at once: the target's input is what the peer sent it, so the harness
+/// replays the very same conversation up to Open.
+fn ppp_conversation(flags: u8) -> Vec<u8> {
+    let mut target = ppp_harness::session(flags, 1);
+    let mut peer = ppp_harness::session(flags ^ 1, 2);
+    let now = Instant::ZERO;
+    let mut input = vec![flags];
+    target.start(now);
+    peer.start(now);
+    let mut frame = Vec::new();
+    for _ in 0..100 {
+        let mut moved = false;
+        while target.poll_transmit(&mut frame) {
+            peer.handle(now, &frame);
+            frame.clear();
+            moved = true;
+        }
+        while peer.poll_transmit(&mut frame) {
+            push_record(&mut input, 0, &frame);
+            target.handle(now, &frame);
+            frame.clear();
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(target.is_open() && peer.is_open(), "flags {flags:#06b}");
+    input
+}
+
+fn ppp_seeds() -> Inputs {
+    PPP_SEED_FLAGS
+        .iter()
+        .map(|(name, flags)| (format!("seed-{name}"), ppp_conversation(*flags)))
+        .collect()
+}
+
+fn all_seeds() -> [(&'static str, Inputs); 5] {
     [
         ("codec", codec_seeds()),
         ("node", node_seeds()),
         ("forwarders", forwarders_seeds()),
         ("capture", capture_seeds()),
+        ("ppp", ppp_seeds()),
     ]
 }
 
@@ -505,4 +564,17 @@ fn capture_seeds_read_as_l2tp() {
     let (_, bytes) = capture_seeds().pop().expect("seeds");
     let reader = CaptureReader::new(Cursor::new(bytes), "seed").expect("pcapng");
     assert_eq!(reader.format(), l2tp::capture::CaptureFormat::PcapNg);
+}
+
+#[test]
+fn ppp_seeds_open_the_session() {
+    for (name, bytes) in ppp_seeds() {
+        let outcome = ppp_harness::ppp(&bytes);
+        assert_eq!(
+            outcome.deepest,
+            Some(l2tp::ppp::session::Phase::Open),
+            "{name}: {outcome:?}"
+        );
+        assert!(outcome.frames_out >= 3, "{name}: {outcome:?}");
+    }
 }

@@ -438,6 +438,13 @@ impl<N: Negotiator> Fsm<N> {
             return self.discard(packet.code, "lower layer down");
         }
         let event = match packet.code {
+            // A request whose options do not read (a Length of 0 or 1, or past the end) is
+            // not one: RFC 1661 has no way to answer it (a Reject must echo options as
+            // received, which would send malformed bytes back), so it is dropped, as pppd does.
+            code::CONFIGURE_REQUEST if Options::new(packet.data).check().is_err() => {
+                self.discard(packet.code, "malformed options");
+                None
+            }
             code::CONFIGURE_REQUEST => Some(self.receive_configure_request(packet)),
             code::CONFIGURE_ACK => self.receive_configure_ack(packet),
             code::CONFIGURE_NAK | code::CONFIGURE_REJECT => self.receive_nak_or_reject(packet),
@@ -608,14 +615,10 @@ impl<N: Negotiator> Fsm<N> {
                 reply: None,
             };
         }
-        // Only the options that read are judged; from the first that does not (a Length of 0
-        // or 1, or past the end) the rest is rejected as it came.
-        let readable_len: usize = options(packet.data).map(|(_, v)| 2 + v.len()).sum();
-        let (readable, tail) = packet.data.split_at(readable_len.min(packet.data.len()));
+        // `handle` dropped requests whose options do not all read.
         let mut judgement = Judgement::default();
         self.negotiator
-            .judge_request(readable, &mut judgement, &mut self.events);
-        judgement.reject.extend_from_slice(tail);
+            .judge_request(packet.data, &mut judgement, &mut self.events);
         self.reply_to_request(identifier, packet.data, judgement)
     }
 

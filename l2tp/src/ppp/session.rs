@@ -240,6 +240,8 @@ pub enum PppEvent {
     },
     IpcpOpened(IpcpNegotiated),
     Ipv6cpOpened(Ipv6cpNegotiated),
+    /// IPv6CP gave up (the session goes on with IPv4 alone).
+    Ipv6cpFailed(PppFailure),
     /// The session failed or ended; it is Dead now (or Terminate, draining).
     Failed(PppFailure),
     /// LCP Echo-Reply to one of ours.
@@ -824,21 +826,55 @@ impl PppSession {
                 self.check_open();
             }
             FsmEvent::Down if self.phase == Phase::Open => self.enter(Phase::Network),
-            FsmEvent::ConfigureTimeout => {
-                self.fail(PppFailure::Timeout {
+            FsmEvent::ConfigureTimeout => self.ncp_failed(
+                protocol,
+                PppFailure::Timeout {
                     phase: Phase::Network,
                     protocol,
-                });
-                self.lcp.close(now);
-                self.enter(Phase::Terminate);
-            }
+                },
+            ),
             FsmEvent::Failed(failure) => {
-                self.fail(negotiation_failure(protocol, failure));
-                self.lcp.close(now);
-                self.enter(Phase::Terminate);
+                self.ncp_failed(protocol, negotiation_failure(protocol, failure))
+            }
+            FsmEvent::CodeRejected {
+                catastrophic: true, ..
+            } => self.ncp_failed(protocol, PppFailure::Rejected { protocol }),
+            FsmEvent::TerminateRequested(data) => {
+                let reason = format!("{protocol}: {}", String::from_utf8_lossy(&data));
+                let phase = self.phase;
+                self.ncp_failed(protocol, PppFailure::TerminatedByPeer { phase, reason });
+            }
+            // tlf: the NCP stopped for good (after any of the above, or a way they do not
+            // name). Without IPv6CP the session can still open on IPv4; without IPCP it
+            // cannot, and waiting would hang: the link ends.
+            FsmEvent::Finished if matches!(self.phase, Phase::Network | Phase::Open) => {
+                if protocol == "IPv6CP" {
+                    self.ipv6cp = None;
+                    self.check_open();
+                } else {
+                    let phase = self.phase;
+                    self.fail(PppFailure::Closed { phase });
+                    self.end_network(now);
+                }
             }
             _ => {}
         }
+    }
+
+    /// IPCP failing fails the session; IPv6CP failing only says so (the session opens on
+    /// IPv4 once the automaton has finished).
+    fn ncp_failed(&mut self, protocol: &'static str, failure: PppFailure) {
+        if protocol == "IPv6CP" {
+            self.events.push_back(PppEvent::Ipv6cpFailed(failure));
+        } else {
+            self.fail(failure);
+        }
+    }
+
+    /// IPCP cannot go on: LCP terminates the link.
+    fn end_network(&mut self, now: Instant) {
+        self.lcp.close(now);
+        self.enter(Phase::Terminate);
     }
 
     fn check_open(&mut self) {

@@ -316,3 +316,42 @@ fn a_thousand_lossy_links_open_or_fail_by_the_counters() {
     assert!(opened > 0);
     assert!(slowest < Duration::from_secs(3600), "{slowest:?}");
 }
+
+/// Found by the ppp fuzz target: a catastrophic Code-Reject on IPCP stopped it with no timer
+/// while the session waited in Network for ever. Now the link ends, and says why.
+#[test]
+fn an_ipcp_that_stops_ends_the_session_instead_of_hanging() {
+    let (mut client, mut server) = pair(AuthSet::NONE, "", false);
+    client.start(Instant::ZERO);
+    server.start(Instant::ZERO);
+    // Up to the Network phase on both sides, lossless.
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        while server.poll_transmit(&mut out) {
+            client.handle(Instant::ZERO, &out);
+            out.clear();
+        }
+        while client.poll_transmit(&mut out) {
+            if out[2..4] != protocol::IPCP.to_be_bytes() {
+                server.handle(Instant::ZERO, &out);
+            }
+            out.clear();
+        }
+    }
+    assert_eq!(client.phase(), Phase::Network);
+    // IPCP Code-Reject of a Configure-Request (code 1): catastrophic (RXJ-).
+    client.handle(
+        Instant::ZERO,
+        &[0xff, 0x03, 0x80, 0x21, 7, 9, 0, 8, 1, 1, 0, 4],
+    );
+    let mut seen = Vec::new();
+    while let Some(e) = client.poll_event() {
+        seen.push(e);
+    }
+    assert!(
+        seen.contains(&PppEvent::Failed(PppFailure::Rejected { protocol: "IPCP" })),
+        "{seen:?}"
+    );
+    assert_eq!(client.phase(), Phase::Terminate);
+    assert!(client.poll_timeout().is_some());
+}

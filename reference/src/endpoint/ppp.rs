@@ -76,7 +76,8 @@ pub enum PppSetupError {
 pub struct PppStats {
     /// Sessions whose PPP started (each had an address).
     pub sessions_started: u64,
-    /// Sessions open now (every NCP asked for opened), and how many ever opened.
+    /// Sessions open now (every NCP asked for opened), and how many ever opened (a session
+    /// whose NCPs renegotiate counts once).
     pub sessions_open: u64,
     pub sessions_opened: u64,
     pub auth_ok: u64,
@@ -114,6 +115,8 @@ type Key = (u16, u16);
 struct Lease {
     address: Ipv4Addr,
     open: bool,
+    /// Counted once in `sessions_opened`, however often its NCPs renegotiate.
+    ever_opened: bool,
     /// Why its PPP failed; the CDN's message once LCP is down.
     failure: Option<Box<str>>,
 }
@@ -217,6 +220,7 @@ impl PppServer {
             Lease {
                 address,
                 open: false,
+                ever_opened: false,
                 failure: None,
             },
         );
@@ -240,7 +244,7 @@ impl PppServer {
         };
         if lease.open {
             self.stats.sessions_open = self.stats.sessions_open.saturating_sub(1);
-        } else if lease.failure.is_none() {
+        } else if !lease.ever_opened && lease.failure.is_none() {
             self.stats.ended_before_open += 1;
         }
         self.table.with(key, |s| s.lower_down(now));
@@ -356,6 +360,9 @@ impl PppServer {
                 if !lease.open {
                     lease.open = true;
                     self.stats.sessions_open += 1;
+                }
+                if !lease.ever_opened {
+                    lease.ever_opened = true;
                     self.stats.sessions_opened += 1;
                 }
                 tracing::debug!(tunnel, session_id, address = %lease.address, "PPP open");

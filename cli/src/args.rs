@@ -302,3 +302,18 @@ pub struct ForwarderRun {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `--dns A[,B]`: the DNS servers handed out in IPCP (RFC 1877), one or two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsServers(pub [Option<Ipv4Addr>; 2]);
+
+pub fn dns_servers(value: &str) -> Result<DnsServers, String> {
+    let bad = || "expected one or two IPv4 addresses, A[,B]".to_string();
+    let mut servers = value.split(',').map(|a| a.trim().parse::<Ipv4Addr>());
+    let first = servers.next().ok_or_else(bad)?.map_err(|_| bad())?;
+    let second = servers.next().transpose().map_err(|_| bad())?;
+    if servers.next().is_some() {
+        return Err(bad());
+    }
+    Ok(DnsServers([Some(first), second]))
+}

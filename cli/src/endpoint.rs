@@ -8,13 +8,111 @@ use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
 use netio::runner::Runner;
 use reference::claim::{ClaimAddress, ClaimPlan};
+use reference::endpoint::pool::{Ipv4Cidr, DEFAULT_POOL};
+use reference::endpoint::ppp::{PppServer, PppServerConfig};
+use reference::endpoint::users::Users;
 use reference::endpoint::{EndpointStats, Reporting};
 use reference::master::MasterConfig;
 use reference::serve::{serve_endpoint, EndpointSetup, MasterSetup, ServeOptions, TakeoverSetup};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::args::{self, AddrPrefix, PolicyName};
+use crate::args::{self, AddrPrefix, DnsServers, PolicyName};
 use crate::net::{os_seed, tunnel_config, wall_clock_sequence};
+
+/// `l2tpkit endpoint`'s command line: the L2TP flags and the PPP ones (apart so that code
+/// building an [`EndpointArgs`] for a bare LNS needs no PPP field).
+#[derive(Debug, clap::Args)]
+pub struct EndpointCommand {
+    #[command(flatten)]
+    pub args: EndpointArgs,
+    #[command(flatten)]
+    pub ppp: PppArgs,
+}
+
+/// The endpoint as the PPP server of its sessions.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PppArgs {
+    /// Run PPP on every session as its server and demand this authentication (none: no
+    /// authentication phase). Without the flag no PPP runs: only LCP Echo-Requests are
+    /// answered, as a bare LNS for LACs that send no PPP.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthName>,
+    /// Users for PAP/CHAP: one `user:password` per line; blank lines and `#` comments
+    /// allowed. Required with --auth pap or chap.
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// IPv4 addresses handed out over IPCP, ADDR/LEN (never configured on an interface);
+    /// all host addresses but the endpoint's own.
+    #[arg(long, default_value_t = DEFAULT_POOL)]
+    pub pool: Ipv4Cidr,
+    /// The endpoint's own IPCP address, inside --pool and never handed out [default: the
+    /// pool's first host address]. ICMP echoes to it are answered.
+    #[arg(long, value_parser = args::ipv4)]
+    pub ppp_address: Option<Ipv4Addr>,
+    /// Negotiate IPv6CP too: a session is open once IPCP and IPv6CP both are.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// DNS servers handed out in IPCP when asked (RFC 1877), A[,B].
+    #[arg(long, value_parser = args::dns_servers)]
+    pub dns: Option<DnsServers>,
+}
+
+impl Default for PppArgs {
+    /// No PPP.
+    fn default() -> Self {
+        PppArgs {
+            auth: None,
+            users: None,
+            pool: DEFAULT_POOL,
+            ppp_address: None,
+            ipv6: false,
+            dns: None,
+        }
+    }
+}
+
+/// `--auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthName {
+    None,
+    Pap,
+    Chap,
+}
+
+impl PppArgs {
+    /// The PPP server's configuration, `None` without --auth; the users file is read and the
+    /// pool checked here, before anything binds.
+    pub fn config(&self, host_name: &str) -> anyhow::Result<Option<PppServerConfig>> {
+        let Some(auth) = self.auth else {
+            if self.users.is_some() || self.ppp_address.is_some() || self.ipv6 || self.dns.is_some()
+            {
+                anyhow::bail!("--users, --ppp-address, --ipv6 and --dns need --auth (PPP is off)");
+            }
+            return Ok(None);
+        };
+        let auth = match auth {
+            AuthName::None => l2tp::ppp::lcp::AuthSet::NONE,
+            AuthName::Pap => l2tp::ppp::lcp::AuthSet::PAP,
+            AuthName::Chap => l2tp::ppp::lcp::AuthSet::CHAP_MD5,
+        };
+        let users = match &self.users {
+            Some(path) => Some(std::sync::Arc::new(Users::load(path)?)),
+            None => None,
+        };
+        let config = PppServerConfig {
+            auth,
+            users,
+            pool: self.pool,
+            own_address: self.ppp_address,
+            ipv6: self.ipv6,
+            dns: self.dns.map_or([None; 2], |d| d.0),
+            name: host_name.to_string(),
+        };
+        // Pool and users checked now, with the flags' names in the error.
+        PppServer::new(&config, 0)?;
+        Ok(Some(config))
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct EndpointArgs {
@@ -237,8 +335,9 @@ fn takeover(
     }))
 }
 
-pub fn run(args: &EndpointArgs) -> anyhow::Result<ExitCode> {
-    let stats = execute(args, |addr| {
+pub fn run(command: &EndpointCommand) -> anyhow::Result<ExitCode> {
+    let args = &command.args;
+    let stats = execute_with(args, &command.ppp, |addr| {
         eprintln!("l2tpkit endpoint: listening on {addr}")
     })?;
     if args.json {
@@ -254,15 +353,45 @@ pub fn run(args: &EndpointArgs) -> anyhow::Result<ExitCode> {
             stats.echo_requests,
             stats.echo_replies_sent
         );
+        if let Some(ppp) = &stats.ppp {
+            println!(
+                "PPP: {} started, {} opened, {} open now; auth {} ok, {} failed; \
+                 failed in LCP {}, auth {}, IPCP {}; pool {} in use, {} free, {} refused; \
+                 ICMP echoes answered {}",
+                ppp.sessions_started,
+                ppp.sessions_opened,
+                ppp.sessions_open,
+                ppp.auth_ok,
+                ppp.auth_failed,
+                ppp.failed_lcp,
+                ppp.failed_auth,
+                ppp.failed_network,
+                ppp.pool_in_use,
+                ppp.pool_free,
+                ppp.pool_exhausted,
+                ppp.icmp_echo_answered
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the endpoint until `--duration` or Ctrl-C; `ready` hears the bound address first.
+/// Runs the endpoint (no PPP) until `--duration` or Ctrl-C; `ready` hears the bound address
+/// first.
 pub fn execute(
     args: &EndpointArgs,
     ready: impl FnOnce(std::net::SocketAddrV4),
 ) -> anyhow::Result<EndpointStats> {
+    execute_with(args, &PppArgs::default(), ready)
+}
+
+/// As [`execute`], with the PPP flags.
+pub fn execute_with(
+    args: &EndpointArgs,
+    ppp: &PppArgs,
+    ready: impl FnOnce(std::net::SocketAddrV4),
+) -> anyhow::Result<EndpointStats> {
+    let ppp = ppp.config(&args.host_name)?;
     let (listen, duration) = (args.listen, args.duration);
     let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
     config.reliable.max_retransmits = args.max_retransmits;
@@ -291,6 +420,7 @@ pub fn execute(
             reporting,
             takeover,
             duration,
+            ppp,
         };
         let stats = serve_endpoint(&mut runner, setup).await?.stats;
         if let Some(path) = &args.status {

@@ -21,8 +21,9 @@ enum Command {
     /// Simulated LACs: open tunnels and sessions against an LNS, hold them with LCP echoes,
     /// tear them down, and report.
     Lac(lac::LacArgs),
-    /// The reference LNS: accepts tunnels and sessions, answers LCP Echo-Request.
-    Endpoint(endpoint::EndpointArgs),
+    /// The reference LNS: accepts tunnels and sessions, answers LCP Echo-Request; with
+    /// --auth, the PPP server of every session (PAP/CHAP, IPCP from a pool, IPv6CP).
+    Endpoint(endpoint::EndpointCommand),
     /// The cluster master: owns the cluster address, dispatches each SCCRQ to an endpoint,
     /// forwards later packets by Tunnel ID (needs root for its raw socket).
     Master(l2tpkit::master::MasterArgs),

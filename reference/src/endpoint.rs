@@ -1,5 +1,13 @@
 //! The reference endpoint (an LNS): accepts tunnels and sessions and answers LCP Echo-Request
-//! on every session, so a LAC can check its data path end to end.
+//! on every session, so a LAC can check its data path end to end. With [`Endpoint::with_ppp`]
+//! it is the PPP server of every session instead ([`ppp`]): LCP, PAP/CHAP against a users file
+//! ([`users`]), IPCP with an address from a pool ([`pool`]), IPv6CP, and ICMP echo to its own
+//! PPP address ([`icmp`]).
+
+pub mod icmp;
+pub mod pool;
+pub mod ppp;
+pub mod users;
 
 use l2tp::conn::tunnel::{Event, TunnelState};
 use l2tp::conn::tunnels::TunnelSet;
@@ -24,6 +32,9 @@ pub struct EndpointStats {
     pub echo_requests: u64,
     pub echo_replies_sent: u64,
     pub data_frames: u64,
+    /// PPP server counters, when it runs PPP (`--auth`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppp: Option<ppp::PppStats>,
     /// Its watch over the master, when it may take over (FIG 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchStatus>,
@@ -72,6 +83,8 @@ pub struct Endpoint {
     /// Stop after this many tunnels have closed (tests); never when `None`.
     stop_after_closed: Option<u64>,
     stopping: bool,
+    /// The PPP server of every session; `None`: LCP Echo answered by hand, nothing more.
+    ppp: Option<ppp::PppServer>,
     pub stats: EndpointStats,
 }
 
@@ -84,6 +97,7 @@ impl Endpoint {
             draining: false,
             stop_after_closed: None,
             stopping: false,
+            ppp: None,
             stats: EndpointStats::default(),
         }
     }
@@ -107,9 +121,21 @@ impl Endpoint {
         self
     }
 
+    /// Runs PPP on every session as its server.
+    pub fn with_ppp(mut self, server: ppp::PppServer) -> Endpoint {
+        self.ppp = Some(server);
+        self
+    }
+
+    /// The PPP server, when there is one.
+    pub fn ppp(&self) -> Option<&ppp::PppServer> {
+        self.ppp.as_ref()
+    }
+
     /// The counters, with the watch's state when there is one.
     pub fn stats(&self) -> EndpointStats {
         EndpointStats {
+            ppp: self.ppp.as_ref().map(ppp::PppServer::stats),
             watch: self.takeover.as_ref().map(|t| t.watch.status()),
             ..self.stats.clone()
         }
@@ -127,7 +153,7 @@ impl Endpoint {
 }
 
 impl TunnelDriver for Endpoint {
-    fn on_event(&mut self, set: &mut TunnelSet, _now: Instant, tunnel: u16, event: Event) {
+    fn on_event(&mut self, set: &mut TunnelSet, now: Instant, tunnel: u16, event: Event) {
         match event {
             Event::TunnelUp {
                 peer_tunnel_id,
@@ -147,16 +173,30 @@ impl TunnelDriver for Endpoint {
             } => {
                 self.stats.sessions_established += 1;
                 tracing::info!(tunnel, session_id, peer_session_id, "session established");
+                if let Some(ppp) = self.ppp.as_mut() {
+                    ppp.session_up(set, now, tunnel, session_id);
+                }
             }
             Event::SessionDown {
                 session_id, result, ..
             } => {
                 self.stats.sessions_closed += 1;
                 tracing::info!(tunnel, session_id, %result, "session down");
+                if let Some(ppp) = self.ppp.as_mut() {
+                    ppp.session_down(set, now, tunnel, session_id);
+                }
             }
             Event::Data { session_id, frame } => {
                 self.stats.data_frames += 1;
-                if let Some(echo) = LcpEcho::parse(&frame).filter(|e| !e.reply) {
+                if let Some(ppp) = self.ppp.as_mut() {
+                    // The session's LCP answers Echo-Requests itself.
+                    if LcpEcho::parse(&frame).is_some_and(|e| !e.reply) {
+                        self.stats.echo_requests += 1;
+                    }
+                    if ppp.data(set, now, tunnel, session_id, &frame) {
+                        self.stats.echo_replies_sent += 1;
+                    }
+                } else if let Some(echo) = LcpEcho::parse(&frame).filter(|e| !e.reply) {
                     self.stats.echo_requests += 1;
                     let reply = echo.reply_with(self.magic).to_frame();
                     if let Some(t) = set.tunnel_mut(tunnel) {
@@ -171,6 +211,7 @@ impl TunnelDriver for Endpoint {
     }
 
     fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant> {
+        let ppp_at = self.ppp.as_mut().and_then(|ppp| ppp.tick(set, now));
         let report_at = self.report(set, now);
         let watch_at = self.takeover.as_mut().and_then(|link| {
             while let Ok(outcome) = link.outcomes.try_recv() {
@@ -186,7 +227,7 @@ impl TunnelDriver for Endpoint {
             }
             link.watch.poll_timeout()
         });
-        [report_at, watch_at].into_iter().flatten().min()
+        [ppp_at, report_at, watch_at].into_iter().flatten().min()
     }
 
     fn poll_side_transmit(&mut self, _now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {

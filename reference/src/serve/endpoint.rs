@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{serve_takeover, MasterSetup, ServeError};
 use crate::claim::ClaimPlan;
+use crate::endpoint::ppp::{PppServer, PppServerConfig, PppSetupError};
 use crate::endpoint::{Endpoint, EndpointStats, Reporting, TakeoverLink};
 use crate::master::MasterStatus;
 use crate::takeover::{Watch, WatchConfig};
@@ -30,6 +31,8 @@ pub struct EndpointSetup {
     pub takeover: Option<TakeoverSetup>,
     /// Run until then (Ctrl-C otherwise), then drain for [`DRAIN`].
     pub duration: Option<Duration>,
+    /// Be the PPP server of every session; without it only LCP Echo is answered.
+    pub ppp: Option<PppServerConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,8 @@ pub enum EndpointError {
     Master(#[from] ServeError),
     #[error("a takeover needs load reports to a master (its watch is their acks)")]
     TakeoverWithoutReporting,
+    #[error(transparent)]
+    Ppp(#[from] PppSetupError),
 }
 
 /// How the endpoint's run went.
@@ -56,6 +61,9 @@ pub async fn serve_endpoint(
     setup: EndpointSetup,
 ) -> Result<EndpointOutcome, EndpointError> {
     let mut endpoint = Endpoint::new(setup.seed);
+    if let Some(config) = &setup.ppp {
+        endpoint = endpoint.with_ppp(PppServer::new(config, u64::from(setup.seed))?);
+    }
     let mut takeover_task = None;
     match (setup.reporting, setup.takeover) {
         (None, Some(_)) => return Err(EndpointError::TakeoverWithoutReporting),

@@ -334,18 +334,22 @@ impl Tunnel {
 
     // ----- polling -----
 
-    /// Writes the next datagram for the peer into `buf`; false when there is none.
+    /// Writes the next datagram for the peer into `buf`; false when there is none. Control
+    /// messages go first: a session's first PPP frame is queued when the ICRP arrives, and
+    /// must follow the ICCN that establishes the session at the peer, or the peer drops it
+    /// (and PPP waits a Restart time for nothing).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         buf.clear();
-        if let Some(bytes) = self.data_out.pop_front() {
+        let message = match self.state {
+            TunnelState::Closed => None,
+            _ => self.reliable.poll_transmit(now),
+        };
+        let Some(message) = message else {
+            let Some(bytes) = self.data_out.pop_front() else {
+                return false;
+            };
             buf.extend_from_slice(&bytes);
             return true;
-        }
-        if self.state == TunnelState::Closed {
-            return false;
-        }
-        let Some(message) = self.reliable.poll_transmit(now) else {
-            return false;
         };
         buf.resize(message.buffer_len(), 0);
         match message.emit(buf, self.config.secret.as_deref()) {

@@ -85,7 +85,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "ppp-state-cleaned-after-cdn",
         reference: "RFC 2661 §6.12; RFC 1661 §5.8",
-        sends: "one call with LCP opened; a CDN; an LCP Echo-Request and a Configure-Request on \
+        sends: "one call with PPP up (IPCP opened); a CDN; an LCP Echo-Request and a Configure-Request on \
                 the cleared Session ID; then a new call on the tunnel",
         expects: "no PPP answer on the cleared session (its state is gone, §6.12: \"The peer MUST \
                   clean up any resources\"), and the new call gets an LCP Configure-Request",
@@ -1022,9 +1022,19 @@ fn state_cleaned_after_cdn(ctx: &mut Ctx) -> Step<Verdict> {
     let who = Subscriber::of(ctx);
     let (mut link, call, first) = ppp_call(ctx)?;
     let mut client = Client::start(&mut link, call, &who, &who.password, AuthSet::ANY, &first)?;
-    match client.lcp_opened(&mut link, call)? {
+    // Up means Open: a CDN while authentication is still with RADIUS tests something else.
+    let open = |e: &PppEvent| matches!(e, PppEvent::Phase(Phase::Open));
+    match client.drive(&mut link, call, PPP_WAIT, open, |_| false)? {
         Stop::Reached(_) => {}
-        other => return link.verdict(lcp_did_not_open(other)),
+        Stop::Failed(PppFailure::AuthRejected { message }) => {
+            return link.verdict(who.refused(&message))
+        }
+        Stop::Ended(why) if !who.given => return link.verdict(who.refused(&why)),
+        other => {
+            return link.verdict(Verdict::Inconclusive(format!(
+                "the session did not come up to judge its end: {other:?}"
+            )))
+        }
     }
     let before = echo(&mut link, call, &mut client, 0x61)?;
     ctx.note(format!(

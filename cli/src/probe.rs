@@ -23,6 +23,12 @@ pub struct ProbeArgs {
     /// The tunnel secret the target was configured with.
     #[arg(long)]
     pub secret: Option<String>,
+    /// The PPP probes' subscriber name (the target's RADIUS or users file must know it).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// The PPP probes' subscriber password.
+    #[arg(long)]
+    pub password: Option<String>,
     /// Run only these probes (names as `--list` prints them).
     #[arg(long, num_args = 1..)]
     pub only: Vec<String>,
@@ -128,6 +134,8 @@ fn target(args: &ProbeArgs) -> anyhow::Result<Target> {
     let mut target = Target::new(addr);
     target.cluster = args.cluster;
     target.secret = args.secret.as_ref().map(|s| s.as_bytes().to_vec());
+    target.username = args.username.clone();
+    target.password = args.password.as_ref().map(|p| p.as_bytes().to_vec());
     target.bind = args.bind;
     target.reply_timeout = args.reply_timeout;
     target.live_tunnels = args.live_tunnels;

@@ -155,6 +155,8 @@ fn every_tunnel_level_probe_passes_in_catalog_order() {
         .map(|p| p.name)
         // Crafting below UDP needs a raw socket: the simulator carries payloads only.
         .filter(|name| *name != "bad-udp-checksum-discarded")
+        // The PPP family needs the endpoint's PPP server (`--auth`); this endpoint runs none.
+        .filter(|name| !name.starts_with("ppp-"))
         .collect();
     every_one_passes(&network, &names);
 }

@@ -43,6 +43,9 @@ pub struct Target {
     pub live_tunnels: usize,
     /// Our Host Name AVP.
     pub host_name: String,
+    /// The PPP subscriber the PPP probes authenticate as (a default one when `None`).
+    pub username: Option<String>,
+    pub password: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -55,6 +58,8 @@ impl Target {
             reply_timeout: Duration::from_secs(2),
             live_tunnels: 5000,
             host_name: "l2tpkit-probe".to_string(),
+            username: None,
+            password: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! captured. The socket is a [`Transport`]: a real one, or a node of the simulator.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddrV4;
 use std::rc::Rc;
@@ -113,7 +114,14 @@ pub struct Ctl {
     /// When set, packets go to the pcap but not line by line into the evidence (a probe
     /// exchanging hundreds of messages notes a summary instead).
     quiet: bool,
+    /// Data messages that came while a control exchange was awaited (an LNS's first LCP
+    /// Configure-Request races the acknowledgement of the ICCN): [`Ctl::wait_data_until`]
+    /// hands them out first. At most [`EARLY_DATA`].
+    early_data: VecDeque<Received>,
 }
+
+/// Data messages kept while waiting for control messages.
+const EARLY_DATA: usize = 16;
 
 impl Ctl {
     pub fn open(target: &Target, network: &dyn Network, log: Rc<RefCell<Log>>) -> io::Result<Ctl> {
@@ -137,6 +145,7 @@ impl Ctl {
             our_challenge: None,
             seed,
             quiet: false,
+            early_data: VecDeque::new(),
         })
     }
 
@@ -301,6 +310,9 @@ impl Ctl {
             }
             let received = self.recv_until(deadline)?;
             let Some(message) = self.parse(&received.bytes) else {
+                if self.early_data.len() < EARLY_DATA {
+                    self.early_data.push_back(received);
+                }
                 continue;
             };
             if !message.is_zlb() {
@@ -671,11 +683,37 @@ impl Ctl {
         mut control: impl FnMut(&ControlMessage<'static>),
     ) -> Option<Vec<u8>> {
         let deadline = self.now() + timeout;
+        self.wait_data_until(deadline, our_session, |message| {
+            control(message);
+            false
+        })
+    }
+
+    /// Forgets the data messages kept while control messages were awaited: what a session
+    /// sent before the acknowledgement of its CDN, say, is no evidence about after it.
+    pub fn discard_early_data(&mut self) -> usize {
+        let n = self.early_data.len();
+        self.early_data.clear();
+        n
+    }
+
+    /// As [`Ctl::wait_data`], up to `deadline`; `control` returning true stops the wait at
+    /// once with `None` (a CDN for the call: no more data will come, so waiting is useless).
+    pub fn wait_data_until(
+        &mut self,
+        deadline: Instant,
+        our_session: u16,
+        mut control: impl FnMut(&ControlMessage<'static>) -> bool,
+    ) -> Option<Vec<u8>> {
         loop {
-            if self.now() >= deadline {
+            let early = self.early_data.pop_front();
+            if early.is_none() && self.now() >= deadline {
                 return None;
             }
-            let received = self.recv_until(deadline)?;
+            let received = match early {
+                Some(received) => received,
+                None => self.recv_until(deadline)?,
+            };
             let options = ParseOptions {
                 secret: self.secret.as_deref(),
             };
@@ -698,7 +736,9 @@ impl Ctl {
                         }
                         let _ = self.ack();
                     }
-                    control(&message);
+                    if control(&message) {
+                        return None;
+                    }
                 }
                 Err(_) => {}
             }

@@ -9,6 +9,7 @@ pub mod avps;
 pub mod cluster;
 pub mod header;
 pub mod lifecycle;
+pub mod ppp;
 pub mod reliable;
 pub mod session;
 pub mod tunnel_ids;
@@ -26,6 +27,7 @@ const FAMILIES: &[&[Probe]] = &[
     tunnel_ids::PROBES,
     reliable::PROBES,
     session::PROBES,
+    ppp::PROBES,
     cluster::PROBES,
 ];
 
@@ -61,6 +63,13 @@ pub const RUN_ORDER: &[&str] = &[
     "cdn-wrong-session-id",
     "session-id-uniqueness",
     "data-plane-echo",
+    "ppp-lcp-negotiation",
+    "ppp-magic-loopback",
+    "ppp-wrong-password",
+    "ppp-chap-stale-identifier",
+    "ppp-ipcp-unique",
+    "ppp-lcp-echo",
+    "ppp-state-cleaned-after-cdn",
     "cluster-spread",
     "cluster-retransmitted-sccrq",
     "cluster-sccrp-address-reported",

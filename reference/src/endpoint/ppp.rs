@@ -392,6 +392,9 @@ impl PppServer {
             PppEvent::Ipv6cpOpened(negotiated) => {
                 tracing::debug!(tunnel, session_id, peer = ?negotiated.peer, "IPv6CP opened");
             }
+            PppEvent::Ipv6cpFailed(failure) => {
+                tracing::debug!(tunnel, session_id, %failure, "IPv6CP gave up; IPv4 only");
+            }
             PppEvent::Failed(failure) => {
                 match (&failure, failure.phase()) {
                     (PppFailure::TerminatedByPeer { .. }, Phase::Open) => {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use l2tp::conn::tunnel::{Event, ResultCode, TunnelState};
 use l2tp::conn::tunnels::TunnelSet;
+use l2tp::ppp::session::Phase as PppPhase;
 use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
 use netio::runner::TunnelDriver;
@@ -771,7 +772,7 @@ impl TunnelDriver for Lac {
                     }
                 }
                 if ppp && !tearing_down {
-                    self.ppp_start(set, now, (tunnel, session_id));
+                    self.ppp_start_soon(now, (tunnel, session_id));
                 }
             }
             Event::SessionDown {
@@ -801,6 +802,10 @@ impl TunnelDriver for Lac {
                             "session setup timeout".to_string()
                         } else if tearing_down && !by_peer {
                             STOPPED_BEFORE_SESSION_UP.to_string()
+                        } else if let Some(phase) = ppp_phase.filter(|&p| p != PppPhase::Dead) {
+                            // An LNS may end a call on a refused login with only a CDN
+                            // (l2tpns): the phase says where.
+                            format!("PPP {phase}: CDN {}", describe(&result, by_peer))
                         } else {
                             format!("CDN {}", describe(&result, by_peer))
                         };

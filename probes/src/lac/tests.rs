@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use l2tp::conn::tunnel::{Event, TunnelConfig};
+use l2tp::conn::tunnel::{Event, ResultCode, TunnelConfig};
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::ppp::lcp::AuthSet;
 use l2tp::ppp::session::{PppEvent, PppFailure, PppSession, SessionConfig};
@@ -49,6 +49,8 @@ struct Lns {
     /// Data frames that were not LCP Echo-Requests while no PPP server ran.
     foreign_frames: u64,
     seed: u64,
+    /// A refused login ends the call with a CDN and no CHAP Failure.
+    cdn_on_reject: bool,
 }
 
 impl Lns {
@@ -75,6 +77,7 @@ impl Lns {
             failures: BTreeMap::new(),
             foreign_frames: 0,
             seed: 1000,
+            cdn_on_reject: false,
         }
     }
 
@@ -114,17 +117,24 @@ impl Lns {
             }
         }
         self.table.handle_timeout(now);
+        while let Some((key, event)) = self.table.poll_event() {
+            if let PppEvent::Failed(failure) = event {
+                if self.cdn_on_reject && matches!(failure, PppFailure::AuthRejected { .. }) {
+                    // As l2tpns: no CHAP Failure, the call ends with a CDN (result 3).
+                    self.table.remove(key);
+                    if let Some(t) = self.set.tunnel_mut(key.0) {
+                        t.close_session(key.1, ResultCode::new(ResultCode::ADMIN_CALL));
+                    }
+                }
+                *self.failures.entry(failure.to_string()).or_default() += 1;
+            }
+        }
         let mut out = Vec::new();
         while let Some((tid, sid)) = self.table.poll_transmit(&mut out) {
             if let Some(t) = self.set.tunnel_mut(tid) {
                 t.send_data(sid, &out);
             }
             out.clear();
-        }
-        while let Some((_, event)) = self.table.poll_event() {
-            if let PppEvent::Failed(failure) = event {
-                *self.failures.entry(failure.to_string()).or_default() += 1;
-            }
         }
     }
 }
@@ -238,6 +248,9 @@ fn every_session_reaches_ip_up_with_its_own_address() {
         assert_eq!(p.count, 12, "{name}: {report}");
     }
     assert_eq!(report.ipv6cp_opened.count, 0);
+    // The first Configure-Request follows the ICCN (an LNS drops one that overtakes it, and
+    // LCP would open only at the 3 s restart).
+    assert!(report.lcp_opened.max_ms < 100.0, "{report}");
     // Echoes went through the sessions' LCP, and were answered by the server's.
     assert!(report.echo_requests_sent >= 12, "{report}");
     assert_eq!(report.echo_replies, report.echo_requests_sent, "{report}");
@@ -342,6 +355,29 @@ fn a_wrong_password_fails_under_authentication_with_the_servers_message() {
     assert_eq!(report.tunnels_established, 2);
     assert_eq!(report.tunnels_closed_cleanly, 2, "{report}");
     assert_eq!(report.tunnels_failed, 0);
+}
+
+#[test]
+fn a_refused_login_ended_by_cdn_alone_counts_under_authentication() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::CHAP_MD5,
+            ipv6: false,
+            same_address: false,
+        },
+        2,
+        "l2tpkit",
+    );
+    lns.cdn_on_reject = true;
+    let ppp = PppPlan {
+        password: "wrong".to_string(),
+        ..users_ppp(PppLevel::Ip)
+    };
+    let report = run(plan(1, 2, ppp), &mut lns);
+    assert_eq!(report.sessions_failed, 2, "{report}");
+    let why = "PPP authentication: CDN result 3 [from peer]";
+    assert_eq!(report.failures.get(why), Some(&2), "{report}");
+    assert_eq!(report.tunnels_closed_cleanly, 1, "{report}");
 }
 
 #[test]

@@ -165,6 +165,26 @@ pub fn rate(value: &str) -> Result<f64, String> {
 }
 
 /// `--max-retransmits`: at most 50 (with the 8 s cap, a cycle of over six minutes).
+/// `--ppp off|lcp|auth|ip`: where a LAC session counts as up.
+pub fn ppp_level(value: &str) -> Result<probes::lac::PppLevel, String> {
+    value.parse()
+}
+
+/// `--auth pap|chap|auto`: what the LAC's subscribers agree to authenticate with.
+pub fn auth_choice(value: &str) -> Result<probes::lac::AuthChoice, String> {
+    value.parse()
+}
+
+/// `--username` / `--password`: at most 255 octets (a PAP length field), `{n}` counted as the
+/// 10 digits of a session number.
+pub fn ppp_credential(value: &str) -> Result<String, String> {
+    let longest = value.len() + value.matches("{n}").count() * 7;
+    if longest > 255 {
+        return Err(format!("{longest} octets with {{n}} filled: at most 255"));
+    }
+    Ok(value.to_string())
+}
+
 pub fn max_retransmits(value: &str) -> Result<u32, String> {
     value
         .trim()

@@ -13,7 +13,8 @@ use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::time::Instant;
 use netio::runner::{Ended, Runner};
-use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, Swarm};
+pub use probes::lac::{AuthChoice, PppLevel};
+use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm};
 use probes::live::{Live, LiveSnapshot, RunPhase};
 
 use crate::args;
@@ -107,6 +108,24 @@ pub struct LacArgs {
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
     #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
+    /// PPP on every session and where a session counts as up: off (L2TP only, LCP echoes as
+    /// keepalive), lcp (LCP opened), auth (authenticated, or none asked), ip (IPCP opened,
+    /// and IPv6CP with --ipv6).
+    #[arg(long, default_value = "ip", value_parser = args::ppp_level)]
+    pub ppp: PppLevel,
+    /// What the subscribers agree to when the LNS asks them to authenticate: pap, chap or
+    /// auto (either).
+    #[arg(long, default_value = "auto", value_parser = args::auth_choice)]
+    pub auth: AuthChoice,
+    /// PAP peer ID / CHAP name; {n} is the session's number over the whole run, from 1.
+    #[arg(long, default_value = "user{n}@example.net", value_parser = args::ppp_credential)]
+    pub username: String,
+    /// PAP password / CHAP secret of every subscriber.
+    #[arg(long, default_value = "l2tpkit", value_parser = args::ppp_credential)]
+    pub password: String,
+    /// Negotiate IPv6CP too: a session is IP up when both IPCP and IPv6CP are opened.
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 impl Default for LacArgs {
@@ -136,6 +155,11 @@ impl Default for LacArgs {
             stay_on_target: false,
             hello_interval: Duration::from_secs(60),
             max_retransmits: 5,
+            ppp: PppLevel::Ip,
+            auth: AuthChoice::Auto,
+            username: PppPlan::default().username,
+            password: PppPlan::default().password,
+            ipv6: false,
         }
     }
 }
@@ -283,6 +307,13 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
             setup_timeout,
             stop_at: Some(stop_at),
             drain: DRAIN,
+            ppp: PppPlan {
+                level: args.ppp,
+                auth: args.auth,
+                username: args.username.clone(),
+                password: args.password.clone(),
+                ipv6: args.ipv6,
+            },
         },
         pace: PaceConfig {
             max_outstanding: args.max_outstanding,
@@ -312,10 +343,8 @@ pub fn execute_with(
         None => None,
     };
     live.control.set_rate(args.rate);
-    let swarm = Rc::new(Swarm::new(Pace::new(
-        setup.pace.clone(),
-        live.control.clone(),
-    )));
+    let swarm =
+        Rc::new(Swarm::new(Pace::new(setup.pace.clone(), live.control.clone())).with_ppp(args.ppp));
     let seed = os_seed();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

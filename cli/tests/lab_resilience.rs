@@ -17,7 +17,7 @@ use l2tp::capture::{CaptureReader, RecordKind};
 use l2tp::ip::{classify, L2tpClass};
 use l2tp::wire::MessageType;
 use l2tpkit::lab::{sys, Lab, LabSpec, NodeKind, Topology};
-use l2tpkit::lac::LacArgs;
+use l2tpkit::lac::{LacArgs, PppLevel};
 use netio::runner::Ended;
 use probes::lac::LacReport;
 use probes::sequence::Rule;
@@ -94,6 +94,7 @@ fn lac_args(tunnels: usize, initiators: usize, rate: f64) -> LacArgs {
         rate,
         any_source: true,
         echo_rate: 0.0,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::MessageType;
 use l2tpkit::lab::{sys, Lab, LabSpec, Topology, MASTER};
-use l2tpkit::lac::LacArgs;
+use l2tpkit::lac::{LacArgs, PppLevel};
 use netio::runner::Ended;
 use probes::lac::LacReport;
 use probes::live::{Live, LiveSnapshot, RunPhase};
@@ -96,6 +96,7 @@ fn lac(first: u8, count: usize, tunnels: usize) -> LacArgs {
         any_source: true,
         setup_timeout: Duration::from_secs(30),
         json: true,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     }
 }

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use l2tpkit::endpoint::{self, EndpointArgs};
-use l2tpkit::lac::{execute, execute_with, LacArgs};
+use l2tpkit::lac::{execute, execute_with, LacArgs, PppLevel};
 use probes::lac::{Pace, PaceConfig};
 use probes::live::{Live, LiveControl, RunPhase};
 
@@ -109,6 +109,7 @@ fn rate_200_keeps_every_second_within_rate_and_burst() {
         hold: Duration::from_millis(500),
         echo_rate: 0.0,
         csv: Some(csv.clone()),
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     };
     let (report, _) = execute(&args).expect("lac run");
@@ -192,6 +193,7 @@ fn max_outstanding_caps_unanswered_sccrqs_and_retransmissions_are_counted() {
         setup_timeout: Duration::from_millis(1500),
         hold: Duration::from_secs(0),
         echo_rate: 0.0,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     };
     let (report, _) = execute(&args).expect("lac run");
@@ -224,6 +226,7 @@ fn pause_holds_back_sccrqs_and_stop_tears_down() {
         hold: Duration::from_secs(3600),
         echo_rate: 0.0,
         duration: Some(Duration::from_secs(100)),
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     };
     let driver = {
@@ -272,6 +275,7 @@ fn echo_round_trips_match_each_request() {
         sessions_per_tunnel: 2,
         hold: Duration::from_millis(2500),
         echo_rate: 4.0,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     };
     let (report, _) = execute(&args).expect("lac run");

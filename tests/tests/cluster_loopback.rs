@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use l2tp::wire::{samples, PacketRepr};
 use l2tpkit::endpoint::{execute as run_endpoint, EndpointArgs};
-use l2tpkit::lac::{execute as run_lac, LacArgs};
+use l2tpkit::lac::{execute as run_lac, LacArgs, PppLevel};
 use reference::cluster::{seal, EndpointState, LoadReport};
 use reference::master::{MasterConfig, MasterStatus};
 use reference::serve::{serve_master, MasterSetup, ServeOptions};
@@ -183,6 +183,7 @@ fn least_load_spreads_300_tunnels_from_30_initiators_evenly() {
         json: false,
         any_source: true,
         initiators: 30,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     };
     let (report, _) = run_lac(&args).expect("lac");
@@ -305,6 +306,7 @@ fn lac_args(target: &str, bind: &str, tunnels: usize, initiators: usize) -> LacA
         json: false,
         any_source: true,
         initiators,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     }
 }

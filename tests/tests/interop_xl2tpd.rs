@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use l2tpkit::endpoint::{self, EndpointArgs};
-use l2tpkit::lac::{self, LacArgs};
+use l2tpkit::lac::{self, LacArgs, PppLevel};
 use l2tpkit_tests::xl2tpd::{self, loopback_pair, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
 use l2tpkit_tests::{require, tshark_l2tp};
 
@@ -95,6 +95,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
         json: false,
         any_source: false,
         initiators: 1,
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     };
     let (report, _) = lac::execute(&args).expect("lac run");

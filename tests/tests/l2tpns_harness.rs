@@ -109,8 +109,9 @@ fn radius_answers_and_our_lac_reaches_lcp_at_l2tpns() {
 
     // (b) Our LAC at the L2TP layer: one outstanding SCCRQ per source address, since l2tpns
     // takes a second SCCRQ from a socket whose first tunnel is still opening for a duplicate.
-    // PPP is not done by the LAC yet: l2tpns sends its LCP Configure-Requests (asking for CHAP)
-    // and the sessions sit in LCP until the LAC tears them down.
+    // With `--ppp off` the LAC answers no PPP: l2tpns sends its LCP Configure-Requests (asking
+    // for CHAP) and the sessions sit in LCP until the LAC tears them down (PPP with l2tpns:
+    // `lac_l2tpns.rs`).
     let ns = harness.initiator_netns().to_string();
     let target = harness.lns_addr().to_string();
     let bind = format!("{}:0", harness.initiator_addr());
@@ -137,6 +138,8 @@ fn radius_answers_and_our_lac_reaches_lcp_at_l2tpns() {
         "2",
         "--setup-timeout",
         "20",
+        "--ppp",
+        "off",
         "--json",
     ];
     let started = Instant::now();

@@ -14,7 +14,7 @@ use probes::sequence;
 use reference::master::MasterStatus;
 
 use crate::args;
-use crate::lac::LacArgs;
+use crate::lac::{LacArgs, PppLevel};
 use crate::tui::LabHooks;
 
 use super::{sys, Lab, LabDescription, LabSpec, NodeKind, Topology};
@@ -139,6 +139,8 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
         rate: args.rate,
         max_outstanding: args.max_outstanding,
         csv: Some(run_dir.join("lac.csv")),
+        // L2TP only until the endpoint is a PPP server (issue 13).
+        ppp: PppLevel::Off,
         ..LacArgs::default()
     }
 }

@@ -7,7 +7,10 @@
 //! the offset between the runner's start and the run's.
 
 mod pace;
+mod ppp;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use l2tp::conn::tunnel::{Event, ResultCode, TunnelState};
 use l2tp::conn::tunnels::TunnelSet;
+use l2tp::ppp::session::Phase as PppPhase;
 use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
 use netio::runner::TunnelDriver;
@@ -27,6 +31,7 @@ pub const STOPPED_BEFORE_TUNNEL_UP: &str = "stopped before the tunnel came up";
 pub const STOPPED_BEFORE_SESSION_UP: &str = "stopped before the session came up";
 
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
+pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
 pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm};
 
 use crate::live::{Percentiles, RunPhase};
@@ -62,6 +67,8 @@ pub struct LacPlan {
     pub stop_at: Option<Duration>,
     /// How long a teardown waits for its StopCCNs to be acknowledged.
     pub drain: Duration,
+    /// What each session does on top of L2TP (`--ppp`, `--auth`, …).
+    pub ppp: PppPlan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +108,7 @@ struct SessionTrack {
     timed_out: bool,
     /// Identifier and run time of the Echo-Request not answered yet.
     echo: Option<(u8, Instant)>,
+    ppp: ppp::PppMarks,
 }
 
 /// The LAC's summary, printed as text or JSON.
@@ -123,6 +131,22 @@ pub struct LacReport {
     pub session_setup: Percentiles,
     /// LCP Echo-Request → its Echo-Reply (or itself looped back), per session.
     pub echo_rtt: Percentiles,
+    /// Where a session counts as up (`--ppp`).
+    pub ppp: PppLevel,
+    /// Sessions that had every NCP opened (IPCP, and IPv6CP when asked).
+    pub sessions_ip_up: usize,
+    /// IPCP addresses given to a session while another live session had it.
+    pub duplicate_addresses: usize,
+    /// ICCN sent → LCP opened.
+    pub lcp_opened: Percentiles,
+    /// LCP opened → authentication succeeded (sessions the LNS asked to authenticate).
+    pub authentication: Percentiles,
+    /// Authentication done → IPCP opened.
+    pub ipcp_opened: Percentiles,
+    /// Authentication done → IPv6CP opened.
+    pub ipv6cp_opened: Percentiles,
+    /// ICRQ sent → every NCP opened.
+    pub icrq_to_ip_up: Percentiles,
     pub echo_requests_sent: u64,
     /// Echo-Replies from the peer's PPP.
     pub echo_replies: u64,
@@ -162,6 +186,7 @@ impl LacReport {
             && self.sessions_established == self.sessions_requested
             && self.echo_answered() >= self.echo_requests_sent
             && self.tunnels_closed_cleanly == self.tunnels_established
+            && self.duplicate_addresses == 0
     }
 }
 
@@ -191,6 +216,13 @@ impl core::fmt::Display for LacReport {
             "sessions {}/{} established, {} failed",
             self.sessions_established, self.sessions_requested, self.sessions_failed
         )?;
+        if self.ppp != PppLevel::Off {
+            writeln!(
+                f,
+                "ppp      up at {}: {} sessions IP up, {} duplicate addresses",
+                self.ppp, self.sessions_ip_up, self.duplicate_addresses
+            )?;
+        }
         writeln!(
             f,
             "echoes   {} sent, {} answered ({} replies, {} looped back)",
@@ -209,12 +241,23 @@ impl core::fmt::Display for LacReport {
             "\n{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
         )?;
+        let ppp = [
+            ("ICCN→LCP opened", &self.lcp_opened),
+            ("authentication", &self.authentication),
+            ("IPCP opened", &self.ipcp_opened),
+            ("IPv6CP opened", &self.ipv6cp_opened),
+            ("ICRQ→IP up", &self.icrq_to_ip_up),
+        ];
+        let ppp = ppp.iter().filter(|_| self.ppp != PppLevel::Off).copied();
         for (name, p) in [
             ("SCCRQ→SCCRP", &self.sccrq_to_sccrp),
             ("tunnel setup", &self.tunnel_setup),
             ("session setup", &self.session_setup),
             ("echo RTT", &self.echo_rtt),
-        ] {
+        ]
+        .into_iter()
+        .chain(ppp)
+        {
             writeln!(
                 f,
                 "{:<16} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
@@ -278,6 +321,8 @@ pub struct Lac {
     next_echo: Option<Instant>,
     echo_id: u8,
     magic: u32,
+    /// The sessions' PPP, unless `--ppp off`.
+    ppp: Option<ppp::Subscribers>,
 }
 
 fn describe(result: &ResultCode, by_peer: bool) -> String {
@@ -296,7 +341,6 @@ impl Lac {
         }
         Lac {
             to_open: plan.tunnels,
-            plan,
             swarm,
             index,
             offset,
@@ -322,7 +366,16 @@ impl Lac {
             next_echo: None,
             echo_id: 0,
             magic,
+            ppp: (plan.ppp.level != PppLevel::Off).then(|| {
+                let seed = (u64::from(magic) << 32) ^ (index as u64).wrapping_mul(0x5851_f42d);
+                ppp::Subscribers::new(plan.ppp.clone(), seed)
+            }),
+            plan,
         }
+    }
+
+    fn tearing_down(&self) -> bool {
+        self.phase == Phase::TearingDown
     }
 
     fn run_time(&self, now: Instant) -> Instant {
@@ -502,17 +555,31 @@ impl Lac {
         self.stop_opening();
         self.to_open = 0;
         self.next_echo = None;
-        for (&id, track) in &self.tunnels {
-            if track.stage == Stage::Gone {
-                continue;
-            }
-            if let Some(tunnel) = set.tunnel_mut(id) {
-                for sid in tunnel.session_ids().collect::<Vec<_>>() {
+        let live: Vec<u16> = (self.tunnels.iter())
+            .filter(|(_, track)| track.stage != Stage::Gone)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in live {
+            let sids: Vec<u16> = set
+                .tunnel(id)
+                .map(|tunnel| tunnel.session_ids().collect())
+                .unwrap_or_default();
+            // A subscriber says goodbye (LCP Terminate) before its CDN; the StopCCN waits.
+            let mut terminating = false;
+            for sid in sids {
+                if self.ppp_terminate(now, (id, sid)) {
+                    terminating = true;
+                } else if let Some(tunnel) = set.tunnel_mut(id) {
                     tunnel.close_session(sid, ResultCode::new(ResultCode::ADMIN_CALL));
                 }
+            }
+            if terminating {
+                self.ppp_stop_after(id);
+            } else if let Some(tunnel) = set.tunnel_mut(id) {
                 tunnel.close(now, ResultCode::new(ResultCode::CLEAR_TUNNEL));
             }
         }
+        self.ppp_pump(set, now);
         self.unsettled = set.tunnel_ids().collect();
         self.settled = false;
     }
@@ -538,7 +605,10 @@ impl Lac {
             || t.saturating_duration_since(self.teardown_at) >= self.plan.drain;
     }
 
-    fn send_echoes(&mut self, set: &mut TunnelSet, t: Instant) {
+    fn send_echoes(&mut self, set: &mut TunnelSet, now: Instant, t: Instant) {
+        if self.ppp_on() {
+            return self.send_ppp_echoes(set, now, t);
+        }
         self.echo_id = self.echo_id.wrapping_add(1);
         let frame = LcpEcho::request(self.echo_id, self.magic).to_frame();
         let mut sent = 0;
@@ -635,6 +705,9 @@ impl TunnelDriver for Lac {
             Event::TunnelDown { result, by_peer } => {
                 let stage = std::mem::replace(&mut track.stage, Stage::Gone);
                 let mut stats = self.swarm.stats_mut();
+                for s in track.sessions.values_mut() {
+                    ppp::release(&mut stats, s);
+                }
                 match stage {
                     Stage::Waiting => {
                         self.pending_tunnels = self.pending_tunnels.saturating_sub(1);
@@ -665,20 +738,28 @@ impl TunnelDriver for Lac {
                     }
                     Stage::Gone => {}
                 }
+                drop(stats);
+                self.ppp_tunnel_gone(tunnel);
             }
             Event::SessionUp { session_id, .. } => {
                 let Some(s) = track.sessions.get_mut(&session_id) else {
                     return;
                 };
-                if s.stage != Stage::Waiting {
+                if s.stage != Stage::Waiting || s.ppp.iccn.is_some() {
                     return;
                 }
-                s.stage = Stage::Up;
-                self.pending_sessions = self.pending_sessions.saturating_sub(1);
-                self.kick = true;
+                let ppp = self.ppp.is_some();
                 let mut stats = self.swarm.stats_mut();
                 stats::record(&mut stats.session_setup, s.started, t);
-                stats.session_up(t, track.endpoint);
+                if ppp {
+                    // Up when PPP reaches its level; the ICCN went out with this event.
+                    s.ppp.iccn = Some(t);
+                } else {
+                    s.stage = Stage::Up;
+                    self.pending_sessions = self.pending_sessions.saturating_sub(1);
+                    self.kick = true;
+                    stats.session_up(t, track.endpoint);
+                }
                 drop(stats);
                 // The ICRP usually carries the ack of our SCCCN.
                 if set
@@ -689,6 +770,9 @@ impl TunnelDriver for Lac {
                         self.awaiting_ack.swap_remove(i);
                         stats::record(&mut self.swarm.stats_mut().tunnel_setup, track.started, t);
                     }
+                }
+                if ppp && !tearing_down {
+                    self.ppp_start_soon(now, (tunnel, session_id));
                 }
             }
             Event::SessionDown {
@@ -701,22 +785,34 @@ impl TunnelDriver for Lac {
                 };
                 let stage = std::mem::replace(&mut s.stage, Stage::Gone);
                 let mut stats = self.swarm.stats_mut();
+                ppp::release(&mut stats, s);
+                let timed_out = s.timed_out;
+                let endpoint = track.endpoint;
+                drop(stats);
+                let ppp_phase = self.ppp_lower_down(set, now, (tunnel, session_id));
+                let mut stats = self.swarm.stats_mut();
                 match stage {
                     Stage::Waiting => {
                         self.pending_sessions = self.pending_sessions.saturating_sub(1);
                         self.kick = true;
                         stats.sessions_failed += 1;
-                        let why = if s.timed_out {
+                        let why = if let (true, Some(phase)) = (timed_out, ppp_phase) {
+                            format!("session setup timeout in PPP {phase}")
+                        } else if timed_out {
                             "session setup timeout".to_string()
                         } else if tearing_down && !by_peer {
                             STOPPED_BEFORE_SESSION_UP.to_string()
+                        } else if let Some(phase) = ppp_phase.filter(|&p| p != PppPhase::Dead) {
+                            // An LNS may end a call on a refused login with only a CDN
+                            // (l2tpns): the phase says where.
+                            format!("PPP {phase}: CDN {}", describe(&result, by_peer))
                         } else {
                             format!("CDN {}", describe(&result, by_peer))
                         };
                         stats.fail(why);
                     }
                     Stage::Up => {
-                        stats.session_gone(track.endpoint);
+                        stats.session_gone(endpoint);
                         if !tearing_down && by_peer {
                             stats.sessions_failed += 1;
                             stats.fail(format!("session lost: CDN {}", describe(&result, by_peer)));
@@ -724,6 +820,9 @@ impl TunnelDriver for Lac {
                     }
                     Stage::Gone => {}
                 }
+            }
+            Event::Data { session_id, frame } if self.ppp.is_some() => {
+                self.ppp_data(set, now, (tunnel, session_id), &frame);
             }
             Event::Data { session_id, frame } => {
                 let Some(echo) = LcpEcho::parse(&frame) else {
@@ -754,6 +853,8 @@ impl TunnelDriver for Lac {
 
     fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant> {
         let t = self.run_time(now);
+        self.ppp_tick(set, now);
+        let ppp_due = self.ppp_timeout().map(|at| self.run_time(at));
         let hold_end = match self.phase {
             Phase::Holding { until } => Some(until),
             _ => None,
@@ -767,6 +868,7 @@ impl TunnelDriver for Lac {
             self.next_echo,
             hold_end,
             (tearing_down && !self.settled).then_some(self.next_settle_check),
+            ppp_due,
         ]
         .into_iter()
         .flatten()
@@ -814,7 +916,7 @@ impl TunnelDriver for Lac {
                     let quiet = until.saturating_duration_since(t) < Duration::from_secs(1);
                     match self.next_echo {
                         Some(at) if t >= at && !quiet => {
-                            self.send_echoes(set, t);
+                            self.send_echoes(set, now, t);
                             let period = Duration::from_secs_f64(1.0 / self.plan.echo_rate);
                             self.next_echo = Some(at + period);
                         }
@@ -843,6 +945,7 @@ impl TunnelDriver for Lac {
             self.next_echo,
             hold_end,
             (self.phase == Phase::TearingDown && !self.settled).then_some(self.next_settle_check),
+            self.ppp_timeout().map(|at| self.run_time(at)),
         ]
         .into_iter()
         .flatten()

@@ -15,10 +15,15 @@
 //!   goes out at once).
 //! - `echo_rtt`: LCP Echo-Request sent → the Echo-Reply with its identifier on that session, or
 //!   our own request looped back by the peer.
+//! - With PPP (`--ppp` not off), per phase of each subscriber: `ppp_lcp` ICCN sent → LCP
+//!   opened; `ppp_auth` LCP opened → authentication succeeded (only when the LNS asked for
+//!   it); `ppp_ipcp` and `ppp_ipv6cp` authentication done → IPCP (IPv6CP) opened;
+//!   `icrq_to_ip_up` ICRQ sent → every NCP asked for opened.
 
 use std::cell::{Ref, RefCell, RefMut};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
@@ -26,6 +31,7 @@ use l2tp::time::Instant;
 use serde::Serialize;
 
 use super::pace::Pace;
+use super::ppp::PppLevel;
 use super::LacReport;
 use crate::live::{EndpointLive, LiveSnapshot, Percentiles, RunPhase};
 
@@ -162,6 +168,21 @@ pub struct Stats {
     pub tunnel_setup: Histogram<u64>,
     pub session_setup: Histogram<u64>,
     pub echo_rtt: Histogram<u64>,
+    /// Subscribers started over the run: the `{n}` of the next user name.
+    pub subscribers: u64,
+    pub ppp_lcp: Histogram<u64>,
+    pub ppp_auth: Histogram<u64>,
+    pub ppp_ipcp: Histogram<u64>,
+    pub ppp_ipv6cp: Histogram<u64>,
+    pub icrq_to_ip_up: Histogram<u64>,
+    /// Sessions with every NCP opened, now and over the run.
+    pub sessions_ip_up: u64,
+    pub ip_up_total: u64,
+    /// Sessions IP up per whole second of the run.
+    pub ip_up_per_second: Vec<u64>,
+    /// IPCP addresses of the live sessions, with how many hold each (more than one: an error).
+    live_addresses: HashMap<Ipv4Addr, u32>,
+    pub duplicate_addresses: u64,
     pub endpoints: Vec<EndpointTrack>,
     /// Endpoint key → index in `endpoints`.
     endpoint_index: BTreeMap<String, usize>,
@@ -199,6 +220,17 @@ impl Stats {
             tunnel_setup: histogram(),
             session_setup: histogram(),
             echo_rtt: histogram(),
+            subscribers: 0,
+            ppp_lcp: histogram(),
+            ppp_auth: histogram(),
+            ppp_ipcp: histogram(),
+            ppp_ipv6cp: histogram(),
+            icrq_to_ip_up: histogram(),
+            sessions_ip_up: 0,
+            ip_up_total: 0,
+            ip_up_per_second: Vec::new(),
+            live_addresses: HashMap::new(),
+            duplicate_addresses: 0,
             endpoints: Vec::new(),
             endpoint_index: BTreeMap::new(),
             started_per_second: Vec::new(),
@@ -278,6 +310,34 @@ impl Stats {
         self.echo_replies + self.echo_looped_back
     }
 
+    /// A session has every NCP opened.
+    pub(crate) fn ip_up(&mut self, now: Instant) {
+        self.sessions_ip_up += 1;
+        self.ip_up_total += 1;
+        self.last_up = self.last_up.max(now);
+        bump(&mut self.ip_up_per_second, second_of(now));
+    }
+
+    /// A live session got `address`; false (and counted) when another live session has it.
+    pub(crate) fn address_up(&mut self, address: Ipv4Addr) -> bool {
+        let holders = self.live_addresses.entry(address).or_default();
+        *holders += 1;
+        if *holders > 1 {
+            self.duplicate_addresses += 1;
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn address_gone(&mut self, address: Ipv4Addr) {
+        if let Some(holders) = self.live_addresses.get_mut(&address) {
+            *holders = holders.saturating_sub(1);
+            if *holders == 0 {
+                self.live_addresses.remove(&address);
+            }
+        }
+    }
+
     /// The run's phase: the least advanced of the initiators'.
     fn phase(&self) -> RunPhase {
         self.phases.iter().copied().min().unwrap_or(RunPhase::Done)
@@ -289,6 +349,8 @@ impl Stats {
 pub struct Swarm {
     pub pace: Pace,
     stats: RefCell<Stats>,
+    /// What the report says of PPP (every initiator of a run has the same plan).
+    ppp_level: PppLevel,
 }
 
 impl Swarm {
@@ -297,7 +359,14 @@ impl Swarm {
         Swarm {
             pace,
             stats: RefCell::new(stats),
+            ppp_level: PppLevel::Off,
         }
+    }
+
+    /// A run whose sessions do PPP up to `level`.
+    pub fn with_ppp(mut self, level: PppLevel) -> Swarm {
+        self.ppp_level = level;
+        self
     }
 
     /// The figures; never hold the borrow across an await or a call into an initiator.
@@ -379,6 +448,14 @@ impl Swarm {
             tunnel_setup: percentiles(&s.tunnel_setup),
             session_setup: percentiles(&s.session_setup),
             echo_rtt: percentiles(&s.echo_rtt),
+            ppp: self.ppp_level,
+            sessions_ip_up: to_usize(s.ip_up_total),
+            duplicate_addresses: to_usize(s.duplicate_addresses),
+            lcp_opened: percentiles(&s.ppp_lcp),
+            authentication: percentiles(&s.ppp_auth),
+            ipcp_opened: percentiles(&s.ppp_ipcp),
+            ipv6cp_opened: percentiles(&s.ppp_ipv6cp),
+            icrq_to_ip_up: percentiles(&s.icrq_to_ip_up),
             echo_requests_sent: s.echo_sent,
             echo_replies: s.echo_replies,
             echo_looped_back: s.echo_looped_back,
@@ -432,6 +509,13 @@ pub struct SecondRow {
     pub session_setup_p99_ms: f64,
     pub echo_rtt_p50_ms: f64,
     pub echo_rtt_p99_ms: f64,
+    /// Sessions that reached IP up (every NCP opened) in this second.
+    pub ip_up_this_second: u64,
+    /// Sessions IP up when the row was taken.
+    pub sessions_ip_up: u64,
+    pub ip_up_total: u64,
+    pub icrq_to_ip_up_p50_ms: f64,
+    pub icrq_to_ip_up_p99_ms: f64,
 }
 
 impl Swarm {
@@ -445,6 +529,7 @@ impl Swarm {
                 .copied()
                 .unwrap_or(0)
         };
+        let ip_up = percentiles(&s.icrq_to_ip_up);
         SecondRow {
             second,
             phase: snapshot.phase,
@@ -471,6 +556,11 @@ impl Swarm {
             session_setup_p99_ms: snapshot.session_setup.p99_ms,
             echo_rtt_p50_ms: snapshot.echo_rtt.p50_ms,
             echo_rtt_p99_ms: snapshot.echo_rtt.p99_ms,
+            ip_up_this_second: at(&s.ip_up_per_second),
+            sessions_ip_up: s.sessions_ip_up,
+            ip_up_total: s.ip_up_total,
+            icrq_to_ip_up_p50_ms: ip_up.p50_ms,
+            icrq_to_ip_up_p99_ms: ip_up.p99_ms,
         }
     }
 }

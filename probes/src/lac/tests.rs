@@ -1,0 +1,483 @@
+//! The LAC driven in virtual time against an in-process LNS: an `l2tp::conn` tunnel set that
+//! accepts tunnels and calls, with a [`PppTable`] of [`PppSession::server`]s on its sessions.
+//! Datagrams go across at once; time jumps to the next timer when nothing moves.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use l2tp::conn::tunnel::{Event, ResultCode, TunnelConfig};
+use l2tp::conn::tunnels::TunnelSet;
+use l2tp::ppp::lcp::AuthSet;
+use l2tp::ppp::session::{PppEvent, PppFailure, PppSession, SessionConfig};
+use l2tp::ppp::table::PppTable;
+use l2tp::ppp::LcpEcho;
+use l2tp::time::Instant;
+use netio::runner::TunnelDriver;
+
+use super::*;
+use crate::live::LiveControl;
+
+const LAC_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 1701);
+const LNS_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 1701);
+
+/// How the in-process LNS answers PPP.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LnsPpp {
+    /// No PPP server: LCP Echo-Requests answered, everything else dropped (the endpoint of
+    /// before PPP).
+    EchoOnly,
+    /// A PPP server demanding `auth`; `same_address`: every session gets one address (a
+    /// broken pool).
+    Server {
+        auth: AuthSet,
+        ipv6: bool,
+        same_address: bool,
+    },
+}
+
+struct Lns {
+    set: TunnelSet,
+    table: PppTable<(u16, u16)>,
+    config: Arc<SessionConfig>,
+    mode: LnsPpp,
+    next_host: u32,
+    /// What the LNS's PPP reported: failures by Display, opened sessions.
+    failures: BTreeMap<String, u64>,
+    /// Data frames that were not LCP Echo-Requests while no PPP server ran.
+    foreign_frames: u64,
+    seed: u64,
+    /// A refused login ends the call with a CDN and no CHAP Failure.
+    cdn_on_reject: bool,
+}
+
+impl Lns {
+    fn new(mode: LnsPpp, users: u64, password: &str) -> Lns {
+        let secrets: BTreeMap<Vec<u8>, Vec<u8>> = (1..=users)
+            .map(|n| {
+                let name = format!("user{n}@example.net").into_bytes();
+                (name, password.as_bytes().to_vec())
+            })
+            .collect();
+        let (auth, ipv6) = match mode {
+            LnsPpp::Server { auth, ipv6, .. } => (auth, ipv6),
+            LnsPpp::EchoOnly => (AuthSet::NONE, false),
+        };
+        let mut config = SessionConfig::server(auth, Some(Arc::new(secrets)));
+        config.local_address = Some(Ipv4Addr::new(198, 19, 0, 1));
+        config.ipv6 = ipv6;
+        Lns {
+            set: TunnelSet::new(TunnelConfig::default(), 7, true),
+            table: PppTable::new(),
+            config: Arc::new(config),
+            mode,
+            next_host: 0,
+            failures: BTreeMap::new(),
+            foreign_frames: 0,
+            seed: 1000,
+            cdn_on_reject: false,
+        }
+    }
+
+    fn process(&mut self, now: Instant) {
+        while let Some((tid, event)) = self.set.poll_event() {
+            match event {
+                Event::SessionUp { session_id, .. } => {
+                    let LnsPpp::Server { same_address, .. } = self.mode else {
+                        continue;
+                    };
+                    self.next_host += u32::from(!same_address || self.next_host == 0);
+                    let address =
+                        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 1, 0)) + self.next_host);
+                    self.seed += 1;
+                    let server = PppSession::server(Arc::clone(&self.config), address, self.seed);
+                    self.table.insert(now, (tid, session_id), server);
+                }
+                Event::SessionDown { session_id, .. } => {
+                    self.table.with((tid, session_id), |s| s.lower_down(now));
+                    self.table.remove((tid, session_id));
+                }
+                Event::Data { session_id, frame } => match self.mode {
+                    LnsPpp::Server { .. } => {
+                        self.table.handle(now, (tid, session_id), &frame);
+                    }
+                    LnsPpp::EchoOnly => match LcpEcho::parse(&frame).filter(|e| !e.reply) {
+                        Some(echo) => {
+                            let reply = echo.reply_with(0x0102_0304).to_frame();
+                            if let Some(t) = self.set.tunnel_mut(tid) {
+                                t.send_data(session_id, &reply);
+                            }
+                        }
+                        None => self.foreign_frames += 1,
+                    },
+                },
+                _ => {}
+            }
+        }
+        self.table.handle_timeout(now);
+        while let Some((key, event)) = self.table.poll_event() {
+            if let PppEvent::Failed(failure) = event {
+                if self.cdn_on_reject && matches!(failure, PppFailure::AuthRejected { .. }) {
+                    // As l2tpns: no CHAP Failure, the call ends with a CDN (result 3).
+                    self.table.remove(key);
+                    if let Some(t) = self.set.tunnel_mut(key.0) {
+                        t.close_session(key.1, ResultCode::new(ResultCode::ADMIN_CALL));
+                    }
+                }
+                *self.failures.entry(failure.to_string()).or_default() += 1;
+            }
+        }
+        let mut out = Vec::new();
+        while let Some((tid, sid)) = self.table.poll_transmit(&mut out) {
+            if let Some(t) = self.set.tunnel_mut(tid) {
+                t.send_data(sid, &out);
+            }
+            out.clear();
+        }
+    }
+}
+
+fn plan(tunnels: usize, sessions: usize, ppp: PppPlan) -> LacPlan {
+    LacPlan {
+        target: LNS_ADDR,
+        tunnels,
+        sessions_per_tunnel: sessions,
+        hold: Duration::from_secs(3),
+        echo_rate: 2.0,
+        setup_timeout: Duration::from_secs(40),
+        stop_at: Some(Duration::from_secs(120)),
+        drain: Duration::from_secs(5),
+        ppp,
+    }
+}
+
+/// Runs one LAC against `lns` until it is finished; its report.
+fn run(plan: LacPlan, lns: &mut Lns) -> LacReport {
+    let control = Arc::new(LiveControl::default());
+    let pace = Pace::new(
+        PaceConfig {
+            max_outstanding: 100,
+            ramp: Duration::ZERO,
+            initiators: 1,
+        },
+        control,
+    );
+    let swarm = Rc::new(Swarm::new(pace).with_ppp(plan.ppp.level));
+    let mut set = TunnelSet::new(TunnelConfig::default(), 3, false);
+    let mut lac = Lac::new(plan, 0xdead_beef, Rc::clone(&swarm), 0, Duration::ZERO);
+    let mut now = Instant::ZERO;
+    let mut buf = Vec::new();
+    let end = Instant::ZERO + Duration::from_secs(300);
+    while now < end {
+        while let Some((id, event)) = set.poll_event() {
+            lac.on_event(&mut set, now, id, event);
+        }
+        let wake = lac.on_tick(&mut set, now);
+        while let Some((id, event)) = set.poll_event() {
+            lac.on_event(&mut set, now, id, event);
+        }
+        if lac.finished(&set, now) {
+            break;
+        }
+        let mut moved = false;
+        while set.poll_transmit(now, &mut buf).is_some() {
+            lns.set.handle(now, LAC_ADDR, &buf);
+            buf.clear();
+            moved = true;
+        }
+        lns.process(now);
+        while lns.set.poll_transmit(now, &mut buf).is_some() {
+            set.handle(now, LNS_ADDR, &buf);
+            buf.clear();
+            moved = true;
+        }
+        if moved {
+            continue;
+        }
+        let next = [
+            set.poll_timeout(),
+            wake,
+            lns.set.poll_timeout(),
+            lns.table.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(end);
+        // Half a millisecond of "network" between wake-ups keeps time moving.
+        now = next.max(now + Duration::from_micros(500));
+        set.handle_timeout(now);
+        lns.set.handle_timeout(now);
+    }
+    assert!(now < end, "the LAC never finished");
+    lac.finish(&set);
+    swarm.report("lns", now)
+}
+
+fn users_ppp(level: PppLevel) -> PppPlan {
+    PppPlan {
+        level,
+        ..PppPlan::default()
+    }
+}
+
+#[test]
+fn every_session_reaches_ip_up_with_its_own_address() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::CHAP_MD5,
+            ipv6: false,
+            same_address: false,
+        },
+        12,
+        "l2tpkit",
+    );
+    let report = run(plan(3, 4, users_ppp(PppLevel::Ip)), &mut lns);
+    assert!(report.success(), "{report}");
+    assert_eq!(report.sessions_established, 12, "{report}");
+    assert_eq!(report.sessions_ip_up, 12, "{report}");
+    assert_eq!(report.duplicate_addresses, 0);
+    for (name, p) in [
+        ("LCP", &report.lcp_opened),
+        ("auth", &report.authentication),
+        ("IPCP", &report.ipcp_opened),
+        ("IP up", &report.icrq_to_ip_up),
+    ] {
+        assert_eq!(p.count, 12, "{name}: {report}");
+    }
+    assert_eq!(report.ipv6cp_opened.count, 0);
+    // The first Configure-Request follows the ICCN (an LNS drops one that overtakes it, and
+    // LCP would open only at the 3 s restart).
+    assert!(report.lcp_opened.max_ms < 100.0, "{report}");
+    // Echoes went through the sessions' LCP, and were answered by the server's.
+    assert!(report.echo_requests_sent >= 12, "{report}");
+    assert_eq!(report.echo_replies, report.echo_requests_sent, "{report}");
+    assert_eq!(report.echo_rtt.count, report.echo_requests_sent);
+    assert_eq!(report.tunnels_closed_cleanly, 3);
+    // Teardown: an LCP Terminate-Request reached every server session before its CDN.
+    let terminated = lns
+        .failures
+        .iter()
+        .filter(|(why, _)| why.starts_with("Terminate-Request from the peer in open"))
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert_eq!(terminated, 12, "{:?}", lns.failures);
+    let text = report.to_string();
+    for line in [
+        "ICCN→LCP opened",
+        "authentication",
+        "IPCP opened",
+        "ICRQ→IP up",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+}
+
+#[test]
+fn pap_with_ipv6_opens_both_ncps() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::PAP,
+            ipv6: true,
+            same_address: false,
+        },
+        4,
+        "l2tpkit",
+    );
+    let ppp = PppPlan {
+        ipv6: true,
+        auth: AuthChoice::Pap,
+        ..users_ppp(PppLevel::Ip)
+    };
+    let report = run(plan(2, 2, ppp), &mut lns);
+    assert!(report.success(), "{report}");
+    assert_eq!(report.ipv6cp_opened.count, 4, "{report}");
+    assert_eq!(report.ipcp_opened.count, 4, "{report}");
+    assert_eq!(report.sessions_ip_up, 4);
+}
+
+#[test]
+fn a_subscriber_that_refuses_the_asked_protocol_fails_in_lcp() {
+    // The LNS wants CHAP, the subscriber only does PAP: LCP cannot agree on authentication.
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::CHAP_MD5,
+            ipv6: false,
+            same_address: false,
+        },
+        2,
+        "l2tpkit",
+    );
+    let ppp = PppPlan {
+        auth: AuthChoice::Pap,
+        ..users_ppp(PppLevel::Ip)
+    };
+    let report = run(plan(1, 2, ppp), &mut lns);
+    assert!(!report.success());
+    assert_eq!(report.sessions_failed, 2, "{report}");
+    assert!(
+        report
+            .failures
+            .keys()
+            .all(|why| why.starts_with("PPP LCP: ")),
+        "{report}"
+    );
+    assert_eq!(report.tunnels_closed_cleanly, 1);
+}
+
+#[test]
+fn a_wrong_password_fails_under_authentication_with_the_servers_message() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::CHAP_MD5,
+            ipv6: false,
+            same_address: false,
+        },
+        6,
+        "l2tpkit",
+    );
+    let ppp = PppPlan {
+        password: "wrong".to_string(),
+        ..users_ppp(PppLevel::Ip)
+    };
+    let report = run(plan(2, 3, ppp), &mut lns);
+    assert!(!report.success());
+    assert_eq!(report.sessions_established, 0, "{report}");
+    assert_eq!(report.sessions_failed, 6, "{report}");
+    let why = "PPP authentication: authentication rejected: \"Authentication failed\"";
+    assert_eq!(report.failures.get(why), Some(&6), "{report}");
+    assert_eq!(report.failures.len(), 1, "{report}");
+    assert_eq!(report.lcp_opened.count, 6);
+    assert_eq!(report.authentication.count, 0);
+    // The tunnels live on and close cleanly.
+    assert_eq!(report.tunnels_established, 2);
+    assert_eq!(report.tunnels_closed_cleanly, 2, "{report}");
+    assert_eq!(report.tunnels_failed, 0);
+}
+
+#[test]
+fn a_refused_login_ended_by_cdn_alone_counts_under_authentication() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::CHAP_MD5,
+            ipv6: false,
+            same_address: false,
+        },
+        2,
+        "l2tpkit",
+    );
+    lns.cdn_on_reject = true;
+    let ppp = PppPlan {
+        password: "wrong".to_string(),
+        ..users_ppp(PppLevel::Ip)
+    };
+    let report = run(plan(1, 2, ppp), &mut lns);
+    assert_eq!(report.sessions_failed, 2, "{report}");
+    let why = "PPP authentication: CDN result 3 [from peer]";
+    assert_eq!(report.failures.get(why), Some(&2), "{report}");
+    assert_eq!(report.tunnels_closed_cleanly, 1, "{report}");
+}
+
+#[test]
+fn one_address_for_two_live_sessions_is_an_error() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::NONE,
+            ipv6: false,
+            same_address: true,
+        },
+        0,
+        "",
+    );
+    let report = run(plan(1, 3, users_ppp(PppLevel::Ip)), &mut lns);
+    assert_eq!(report.duplicate_addresses, 2, "{report}");
+    assert_eq!(
+        report
+            .failures
+            .get("PPP IPCP: address 198.19.1.1 given to two live sessions"),
+        Some(&2),
+        "{report}"
+    );
+    assert!(!report.success());
+    // No authentication asked: nothing in its histogram, LCP straight to IPCP.
+    assert_eq!(report.authentication.count, 0);
+    assert_eq!(report.ipcp_opened.count, 3);
+}
+
+#[test]
+fn up_at_lcp_counts_sessions_when_lcp_opens() {
+    let mut lns = Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::PAP,
+            ipv6: false,
+            same_address: false,
+        },
+        2,
+        "l2tpkit",
+    );
+    let report = run(plan(1, 2, users_ppp(PppLevel::Lcp)), &mut lns);
+    assert!(report.success(), "{report}");
+    assert_eq!(report.sessions_established, 2);
+    assert_eq!(report.ppp, PppLevel::Lcp);
+    assert_eq!(report.lcp_opened.count, 2);
+}
+
+#[test]
+fn ppp_off_is_l2tp_only_with_echo_keepalives() {
+    let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
+    let report = run(plan(2, 3, PppPlan::off()), &mut lns);
+    assert!(report.success(), "{report}");
+    assert_eq!(report.sessions_established, 6);
+    assert_eq!(
+        lns.foreign_frames, 0,
+        "only LCP Echo-Requests go out with --ppp off"
+    );
+    assert!(report.echo_replies >= 6, "{report}");
+    assert_eq!(report.lcp_opened.count, 0);
+    assert_eq!(report.sessions_ip_up, 0);
+    let text = report.to_string();
+    assert!(!text.contains("ICRQ→IP up"), "{text}");
+    assert!(!text.contains("ppp "), "{text}");
+}
+
+#[test]
+fn with_ppp_on_and_no_ppp_server_sessions_time_out_in_lcp() {
+    let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
+    let p = LacPlan {
+        setup_timeout: Duration::from_secs(8),
+        ..plan(1, 2, users_ppp(PppLevel::Ip))
+    };
+    let report = run(p, &mut lns);
+    assert_eq!(report.sessions_failed, 2, "{report}");
+    assert_eq!(
+        report.failures.get("session setup timeout in PPP LCP"),
+        Some(&2),
+        "{report}"
+    );
+    assert_eq!(report.tunnels_closed_cleanly, 1, "{report}");
+}
+
+#[test]
+fn usernames_number_sessions_over_the_run() {
+    let plan = PppPlan::default();
+    assert_eq!(plan.username(7), "user7@example.net");
+    let fixed = PppPlan {
+        username: "alice".into(),
+        ..PppPlan::default()
+    };
+    assert_eq!(fixed.username(7), "alice");
+    assert_eq!("ip".parse::<PppLevel>(), Ok(PppLevel::Ip));
+    assert!("ipx"
+        .parse::<PppLevel>()
+        .unwrap_err()
+        .contains("off, lcp, auth or ip"));
+    assert_eq!("chap".parse::<AuthChoice>(), Ok(AuthChoice::Chap));
+    assert_eq!(
+        failure_reason(&PppFailure::AuthRejected {
+            message: "no".into()
+        }),
+        "PPP authentication: authentication rejected: \"no\""
+    );
+}

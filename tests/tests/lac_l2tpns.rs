@@ -1,0 +1,169 @@
+//! Our LAC's sessions as real subscribers of l2tpns with FreeRADIUS: LCP, CHAP against RADIUS,
+//! IPCP with an address from l2tpns's pool, every session IP up, no address twice; and a wrong
+//! password counted under authentication, exit 1, the tunnels still closed cleanly.
+//!
+//! Needs root, l2tpns, FreeRADIUS and `target/<profile>/l2tpkit` (`cargo build -p l2tpkit`):
+//! under `CI=true` a missing one fails the test, elsewhere the test says why it skips.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use l2tpkit::lab::{default_binary, sys};
+use l2tpkit_tests::l2tpns::{self, L2tpns, L2tpnsOptions, PppAuth};
+use l2tpkit_tests::require_that;
+
+const TUNNELS: usize = 5;
+const SESSIONS: usize = 2;
+const PASSWORD: &str = "subscriber secret";
+
+fn prerequisites() -> Option<PathBuf> {
+    if !l2tpns::available() {
+        return None;
+    }
+    let binary = default_binary().ok();
+    let why = "no target/<profile>/l2tpkit next to the test binary (cargo build -p l2tpkit)";
+    require_that(binary.is_some(), why);
+    binary
+}
+
+/// `l2tpkit lac` in the initiator namespace, one outstanding SCCRQ per source address (l2tpns
+/// takes a second one from a socket still opening a tunnel for a duplicate); exit code and JSON.
+fn run_lac(harness: &L2tpns, binary: &str, password: &str) -> (i32, serde_json::Value) {
+    let ns = harness.initiator_netns().to_string();
+    let target = harness.lns_addr().to_string();
+    let bind = format!("{}:0", harness.initiator_addr());
+    let (tunnels, sessions) = (TUNNELS.to_string(), SESSIONS.to_string());
+    let args = [
+        "netns",
+        "exec",
+        &ns,
+        binary,
+        "lac",
+        "--target",
+        &target,
+        "--bind",
+        &bind,
+        "--initiators",
+        &tunnels,
+        "--max-outstanding",
+        &tunnels,
+        "--tunnels",
+        &tunnels,
+        "--sessions-per-tunnel",
+        &sessions,
+        "--auth",
+        "chap",
+        "--username",
+        "user{n}@example.net",
+        "--password",
+        password,
+        "--hold",
+        "3",
+        "--setup-timeout",
+        "30",
+        "--json",
+    ];
+    let out = sys::run("ip", &args, None, Duration::from_secs(120)).expect("run the LAC");
+    eprintln!("LAC stderr:\n{}", out.stderr);
+    let report = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|err| panic!("LAC JSON: {err}\n{}", out.stdout));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn every_session_is_ip_up_at_l2tpns_and_a_wrong_password_fails_in_authentication() {
+    let Some(binary) = prerequisites() else {
+        return;
+    };
+    let binary = binary.to_string_lossy().into_owned();
+    let users: Vec<(String, String)> = (1..=2 * TUNNELS * SESSIONS)
+        .map(|n| (format!("user{n}@example.net"), PASSWORD.to_string()))
+        .collect();
+    let options = L2tpnsOptions {
+        users,
+        auth: PppAuth::Chap,
+        initiators: TUNNELS as u8,
+        ..L2tpnsOptions::default()
+    };
+    let harness = L2tpns::start(&options).expect("start l2tpns and FreeRADIUS");
+    let total = TUNNELS * SESSIONS;
+
+    // (a) The right password: every subscriber IP up.
+    let (code, report) = run_lac(&harness, &binary, PASSWORD);
+    assert_eq!(code, 0, "{report:#}");
+    for (key, want) in [
+        ("tunnels_established", TUNNELS),
+        ("sessions_established", total),
+        ("sessions_ip_up", total),
+        ("sessions_failed", 0),
+        ("duplicate_addresses", 0),
+        ("tunnels_closed_cleanly", TUNNELS),
+    ] {
+        assert_eq!(report[key], want, "{key}: {report:#}");
+    }
+    for phase in [
+        "lcp_opened",
+        "authentication",
+        "ipcp_opened",
+        "icrq_to_ip_up",
+    ] {
+        eprintln!("{phase}: {}", report[phase]);
+        assert_eq!(report[phase]["count"], total, "{phase}: {report:#}");
+    }
+    // Our first Configure-Request reached l2tpns after the ICCN: LCP opened without waiting
+    // for a 3 s restart (a margin of seconds, not a speed figure).
+    let lcp_max = report["lcp_opened"]["max_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        lcp_max < 2500.0,
+        "LCP opened after {lcp_max} ms: {report:#}"
+    );
+    // l2tpns: "Login by USER at ADDR from …", each address from its pool, none twice.
+    let log = harness
+        .wait_for("Received StopCCN", TUNNELS, Duration::from_secs(10))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let mut addresses = BTreeSet::new();
+    for n in 1..=total {
+        let needle = format!("Login by user{n}@example.net at ");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"));
+        let rest = line.split(&needle).nth(1).unwrap_or_default();
+        let address: Ipv4Addr = rest
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let [a, b, c, _] = address.octets();
+        assert_eq!([a, b, c], [198, 19, 200], "{address} outside the pool");
+        assert!(addresses.insert(address), "{address} twice:\n{log}");
+        assert_eq!(
+            harness.logins_ok(&format!("user{n}@example.net")),
+            1,
+            "{}",
+            harness.radius_log()
+        );
+    }
+
+    // (b) A wrong password: l2tpns ends each call with a CDN (no CHAP Failure); the failures
+    // are counted under authentication, the run exits 1, the tunnels close cleanly.
+    let (code, report) = run_lac(&harness, &binary, "not the secret");
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["sessions_failed"], total, "{report:#}");
+    assert_eq!(report["sessions_established"], 0, "{report:#}");
+    assert_eq!(report["tunnels_failed"], 0, "{report:#}");
+    assert_eq!(report["tunnels_closed_cleanly"], TUNNELS, "{report:#}");
+    let failures = report["failures"].as_object().expect("failures");
+    assert!(
+        failures
+            .keys()
+            .all(|why| why.starts_with("PPP authentication: ")),
+        "{report:#}"
+    );
+    let counted: u64 = failures.values().filter_map(|v| v.as_u64()).sum();
+    assert_eq!(counted, total as u64, "{report:#}");
+    // The second run's users are numbered from 1 again (a new process).
+    assert!(harness.logins_incorrect("user1@example.net") >= 1);
+}

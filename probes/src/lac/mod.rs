@@ -772,7 +772,8 @@ impl TunnelDriver for Lac {
                     }
                 }
                 if ppp && !tearing_down {
-                    self.ppp_start_soon(now, (tunnel, session_id));
+                    self.ppp_start(now, (tunnel, session_id));
+                    self.ppp_pump(set, now);
                 }
             }
             Event::SessionDown {

@@ -170,10 +170,6 @@ pub(super) struct Subscribers {
     deadlines: VecDeque<(Instant, Key)>,
     /// Tunnels whose StopCCN waits for their sessions' CDNs (teardown).
     stop_after: BTreeSet<u16>,
-    /// Sessions whose PPP starts at the next wake-up, once their ICCN is on the wire: a tunnel
-    /// sends its data messages before its control messages, and an LNS drops a Configure-
-    /// Request that overtakes the ICCN (l2tpns does: LCP then opens only 3 s later).
-    starting: VecDeque<(Instant, Key)>,
 }
 
 impl Subscribers {
@@ -187,15 +183,13 @@ impl Subscribers {
             closing: BTreeSet::new(),
             deadlines: VecDeque::new(),
             stop_after: BTreeSet::new(),
-            starting: VecDeque::new(),
         }
     }
 
     /// The earliest PPP timer or Terminate bound (runner time).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let bound = self.deadlines.front().map(|&(at, _)| at);
-        let start = self.starting.front().map(|&(at, _)| at);
-        [self.table.poll_timeout(), bound, start]
+        [self.table.poll_timeout(), bound]
             .into_iter()
             .flatten()
             .min()
@@ -271,15 +265,9 @@ impl Lac {
         self.ppp.is_some()
     }
 
-    /// The L2TP session `key` came up: its subscriber starts LCP at the next wake-up.
-    pub(super) fn ppp_start_soon(&mut self, now: Instant, key: Key) {
-        if let Some(ppp) = self.ppp.as_mut() {
-            ppp.starting
-                .push_back((now + Duration::from_micros(1), key));
-        }
-    }
-
-    fn ppp_start(&mut self, now: Instant, key: Key) {
+    /// The L2TP session `key` came up: its subscriber starts LCP (the tunnel sends the ICCN
+    /// before this first Configure-Request: control goes before data).
+    pub(super) fn ppp_start(&mut self, now: Instant, key: Key) {
         let waiting = (self.tunnels.get(&key.0))
             .and_then(|tr| tr.sessions.get(&key.1))
             .is_some_and(|s| s.stage == Stage::Waiting);
@@ -303,14 +291,6 @@ impl Lac {
 
     /// A PPP frame on session `key`.
     pub(super) fn ppp_data(&mut self, set: &mut TunnelSet, now: Instant, key: Key, frame: &[u8]) {
-        // The peer talks PPP before our start came due: our ICCN is out, start now.
-        let early = self.ppp.as_mut().and_then(|ppp| {
-            let i = ppp.starting.iter().position(|&(_, k)| k == key)?;
-            ppp.starting.remove(i)
-        });
-        if early.is_some() {
-            self.ppp_start(now, key);
-        }
         if let Some(ppp) = self.ppp.as_mut() {
             ppp.table.handle(now, key, frame);
         }
@@ -394,11 +374,6 @@ impl Lac {
             return;
         };
         ppp.table.handle_timeout(now);
-        let mut due = Vec::new();
-        while let Some(&(_, key)) = ppp.starting.front().filter(|&&(at, _)| at <= now) {
-            ppp.starting.pop_front();
-            due.push(key);
-        }
         while let Some(&(at, key)) = ppp.deadlines.front() {
             if at > now {
                 break;
@@ -407,9 +382,6 @@ impl Lac {
             if ppp.closing.contains(&key) {
                 ppp.finish_close(set, now, key);
             }
-        }
-        for key in due {
-            self.ppp_start(now, key);
         }
         self.ppp_pump(set, now);
     }

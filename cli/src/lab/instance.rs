@@ -26,6 +26,7 @@ pub struct Lab {
     pub(super) netem: Option<Netem>,
     pub(super) policy: reference::master::Policy,
     pub(super) max_retransmits: Option<u32>,
+    pub(super) ppp: bool,
     pub(super) inner: Mutex<Inner>,
     /// Dropping an armed lab tears it down.
     pub(super) armed: bool,

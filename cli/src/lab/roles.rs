@@ -19,6 +19,19 @@ use super::sys;
 /// report every half second with a key made for this lab. Each role is waited on until it says
 /// it is ready (its control socket answers, or its status file is written); this returns once
 /// the master has had time to hear from every endpoint.
+/// The one subscriber every session of a PPP lab run logs in as (CHAP), and its password.
+pub const LAB_USER: &str = "lab@example.net";
+pub const LAB_PASSWORD: &str = "l2tpkit-lab";
+
+/// Endpoint `i`'s share of the PPP pool 198.19.128.0/17 among `n`: equal power-of-two slices,
+/// so that no address is handed out by two endpoints.
+fn pool_slice(i: usize, n: usize) -> String {
+    let bits = n.max(1).next_power_of_two().trailing_zeros();
+    let size = 1u32 << (15 - bits.min(14));
+    let base = u32::from(Ipv4Addr::new(198, 19, 128, 0)) + size * i as u32;
+    format!("{}/{}", Ipv4Addr::from(base), 17 + bits.min(14))
+}
+
 pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let plan = lab.plan();
     let key = format!("{:016x}", crate::net::os_seed());
@@ -80,6 +93,11 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         )?;
     }
     let endpoints: Vec<_> = plan.endpoints().collect();
+    let users = run.join("ppp-users");
+    if lab.ppp {
+        std::fs::write(&users, format!("{LAB_USER}:{LAB_PASSWORD}\n"))
+            .context("writing the PPP users file")?;
+    }
     // Disjoint Tunnel ID blocks, unique cluster-wide: the master routes by them.
     let block = u16::MAX as usize / (endpoints.len() + 1);
     let mut started = Vec::new();
@@ -101,6 +119,13 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         }
         if let Some(n) = lab.max_retransmits {
             args.push(format!("--max-retransmits={n}"));
+        }
+        if lab.ppp {
+            args.extend([
+                "--auth=chap".to_string(),
+                format!("--users={}", users.display()),
+                format!("--pool={}", pool_slice(i, endpoints.len())),
+            ]);
         }
         match node.interface(Segment::Public) {
             // FIG 4: both addresses; replies leave from the global one (default route). Each
@@ -209,4 +234,19 @@ fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Resul
     node.interface(segment)
         .and_then(|i| i.addresses.first().copied())
         .with_context(|| format!("{} has no {segment:?} address", node.short))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_slice;
+
+    #[test]
+    fn endpoints_share_the_ppp_pool_without_overlap() {
+        assert_eq!(pool_slice(0, 1), "198.19.128.0/17");
+        assert_eq!(pool_slice(0, 3), "198.19.128.0/19");
+        assert_eq!(pool_slice(2, 3), "198.19.192.0/19");
+        assert_eq!(pool_slice(3, 4), "198.19.224.0/19");
+        // 240 endpoints (the lab's most): 256 slices of /25, the last inside the /17.
+        assert_eq!(pool_slice(239, 240), "198.19.247.128/25");
+    }
 }

@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// SCCRQs without an answer at most, over all initiators.
     #[arg(long, default_value_t = 1000)]
     pub max_outstanding: usize,
+    /// PPP on every session: `ip` (LCP, CHAP, IPCP: up once IPCP opens), `auth`, `lcp`, or
+    /// `off` (L2TP only). With PPP the endpoints are CHAP servers with an address pool each.
+    #[arg(long, default_value = "ip", value_parser = args::ppp_level)]
+    pub ppp: PppLevel,
     /// Seconds to hold everything up with LCP echoes once all are up.
     #[arg(long, default_value = "8", value_parser = args::seconds_between(0.0, 86_400.0))]
     pub hold: Duration,
@@ -139,8 +143,9 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
         rate: args.rate,
         max_outstanding: args.max_outstanding,
         csv: Some(run_dir.join("lac.csv")),
-        // L2TP only until the endpoint is a PPP server (issue 13).
-        ppp: PppLevel::Off,
+        ppp: args.ppp,
+        username: super::roles::LAB_USER.to_string(),
+        password: super::roles::LAB_PASSWORD.to_string(),
         ..LacArgs::default()
     }
 }
@@ -188,6 +193,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = LabSpec {
         initiators: args.initiators.into(),
         run_dir: args.run_dir.clone(),
+        ppp: args.ppp != PppLevel::Off,
         ..LabSpec::new(args.topology, args.endpoints.into())
     };
     args.cluster.apply(&mut spec)?;

@@ -34,6 +34,10 @@ pub struct LabSpec {
     pub policy: reference::master::Policy,
     /// The endpoints' `--max-retransmits` (5 when `None`).
     pub max_retransmits: Option<u32>,
+    /// Every endpoint is a PPP server: CHAP against the lab's one user ([`super::roles::
+    /// LAB_USER`]), IPCP addresses from its own slice of 198.19.128.0/17. Off for runs whose
+    /// LAC does no PPP (the endpoint would end their calls when LCP times out).
+    pub ppp: bool,
 }
 
 impl LabSpec {
@@ -50,6 +54,7 @@ impl LabSpec {
             netem: None,
             policy: reference::master::Policy::LeastLoad,
             max_retransmits: None,
+            ppp: false,
         }
     }
 }

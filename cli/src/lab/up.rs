@@ -59,6 +59,7 @@ impl Lab {
             binary,
             captures: spec.captures,
             secret: spec.secret.clone(),
+            ppp: spec.ppp,
             netem: spec.netem,
             policy: spec.policy,
             max_retransmits: spec.max_retransmits,

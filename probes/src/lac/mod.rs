@@ -248,7 +248,13 @@ impl core::fmt::Display for LacReport {
             ("IPv6CP opened", &self.ipv6cp_opened),
             ("ICRQ→IP up", &self.icrq_to_ip_up),
         ];
-        let ppp = ppp.iter().filter(|_| self.ppp != PppLevel::Off).copied();
+        // IPv6CP only when asked for (`--ipv6`): an empty row would read as a failure.
+        let ppp = ppp
+            .iter()
+            .filter(|(name, p)| {
+                self.ppp != PppLevel::Off && (p.count > 0 || !name.starts_with("IPv6CP"))
+            })
+            .copied();
         for (name, p) in [
             ("SCCRQ→SCCRP", &self.sccrq_to_sccrp),
             ("tunnel setup", &self.tunnel_setup),

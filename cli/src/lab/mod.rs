@@ -144,6 +144,10 @@ pub struct UpArgs {
     /// Give every endpoint this tunnel secret (Challenge, hidden AVPs).
     #[arg(long)]
     pub secret: Option<String>,
+    /// Every endpoint runs PPP on its sessions: CHAP for the lab's one user
+    /// (lab@example.net / l2tpkit-lab), IPCP from its own slice of 198.19.128.0/17.
+    #[arg(long)]
+    pub ppp: bool,
     #[command(flatten)]
     pub cluster: ClusterFlags,
 }
@@ -212,6 +216,7 @@ fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         run_dir: args.run_dir.clone(),
         roles: !args.no_roles,
         secret: args.secret.clone(),
+        ppp: args.ppp,
         ..LabSpec::new(args.topology, args.endpoints.into())
     };
     args.cluster.apply(&mut spec)?;

@@ -166,7 +166,8 @@ fn echo_text(echo: &Echo) -> String {
     }
 }
 
-fn cdn_avps(our_sid: u16) -> Vec<AvpRepr<'static>> {
+/// A CDN's AVPs as a LAC that hangs up sends them (result 3, administrative).
+pub(super) fn cdn_avps(our_sid: u16) -> Vec<AvpRepr<'static>> {
     vec![
         AvpRepr::mandatory(AvpValue::ResultCode {
             result: 3,

@@ -12,8 +12,9 @@ use l2tp::ppp::frame::{protocol, FrameRepr, PacketRepr};
 use l2tp::ppp::fsm::code;
 use l2tp::ppp::lcp::{lcp_code, AuthSet, LcpOption};
 use l2tp::ppp::session::{Phase, PppEvent, PppFailure};
-use l2tp::wire::{AvpRepr, AvpValue, MessageType};
+use l2tp::wire::MessageType;
 
+use super::session::cdn_avps;
 use crate::probe::{Ctx, Probe, Scope, Step, Verdict};
 use link::{
     code_name, lcp_did_not_open, options, ppp_call, Call, Client, Link, Pkt, Stop, Subscriber,
@@ -316,17 +317,6 @@ fn tunnel_lives(ctx: &Ctx, mut link: Link) -> Step<Verdict> {
         }
         Err(v) => link.verdict(v.blamed(|why| format!("a new call on the tunnel: {why}"))),
     }
-}
-
-fn cdn_avps(our_sid: u16) -> Vec<AvpRepr<'static>> {
-    vec![
-        AvpRepr::mandatory(AvpValue::ResultCode {
-            result: 3,
-            error: None,
-            message: None,
-        }),
-        AvpRepr::mandatory(AvpValue::AssignedSessionId(our_sid)),
-    ]
 }
 
 fn chap_stale_identifier(ctx: &mut Ctx) -> Step<Verdict> {

@@ -19,10 +19,28 @@ use reference::endpoint::icmp;
 
 const CALLS: usize = 4;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("l2tpkit-ep-ppp-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir.join(name)
+/// One test's scratch directory: removed when the test passes, kept after a failure.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("l2tpkit-ep-ppp-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 fn endpoint_args(status: Option<PathBuf>) -> EndpointArgs {
@@ -143,13 +161,14 @@ fn client(lns: SocketAddrV4, done: impl Fn() -> bool) -> Seen {
 
 #[test]
 fn chap_clients_log_in_get_addresses_and_are_answered_over_udp() {
-    let users = scratch("users");
+    let scratch = Scratch::new("chap");
+    let users = scratch.file("users");
     let mut text = "# test users\n\n".to_string();
     for n in 0..CALLS {
         text.push_str(&format!("user{n}:s3cret\n"));
     }
     std::fs::write(&users, text).unwrap();
-    let status = scratch("status.json");
+    let status = scratch.file("status.json");
     let args = endpoint_args(Some(status.clone()));
     let ppp = PppArgs {
         auth: Some(AuthName::Chap),
@@ -192,7 +211,8 @@ fn chap_clients_log_in_get_addresses_and_are_answered_over_udp() {
 
 #[test]
 fn a_bad_users_line_stops_the_endpoint_before_it_binds() {
-    let users = scratch("bad-users");
+    let scratch = Scratch::new("bad-users");
+    let users = scratch.file("bad-users");
     std::fs::write(&users, "alice:pw\n# ok\nbob\n").unwrap();
     let ppp = PppArgs {
         auth: Some(AuthName::Pap),

@@ -274,6 +274,10 @@ impl L2tpns {
             format!("set cluster_interface {}rl", self.prefix),
             format!("set tundevicename {}t", self.prefix),
             "set send_garp no".to_string(),
+            // One login may hold several sessions: the probes and the LAC log in as one user
+            // from calls that overlap (a CDN'd session lingers at l2tpns), and l2tpns's default
+            // shuts the older one down ("Duplicate session for users").
+            "set allow_duplicate_users yes".to_string(),
             "set cli_bind_address 127.0.0.1".to_string(),
             // The fastest election l2tpns allows (module documentation).
             "set cluster_hb_interval 1".to_string(),

@@ -134,9 +134,10 @@ fn probe_lab(topology: &str) {
     };
     for p in probes {
         eprintln!(
-            "{topology}  {:<36} {:<15} {}",
+            "{topology}  {:<36} {:<15} {:>6.0} ms {}",
             p["name"].as_str().unwrap_or("?"),
             p["verdict"].as_str().unwrap_or("?"),
+            p["duration_ms"].as_f64().unwrap_or(f64::NAN),
             p["reason"].as_str().unwrap_or("")
         );
     }

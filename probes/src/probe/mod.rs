@@ -46,6 +46,16 @@ pub struct Target {
     /// The PPP subscriber the PPP probes authenticate as (a default one when `None`).
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
+    /// What one probe learnt of the target that the next ones need not learn again.
+    pub learnt: Learnt,
+}
+
+/// Facts about the target that hold for the whole run, set by the first probe that finds
+/// them: so that a family of probes against a target without PPP waits once, not per probe.
+#[derive(Debug, Clone, Default)]
+pub struct Learnt {
+    /// Why the target runs no PPP on its sessions (no LCP Configure-Request came).
+    pub no_ppp: std::sync::OnceLock<String>,
 }
 
 impl Target {
@@ -60,6 +70,7 @@ impl Target {
             host_name: "l2tpkit-probe".to_string(),
             username: None,
             password: None,
+            learnt: Learnt::default(),
         }
     }
 }

@@ -44,9 +44,16 @@ impl Node for Lns {
 
 /// Runs `probe` against a fresh simulated LNS (with the tunnel secret when `secret`).
 pub fn run(probe: &Probe, secret: bool, edit: impl FnOnce(&mut Target)) -> ProbeResult {
-    let secret = secret.then(|| SECRET.to_vec());
+    let mut target = Target::new(LNS);
+    target.secret = secret.then(|| SECRET.to_vec());
+    edit(&mut target);
+    run_on(probe, &target)
+}
+
+/// As [`run`], with a target made by the caller (one shared by several probes, say).
+pub fn run_on(probe: &Probe, target: &Target) -> ProbeResult {
     let config = TunnelConfig {
-        secret: secret.clone(),
+        secret: target.secret.clone(),
         ..TunnelConfig::default()
     };
     let mut sim: Simulator<Box<dyn Node>> = Simulator::new(17);
@@ -56,10 +63,7 @@ pub fn run(probe: &Probe, secret: bool, edit: impl FnOnce(&mut Target)) -> Probe
     };
     sim.add_node(Box::new(lns), &[LNS]);
     let network = SimNetwork::new(sim, Ipv4Addr::new(198, 18, 0, 2), 5);
-    let mut target = Target::new(LNS);
-    target.secret = secret;
-    edit(&mut target);
-    run_one_on(probe, &target, &network, None)
+    run_one_on(probe, target, &network, None)
 }
 
 /// Each named probe of `family`, run as [`run`] does, comes to `want`.

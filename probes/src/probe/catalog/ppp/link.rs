@@ -237,21 +237,33 @@ impl Link {
 }
 
 /// A tunnel with one call whose LNS runs PPP on it, and its first Configure-Request; not
-/// applicable when no Configure-Request comes.
+/// applicable when no Configure-Request comes. The first call that shows no PPP decides for
+/// the rest of the run: the other PPP probes do not wait for it again.
 pub(super) fn ppp_call(ctx: &Ctx) -> Step<(Link, Call, Pkt)> {
+    if let Some(why) = ctx.target.learnt.no_ppp.get() {
+        return Err(Verdict::NotApplicable(format!(
+            "{why} (seen by an earlier probe of this run): it runs no PPP on its sessions"
+        )));
+    }
     let mut link = Link::open(ctx)?;
     let call = link.call()?;
     match link.first_request(call) {
         Some(request) => Ok((link, call, request)),
         None => {
-            let why = match link.ended(call) {
-                Some(ended) => format!("the LNS ended the call ({ended}) before any PPP"),
-                None => format!(
-                    "no LCP Configure-Request from the LNS within {} s of the call",
-                    LCP_WAIT.as_secs()
-                ),
-            };
+            let ended = link.ended(call);
             link.close();
+            let why = match ended {
+                Some(ended) => format!("the LNS ended the call ({ended}) before any PPP"),
+                None => {
+                    // Only silence is remembered: an ended call may be this call's own fate.
+                    let why = format!(
+                        "no LCP Configure-Request from the LNS within {} s of the call",
+                        LCP_WAIT.as_secs()
+                    );
+                    let _ = ctx.target.learnt.no_ppp.set(why.clone());
+                    why
+                }
+            };
             Err(Verdict::NotApplicable(format!(
                 "{why}: it runs no PPP on its sessions"
             )))

@@ -295,6 +295,35 @@ fn an_lns_without_ppp_makes_every_ppp_probe_not_applicable_with_the_reason() {
 }
 
 #[test]
+fn a_target_seen_without_ppp_is_not_waited_for_again_in_the_same_run() {
+    let target = Target::new(sim_lns::LNS);
+    let first = sim_lns::run_on(&PROBES[0], &target);
+    assert_verdict(&first, VerdictKind::NotApplicable);
+    assert!(first.evidence.iter().any(|l| l.contains("SCCRQ")));
+    let learnt = target
+        .learnt
+        .no_ppp
+        .get()
+        .expect("the silence is remembered");
+    assert!(learnt.contains("no LCP Configure-Request"), "{learnt}");
+    for probe in &PROBES[1..] {
+        let result = sim_lns::run_on(probe, &target);
+        assert_verdict(&result, VerdictKind::NotApplicable);
+        let reason = result.reason.unwrap_or_default();
+        assert!(
+            reason.contains("earlier probe") && reason.contains("runs no PPP"),
+            "{reason}"
+        );
+        // Decided before any tunnel: nothing was sent.
+        assert!(
+            !result.evidence.iter().any(|l| l.contains("SCCRQ")),
+            "{}",
+            result.evidence.join("\n")
+        );
+    }
+}
+
+#[test]
 fn the_default_subscriber_refused_is_not_applicable_not_a_failure() {
     for name in ["ppp-ipcp-unique", "ppp-chap-stale-identifier"] {
         let result = run(name, AuthSet::CHAP_MD5, Quirks::default(), false);

@@ -208,6 +208,9 @@ struct Peer {
     received: Vec<(Instant, Vec<u8>)>,
     lose: Option<Loss>,
     buf: Vec<u8>,
+    /// Sends this frame on each session the moment it comes up (as PPP's first
+    /// Configure-Request does).
+    greet: Option<&'static [u8]>,
 }
 
 impl Peer {
@@ -221,11 +224,17 @@ impl Peer {
             received: Vec::new(),
             lose: None,
             buf: Vec::new(),
+            greet: None,
         }
     }
 
     fn react(&mut self, now: Instant) {
         while let Some((id, event)) = self.set.poll_event() {
+            if let (Some(frame), Event::SessionUp { session_id, .. }) = (self.greet, &event) {
+                if let Some(tunnel) = self.set.tunnel_mut(id) {
+                    assert!(tunnel.send_data(*session_id, frame));
+                }
+            }
             self.events.push((now, id, event));
         }
     }
@@ -1070,6 +1079,39 @@ fn ppp_frames_flow_both_ways_byte_for_byte() {
     assert_eq!(&up[8..], FRAME_UP);
     let lac_stats = w.tunnel(w.lac, lac_t).stats();
     assert_eq!((lac_stats.data_sent, lac_stats.data_received), (1, 1));
+}
+
+/// Ten calls at once through the RFC's default window of 4: ICCNs wait for the window, and
+/// each session's first frame waits for its ICCN, or the LNS would drop it.
+#[test]
+fn a_sessions_first_frame_follows_its_iccn_when_the_window_is_full() {
+    let mut w = World::new(config("lac"), config("lns"));
+    let (lac_t, lns_t) = w.up();
+    w.sim.node_mut(w.lac).greet = Some(FRAME_UP);
+    w.command(w.lac, lac_t, |t, _| {
+        for _ in 0..10 {
+            t.open_incoming_call().expect("up");
+        }
+    });
+    w.run_for(secs(5));
+    let lns = w.node(w.lns);
+    let delivered = lns.events_matching(|e| matches!(e, Event::Data { .. }));
+    assert_eq!(
+        delivered.len(),
+        10,
+        "one frame per session: {:?}",
+        lns.events
+    );
+    let lac = w.node(w.lac);
+    let held = lac
+        .sent()
+        .iter()
+        .filter(|(_, wire)| wire.control().is_none())
+        .count();
+    assert_eq!(held, 10);
+    assert_eq!(lac.sent_kind(MessageType::Iccn).len(), 10);
+    let dropped = w.tunnel(w.lns, lns_t).stats().data_dropped;
+    assert_eq!(dropped, 0, "data came before its ICCN");
 }
 
 #[test]

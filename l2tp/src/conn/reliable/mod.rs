@@ -466,6 +466,12 @@ impl Reliable {
         self.waiting.len()
     }
 
+    /// The last message given to [`send`](Self::send) is on the wire once
+    /// [`ReliableStats::sent`] reaches this figure (messages go out in the order given).
+    pub fn last_queued_ticket(&self) -> u64 {
+        self.stats.sent.saturating_add(self.waiting.len() as u64)
+    }
+
     /// How many messages may be unacknowledged now: the peer's window, or with slow start
     /// the smaller of it and CWND.
     pub fn send_window(&self) -> usize {

@@ -26,6 +26,7 @@ impl Tunnel {
                 sequencing: false,
                 data_ns: 0,
                 data_nr: 0,
+                connect_ticket: None,
             },
         );
         let sid = self.hideable(AvpValue::AssignedSessionId(local_id));
@@ -50,6 +51,7 @@ impl Tunnel {
                 sequencing,
                 data_ns: 0,
                 data_nr: 0,
+                connect_ticket: None,
             },
         );
         // The simulated LAC places the call at once: OCRP, then OCCN.
@@ -57,6 +59,7 @@ impl Tunnel {
         self.send(MessageType::Ocrp, *peer_id, vec![sid]);
         let avps = self.connected_avps();
         self.send(MessageType::Occn, *peer_id, avps);
+        self.hold_data_behind_connect(local_id);
         self.events.push_back(Event::SessionUp {
             session_id: local_id,
             peer_session_id: *peer_id,
@@ -90,6 +93,7 @@ impl Tunnel {
             session.sequencing = self.config.sequencing_required;
             let avps = self.connected_avps();
             self.send(MessageType::Iccn, *peer_id, avps);
+            self.hold_data_behind_connect(session_id);
             self.events.push_back(Event::SessionUp {
                 session_id,
                 peer_session_id: *peer_id,
@@ -211,6 +215,7 @@ impl Tunnel {
                 sequencing: false,
                 data_ns: 0,
                 data_nr: 0,
+                connect_ticket: None,
             },
         );
         let sid = self.hideable(AvpValue::AssignedSessionId(local_id));
@@ -240,6 +245,18 @@ impl Tunnel {
         Some(local_id)
     }
 
+    /// The ICCN/OCCN just queued for `session_id` waits behind a full send window: its data
+    /// waits for it (see `Session::connect_ticket`).
+    fn hold_data_behind_connect(&mut self, session_id: u16) {
+        if self.reliable.queued() == 0 {
+            return;
+        }
+        let ticket = self.reliable.last_queued_ticket();
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.connect_ticket = Some(ticket);
+        }
+    }
+
     /// Sends a PPP frame on an established session; false if the session is not up.
     pub fn send_data(&mut self, session_id: u16, frame: &[u8]) -> bool {
         let Some(session) = self.sessions.get_mut(&session_id) else {
@@ -265,7 +282,7 @@ impl Tunnel {
         match packet.emit(&mut bytes, None) {
             Ok(_) => {
                 self.stats.data_sent += 1;
-                self.data_out.push_back(bytes);
+                self.data_out.push_back((session_id, bytes));
                 true
             }
             // Only a frame too long for the Length field gets here.

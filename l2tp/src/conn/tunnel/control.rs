@@ -345,7 +345,7 @@ impl Tunnel {
             _ => self.reliable.poll_transmit(now),
         };
         let Some(message) = message else {
-            let Some(bytes) = self.data_out.pop_front() else {
+            let Some(bytes) = self.next_data() else {
                 return false;
             };
             buf.extend_from_slice(&bytes);
@@ -364,6 +364,26 @@ impl Tunnel {
                 false
             }
         }
+    }
+
+    /// The first queued data message whose session's ICCN is on the wire.
+    fn next_data(&mut self) -> Option<Vec<u8>> {
+        let sent = self.reliable.stats().sent;
+        let sessions = &mut self.sessions;
+        let mut ready = |session_id: u16| {
+            let Some(session) = sessions.get_mut(&session_id) else {
+                return true;
+            };
+            match session.connect_ticket {
+                Some(ticket) if sent < ticket => false,
+                _ => {
+                    session.connect_ticket = None;
+                    true
+                }
+            }
+        };
+        let index = self.data_out.iter().position(|(id, _)| ready(*id))?;
+        self.data_out.remove(index).map(|(_, bytes)| bytes)
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -261,6 +261,10 @@ struct Session {
     sequencing: bool,
     data_ns: u16,
     data_nr: u16,
+    /// Our ICCN still waits behind a full send window: the session's data waits too, until
+    /// the reliable layer's first-send count reaches this ticket. The peer drops data of a
+    /// session it has no ICCN for, and PPP would wait a Restart time for nothing.
+    connect_ticket: Option<u64>,
 }
 
 /// One L2TP tunnel and its sessions.
@@ -281,7 +285,8 @@ pub struct Tunnel {
     next_call_serial: u32,
     events: VecDeque<Event>,
     /// Data messages ready to go (unreliable, sent before control traffic).
-    data_out: VecDeque<Vec<u8>>,
+    /// Data messages to send, with their (our) Session ID.
+    data_out: VecDeque<(u16, Vec<u8>)>,
     last_heard: Instant,
     hello_sent_at: Option<Instant>,
     /// End of the §5.7 hold after a StopCCN.

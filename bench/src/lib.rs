@@ -11,6 +11,7 @@ use anyhow::Context;
 pub mod decode;
 pub mod nat;
 pub mod setups;
+pub mod subscribers;
 pub mod traffic;
 
 /// The `l2tpkit` binary the lab runs its roles with: the one built next to this binary.
@@ -72,4 +73,14 @@ pub fn drive_then_down<T>(
         }
         Err(e) => Err(e),
     }
+}
+
+/// VmRSS of a process in KB, from /proc (None once it is gone).
+pub fn vm_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use l2tpkit_bench::{decode, nat, setups, traffic};
+use l2tpkit_bench::{decode, nat, setups, subscribers, traffic};
 use tracing_subscriber::EnvFilter;
 
 /// Measure throughput (not a test): `decode` against tshark, `nat` against kernel NAT,
@@ -30,6 +30,11 @@ enum Command {
     /// and against one xl2tpd LNS, with the same `l2tpkit lac` driver in the same run; the
     /// ratio per level and RSS per live tunnel. Needs root and xl2tpd.
     Setups(setups::SetupsBench),
+    /// IP-up PPP subscribers per second (tunnel, session, LCP, CHAP or PAP, IPCP) against one
+    /// endpoint on loopback, through the FIG 2 cluster and against l2tpns + FreeRADIUS, with
+    /// the ratio; and the memory a live PPP session costs in the LAC and the endpoint. The
+    /// cluster and l2tpns need root.
+    Subscribers(subscribers::SubscribersBench),
     /// The load generator of `nat` (runs in the lab's initiator namespace).
     #[command(hide = true)]
     NatBlast(traffic::BlastArgs),
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(&args),
         Command::Nat(args) => nat::run(&args),
         Command::Setups(args) => setups::run(&args),
+        Command::Subscribers(args) => subscribers::run(&args),
         Command::NatBlast(args) => traffic::blast(&args),
         Command::NatSink(args) => traffic::sink(&args),
     };

@@ -44,6 +44,7 @@ use l2tpkit::lab::{sys, Lab, LabProcess};
 
 mod report;
 
+use crate::vm_rss_kb;
 use report::{level_rows, median, print_summary, rss_rows, LevelRow, RssRow};
 
 #[derive(Debug, clap::Args)]
@@ -793,15 +794,6 @@ fn role_rss(lab: &Lab) -> BTreeMap<String, u64> {
         .filter(|p| p.name == "master" || p.name == "nat" || p.name.starts_with("te"))
         .filter_map(|p| vm_rss_kb(p.pid).map(|kb| (p.name.clone(), kb)))
         .collect()
-}
-
-fn vm_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// `RcvbufErrors` of `Udp:` in the namespace's /proc/net/snmp.

@@ -286,7 +286,12 @@ fn against_endpoint(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<Memory> {
         ]
     };
     let lac_ppp = |hold: &str| -> Vec<String> {
-        let mut args = lac_args(cx, ENDPOINT, cx.args.tunnels, cx.args.sessions_per_tunnel);
+        let mut args = lac_args(
+            cx.auth(),
+            ENDPOINT,
+            cx.args.tunnels,
+            cx.args.sessions_per_tunnel,
+        );
         args.extend([
             "--username".into(),
             "user{n}@example.net".into(),
@@ -322,7 +327,12 @@ fn against_endpoint(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<Memory> {
     let ppp_up = figures.sessions_ip_up;
     let endpoint = Endpoint::start(cx, "endpoint-mem-off", &[])?;
     let endpoint_off_baseline_kb = endpoint.rss_kb();
-    let mut off = lac_args(cx, ENDPOINT, cx.args.tunnels, cx.args.sessions_per_tunnel);
+    let mut off = lac_args(
+        cx.auth(),
+        ENDPOINT,
+        cx.args.tunnels,
+        cx.args.sessions_per_tunnel,
+    );
     off.extend(["--ppp".into(), "off".into(), "--hold".into(), "3".into()]);
     let (_, held_off) = lac(cx, None, &off, Some(endpoint.pid()), "mem-off")?;
     drop(endpoint);
@@ -378,12 +388,11 @@ fn against_cluster(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<()> {
         let target = SocketAddrV4::new(plan::CLUSTER_ADDRESS, 1701);
         for round in 1..=cx.args.rounds {
             sys::checkpoint()?;
-            let mut args = lac_args(cx, target, cx.args.tunnels, cx.args.sessions_per_tunnel);
+            // The lab's endpoints are CHAP servers whatever --auth says.
+            let mut args = lac_args("chap", target, cx.args.tunnels, cx.args.sessions_per_tunnel);
             args.extend([
                 format!("--bind={}:0", plan::initiator_address(1)),
                 "--any-source".into(),
-                "--auth".into(),
-                "chap".into(),
                 "--username".into(),
                 LAB_USER.into(),
                 "--password".into(),
@@ -422,7 +431,7 @@ fn against_l2tpns(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     let ns = harness.initiator_netns().to_string();
     for round in 1..=cx.args.rounds {
         sys::checkpoint()?;
-        let mut args = lac_args(cx, harness.lns_addr(), tunnels, per);
+        let mut args = lac_args(cx.auth(), harness.lns_addr(), tunnels, per);
         args.extend([
             format!("--bind={}:0", harness.initiator_addr()),
             format!("--initiators={tunnels}"),
@@ -441,13 +450,13 @@ fn against_l2tpns(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lac_args(cx: &Cx, target: SocketAddrV4, tunnels: usize, sessions: usize) -> Vec<String> {
+fn lac_args(auth: &str, target: SocketAddrV4, tunnels: usize, sessions: usize) -> Vec<String> {
     vec![
         "lac".into(),
         format!("--target={target}"),
         format!("--tunnels={tunnels}"),
         format!("--sessions-per-tunnel={sessions}"),
-        format!("--auth={}", cx.auth()),
+        format!("--auth={auth}"),
         "--echo-rate=0".into(),
         "--setup-timeout=120".into(),
         "--json".into(),

@@ -20,7 +20,9 @@ struct Entry {
 /// have something to send, its key for [`PppTable::poll_transmit`].
 #[derive(Debug)]
 pub struct PppTable<K> {
-    sessions: HashMap<K, Entry>,
+    /// Boxed: a map keeps up to half its slots free, and a free slot of a session's size
+    /// would cost as much as the session.
+    sessions: HashMap<K, Box<Entry>>,
     timers: BinaryHeap<Reverse<(Instant, K)>>,
     /// Sessions that may have frames to send, in the order they were touched.
     touched: VecDeque<K>,
@@ -62,10 +64,10 @@ impl<K: Copy + Eq + Hash + Ord> PppTable<K> {
     /// Adds a session and starts it (its L2TP session is up). A session already under `key`
     /// is replaced.
     pub fn insert(&mut self, now: Instant, key: K, session: PppSession) {
-        let entry = Entry {
+        let entry = Box::new(Entry {
             session,
             armed: None,
-        };
+        });
         self.sessions.insert(key, entry);
         self.with(key, |s| s.start(now));
     }

@@ -5,20 +5,21 @@
 //! values must also be the ones the test configured (user names, the pool, the auth protocol).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use l2tp::capture::{CaptureReader, RecordKind};
+use l2tp::capture::{CaptureReader, CaptureWriter, Linktype, RecordKind};
 use l2tp::ppp::describe::{describe, ConfigOption, Detail};
-use l2tp::ppp::frame::protocol;
+use l2tp::ppp::frame::{protocol, push_option, FrameRepr, PacketRepr as FramePacket};
 use l2tp::wire::message::ParseOptions;
-use l2tp::wire::PacketRepr;
+use l2tp::wire::{HeaderRepr, PacketRepr};
 use l2tpkit::endpoint::{execute_with, AuthName, EndpointArgs, PppArgs};
 use l2tpkit::lac::{execute as run_lac, AuthChoice, LacArgs, PppLevel};
 use l2tpkit_tests::require;
+use reference::endpoint::icmp;
 
 const TUNNELS: usize = 3;
 const SESSIONS_PER_TUNNEL: usize = 4;
@@ -49,6 +50,9 @@ struct PppFields {
     chap_value_size: Option<usize>,
     peer_id: Option<String>,
     message: Option<String>,
+    /// The source and destination of an IPv4 packet inside PPP, and its ICMP type.
+    ip: Option<(Ipv4Addr, Ipv4Addr)>,
+    icmp_type: Option<u8>,
 }
 
 /// One frame of ours: who sent it and what it says.
@@ -100,6 +104,12 @@ fn ours(path: &Path) -> BTreeMap<u64, Frame> {
             protocol: proto,
             ..PppFields::default()
         };
+        if let Some(ip) = &summary.ip {
+            if let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip.src, ip.dst) {
+                fields.ip = Some((src, dst));
+            }
+            fields.icmp_type = ip.icmp.map(|icmp| icmp.kind);
+        }
         if let Some(control) = &summary.control {
             fields.code = Some(control.code);
             fields.identifier = Some(control.identifier);
@@ -181,6 +191,9 @@ const FIELDS: &[&str] = &[
     "pap.peer_id",
     "chap.message",
     "pap.message",
+    "ip.src",
+    "ip.dst",
+    "icmp.type",
 ];
 
 /// Runs tshark on `path` (L2TP on UDP `port`) with a display filter and the fields above;
@@ -259,6 +272,9 @@ fn theirs(path: &Path, port: u16) -> BTreeMap<u64, PppFields> {
             let mut dns = list(col("ipcp.opt.pri_dns_address"), ipv4);
             dns.extend(list(col("ipcp.opt.sec_dns_address"), ipv4));
             let message = text(col("chap.message")).or_else(|| text(col("pap.message")));
+            // The outer IPv4 header (UDP) first, then the one inside PPP.
+            let inner = |name: &str| col(name).split(',').nth(1).map(ipv4);
+            let ip = inner("ip.src").zip(inner("ip.dst"));
             let fields = PppFields {
                 protocol: number(col("ppp.protocol")) as u16,
                 code: first(&["ppp.code", "chap.code", "pap.code"]),
@@ -278,6 +294,8 @@ fn theirs(path: &Path, port: u16) -> BTreeMap<u64, PppFields> {
                 chap_value_size: text(col("chap.value_size")).map(|v| number(&v) as usize),
                 peer_id: text(col("pap.peer_id")),
                 message,
+                ip,
+                icmp_type: text(col("icmp.type")).map(|v| number(&v) as u8),
             };
             (number(col("frame.number")), fields)
         })
@@ -565,6 +583,250 @@ fn tshark_reads_every_ppp_frame_of_both_sides_as_we_do() {
             configured(scenario, run, &frames, path);
             eprintln!("{}: {} PPP frames agree", path.display(), frames.len());
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PPP control packet in a frame: `header` (ACFC, PFC), protocol, code, identifier, data.
+fn control(header: FrameRepr, code: u8, identifier: u8, data: &[u8]) -> Vec<u8> {
+    let mut info = Vec::new();
+    let packet = FramePacket {
+        code,
+        identifier,
+        data,
+    };
+    packet.emit_to_vec(&mut info).expect("a short packet");
+    let mut frame = Vec::new();
+    header.emit_to_vec(&info, &mut frame);
+    frame
+}
+
+fn options(list: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (kind, value) in list {
+        push_option(&mut out, *kind, value);
+    }
+    out
+}
+
+/// `value`, length-prefixed (PAP's Peer-ID, Password, Message; CHAP's Value).
+fn prefixed(value: &[u8]) -> Vec<u8> {
+    let mut out = vec![value.len() as u8];
+    out.extend_from_slice(value);
+    out
+}
+
+/// Frames written here with every LCP option our tools read (MRU too, which neither side
+/// asks for by default), the codes besides Configure, PAP and CHAP both ways, IPCP with
+/// RFC 1877 DNS, and IPv4 with ACFC and PFC; each with the fields it must read as.
+fn hand_made() -> Vec<(Vec<u8>, PppFields)> {
+    let full = FrameRepr::full;
+    let (lcp, pap, chap, ipcp, ipv6cp) = (
+        protocol::LCP,
+        protocol::PAP,
+        protocol::CHAP,
+        protocol::IPCP,
+        protocol::IPV6CP,
+    );
+    let want = |protocol: u16, code: u8, identifier: u8| PppFields {
+        protocol,
+        code: Some(code),
+        identifier: Some(identifier),
+        ..PppFields::default()
+    };
+    let magic = 0x0102_0304u32.to_be_bytes();
+    let mut out = Vec::new();
+    let lcp_request = options(&[
+        (1, &1400u16.to_be_bytes()),
+        (3, &[0xc0, 0x23]),
+        (5, &magic),
+        (7, &[]),
+        (8, &[]),
+    ]);
+    out.push((
+        control(full(lcp), 1, 1, &lcp_request),
+        PppFields {
+            option_types: vec![1, 3, 5, 7, 8],
+            mru: vec![1400],
+            auth_protocol: vec![pap],
+            magic: vec![0x0102_0304],
+            ..want(lcp, 1, 1)
+        },
+    ));
+    let chap_request = options(&[(3, &[0xc2, 0x23, 5]), (1, &1492u16.to_be_bytes())]);
+    out.push((
+        control(full(lcp), 2, 7, &chap_request),
+        PppFields {
+            option_types: vec![3, 1],
+            mru: vec![1492],
+            auth_protocol: vec![chap],
+            algorithm: vec![5],
+            ..want(lcp, 2, 7)
+        },
+    ));
+    out.push((
+        control(full(lcp), 3, 2, &options(&[(1, &1500u16.to_be_bytes())])),
+        PppFields {
+            option_types: vec![1],
+            mru: vec![1500],
+            ..want(lcp, 3, 2)
+        },
+    ));
+    out.push((
+        control(full(lcp), 4, 3, &options(&[(7, &[]), (8, &[])])),
+        PppFields {
+            option_types: vec![7, 8],
+            ..want(lcp, 4, 3)
+        },
+    ));
+    for (code, id) in [(9u8, 4u8), (10, 4), (11, 5)] {
+        let mut data = 0xdead_beefu32.to_be_bytes().to_vec();
+        data.extend_from_slice(b"ping");
+        out.push((
+            control(full(lcp), code, id, &data),
+            PppFields {
+                magic: vec![0xdead_beef],
+                ..want(lcp, code, id)
+            },
+        ));
+    }
+    out.push((
+        control(full(lcp), 8, 6, &[0x82, 0x81, 0, 0]),
+        PppFields {
+            rejected_protocol: Some(0x8281),
+            ..want(lcp, 8, 6)
+        },
+    ));
+    out.push((control(full(lcp), 5, 8, b""), want(lcp, 5, 8)));
+    let mut pap_request = prefixed(b"alice@example.net");
+    pap_request.extend(prefixed(b"secret"));
+    out.push((
+        control(full(pap), 1, 9, &pap_request),
+        PppFields {
+            peer_id: Some("alice@example.net".into()),
+            ..want(pap, 1, 9)
+        },
+    ));
+    for (code, message) in [(2u8, "welcome"), (3, "bad password")] {
+        out.push((
+            control(full(pap), code, 9, &prefixed(message.as_bytes())),
+            PppFields {
+                message: Some(message.into()),
+                ..want(pap, code, 9)
+            },
+        ));
+    }
+    for (code, name) in [(1u8, "lns"), (2, "bob@example.net")] {
+        let mut data = prefixed(&[0x5a; 16]);
+        data.extend_from_slice(name.as_bytes());
+        out.push((
+            control(full(chap), code, 42, &data),
+            PppFields {
+                chap_name: Some(name.into()),
+                chap_value_size: Some(16),
+                ..want(chap, code, 42)
+            },
+        ));
+    }
+    for (code, message) in [(3u8, "ok"), (4, "nope")] {
+        out.push((
+            control(full(chap), code, 42, message.as_bytes()),
+            PppFields {
+                message: Some(message.into()),
+                ..want(chap, code, 42)
+            },
+        ));
+    }
+    let (me, dns1, dns2) = (
+        Ipv4Addr::new(10, 9, 0, 2),
+        Ipv4Addr::new(10, 9, 0, 53),
+        Ipv4Addr::new(10, 9, 0, 54),
+    );
+    let ipcp_options = options(&[
+        (3, &me.octets()),
+        (129, &dns1.octets()),
+        (131, &dns2.octets()),
+    ]);
+    for code in [1u8, 3] {
+        out.push((
+            control(full(ipcp), code, 11, &ipcp_options),
+            PppFields {
+                option_types: vec![3, 129, 131],
+                ip_address: vec![me],
+                dns: vec![dns1, dns2],
+                ..want(ipcp, code, 11)
+            },
+        ));
+    }
+    let id = 0x0011_2233_4455_6677u64;
+    out.push((
+        control(full(ipv6cp), 1, 12, &options(&[(1, &id.to_be_bytes())])),
+        PppFields {
+            option_types: vec![1],
+            interface_id: vec![format!("{id:016x}")],
+            ..want(ipv6cp, 1, 12)
+        },
+    ));
+    let peer = Ipv4Addr::new(10, 9, 0, 1);
+    for (acfc, pfc) in [(false, false), (true, false), (false, true), (true, true)] {
+        let echo = icmp::build_echo(8, me, peer, 7, &[0, 1, 0xab, 0xcd]);
+        let mut frame = Vec::new();
+        let header = FrameRepr {
+            protocol: protocol::IPV4,
+            acfc,
+            pfc,
+        };
+        header.emit_to_vec(&echo, &mut frame);
+        out.push((
+            frame,
+            PppFields {
+                protocol: protocol::IPV4,
+                ip: Some((me, peer)),
+                icmp_type: Some(8),
+                ..PppFields::default()
+            },
+        ));
+    }
+    out
+}
+
+#[test]
+fn tshark_reads_hand_made_ppp_frames_as_we_do_and_as_they_were_made() {
+    if !require("tshark") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("l2tpkit-ppp-hand-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("hand-made.pcap");
+    let mut writer = CaptureWriter::create(&path, Linktype::RAW).expect("create pcap");
+    let lac: SocketAddrV4 = "127.0.116.2:1701".parse().unwrap();
+    let lns: SocketAddrV4 = "127.0.116.1:1701".parse().unwrap();
+    let frames = hand_made();
+    for (i, (frame, _)) in frames.iter().enumerate() {
+        let message = PacketRepr::Data {
+            header: HeaderRepr {
+                is_control: false,
+                has_length: i % 2 == 0,
+                tunnel_id: 5,
+                session_id: 6,
+                sequence: None,
+                offset_size: None,
+                priority: false,
+                reserved: 0,
+            },
+            payload: frame,
+        };
+        let mut buf = vec![0; message.buffer_len()];
+        let len = message.emit(&mut buf, None).expect("emit");
+        let at = Duration::from_millis(i as u64);
+        writer.write_udp(at, lac, lns, &buf[..len]).expect("write");
+    }
+    writer.flush().expect("flush");
+    drop(writer);
+    let ours = agree(&path, 1701);
+    assert_eq!(ours.len(), frames.len());
+    for ((number, frame), (_, made)) in ours.iter().zip(&frames) {
+        assert_eq!(&frame.fields, made, "frame {number}: ours, as made");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,7 +22,7 @@ fn endpoint_args(listen: SocketAddrV4) -> EndpointArgs {
         hidden: false,
         host_name: "ep-matrix".to_string(),
         // Outlasts the LAC's run: setup, a second's hold, teardown.
-        duration: Some(Duration::from_secs(8)),
+        duration: Some(Duration::from_secs(10)),
         pcap: None,
         json: false,
         status: None,

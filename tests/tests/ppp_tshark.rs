@@ -389,7 +389,7 @@ fn run(scenario: &Scenario, dir: &Path) -> Run {
         hidden: false,
         host_name: ENDPOINT_NAME.to_string(),
         // Long enough for the LAC's run (setup, a second's hold, teardown).
-        duration: Some(Duration::from_secs(7)),
+        duration: Some(Duration::from_secs(10)),
         pcap: Some(endpoint_pcap.clone()),
         json: false,
         status: None,

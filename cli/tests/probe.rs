@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use l2tpkit::endpoint::{execute, EndpointArgs};
+use l2tpkit::endpoint::{execute_with, AuthName, EndpointArgs, PppArgs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 
@@ -20,42 +20,50 @@ const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 /// apply too.
 const SECRET: &str = "probe-secret";
 
+fn endpoint_args() -> EndpointArgs {
+    EndpointArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        secret: Some(SECRET.to_string()),
+        hidden: false,
+        host_name: "l2tpkit-endpoint".to_string(),
+        duration: Some(Duration::from_secs(1800)),
+        pcap: None,
+        json: false,
+        status: None,
+        master: None,
+        report_key: None,
+        report_interval: Duration::from_secs(1),
+        name: "te".to_string(),
+        tunnel_ids: None,
+        lan: None,
+        global: None,
+        capacity: 60_000,
+        takeover: Default::default(),
+        max_retransmits: 5,
+    }
+}
+
+/// Starts an endpoint with `ppp` on a thread that runs until the process ends; returns its
+/// address once it listens.
+fn start_endpoint(ppp: PppArgs) -> SocketAddrV4 {
+    let (tx, rx) = mpsc::channel();
+    let args = endpoint_args();
+    std::thread::spawn(move || {
+        if let Err(e) = execute_with(&args, &ppp, |addr| {
+            let _ = tx.send(addr);
+        }) {
+            eprintln!("endpoint: {e:#}");
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the endpoint to listen")
+}
+
 /// One endpoint for the whole test binary, on 127.0.0.1 and a port of the kernel's choosing,
-/// with a tunnel secret; it runs on a thread until the process ends.
+/// with a tunnel secret and no PPP.
 fn endpoint() -> SocketAddrV4 {
     static ADDR: OnceLock<SocketAddrV4> = OnceLock::new();
-    *ADDR.get_or_init(|| {
-        let (tx, rx) = mpsc::channel();
-        let args = EndpointArgs {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            secret: Some(SECRET.to_string()),
-            hidden: false,
-            host_name: "l2tpkit-endpoint".to_string(),
-            duration: Some(Duration::from_secs(1800)),
-            pcap: None,
-            json: false,
-            status: None,
-            master: None,
-            report_key: None,
-            report_interval: Duration::from_secs(1),
-            name: "te".to_string(),
-            tunnel_ids: None,
-            lan: None,
-            global: None,
-            capacity: 60_000,
-            takeover: Default::default(),
-            max_retransmits: 5,
-        };
-        std::thread::spawn(move || {
-            if let Err(e) = execute(&args, |addr| {
-                let _ = tx.send(addr);
-            }) {
-                eprintln!("endpoint: {e:#}");
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("the endpoint to listen")
-    })
+    *ADDR.get_or_init(|| start_endpoint(PppArgs::default()))
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -260,4 +268,58 @@ fn an_unreachable_target_exits_2() {
         "no report for a target that never answered"
     );
     drop(silent);
+}
+
+/// The PPP subscriber the CHAP endpoint knows.
+const USER: &str = "prober@example.net";
+const PASSWORD: &str = "probe-pw";
+
+#[test]
+fn every_ppp_probe_passes_against_our_chap_endpoint() {
+    let dir = scratch("ppp");
+    let users = dir.join("users");
+    std::fs::write(&users, format!("{USER}:{PASSWORD}\n")).expect("users file");
+    let target = start_endpoint(PppArgs {
+        auth: Some(AuthName::Chap),
+        users: Some(users),
+        ..PppArgs::default()
+    })
+    .to_string();
+    let ppp: Vec<&str> = probes::probe::catalog::all()
+        .iter()
+        .map(|p| p.name)
+        .filter(|name| name.starts_with("ppp-"))
+        .collect();
+    assert!(ppp.len() >= 7, "the PPP family: {ppp:?}");
+    let mut args = vec![
+        "--target",
+        &target,
+        "--secret",
+        SECRET,
+        "--bind",
+        "127.0.0.1",
+        "--username",
+        USER,
+        "--password",
+        PASSWORD,
+        "--json",
+        "--only",
+    ];
+    args.extend(&ppp);
+    let out = probe(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let results = report["probes"].as_array().expect("probes");
+    let names: Vec<&str> = results.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ppp, "one result per PPP probe, in catalog order");
+    for p in results {
+        assert_eq!(
+            p["verdict"],
+            "pass",
+            "{}",
+            serde_json::to_string_pretty(p).unwrap()
+        );
+    }
+    assert_eq!(report["totals"]["pass"], ppp.len(), "{report:#}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,7 +45,7 @@ fn combination(auth: AuthName, ipv6: bool, net: u8, users: Option<PathBuf>) {
     let ppp = PppArgs {
         auth: Some(auth),
         users,
-        pool: "10.120.0.0/23".parse().unwrap(),
+        pool: "198.19.130.0/23".parse().unwrap(),
         ipv6,
         ..PppArgs::default()
     };

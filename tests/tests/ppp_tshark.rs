@@ -24,7 +24,7 @@ use reference::endpoint::icmp;
 const TUNNELS: usize = 3;
 const SESSIONS_PER_TUNNEL: usize = 4;
 const PASSWORD: &str = "tshark-pw";
-const POOL: &str = "10.113.0.0/24";
+const POOL: &str = "198.19.131.0/24";
 const ENDPOINT_NAME: &str = "ep-tshark";
 
 /// One PPP frame's fields, as either decoder reads them. Lists keep tshark's order (the
@@ -459,7 +459,8 @@ fn run(scenario: &Scenario, dir: &Path) -> Run {
 fn configured(scenario: &Scenario, run: &Run, frames: &BTreeMap<u64, Frame>, path: &Path) {
     let from_lac = |f: &&Frame| *f.src.ip() == run.lac_ip;
     let pool: reference::endpoint::pool::Ipv4Cidr = POOL.parse().unwrap();
-    let own = Ipv4Addr::new(10, 113, 0, 1);
+    // The endpoint keeps the pool's first address for itself.
+    let own = Ipv4Addr::new(198, 19, 131, 1);
     let with = |proto: u16, code: u8| {
         let frames = frames.values();
         frames.filter(move |f| f.fields.protocol == proto && f.fields.code == Some(code))

@@ -26,6 +26,7 @@ mod capture;
 mod context;
 pub mod craft;
 mod observation;
+mod ppp;
 mod report;
 mod rfc;
 mod roles;
@@ -37,6 +38,7 @@ use std::time::Duration;
 pub use capture::{read_capture, ReadCounts};
 pub use context::Sequence;
 pub use observation::{Kind, Observation, Origin, Summary};
+pub use ppp::{Frame as PppFrame, PppCounts, PppEvent, PppMark};
 pub use report::{
     Coverage, Deviation, Report, Rule, Stray, TimelineEntry, Totals, TunnelReport, Variant,
 };

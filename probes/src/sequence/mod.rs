@@ -25,6 +25,7 @@
 mod capture;
 mod context;
 pub mod craft;
+mod craft_ppp;
 mod observation;
 mod ppp;
 mod report;

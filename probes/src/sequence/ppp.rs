@@ -698,3 +698,7 @@ impl Step<'_, '_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ppp_tests.rs"]
+mod tests;

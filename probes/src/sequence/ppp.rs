@@ -195,6 +195,16 @@ pub enum PppEvent {
 }
 
 impl PppEvent {
+    /// Whether the event is one direction's Configure-Ack, on the way to an opened protocol.
+    pub fn one_way_ack(&self) -> bool {
+        matches!(
+            self,
+            PppEvent::LcpConfigureAck { .. }
+                | PppEvent::IpcpConfigureAck { .. }
+                | PppEvent::Ipv6cpConfigureAck { .. }
+        )
+    }
+
     /// Whether the event belongs to both directions (an opened NCP), so the direction of the
     /// packet that completed it says nothing.
     pub fn both_ways(&self) -> bool {

@@ -313,12 +313,24 @@ impl Report {
             let full = !tunnel.conforms;
             let mut hidden_control = 0usize;
             for entry in &tunnel.timeline {
-                if !full && entry.step.is_none() && entry.ppp.is_none() {
+                // A conforming tunnel shows its steps and its sessions' phases; one
+                // direction's Configure-Ack is only the way to a phase.
+                let phase = entry.ppp.as_ref().is_some_and(|m| !m.event.one_way_ack());
+                if !full && entry.step.is_none() && !phase {
+                    if entry.ppp.is_some() {
+                        continue;
+                    }
                     hidden_control += 1;
                     continue;
                 }
                 let _ = write!(out, "  {:>12.6} ", entry.time);
                 push_entry(&mut out, entry);
+                // Which end's Configure-Ack opened a protocol is a race between the two: the
+                // text names no packet for it (the JSON does).
+                if entry.ppp.as_ref().is_some_and(|m| m.event.both_ways()) {
+                    out.push('\n');
+                    continue;
+                }
                 let _ = write!(out, "  [{} → {}", entry.src, entry.dst);
                 if let Some(origin) = entry.origin {
                     let _ = write!(out, ", {}", origin_name(origin, captures));

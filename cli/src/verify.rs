@@ -145,7 +145,7 @@ pub fn read_captures(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probes::sequence::craft::{self, Fault, Plan};
+    use probes::sequence::craft::{self, Fault, Plan, PppScript};
     use probes::sequence::Variant;
 
     /// A fresh directory under the system's temporary directory, removed on drop.
@@ -238,6 +238,34 @@ mod tests {
         assert_eq!(run(&good).unwrap(), ExitCode::from(1));
         let missing = args(vec![dir.0.join("missing.pcap")], None);
         assert!(run(&missing).is_err());
+    }
+
+    #[test]
+    fn a_ppp_phase_out_of_order_exits_1() {
+        let dir = TempDir::new("ppp");
+        let plan = |ppp| Plan {
+            ppp,
+            ..Plan::new(Variant::Fig3)
+        };
+        let (files, roles) = write_run(&dir, plan(PppScript::Subscriber));
+        let good = check_files(&args(files, Some(roles)));
+        assert_eq!(
+            exit_code(&good),
+            ExitCode::SUCCESS,
+            "{}",
+            good.render_text(&[])
+        );
+        assert!(good.render_text(&[]).contains("PPP sid 256: IPCP opened"));
+
+        let (files, roles) = write_run(&dir, plan(PppScript::Ipv4BeforeIpcp));
+        let report = check_files(&args(files, Some(roles)));
+        assert_eq!(exit_code(&report), ExitCode::from(1));
+        assert_eq!(report.totals.deviating, 6);
+        let text = report.render_text(&[]);
+        assert!(text.contains("DEVIATES (ppp-order)"), "{text}");
+        assert!(text.contains("data before IPCP opened"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["tunnels"][0]["deviations"][0]["rule"], "ppp-order");
     }
 
     #[test]

@@ -470,6 +470,65 @@ fn fig5_timeline_snapshot() {
     );
 }
 
+/// A real capture with PPP (`captures/l2tpkit-chap-ipv6.pcap`: our LAC against our endpoint,
+/// CHAP, IPCP and IPv6CP, two tunnels of two sessions): every session's phases in the timeline,
+/// in order, and no PPP finding. The capture is one LNS, not a cluster, so the sequence steps
+/// that want a NAT deviate: that is not what this snapshot is about, but it is what verify says.
+#[test]
+fn ppp_phases_of_a_real_capture_snapshot() {
+    let name = "l2tpkit-chap-ipv6.pcap";
+    let mut reader = CaptureReader::open(repo_root().join("captures").join(name)).unwrap();
+    let mut observations = Vec::new();
+    let counts = read_capture(
+        &mut reader,
+        0,
+        1701,
+        &ParseOptions::default(),
+        &mut observations,
+    )
+    .unwrap();
+    assert_eq!((counts.l2tp, counts.malformed), (112, 0));
+    let report = check(&observations, &Roles::default(), Sequence::Auto);
+    assert_eq!(report.tunnels.len(), 2);
+    for tunnel in &report.tunnels {
+        assert!(tunnel.deviations.iter().all(|d| d.rule != Rule::PppOrder));
+        assert_eq!(tunnel.ppp.sessions, 2);
+        assert_eq!(tunnel.ppp.ipcp_opened, 2);
+        assert_eq!(tunnel.ppp.ipv6cp_opened, 2);
+        assert_eq!(tunnel.ppp.authenticated, 2);
+        assert_eq!(tunnel.ppp.malformed, 0);
+        // Per session: LCP, then CHAP, then both NCPs, then the termination.
+        let mut sessions: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+        for mark in tunnel.timeline.iter().filter_map(|e| e.ppp.as_ref()) {
+            let event = serde_json::to_value(mark).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            sessions.entry(mark.session).or_default().push(event);
+        }
+        assert_eq!(sessions.len(), 2);
+        for events in sessions.values() {
+            let at = |e: &str| events.iter().position(|x| x == e).expect(e);
+            assert!(at("lcp-configure-ack") < at("lcp-opened"), "{events:?}");
+            assert!(at("lcp-opened") < at("auth-success"), "{events:?}");
+            assert!(at("auth-success") < at("ipcp-opened"), "{events:?}");
+            assert!(at("auth-success") < at("ipv6cp-opened"), "{events:?}");
+            assert!(
+                at("ipcp-opened") < at("lcp-terminate-request"),
+                "{events:?}"
+            );
+            assert!(
+                at("lcp-terminate-request") < at("lcp-terminate-ack"),
+                "{events:?}"
+            );
+        }
+    }
+    snapshot(
+        "sequence-ppp-chap-ipv6",
+        report.render_text(&[name.to_owned()]),
+    );
+}
+
 /// The message that acknowledges tunnel 0's SCCCN, lost between the endpoint and the NAT's
 /// public side the first time, gets through when retransmitted a second later: loss, not a
 /// wrong rewrite. The tunnel conforms, with a note naming the late step.

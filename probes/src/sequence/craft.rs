@@ -13,6 +13,7 @@ use l2tp::capture::{CaptureError, CaptureWriter, Linktype};
 use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{AvpRepr, AvpValue, ControlMessage, HeaderRepr, MessageType, PacketRepr};
 
+pub use super::craft_ppp::{link_local, PppScript, ENDPOINT_ADDRESS, INITIATOR_ADDRESS};
 use super::observation::{Observation, Origin};
 use super::report::Variant;
 use super::roles::{EndpointRole, Roles};
@@ -49,6 +50,8 @@ pub struct Plan {
     pub retransmit_sccrq: bool,
     /// A fault and the index of the tunnel it hits.
     pub fault: Option<(usize, Fault)>,
+    /// The PPP in every tunnel's session.
+    pub ppp: PppScript,
 }
 
 impl Plan {
@@ -61,6 +64,7 @@ impl Plan {
             piggyback_ack: false,
             retransmit_sccrq: false,
             fault: None,
+            ppp: PppScript::EchoOnly,
         }
     }
 
@@ -140,9 +144,7 @@ fn control(
     .expect("crafted messages fit")
 }
 
-fn data(tunnel_id: u16, session_id: u16) -> Vec<u8> {
-    // PPP LCP Echo-Request, address and control bytes first.
-    let payload: &[u8] = &[0xff, 0x03, 0xc0, 0x21, 0x09, 0x01, 0x00, 0x08, 0, 0, 0, 0];
+fn data(tunnel_id: u16, session_id: u16, payload: &[u8]) -> Vec<u8> {
     let packet = PacketRepr::Data {
         header: HeaderRepr::data(tunnel_id, session_id),
         payload,
@@ -418,8 +420,17 @@ impl Crafter {
         self.initiator_sends(tunnel, r + us(150), &iccn, None);
         let zlb = control(None, a, 0, (2, 4), Vec::new());
         self.endpoint_sends(tunnel, r + us(180), &zlb, None);
-        self.initiator_sends(tunnel, r + us(200), &data(b, tunnel.te_sid), None);
-        self.endpoint_sends(tunnel, r + us(220), &data(a, tunnel.ti_sid), None);
+        // The session's PPP, 20 µs apart (each copy past a translator 10 µs later).
+        for (i, (from_initiator, frame)) in
+            super::craft_ppp::script(self.plan.ppp).iter().enumerate()
+        {
+            let at = r + us(200 + 20 * i as u64);
+            if *from_initiator {
+                self.initiator_sends(tunnel, at, &data(b, tunnel.te_sid, frame), None);
+            } else {
+                self.endpoint_sends(tunnel, at, &data(a, tunnel.ti_sid, frame), None);
+            }
+        }
         if fault == Some(Fault::UnacknowledgedHello) {
             let hello = control(Some(MessageType::Hello), b, 0, (4, 2), Vec::new());
             self.initiator_sends(tunnel, r + us(250), &hello, None);

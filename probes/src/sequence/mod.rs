@@ -25,7 +25,9 @@
 mod capture;
 mod context;
 pub mod craft;
+mod craft_ppp;
 mod observation;
+mod ppp;
 mod report;
 mod rfc;
 mod roles;
@@ -37,6 +39,7 @@ use std::time::Duration;
 pub use capture::{read_capture, ReadCounts};
 pub use context::Sequence;
 pub use observation::{Kind, Observation, Origin, Summary};
+pub use ppp::{Frame as PppFrame, PppCounts, PppEvent, PppMark};
 pub use report::{
     Coverage, Deviation, Report, Rule, Stray, TimelineEntry, Totals, TunnelReport, Variant,
 };

@@ -8,6 +8,8 @@ use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{AvpType, AvpValue, MessageType, PacketRepr};
 use serde::Serialize;
 
+use super::ppp::Frame;
+
 /// One sighting of an L2TP message. The same packet seen before and after a translator (the
 /// master, the NAT) is two observations: that is what FIG 3 and FIG 5 number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,6 +22,10 @@ pub struct Observation {
     /// Where the packet was read, to find it again in Wireshark.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// What the PPP frame of a data message means for the session's phases; `None` for
+    /// control messages.
+    #[serde(skip)]
+    pub ppp: Option<Frame>,
 }
 
 /// A capture (by its position in the list the caller read) and the 1-based record in it.
@@ -72,6 +78,10 @@ pub struct Summary {
     pub nr: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assigned_tunnel_id: Option<u16>,
+    /// From an ICRQ or ICRP: pairs the two Session IDs of a call, so that both directions of
+    /// its PPP are one session. Not in the JSON: the timeline keeps its keys.
+    #[serde(skip)]
+    pub assigned_session_id: Option<u16>,
     /// A hash of the L2TP bytes: translators must forward them unchanged, so equal digests on
     /// both sides of one mark the same packet even when its addresses were mangled.
     #[serde(skip)]
@@ -83,15 +93,19 @@ impl Summary {
     pub fn new(packet: &PacketRepr, bytes: &[u8]) -> Summary {
         let header = packet.header();
         let (ns, nr) = header.sequence.map_or((0, 0), |seq| (seq.ns, seq.nr));
-        let (kind, assigned_tunnel_id) = match packet {
-            PacketRepr::Data { .. } => (Kind::Data, None),
+        let (kind, assigned_tunnel_id, assigned_session_id) = match packet {
+            PacketRepr::Data { .. } => (Kind::Data, None, None),
             PacketRepr::Control(message) => {
                 let kind = message.message_type().map_or(Kind::Zlb, Kind::Control);
-                let assigned = match message.avp(AvpType::AssignedTunnelId) {
+                let tunnel = match message.avp(AvpType::AssignedTunnelId) {
                     Some(AvpValue::AssignedTunnelId(id)) => Some(*id),
                     _ => None,
                 };
-                (kind, assigned)
+                let session = match message.avp(AvpType::AssignedSessionId) {
+                    Some(AvpValue::AssignedSessionId(id)) => Some(*id),
+                    _ => None,
+                };
+                (kind, tunnel, session)
             }
         };
         Summary {
@@ -101,6 +115,7 @@ impl Summary {
             ns,
             nr,
             assigned_tunnel_id,
+            assigned_session_id,
             digest: fnv1a(bytes),
         }
     }
@@ -116,12 +131,17 @@ impl Observation {
         options: &ParseOptions,
     ) -> Result<Observation, l2tp::wire::Error> {
         let packet = PacketRepr::parse(payload, options)?;
+        let ppp = match &packet {
+            PacketRepr::Data { payload, .. } => Some(Frame::read(payload)),
+            PacketRepr::Control(_) => None,
+        };
         Ok(Observation {
             time,
             src,
             dst,
             message: Summary::new(&packet, payload),
             origin: None,
+            ppp,
         })
     }
 

@@ -7,6 +7,7 @@ use std::net::SocketAddrV4;
 use serde::Serialize;
 
 use super::observation::{Kind, Origin, Summary};
+use super::ppp::{PppCounts, PppMark};
 use super::roles::Roles;
 
 /// The message sequence a tunnel followed.
@@ -58,6 +59,9 @@ pub enum Rule {
     Nr,
     /// A control message never acknowledged by the peer (§5.8).
     Unacknowledged,
+    /// A PPP phase out of order in a session (RFC 1661 §3.2): an NCP before authentication
+    /// succeeded or before LCP opened, IP before its NCP opened.
+    PppOrder,
 }
 
 impl Rule {
@@ -72,6 +76,7 @@ impl Rule {
             Rule::Ns => "ns",
             Rule::Nr => "nr",
             Rule::Unacknowledged => "unacknowledged",
+            Rule::PppOrder => "ppp-order",
         }
     }
 }
@@ -111,6 +116,9 @@ pub struct TimelineEntry {
     /// Its fields inline in the JSON, the kind under `message`.
     #[serde(flatten)]
     pub message: Summary,
+    /// For a data message: the PPP phase change it carried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppp: Option<PppMark>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
 }
@@ -131,7 +139,10 @@ pub struct TunnelReport {
     /// Control messages sent again with an Ns already used, on the same hop.
     pub retransmissions: usize,
     pub data_messages: usize,
-    /// Control messages only, in time order.
+    /// What the sessions' PPP added up to (LCP echoes are counted here, not listed).
+    #[serde(skip_serializing_if = "PppCounts::is_empty")]
+    pub ppp: PppCounts,
+    /// Control messages and PPP phase changes, in time order.
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -172,6 +183,19 @@ fn push_entry(out: &mut String, entry: &TimelineEntry) {
         None => out.push_str("  ·"),
     }
     let m = &entry.message;
+    if let Some(mark) = &entry.ppp {
+        // An opened NCP is both ends' doing: the packet that completed it names no direction.
+        if mark.event.both_ways() {
+            let _ = write!(out, " PPP sid {}: {}", mark.session, mark.event);
+        } else {
+            let _ = write!(
+                out,
+                " PPP {}→{} sid {}: {}",
+                entry.from, entry.to, mark.session, mark.event
+            );
+        }
+        return;
+    }
     let _ = write!(
         out,
         " {} {}→{} tid {} ns {} nr {}",
@@ -289,12 +313,24 @@ impl Report {
             let full = !tunnel.conforms;
             let mut hidden_control = 0usize;
             for entry in &tunnel.timeline {
-                if !full && entry.step.is_none() {
+                // A conforming tunnel shows its steps and its sessions' phases; one
+                // direction's Configure-Ack is only the way to a phase.
+                let phase = entry.ppp.as_ref().is_some_and(|m| !m.event.one_way_ack());
+                if !full && entry.step.is_none() && !phase {
+                    if entry.ppp.is_some() {
+                        continue;
+                    }
                     hidden_control += 1;
                     continue;
                 }
                 let _ = write!(out, "  {:>12.6} ", entry.time);
                 push_entry(&mut out, entry);
+                // Which end's Configure-Ack opened a protocol is a race between the two: the
+                // text names no packet for it (the JSON does).
+                if entry.ppp.as_ref().is_some_and(|m| m.event.both_ways()) {
+                    out.push('\n');
+                    continue;
+                }
                 let _ = write!(out, "  [{} → {}", entry.src, entry.dst);
                 if let Some(origin) = entry.origin {
                     let _ = write!(out, ", {}", origin_name(origin, captures));
@@ -302,11 +338,15 @@ impl Report {
                 out.push_str("]\n");
             }
             if hidden_control > 0 || tunnel.data_messages > 0 {
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "  … {hidden_control} more control messages, {} data messages",
                     tunnel.data_messages
                 );
+                if !tunnel.ppp.is_empty() {
+                    let _ = write!(out, "; {}", tunnel.ppp);
+                }
+                out.push('\n');
             }
         }
         if !self.unattributed.is_empty() {

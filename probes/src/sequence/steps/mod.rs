@@ -16,9 +16,9 @@ use l2tp::wire::MessageType;
 pub(crate) use super::context::{Context, Sequence, FORWARD_WINDOW};
 use super::observation::{acknowledges, Kind, Observation};
 use super::report::{TimelineEntry, TunnelReport, Variant};
-use super::rfc;
 use super::roles::AddressRole;
 use super::tunnels::{Entry, Tunnel};
+use super::{ppp, rfc};
 use figures::hops;
 use Stage::{Ack, Connected, Reply, Request};
 
@@ -230,11 +230,19 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
     let outcome = rfc::check(ctx, tunnel, &control, &matcher.labels);
     deviations.extend(outcome.deviations);
     notes.extend(outcome.notes);
+    let mut ppp = ppp::check(ctx, tunnel);
+    deviations.append(&mut ppp.deviations);
 
-    let timeline = control
+    // Control messages and the data messages that changed a PPP phase, in time order.
+    let timeline = tunnel
+        .entries
         .iter()
-        .map(|e| {
+        .filter_map(|e| {
+            let mark = ppp.marks.remove(&e.obs);
             let o = ctx.obs(*e);
+            (o.message.kind.is_control() || mark.is_some()).then_some((e, o, mark))
+        })
+        .map(|(e, o, ppp)| {
             let (step, retransmission) = matcher
                 .labels
                 .get(&e.obs)
@@ -248,6 +256,7 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
                 from: party_label(ctx, tunnel, o.src),
                 to: party_label(ctx, tunnel, o.dst),
                 message: o.message,
+                ppp,
                 origin: o.origin,
             }
         })
@@ -264,6 +273,7 @@ pub(crate) fn check_tunnel(ctx: &Context, tunnel: &Tunnel) -> TunnelReport {
         notes,
         retransmissions: outcome.retransmissions,
         data_messages,
+        ppp: ppp.counts,
         timeline,
     }
 }

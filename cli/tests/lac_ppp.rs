@@ -216,6 +216,7 @@ fn traffic_against_our_endpoint_loses_nothing() {
     use std::process::Stdio;
 
     let users = scratch("traffic-users");
+    let csv = users.with_file_name("traffic.csv");
     let lines: String = (1..=6).map(|n| format!("user{n}:s3cret\n")).collect();
     std::fs::write(&users, lines).unwrap();
     let bin = env!("CARGO_BIN_EXE_l2tpkit");
@@ -257,7 +258,8 @@ fn traffic_against_our_endpoint_loses_nothing() {
             "--password",
             "s3cret",
         ])
-        .args(["--traffic-rate", "5", "--json"])
+        .args(["--traffic-rate", "5", "--json", "--csv"])
+        .arg(&csv)
         .output()
         .expect("run l2tpkit lac");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -278,6 +280,19 @@ fn traffic_against_our_endpoint_loses_nothing() {
         endpoint_out.contains(&format!("ICMP echoes answered {sent}")),
         "{endpoint_out}"
     );
+    // The CSV's last row has the same totals in its new columns.
+    let mut reader = csv::Reader::from_path(&csv).expect("the CSV");
+    let headers = reader.headers().unwrap().clone();
+    let last = reader.records().last().unwrap().unwrap();
+    let column = |name: &str| {
+        let i = headers.iter().position(|h| h == name);
+        last[i.unwrap_or_else(|| panic!("no {name} in {headers:?}"))].to_string()
+    };
+    assert_eq!(column("traffic_sent"), sent.to_string());
+    assert_eq!(column("traffic_received"), sent.to_string());
+    assert_eq!(column("traffic_lost"), "0");
+    assert!(column("traffic_rtt_p99_ms").parse::<f64>().unwrap() > 0.0);
+    assert_eq!(headers.get(0), Some("second"), "existing columns first");
     let _ = std::fs::remove_dir_all(users.parent().unwrap());
 }
 

@@ -148,6 +148,19 @@ pub fn rate_upto(
     }
 }
 
+/// `--traffic-rate`: 0 (off), or ICMP echoes per second per session within the LAC's bounds.
+pub fn traffic_rate(value: &str) -> Result<f64, String> {
+    use probes::lac::{MAX_TRAFFIC_RATE, MIN_TRAFFIC_RATE};
+    number(value, 0.0, MAX_TRAFFIC_RATE)
+        .filter(|r| *r == 0.0 || *r >= MIN_TRAFFIC_RATE)
+        .ok_or_else(|| {
+            format!(
+                "expected 0 (off) or {MIN_TRAFFIC_RATE} to {MAX_TRAFFIC_RATE} echoes per second \
+                 per session"
+            )
+        })
+}
+
 /// `value` as a finite number from `min` to `max`.
 fn number(value: &str, min: f64, max: f64) -> Option<f64> {
     value

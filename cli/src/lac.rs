@@ -14,7 +14,9 @@ use l2tp::conn::tunnels::TunnelSet;
 use l2tp::time::Instant;
 use netio::runner::{Ended, Runner};
 pub use probes::lac::{AuthChoice, PppLevel};
-use probes::lac::{CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm};
+use probes::lac::{
+    CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm, TrafficPlan,
+};
 use probes::live::{Live, LiveSnapshot, RunPhase};
 
 use crate::args;
@@ -126,6 +128,15 @@ pub struct LacArgs {
     /// Negotiate IPv6CP too: a session is IP up when both IPCP and IPv6CP are opened.
     #[arg(long)]
     pub ipv6: bool,
+    /// ICMP Echo Requests per second in each IP-up session while the run holds (0: none),
+    /// from the session's IPCP address to the peer's (or --traffic-target); replies are
+    /// matched for loss and round trip. Traffic stops 1 s before the teardown; a request
+    /// unanswered by then is lost. Needs --ppp ip.
+    #[arg(long, default_value_t = 0.0, value_name = "PPS", value_parser = args::traffic_rate)]
+    pub traffic_rate: f64,
+    /// Send the --traffic-rate echoes to this address instead of the peer's IPCP address.
+    #[arg(long, value_name = "ADDR")]
+    pub traffic_target: Option<Ipv4Addr>,
 }
 
 impl Default for LacArgs {
@@ -160,6 +171,8 @@ impl Default for LacArgs {
             username: PppPlan::default().username,
             password: PppPlan::default().password,
             ipv6: false,
+            traffic_rate: 0.0,
+            traffic_target: None,
         }
     }
 }
@@ -271,6 +284,19 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
             args.max_outstanding
         );
     }
+    // The same bounds as the flag's parser, for the callers that build LacArgs in code.
+    if let Err(why) = args::traffic_rate(&args.traffic_rate.to_string()) {
+        anyhow::bail!("--traffic-rate {}: {why}", args.traffic_rate);
+    }
+    if args.traffic_rate > 0.0 && args.ppp != PppLevel::Ip {
+        anyhow::bail!(
+            "--traffic-rate needs --ppp ip: a session has an address to ping from only once \
+             IPCP is opened"
+        );
+    }
+    if args.traffic_target.is_some() && args.traffic_rate == 0.0 {
+        anyhow::bail!("--traffic-target needs --traffic-rate");
+    }
     let (hold, setup_timeout, ramp) = (args.hold, args.setup_timeout, args.ramp);
     let stop_at = match args.duration {
         Some(d) => d,
@@ -313,6 +339,10 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
                 username: args.username.clone(),
                 password: args.password.clone(),
                 ipv6: args.ipv6,
+                traffic: TrafficPlan {
+                    rate: args.traffic_rate,
+                    target: args.traffic_target,
+                },
             },
         },
         pace: PaceConfig {

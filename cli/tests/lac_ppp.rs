@@ -206,3 +206,116 @@ fn bad_ppp_flags_name_the_flag() {
         assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
     }
 }
+
+/// `lac --traffic-rate 5` against the real `l2tpkit endpoint --auth chap` (a process, as a
+/// user runs it): every session pings the endpoint's own PPP address (its IPCP address, which
+/// it answers in user space) for about 2 s; none is lost, and the endpoint counts them.
+#[test]
+fn traffic_against_our_endpoint_loses_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let users = scratch("traffic-users");
+    let csv = users.with_file_name("traffic.csv");
+    let lines: String = (1..=6).map(|n| format!("user{n}:s3cret\n")).collect();
+    std::fs::write(&users, lines).unwrap();
+    let bin = env!("CARGO_BIN_EXE_l2tpkit");
+    let mut endpoint = Command::new(bin)
+        .args(["endpoint", "--listen", "127.0.73.1:0", "--auth", "chap"])
+        .arg("--users")
+        .arg(&users)
+        .args(["--duration", "9"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start l2tpkit endpoint");
+    let mut stderr = BufReader::new(endpoint.stderr.take().unwrap());
+    let mut line = String::new();
+    let lns = loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the endpoint ended before listening");
+        }
+        if let Some(addr) = line.trim().strip_prefix("l2tpkit endpoint: listening on ") {
+            break addr.to_string();
+        }
+    };
+    let out = Command::new(bin)
+        .args(["lac", "--target", &lns, "--bind", "127.0.73.2:0"])
+        .args([
+            "--tunnels",
+            "2",
+            "--sessions-per-tunnel",
+            "3",
+            "--hold",
+            "3",
+        ])
+        .args([
+            "--auth",
+            "chap",
+            "--username",
+            "user{n}",
+            "--password",
+            "s3cret",
+        ])
+        .args(["--traffic-rate", "5", "--json", "--csv"])
+        .arg(&csv)
+        .output()
+        .expect("run l2tpkit lac");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ended = endpoint.wait_with_output().expect("the endpoint ends");
+    let endpoint_out = String::from_utf8_lossy(&ended.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    let sent = report["traffic_sent"].as_u64().unwrap();
+    let received = report["traffic_received"].as_u64().unwrap();
+    // 6 sessions × 5/s × the 2 s before the quiet second.
+    assert!((40..=80).contains(&sent), "{report:#}");
+    assert_eq!(received, sent, "{report:#}");
+    assert_eq!(report["traffic_lost"], 0);
+    assert_eq!(report["traffic_loss_pct"], 0.0);
+    assert_eq!(report["traffic_rtt"]["count"], received, "{report:#}");
+    assert!(report["traffic_rtt"]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        endpoint_out.contains(&format!("ICMP echoes answered {sent}")),
+        "{endpoint_out}"
+    );
+    // The CSV's last row has the same totals in its new columns.
+    let mut reader = csv::Reader::from_path(&csv).expect("the CSV");
+    let headers = reader.headers().unwrap().clone();
+    let last = reader.records().last().unwrap().unwrap();
+    let column = |name: &str| {
+        let i = headers.iter().position(|h| h == name);
+        last[i.unwrap_or_else(|| panic!("no {name} in {headers:?}"))].to_string()
+    };
+    assert_eq!(column("traffic_sent"), sent.to_string());
+    assert_eq!(column("traffic_received"), sent.to_string());
+    assert_eq!(column("traffic_lost"), "0");
+    assert!(column("traffic_rtt_p99_ms").parse::<f64>().unwrap() > 0.0);
+    assert_eq!(headers.get(0), Some("second"), "existing columns first");
+    let _ = std::fs::remove_dir_all(users.parent().unwrap());
+}
+
+#[test]
+fn bad_traffic_flags_name_the_flag() {
+    for args in [
+        &["--traffic-rate=-1"][..],
+        &["--traffic-rate", "NaN"],
+        &["--traffic-rate", "1e9"],
+        &["--traffic-rate", "0.001"],
+        &["--traffic-rate", "5", "--ppp", "lcp"],
+        &["--traffic-target", "192.0.2.1"],
+        &["--traffic-target", "not-an-address", "--traffic-rate", "1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
+            .args(["lac", "--target", "127.0.0.1"])
+            .args(args)
+            .output()
+            .expect("run l2tpkit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("--traffic-"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
 use l2tpkit::tui::app::{RowState, MAX_RATE, MIN_RATE};
 use l2tpkit::tui::{draw, events, Action, App, Event, Input};
-use probes::live::{EndpointLive, LiveSnapshot, Percentiles, RunPhase};
+use probes::live::{EndpointLive, LiveSnapshot, Percentiles, PppLive, RunPhase, TrafficLive};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use reference::cluster::EndpointState;
@@ -121,6 +121,8 @@ fn mid_run_snapshot() -> LiveSnapshot {
         session_setup: percentiles(601, 2.07),
         echo_rtt: percentiles(1198, 0.35),
         failures,
+        ppp: PppLive::default(),
+        traffic: TrafficLive::default(),
     }
 }
 
@@ -614,4 +616,47 @@ fn kill_the_master_and_see_who_took_over() {
         .as_deref()
         .unwrap_or("")
         .starts_with("kill master failed"));
+}
+
+/// A PPP run: the subscribers' phases, their latencies and the ICMP traffic get a panel of
+/// their own under the L2TP ones.
+#[test]
+fn ppp_panel_shows_phases_latencies_and_traffic() {
+    let mut snapshot = mid_run_snapshot();
+    snapshot.ppp = PppLive {
+        establish: 3,
+        authenticate: 1,
+        network: 2,
+        ip_up: 595,
+        ip_up_total: 597,
+        failures: 2,
+        lcp_opened: percentiles(600, 0.91),
+        authentication: percentiles(598, 0.52),
+        ipcp_opened: percentiles(597, 0.44),
+        icrq_to_ip_up: percentiles(597, 3.9),
+    };
+    snapshot.traffic = TrafficLive {
+        rate: 1.0,
+        sent: 11_900,
+        received: 11_894,
+        lost: 6,
+        loss_pct: 6.0 * 100.0 / 11_900.0,
+        rtt: percentiles(11_894, 0.21),
+    };
+    let mut app = App::new(true, 50.0, false);
+    app.update(Event::Snapshot(snapshot));
+    app.update(Event::Master(Some(mid_run_master())));
+    let frame = render(&app, 110, 34);
+    assert!(line_of(&frame, "PPP latency").contains(" PPP "), "{frame}");
+    assert!(line_of(&frame, "ICRQ→IP up").contains("3.90"), "{frame}");
+    assert!(line_of(&frame, "ICMP RTT").contains("11894"), "{frame}");
+    assert!(frame.contains("LCP 3  auth 1  IPCP 2"), "{frame}");
+    assert!(frame.contains("IP up 595 now, 597 in all"), "{frame}");
+    assert!(frame.contains("PPP failures 2"), "{frame}");
+    assert!(frame.contains("6 lost (0.05 %)"), "{frame}");
+    assert_frame("tui-ppp", &frame);
+
+    // Without PPP the panel stays away.
+    let frame = render(&mid_run_app(), 110, 34);
+    assert!(!frame.contains("PPP latency"), "{frame}");
 }

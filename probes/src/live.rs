@@ -114,6 +114,48 @@ pub struct LiveSnapshot {
     pub echo_rtt: Percentiles,
     /// "StopCCN 2/0 …", "CDN 4/0 …", "timeout": how many of each.
     pub failures: BTreeMap<String, u64>,
+    /// The subscribers' PPP (all zero with `--ppp off`).
+    pub ppp: PppLive,
+    /// ICMP echo traffic in the sessions (all zero without `--traffic-rate`).
+    pub traffic: TrafficLive,
+}
+
+/// The subscribers' PPP at one moment.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PppLive {
+    /// Live subscribers negotiating LCP.
+    pub establish: u64,
+    /// Authenticating (PAP or CHAP).
+    pub authenticate: u64,
+    /// Negotiating IPCP (and IPv6CP).
+    pub network: u64,
+    /// Every NCP opened.
+    pub ip_up: u64,
+    /// Subscribers that reached IP up since the start.
+    pub ip_up_total: u64,
+    /// Sessions failed for a PPP reason.
+    pub failures: u64,
+    /// ICCN sent → LCP opened.
+    pub lcp_opened: Percentiles,
+    /// LCP opened → authenticated.
+    pub authentication: Percentiles,
+    /// Authenticated → IPCP opened.
+    pub ipcp_opened: Percentiles,
+    /// ICRQ sent → every NCP opened.
+    pub icrq_to_ip_up: Percentiles,
+}
+
+/// ICMP echo traffic in the sessions, so far.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TrafficLive {
+    /// Echo Requests per second per session (0: no traffic).
+    pub rate: f64,
+    pub sent: u64,
+    pub received: u64,
+    /// Given up (unanswered past their grace); those still within it are not counted.
+    pub lost: u64,
+    pub loss_pct: f64,
+    pub rtt: Percentiles,
 }
 
 /// Knobs a watcher turns and the driver obeys.

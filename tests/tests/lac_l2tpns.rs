@@ -1,5 +1,6 @@
 //! Our LAC's sessions as real subscribers of l2tpns with FreeRADIUS: LCP, CHAP against RADIUS,
-//! IPCP with an address from l2tpns's pool, every session IP up, no address twice; and a wrong
+//! IPCP with an address from l2tpns's pool, every session IP up, no address twice, ICMP echoes
+//! to l2tpns's IPCP address answered with 0% loss (by its namespace's kernel); and a wrong
 //! password counted under authentication, exit 1, the tunnels still closed cleanly.
 //!
 //! Needs root, l2tpns, FreeRADIUS and `target/<profile>/l2tpkit` (`cargo build -p l2tpkit`):
@@ -30,46 +31,75 @@ fn prerequisites() -> Option<PathBuf> {
 
 /// `l2tpkit lac` in the initiator namespace, one outstanding SCCRQ per source address (l2tpns
 /// takes a second one from a socket still opening a tunnel for a duplicate); exit code and JSON.
-fn run_lac(harness: &L2tpns, binary: &str, password: &str) -> (i32, serde_json::Value) {
+fn run_lac(
+    harness: &L2tpns,
+    binary: &str,
+    password: &str,
+    traffic: &[&str],
+) -> (i32, serde_json::Value) {
     let ns = harness.initiator_netns().to_string();
     let target = harness.lns_addr().to_string();
     let bind = format!("{}:0", harness.initiator_addr());
     let (tunnels, sessions) = (TUNNELS.to_string(), SESSIONS.to_string());
     let args = [
-        "netns",
-        "exec",
-        &ns,
-        binary,
-        "lac",
-        "--target",
-        &target,
-        "--bind",
-        &bind,
-        "--initiators",
-        &tunnels,
-        "--max-outstanding",
-        &tunnels,
-        "--tunnels",
-        &tunnels,
-        "--sessions-per-tunnel",
-        &sessions,
-        "--auth",
-        "chap",
-        "--username",
-        "user{n}@example.net",
-        "--password",
-        password,
-        "--hold",
-        "3",
-        "--setup-timeout",
-        "30",
-        "--json",
-    ];
+        &[
+            "netns",
+            "exec",
+            &ns,
+            binary,
+            "lac",
+            "--target",
+            &target,
+            "--bind",
+            &bind,
+            "--initiators",
+            &tunnels,
+            "--max-outstanding",
+            &tunnels,
+            "--tunnels",
+            &tunnels,
+            "--sessions-per-tunnel",
+            &sessions,
+            "--auth",
+            "chap",
+            "--username",
+            "user{n}@example.net",
+            "--password",
+            password,
+            "--hold",
+            "3",
+            "--setup-timeout",
+            "30",
+            "--json",
+        ][..],
+        traffic,
+    ]
+    .concat();
     let out = sys::run("ip", &args, None, Duration::from_secs(120)).expect("run the LAC");
     eprintln!("LAC stderr:\n{}", out.stderr);
     let report = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|err| panic!("LAC JSON: {err}\n{}", out.stdout));
     (out.status.code().unwrap_or(-1), report)
+}
+
+/// Echo Replies the kernel of l2tpns's namespace has sent (`OutEchoReps` of /proc/net/snmp).
+fn kernel_echo_replies(harness: &L2tpns) -> u64 {
+    let args = [
+        "netns",
+        "exec",
+        harness.lns_netns(),
+        "cat",
+        "/proc/net/snmp",
+    ];
+    let out = sys::run("ip", &args, None, Duration::from_secs(10)).expect("read /proc/net/snmp");
+    let mut icmp = out.stdout.lines().filter(|l| l.starts_with("Icmp: "));
+    let (names, values) = (icmp.next().unwrap_or(""), icmp.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutEchoReps")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no OutEchoReps in\n{}", out.stdout))
 }
 
 #[test]
@@ -91,7 +121,8 @@ fn every_session_is_ip_up_at_l2tpns_and_a_wrong_password_fails_in_authentication
     let total = TUNNELS * SESSIONS;
 
     // (a) The right password: every subscriber IP up.
-    let (code, report) = run_lac(&harness, &binary, PASSWORD);
+    let replies_before = kernel_echo_replies(&harness);
+    let (code, report) = run_lac(&harness, &binary, PASSWORD, &["--traffic-rate", "5"]);
     assert_eq!(code, 0, "{report:#}");
     for (key, want) in [
         ("tunnels_established", TUNNELS),
@@ -112,6 +143,27 @@ fn every_session_is_ip_up_at_l2tpns_and_a_wrong_password_fails_in_authentication
         eprintln!("{phase}: {}", report[phase]);
         assert_eq!(report[phase]["count"], total, "{phase}: {report:#}");
     }
+    // ICMP echoes to l2tpns's own IPCP address, which is its bind address (198.18.0.1, on its
+    // namespace's veth): l2tpns passes them to its tun, the kernel of its namespace answers,
+    // and the replies come back through the tun into the sessions. About 2 s at 5/s each.
+    eprintln!(
+        "traffic: {} sent, {} received, {} lost, RTT {}",
+        report["traffic_sent"],
+        report["traffic_received"],
+        report["traffic_lost"],
+        report["traffic_rtt"]
+    );
+    let sent = report["traffic_sent"].as_u64().unwrap_or(0);
+    assert!(sent >= 8 * total as u64, "{report:#}");
+    assert_eq!(report["traffic_received"], sent, "{report:#}");
+    assert_eq!(report["traffic_lost"], 0, "{report:#}");
+    assert_eq!(report["traffic_loss_pct"], 0.0, "{report:#}");
+    assert_eq!(report["traffic_rtt"]["count"], sent, "{report:#}");
+    assert_eq!(
+        kernel_echo_replies(&harness) - replies_before,
+        sent,
+        "the replies came from the kernel of l2tpns's namespace"
+    );
     // Our first Configure-Request reached l2tpns after the ICCN: LCP opened without waiting
     // for a 3 s restart (a margin of seconds, not a speed figure).
     let lcp_max = report["lcp_opened"]["max_ms"].as_f64().unwrap_or(f64::MAX);
@@ -149,7 +201,7 @@ fn every_session_is_ip_up_at_l2tpns_and_a_wrong_password_fails_in_authentication
 
     // (b) A wrong password: l2tpns ends each call with a CDN (no CHAP Failure); the failures
     // are counted under authentication, the run exits 1, the tunnels close cleanly.
-    let (code, report) = run_lac(&harness, &binary, "not the secret");
+    let (code, report) = run_lac(&harness, &binary, "not the secret", &[]);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["sessions_failed"], total, "{report:#}");
     assert_eq!(report["sessions_established"], 0, "{report:#}");

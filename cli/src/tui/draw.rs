@@ -19,12 +19,19 @@ const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█
 const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
 /// Lines of the latency panel: borders, a header, four histograms.
 const PANEL_HEIGHT: u16 = 7;
+/// Lines of the PPP panel: borders, a header, five histograms.
+const PPP_HEIGHT: u16 = 8;
 const LATENCY_WIDTH: u16 = 58;
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     let rows = app.rows();
-    let [header, table, panels, status, footer] = split(area, rows.len());
+    let panel_height = if ppp_shown(&app.snapshot) {
+        PANEL_HEIGHT + PPP_HEIGHT
+    } else {
+        PANEL_HEIGHT
+    };
+    let [header, table, panels, status, footer] = split(area, rows.len(), panel_height);
     draw_header(frame, header, app);
     draw_endpoints(frame, table, app, &rows);
     draw_panels(frame, panels, app);
@@ -41,7 +48,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
 /// Header, endpoint table, panels, status line, footer, top to bottom. What fits is given out
 /// in order of use: the keys, the header, a few table rows, the panels, then the rest of the
 /// table, and what is left to the panels.
-fn split(area: Rect, rows: usize) -> [Rect; 5] {
+fn split(area: Rect, rows: usize, panel_height: u16) -> [Rect; 5] {
     fn take(rest: &mut u16, want: u16) -> u16 {
         let got = want.min(*rest);
         *rest -= got;
@@ -54,8 +61,8 @@ fn split(area: Rect, rows: usize) -> [Rect; 5] {
     let table_want = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(4);
     let mut table = take(rest, table_want.min(5));
     let status = take(rest, 1);
-    let mut panels = if *rest >= PANEL_HEIGHT {
-        take(rest, PANEL_HEIGHT)
+    let mut panels = if *rest >= panel_height {
+        take(rest, panel_height)
     } else {
         0
     };
@@ -275,22 +282,83 @@ fn draw_panels(frame: &mut Frame, area: Rect, app: &App) {
     if area.height == 0 || area.width == 0 {
         return;
     }
-    let [latency, errors] = if area.width >= LATENCY_WIDTH + 20 {
-        Layout::horizontal([Constraint::Length(LATENCY_WIDTH), Constraint::Min(0)]).areas(area)
+    let s = &app.snapshot;
+    let (area, ppp) = if ppp_shown(s) && area.height >= PANEL_HEIGHT + PPP_HEIGHT {
+        // The room left goes to the errors, whose list grows.
+        let [top, bottom] = Layout::vertical([
+            Constraint::Min(PANEL_HEIGHT),
+            Constraint::Length(PPP_HEIGHT),
+        ])
+        .areas(area);
+        (top, Some(bottom))
     } else {
-        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area)
+        (area, None)
     };
-    draw_latency(frame, latency, &app.snapshot);
-    draw_errors(frame, errors, app);
-}
-
-fn draw_latency(frame: &mut Frame, area: Rect, s: &LiveSnapshot) {
+    let [latency, errors] = beside(area);
     let histograms = [
         ("SCCRQ→SCCRP", &s.sccrq_to_sccrp),
         ("tunnel setup", &s.tunnel_setup),
         ("session setup", &s.session_setup),
         ("echo RTT", &s.echo_rtt),
     ];
+    draw_latency(frame, latency, " latency, ms ", &histograms);
+    draw_errors(frame, errors, app);
+    if let Some(area) = ppp {
+        draw_ppp(frame, area, s);
+    }
+}
+
+/// A latency table on the left, text on the right.
+fn beside(area: Rect) -> [Rect; 2] {
+    if area.width >= LATENCY_WIDTH + 20 {
+        Layout::horizontal([Constraint::Length(LATENCY_WIDTH), Constraint::Min(0)]).areas(area)
+    } else {
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area)
+    }
+}
+
+/// Whether the run does PPP (or did): then its panel shows.
+fn ppp_shown(s: &LiveSnapshot) -> bool {
+    let p = &s.ppp;
+    p.establish + p.authenticate + p.network + p.ip_up + p.ip_up_total + p.failures > 0
+}
+
+/// The subscribers: their phase latencies, how many are in each phase, the traffic.
+fn draw_ppp(frame: &mut Frame, area: Rect, s: &LiveSnapshot) {
+    let [latency, text] = beside(area);
+    let p = &s.ppp;
+    let t = &s.traffic;
+    let mut histograms = vec![
+        ("ICCN→LCP", &p.lcp_opened),
+        ("auth", &p.authentication),
+        ("IPCP", &p.ipcp_opened),
+        ("ICRQ→IP up", &p.icrq_to_ip_up),
+    ];
+    if t.rate > 0.0 {
+        histograms.push(("ICMP RTT", &t.rtt));
+    }
+    draw_latency(frame, latency, " PPP latency, ms ", &histograms);
+    let mut lines = vec![
+        format!(
+            "LCP {}  auth {}  IPCP {}",
+            p.establish, p.authenticate, p.network
+        ),
+        format!("IP up {} now, {} in all", p.ip_up, p.ip_up_total),
+        format!("PPP failures {}", p.failures),
+    ];
+    if t.rate > 0.0 {
+        lines.push(format!("ICMP {}/s a session", t.rate));
+        lines.push(format!("{} sent, {} received", t.sent, t.received));
+        lines.push(format!("{} lost ({:.2} %)", t.lost, t.loss_pct));
+    }
+    let lines: Vec<Line> = lines.into_iter().map(Line::from).collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" PPP ")),
+        text,
+    );
+}
+
+fn draw_latency(frame: &mut Frame, area: Rect, title: &str, histograms: &[(&str, &Percentiles)]) {
     let number = |v: String| Cell::from(Line::from(v).right_aligned());
     let rows = histograms.iter().map(|(name, p)| {
         let mut cells = vec![Cell::from(*name), number(p.count.to_string())];
@@ -315,7 +383,7 @@ fn draw_latency(frame: &mut Frame, area: Rect, s: &LiveSnapshot) {
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .block(Block::bordered().title(" latency, ms "));
+        .block(Block::bordered().title(title.to_string()));
     frame.render_widget(table, area);
 }
 

@@ -32,6 +32,9 @@ pub enum Input {
 }
 
 /// One thing that happened: a key, the terminal, the clock, or news from the driver and the master.
+// A snapshot is the big variant (about 1 KiB since the PPP and traffic figures); events go by
+// about ten times a second, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Input(Input),

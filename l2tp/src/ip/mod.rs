@@ -28,12 +28,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 mod checksum;
 mod classify;
+pub mod icmp;
 mod repr;
 #[cfg(test)]
 mod tests;
 
 use checksum::{pseudo_header, sum_words, udp_checksum, update};
 pub use classify::{classify, is_sccrq, l2tp_tunnel_id, L2tpClass};
+use repr::Ipv4Header;
 pub use repr::{EmitError, Ipv4UdpRepr};
 
 mod field {
@@ -101,6 +103,89 @@ impl Error {
 
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// Checks what every IPv4 packet this crate reads must hold, whatever it carries: version 4,
+/// IHL ≥ 5 with the options present, Total Length within `data` (bytes past it are link
+/// padding). Returns the header length and the Total Length; `data` is then at least that
+/// long. Fragments are [`check_unfragmented`]'s.
+fn check_ipv4(data: &[u8]) -> Result<(usize, usize)> {
+    let Some(&version_ihl) = data.first() else {
+        return Err(Error::Truncated(Truncated {
+            field: "IPv4 header",
+            offset: 0,
+            need: field::MIN_HEADER,
+            have: 0,
+        }));
+    };
+    if version_ihl >> 4 != 4 {
+        return Err(Error::NotIpv4 {
+            version: version_ihl >> 4,
+        });
+    }
+    if data.len() < field::MIN_HEADER {
+        return Err(Error::Truncated(Truncated {
+            field: "IPv4 header",
+            offset: 0,
+            need: field::MIN_HEADER,
+            have: data.len(),
+        }));
+    }
+    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    if header_len < field::MIN_HEADER {
+        return Err(Error::BadValue(BadValue {
+            field: "IHL",
+            offset: field::VERSION_IHL,
+            reason: "less than 5 (the 20-octet IPv4 header)",
+        }));
+    }
+    if data.len() < header_len {
+        return Err(Error::Truncated(Truncated {
+            field: "IPv4 options",
+            offset: field::MIN_HEADER,
+            need: header_len,
+            have: data.len(),
+        }));
+    }
+    let read_u16 = |at: usize| u16::from_be_bytes([data[at], data[at + 1]]);
+    let total_len = usize::from(read_u16(field::TOTAL_LEN.start));
+    if total_len < header_len {
+        return Err(Error::BadValue(BadValue {
+            field: "Total Length",
+            offset: field::TOTAL_LEN.start,
+            reason: "shorter than the IPv4 header",
+        }));
+    }
+    if total_len > data.len() {
+        return Err(Error::Truncated(Truncated {
+            field: "Total Length",
+            offset: field::TOTAL_LEN.start,
+            need: total_len,
+            have: data.len(),
+        }));
+    }
+    Ok((header_len, total_len))
+}
+
+/// Nothing here reassembles: a fragment is refused. `data` has passed [`check_ipv4`].
+fn check_unfragmented(data: &[u8]) -> Result<()> {
+    let at = field::FLAGS_FRAGMENT.start;
+    let flags_fragment = u16::from_be_bytes([data[at], data[at + 1]]);
+    let more_fragments = flags_fragment & field::MORE_FRAGMENTS != 0;
+    let fragment_units = flags_fragment & field::FRAGMENT_OFFSET;
+    if more_fragments || fragment_units != 0 {
+        return Err(Error::Fragment {
+            fragment_offset: fragment_units * 8,
+            more_fragments,
+        });
+    }
+    Ok(())
+}
+
+/// RFC 1071: the one's complement of the one's complement sum of `bytes` as 16-bit words. Over
+/// a header (or message) with its checksum field in place, 0 means the checksum holds.
+pub fn checksum(bytes: &[u8]) -> u16 {
+    !sum_words(0, bytes)
+}
+
 /// A view of one whole (unfragmented) IPv4 packet carrying UDP. After `new_checked` every
 /// accessor and rewrite stays inside the buffer: the rewrites never touch IHL, Total Length or
 /// the UDP Length, the fields the check relied on.
@@ -127,72 +212,12 @@ impl<T: AsRef<[u8]>> Ipv4Udp<T> {
 
     fn check(&self) -> Result<()> {
         let data = self.buffer.as_ref();
-        let Some(&version_ihl) = data.first() else {
-            return Err(Error::Truncated(Truncated {
-                field: "IPv4 header",
-                offset: 0,
-                need: field::MIN_HEADER,
-                have: 0,
-            }));
-        };
-        if version_ihl >> 4 != 4 {
-            return Err(Error::NotIpv4 {
-                version: version_ihl >> 4,
-            });
-        }
-        if data.len() < field::MIN_HEADER {
-            return Err(Error::Truncated(Truncated {
-                field: "IPv4 header",
-                offset: 0,
-                need: field::MIN_HEADER,
-                have: data.len(),
-            }));
-        }
-        let header_len = usize::from(version_ihl & 0x0f) * 4;
-        if header_len < field::MIN_HEADER {
-            return Err(Error::BadValue(BadValue {
-                field: "IHL",
-                offset: field::VERSION_IHL,
-                reason: "less than 5 (the 20-octet IPv4 header)",
-            }));
-        }
-        if data.len() < header_len {
-            return Err(Error::Truncated(Truncated {
-                field: "IPv4 options",
-                offset: field::MIN_HEADER,
-                need: header_len,
-                have: data.len(),
-            }));
-        }
-        let total_len = usize::from(self.read_u16(field::TOTAL_LEN.start));
-        if total_len < header_len {
-            return Err(Error::BadValue(BadValue {
-                field: "Total Length",
-                offset: field::TOTAL_LEN.start,
-                reason: "shorter than the IPv4 header",
-            }));
-        }
-        if total_len > data.len() {
-            return Err(Error::Truncated(Truncated {
-                field: "Total Length",
-                offset: field::TOTAL_LEN.start,
-                need: total_len,
-                have: data.len(),
-            }));
-        }
+        let (header_len, total_len) = check_ipv4(data)?;
         let protocol = data[field::PROTOCOL];
         if protocol != field::UDP {
             return Err(Error::NotUdp { protocol });
         }
-        let flags_fragment = self.read_u16(field::FLAGS_FRAGMENT.start);
-        let more_fragments = flags_fragment & field::MORE_FRAGMENTS != 0;
-        let fragment_units = flags_fragment & field::FRAGMENT_OFFSET;
-        if more_fragments || fragment_units != 0 {
-            return Err(Error::Fragment {
-                fragment_offset: fragment_units * 8,
-                more_fragments,
-            });
-        }
+        check_unfragmented(data)?;
         let segment_len = total_len - header_len;
         if segment_len < field::UDP_HEADER {
             return Err(Error::Truncated(Truncated {

@@ -2,7 +2,7 @@
 //! already in the buffer, with both checksums.
 
 use crate::malformed::BadValue;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::checksum::{pseudo_header, sum_words, udp_checksum};
 use super::{field, Error, Ipv4Udp, Result, IPV4_HEADER_LEN, UDP_HEADER_LEN};
@@ -99,23 +99,15 @@ impl Ipv4UdpRepr {
             return Err(EmitError::BufferTooSmall { need: len, have });
         };
         let (ip, segment) = packet.split_at_mut(IPV4_HEADER_LEN);
-        let flags = if self.dont_fragment {
-            field::DONT_FRAGMENT
-        } else {
-            0
-        };
-        ip[field::VERSION_IHL] = 0x45; // version 4, IHL 5
-        ip[field::VERSION_IHL + 1] = 0; // TOS
-        ip[field::TOTAL_LEN].copy_from_slice(&total_len.to_be_bytes());
-        ip[field::IDENT].copy_from_slice(&self.ident.to_be_bytes());
-        ip[field::FLAGS_FRAGMENT].copy_from_slice(&flags.to_be_bytes());
-        ip[field::TTL] = self.ttl;
-        ip[field::PROTOCOL] = field::UDP;
-        ip[field::CHECKSUM].fill(0);
-        ip[field::SRC].copy_from_slice(&self.src.ip().octets());
-        ip[field::DST].copy_from_slice(&self.dst.ip().octets());
-        let checksum = !sum_words(0, ip);
-        ip[field::CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+        Ipv4Header {
+            src: *self.src.ip(),
+            dst: *self.dst.ip(),
+            ident: self.ident,
+            dont_fragment: self.dont_fragment,
+            ttl: self.ttl,
+            protocol: field::UDP,
+        }
+        .emit(ip, total_len);
 
         let udp_len = total_len - IPV4_HEADER_LEN as u16;
         segment[field::SRC_PORT].copy_from_slice(&self.src.port().to_be_bytes());
@@ -146,6 +138,42 @@ impl Ipv4UdpRepr {
         out.resize(start + Self::HEADER_LEN, 0);
         out.extend_from_slice(payload);
         repr.emit(&mut out[start..])
+    }
+}
+
+/// The IPv4 header this toolkit writes in front of whatever it carries: 20 octets, no options,
+/// TOS 0, its checksum computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ipv4Header {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ident: u16,
+    pub dont_fragment: bool,
+    pub ttl: u8,
+    pub protocol: u8,
+}
+
+impl Ipv4Header {
+    /// Writes the header into `ip` (exactly [`IPV4_HEADER_LEN`] octets) for a packet of
+    /// `total_len` octets.
+    pub(super) fn emit(&self, ip: &mut [u8], total_len: u16) {
+        let flags = if self.dont_fragment {
+            field::DONT_FRAGMENT
+        } else {
+            0
+        };
+        ip[field::VERSION_IHL] = 0x45; // version 4, IHL 5
+        ip[field::VERSION_IHL + 1] = 0; // TOS
+        ip[field::TOTAL_LEN].copy_from_slice(&total_len.to_be_bytes());
+        ip[field::IDENT].copy_from_slice(&self.ident.to_be_bytes());
+        ip[field::FLAGS_FRAGMENT].copy_from_slice(&flags.to_be_bytes());
+        ip[field::TTL] = self.ttl;
+        ip[field::PROTOCOL] = self.protocol;
+        ip[field::CHECKSUM].fill(0);
+        ip[field::SRC].copy_from_slice(&self.src.octets());
+        ip[field::DST].copy_from_slice(&self.dst.octets());
+        let checksum = !sum_words(0, ip);
+        ip[field::CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
     }
 }
 

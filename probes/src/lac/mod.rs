@@ -8,9 +8,11 @@
 
 mod pace;
 mod ppp;
+mod report;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod traffic;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -23,7 +25,6 @@ use l2tp::ppp::session::Phase as PppPhase;
 use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
 use netio::runner::TunnelDriver;
-use serde::Serialize;
 
 /// The failure reasons of setups our own teardown cut short (Ctrl-C, the deadline, a user's
 /// stop): a run stopped by its user does not count them against the target.
@@ -32,9 +33,11 @@ pub const STOPPED_BEFORE_SESSION_UP: &str = "stopped before the session came up"
 
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
+pub use report::LacReport;
 pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm};
+pub use traffic::{TrafficPlan, MAX_TRAFFIC_RATE, MIN_TRAFFIC_RATE, TRAFFIC_GRACE};
 
-use crate::live::{Percentiles, RunPhase};
+use crate::live::RunPhase;
 
 /// How often an initiator looks for SCCCN acks that came on a ZLB (no event tells it).
 pub const ACK_CHECK: Duration = Duration::from_millis(2);
@@ -111,184 +114,6 @@ struct SessionTrack {
     ppp: ppp::PppMarks,
 }
 
-/// The LAC's summary, printed as text or JSON.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct LacReport {
-    pub target: String,
-    pub tunnels_requested: usize,
-    pub tunnels_established: usize,
-    pub tunnels_failed: usize,
-    pub sessions_requested: usize,
-    pub sessions_established: usize,
-    pub sessions_failed: usize,
-    /// "StopCCN result 2 error 0 (…) [from peer]", "tunnel setup timeout": how many of each.
-    pub failures: BTreeMap<String, u64>,
-    /// SCCRQ sent → SCCRP received.
-    pub sccrq_to_sccrp: Percentiles,
-    /// SCCRQ sent → our SCCCN acknowledged (see `stats`).
-    pub tunnel_setup: Percentiles,
-    /// ICRQ sent → ICRP received.
-    pub session_setup: Percentiles,
-    /// LCP Echo-Request → its Echo-Reply (or itself looped back), per session.
-    pub echo_rtt: Percentiles,
-    /// Where a session counts as up (`--ppp`).
-    pub ppp: PppLevel,
-    /// Sessions that had every NCP opened (IPCP, and IPv6CP when asked).
-    pub sessions_ip_up: usize,
-    /// IPCP addresses given to a session while another live session had it.
-    pub duplicate_addresses: usize,
-    /// ICCN sent → LCP opened.
-    pub lcp_opened: Percentiles,
-    /// LCP opened → authentication succeeded (sessions the LNS asked to authenticate).
-    pub authentication: Percentiles,
-    /// Authentication done → IPCP opened.
-    pub ipcp_opened: Percentiles,
-    /// Authentication done → IPv6CP opened.
-    pub ipv6cp_opened: Percentiles,
-    /// ICRQ sent → every NCP opened.
-    pub icrq_to_ip_up: Percentiles,
-    pub echo_requests_sent: u64,
-    /// Echo-Replies from the peer's PPP.
-    pub echo_replies: u64,
-    /// Our own Echo-Requests coming back unchanged (a loopback PPP peer such as the pppd
-    /// stand-in in PEERS.md).
-    pub echo_looped_back: u64,
-    /// Tunnels whose StopCCN the peer acknowledged.
-    pub tunnels_closed_cleanly: usize,
-    /// From the first SCCRQ to the last tunnel or session up, in milliseconds.
-    pub setup_phase_ms: f64,
-    /// Tunnels established per second of the setup phase.
-    pub tunnel_setups_per_second: f64,
-    /// The most tunnels that came up within one whole second of the run.
-    pub peak_setups_per_second: u64,
-    /// The most tunnels up at once.
-    pub peak_tunnels_up: u64,
-    /// The most SCCRQs without an answer at once.
-    pub outstanding_max: u64,
-    /// Control messages we sent again (§5.8), over every tunnel, closed ones included.
-    pub retransmissions: u64,
-    /// Length of the whole run, teardown included, in seconds.
-    pub elapsed_s: f64,
-    /// Per LNS, keyed by the SCCRP's Host Name AVP (or its source address), in key order.
-    pub endpoints: Vec<EndpointReport>,
-}
-
-impl LacReport {
-    pub fn echo_answered(&self) -> u64 {
-        self.echo_replies + self.echo_looped_back
-    }
-
-    /// Everything requested came up, every echo was answered, every tunnel closed cleanly.
-    pub fn success(&self) -> bool {
-        self.tunnels_failed == 0
-            && self.sessions_failed == 0
-            && self.tunnels_established == self.tunnels_requested
-            && self.sessions_established == self.sessions_requested
-            && self.echo_answered() >= self.echo_requests_sent
-            && self.tunnels_closed_cleanly == self.tunnels_established
-            && self.duplicate_addresses == 0
-    }
-}
-
-impl core::fmt::Display for LacReport {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        writeln!(f, "target {} ({:.1} s)", self.target, self.elapsed_s)?;
-        writeln!(
-            f,
-            "setup    {:.0} tunnels/s over {:.1} ms (peak {}/s in one second); \
-             at most {} SCCRQs outstanding; {} retransmissions",
-            self.tunnel_setups_per_second,
-            self.setup_phase_ms,
-            self.peak_setups_per_second,
-            self.outstanding_max,
-            self.retransmissions
-        )?;
-        writeln!(
-            f,
-            "tunnels  {}/{} established, {} failed, at most {} up at once",
-            self.tunnels_established,
-            self.tunnels_requested,
-            self.tunnels_failed,
-            self.peak_tunnels_up
-        )?;
-        writeln!(
-            f,
-            "sessions {}/{} established, {} failed",
-            self.sessions_established, self.sessions_requested, self.sessions_failed
-        )?;
-        if self.ppp != PppLevel::Off {
-            writeln!(
-                f,
-                "ppp      up at {}: {} sessions IP up, {} duplicate addresses",
-                self.ppp, self.sessions_ip_up, self.duplicate_addresses
-            )?;
-        }
-        writeln!(
-            f,
-            "echoes   {} sent, {} answered ({} replies, {} looped back)",
-            self.echo_requests_sent,
-            self.echo_answered(),
-            self.echo_replies,
-            self.echo_looped_back
-        )?;
-        writeln!(
-            f,
-            "teardown {}/{} tunnels closed cleanly",
-            self.tunnels_closed_cleanly, self.tunnels_established
-        )?;
-        writeln!(
-            f,
-            "\n{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
-        )?;
-        let ppp = [
-            ("ICCN→LCP opened", &self.lcp_opened),
-            ("authentication", &self.authentication),
-            ("IPCP opened", &self.ipcp_opened),
-            ("IPv6CP opened", &self.ipv6cp_opened),
-            ("ICRQ→IP up", &self.icrq_to_ip_up),
-        ];
-        // IPv6CP only when asked for (`--ipv6`): an empty row would read as a failure.
-        let ppp = ppp
-            .iter()
-            .filter(|(name, p)| {
-                self.ppp != PppLevel::Off && (p.count > 0 || !name.starts_with("IPv6CP"))
-            })
-            .copied();
-        for (name, p) in [
-            ("SCCRQ→SCCRP", &self.sccrq_to_sccrp),
-            ("tunnel setup", &self.tunnel_setup),
-            ("session setup", &self.session_setup),
-            ("echo RTT", &self.echo_rtt),
-        ]
-        .into_iter()
-        .chain(ppp)
-        {
-            writeln!(
-                f,
-                "{:<16} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                name, p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
-            )?;
-        }
-        write!(
-            f,
-            "\n{:<24} {:<21} {:>9} {:>9} {:>9}",
-            "endpoint", "address", "tunnels", "sessions", "peak"
-        )?;
-        for e in &self.endpoints {
-            write!(
-                f,
-                "\n{:<24} {:<21} {:>9} {:>9} {:>9}",
-                e.key, e.address, e.tunnels_established, e.sessions_established, e.tunnels_peak
-            )?;
-        }
-        for (why, count) in &self.failures {
-            write!(f, "\nfailed   {count} × {why}")?;
-        }
-        Ok(())
-    }
-}
-
 /// One initiator.
 pub struct Lac {
     plan: LacPlan,
@@ -345,6 +170,10 @@ impl Lac {
             stats.sessions_requested +=
                 (plan.tunnels as u64).saturating_mul(plan.sessions_per_tunnel as u64);
         }
+        let ppp = (plan.ppp.level != PppLevel::Off).then(|| {
+            let seed = (u64::from(magic) << 32) ^ (index as u64).wrapping_mul(0x5851_f42d);
+            ppp::Subscribers::new(plan.ppp.clone(), seed, &swarm)
+        });
         Lac {
             to_open: plan.tunnels,
             swarm,
@@ -372,10 +201,7 @@ impl Lac {
             next_echo: None,
             echo_id: 0,
             magic,
-            ppp: (plan.ppp.level != PppLevel::Off).then(|| {
-                let seed = (u64::from(magic) << 32) ^ (index as u64).wrapping_mul(0x5851_f42d);
-                ppp::Subscribers::new(plan.ppp.clone(), seed)
-            }),
+            ppp,
             plan,
         }
     }
@@ -561,6 +387,7 @@ impl Lac {
         self.stop_opening();
         self.to_open = 0;
         self.next_echo = None;
+        self.traffic_stop();
         let live: Vec<u16> = (self.tunnels.iter())
             .filter(|(_, track)| track.stage != Stage::Gone)
             .map(|(&id, _)| id)
@@ -803,19 +630,24 @@ impl TunnelDriver for Lac {
                         self.pending_sessions = self.pending_sessions.saturating_sub(1);
                         self.kick = true;
                         stats.sessions_failed += 1;
-                        let why = if let (true, Some(phase)) = (timed_out, ppp_phase) {
-                            format!("session setup timeout in PPP {phase}")
+                        let (why, ppp_reason) = if let (true, Some(phase)) = (timed_out, ppp_phase)
+                        {
+                            (format!("session setup timeout in PPP {phase}"), true)
                         } else if timed_out {
-                            "session setup timeout".to_string()
+                            ("session setup timeout".to_string(), false)
                         } else if tearing_down && !by_peer {
-                            STOPPED_BEFORE_SESSION_UP.to_string()
+                            (STOPPED_BEFORE_SESSION_UP.to_string(), false)
                         } else if let Some(phase) = ppp_phase.filter(|&p| p != PppPhase::Dead) {
                             // An LNS may end a call on a refused login with only a CDN
                             // (l2tpns): the phase says where.
-                            format!("PPP {phase}: CDN {}", describe(&result, by_peer))
+                            (
+                                format!("PPP {phase}: CDN {}", describe(&result, by_peer)),
+                                true,
+                            )
                         } else {
-                            format!("CDN {}", describe(&result, by_peer))
+                            (format!("CDN {}", describe(&result, by_peer)), false)
                         };
+                        stats.ppp_failures += u64::from(ppp_reason);
                         stats.fail(why);
                     }
                     Stage::Up => {
@@ -876,6 +708,7 @@ impl TunnelDriver for Lac {
             hold_end,
             (tearing_down && !self.settled).then_some(self.next_settle_check),
             ppp_due,
+            self.traffic_due(),
         ]
         .into_iter()
         .flatten()
@@ -912,6 +745,7 @@ impl TunnelDriver for Lac {
                     if self.plan.echo_rate > 0.0 {
                         self.next_echo = Some(t);
                     }
+                    self.traffic_start(t);
                     self.set_phase_name(t);
                 }
             }
@@ -919,6 +753,7 @@ impl TunnelDriver for Lac {
                 if t >= until {
                     self.start_teardown(set, now);
                 } else {
+                    self.traffic_tick(set, t, until);
                     // Echoes stop a second before teardown so the last answers can arrive.
                     let quiet = until.saturating_duration_since(t) < Duration::from_secs(1);
                     match self.next_echo {
@@ -953,6 +788,7 @@ impl TunnelDriver for Lac {
             hold_end,
             (self.phase == Phase::TearingDown && !self.settled).then_some(self.next_settle_check),
             self.ppp_timeout().map(|at| self.run_time(at)),
+            self.traffic_due(),
         ]
         .into_iter()
         .flatten()

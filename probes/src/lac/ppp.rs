@@ -7,19 +7,24 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
+use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use l2tp::conn::tunnel::ResultCode;
 use l2tp::conn::tunnels::TunnelSet;
+use l2tp::ppp::frame::protocol;
 use l2tp::ppp::lcp::AuthSet;
-use l2tp::ppp::session::{Phase as PppPhase, PppEvent, PppFailure, PppSession, SessionConfig};
+use l2tp::ppp::session::{
+    Phase as PppPhase, PppEvent, PppFailure, PppSession, Received, SessionConfig,
+};
 use l2tp::ppp::table::PppTable;
 use l2tp::time::Instant;
 use serde::Serialize;
 
-use super::{stats, Lac, SessionTrack, Stage, STOPPED_BEFORE_SESSION_UP};
+use super::traffic::{Traffic, TrafficPlan, TRAFFIC_GRACE};
+use super::{stats, Lac, SessionTrack, Stage, Swarm, STOPPED_BEFORE_SESSION_UP};
 
 /// How long a closing session waits for the peer's Terminate-Ack before its CDN goes anyway.
 pub const TERMINATE_BOUND: Duration = Duration::from_secs(1);
@@ -103,6 +108,8 @@ pub struct PppPlan {
     pub username: String,
     pub password: String,
     pub ipv6: bool,
+    /// ICMP echo traffic in every IP-up session while the run holds (`--traffic-rate`).
+    pub traffic: TrafficPlan,
 }
 
 impl PppPlan {
@@ -136,6 +143,7 @@ impl Default for PppPlan {
             username: "user{n}@example.net".to_string(),
             password: "l2tpkit".to_string(),
             ipv6: false,
+            traffic: TrafficPlan::default(),
         }
     }
 }
@@ -153,6 +161,8 @@ pub(super) struct PppMarks {
     pub ip_up: bool,
     /// Our IPCP address while the session lives (counted in the swarm's live addresses).
     pub address: Option<std::net::Ipv4Addr>,
+    /// The PPP phase the swarm counts it in (see `Stats::ppp_phase`).
+    pub phase: Option<PppPhase>,
 }
 
 type Key = (u16, u16);
@@ -170,11 +180,14 @@ pub(super) struct Subscribers {
     deadlines: VecDeque<(Instant, Key)>,
     /// Tunnels whose StopCCN waits for their sessions' CDNs (teardown).
     stop_after: BTreeSet<u16>,
+    /// ICMP echoes in the IP-up sessions, with `--traffic-rate`.
+    pub traffic: Option<Traffic>,
 }
 
 impl Subscribers {
-    pub fn new(plan: PppPlan, seed: u64) -> Subscribers {
+    pub fn new(plan: PppPlan, seed: u64, swarm: &Rc<Swarm>) -> Subscribers {
         Subscribers {
+            traffic: (plan.traffic.on()).then(|| Traffic::new(plan.traffic, Rc::clone(swarm))),
             config: Arc::new(plan.session_config()),
             plan,
             table: PppTable::new(),
@@ -209,6 +222,7 @@ impl Subscribers {
             return false;
         }
         self.table.with(key, |s| s.close(now));
+        self.forget(key);
         self.closing.insert(key);
         self.deadlines.push_back((now + TERMINATE_BOUND, key));
         true
@@ -219,11 +233,19 @@ impl Subscribers {
     fn finish_close(&mut self, set: &mut TunnelSet, now: Instant, key: Key) {
         self.closing.remove(&key);
         self.table.remove(key);
+        self.forget(key);
         let (tid, sid) = key;
         if let Some(tunnel) = set.tunnel_mut(tid) {
             tunnel.close_session(sid, ResultCode::new(ResultCode::ADMIN_CALL));
         }
         self.maybe_stop(set, now, tid);
+    }
+
+    /// The session's traffic stops.
+    fn forget(&mut self, key: Key) {
+        if let Some(traffic) = self.traffic.as_mut() {
+            traffic.forget(key);
+        }
     }
 
     fn maybe_stop(&mut self, set: &mut TunnelSet, now: Instant, tid: u16) {
@@ -291,8 +313,16 @@ impl Lac {
 
     /// A PPP frame on session `key`.
     pub(super) fn ppp_data(&mut self, set: &mut TunnelSet, now: Instant, key: Key, frame: &[u8]) {
+        let t = self.run_time(now);
         if let Some(ppp) = self.ppp.as_mut() {
-            ppp.table.handle(now, key, frame);
+            let received = ppp.table.handle(now, key, frame);
+            if let (Some(Received::Ip { protocol, packet }), Some(traffic)) =
+                (received, ppp.traffic.as_mut())
+            {
+                if protocol == protocol::IPV4 {
+                    traffic.receive(key, packet, t);
+                }
+            }
         }
         self.ppp_pump(set, now);
     }
@@ -308,6 +338,7 @@ impl Lac {
         let phase = ppp.table.get(key).map(|s| s.phase());
         ppp.table.with(key, |s| s.lower_down(now));
         ppp.table.remove(key);
+        ppp.forget(key);
         ppp.closing.remove(&key);
         ppp.maybe_stop(set, now, key.0);
         phase
@@ -319,6 +350,7 @@ impl Lac {
             let keys: Vec<Key> = ppp.table.keys().filter(|k| k.0 == tid).collect();
             for key in keys {
                 ppp.table.remove(key);
+                ppp.forget(key);
                 ppp.closing.remove(&key);
             }
             ppp.stop_after.remove(&tid);
@@ -426,6 +458,9 @@ impl Lac {
         }
         let mut stats = self.swarm.stats_mut();
         let marks = &mut s.ppp;
+        if let PppEvent::Phase(phase) = event {
+            stats.ppp_phase(&mut marks.phase, Some(phase));
+        }
         match event {
             PppEvent::Phase(phase @ (PppPhase::Authenticate | PppPhase::Network)) => {
                 if marks.lcp.is_none() {
@@ -450,6 +485,15 @@ impl Lac {
             PppEvent::IpcpOpened(negotiated) => {
                 if let Some(from) = marks.auth.or(marks.lcp) {
                     stats::record(&mut stats.ppp_ipcp, from, t);
+                }
+                if let Some(traffic) = self.ppp.as_mut().and_then(|p| p.traffic.as_mut()) {
+                    match (negotiated.local, traffic.destination(negotiated.peer)) {
+                        (Some(src), Some(dst)) => traffic.add(key, src, dst),
+                        _ => stats.fail(
+                            "traffic: no IPCP address to ping from or to (--traffic-target)"
+                                .to_string(),
+                        ),
+                    }
                 }
                 if let Some(address) = negotiated.local.filter(|_| marks.address.is_none()) {
                     marks.address = Some(address);
@@ -482,18 +526,18 @@ impl Lac {
                         self.kick = true;
                         stats.sessions_failed += 1;
                         let ours = matches!(failure, PppFailure::Closed { .. });
-                        stats.fail(if tearing_down && ours {
-                            STOPPED_BEFORE_SESSION_UP.to_string()
+                        if tearing_down && ours {
+                            stats.fail(STOPPED_BEFORE_SESSION_UP.to_string());
                         } else {
-                            why
-                        });
+                            stats.fail_ppp(why);
+                        }
                         release(&mut stats, s);
                         s.stage = Stage::Gone;
                     }
                     Stage::Up if !tearing_down => {
                         stats.session_gone(endpoint);
                         stats.sessions_failed += 1;
-                        stats.fail(format!("session lost: {why}"));
+                        stats.fail_ppp(format!("session lost: {why}"));
                         release(&mut stats, s);
                         s.stage = Stage::Gone;
                     }
@@ -534,5 +578,36 @@ pub(super) fn release(stats: &mut stats::Stats, s: &mut SessionTrack) {
     }
     if std::mem::take(&mut s.ppp.ip_up) {
         stats.sessions_ip_up = stats.sessions_ip_up.saturating_sub(1);
+    }
+    stats.ppp_phase(&mut s.ppp.phase, None);
+}
+
+impl Lac {
+    /// The run holds from `t`: traffic starts.
+    pub(super) fn traffic_start(&mut self, t: Instant) {
+        if let Some(traffic) = self.ppp.as_mut().and_then(|p| p.traffic.as_mut()) {
+            traffic.start(t);
+        }
+    }
+
+    pub(super) fn traffic_stop(&mut self) {
+        if let Some(traffic) = self.ppp.as_mut().and_then(|p| p.traffic.as_mut()) {
+            traffic.stop();
+        }
+    }
+
+    /// When traffic next sends (run time).
+    pub(super) fn traffic_due(&self) -> Option<Instant> {
+        self.ppp.as_ref()?.traffic.as_ref()?.due()
+    }
+
+    /// Sends what traffic is due at `t`; none within [`TRAFFIC_GRACE`] of the hold's end.
+    pub(super) fn traffic_tick(&mut self, set: &mut TunnelSet, t: Instant, until: Instant) {
+        let quiet = until.saturating_duration_since(t) < TRAFFIC_GRACE;
+        if let Some(ppp) = self.ppp.as_mut() {
+            if let Some(traffic) = ppp.traffic.as_mut() {
+                traffic.tick(t, quiet, &ppp.table, set);
+            }
+        }
     }
 }

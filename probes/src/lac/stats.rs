@@ -19,6 +19,8 @@
 //!   opened; `ppp_auth` LCP opened → authentication succeeded (only when the LNS asked for
 //!   it); `ppp_ipcp` and `ppp_ipv6cp` authentication done → IPCP (IPv6CP) opened;
 //!   `icrq_to_ip_up` ICRQ sent → every NCP asked for opened.
+//! - `traffic_rtt` (`--traffic-rate`): ICMP Echo Request sent in a session → its Echo Reply
+//!   back in that session (the send time rides in the request's data).
 
 use std::cell::{Ref, RefCell, RefMut};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -33,7 +35,8 @@ use serde::Serialize;
 use super::pace::Pace;
 use super::ppp::PppLevel;
 use super::LacReport;
-use crate::live::{EndpointLive, LiveSnapshot, Percentiles, RunPhase};
+use crate::live::{EndpointLive, LiveSnapshot, Percentiles, PppLive, RunPhase, TrafficLive};
+use l2tp::ppp::session::Phase as PppPhase;
 
 /// Per-endpoint setups per second kept for the live view.
 const ENDPOINT_SECONDS: usize = 120;
@@ -61,6 +64,15 @@ pub fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
         p99_ms: ms(histogram.value_at_quantile(0.99)),
         p999_ms: ms(histogram.value_at_quantile(0.999)),
         max_ms: ms(histogram.max()),
+    }
+}
+
+/// `lost` of `sent` in percent (0 when nothing was sent).
+pub fn loss_pct(lost: u64, sent: u64) -> f64 {
+    if sent == 0 {
+        0.0
+    } else {
+        lost as f64 * 100.0 / sent as f64
     }
 }
 
@@ -195,6 +207,20 @@ pub struct Stats {
     pub last_up: Instant,
     /// Each initiator's phase (see [`LiveSnapshot::phase`]).
     pub phases: Vec<RunPhase>,
+    /// Live subscribers in LCP, authentication, IPCP (network) and IP up, now.
+    pub ppp_phases: [u64; 4],
+    /// Failures whose reason is PPP's (also counted in `failures`).
+    pub ppp_failures: u64,
+    /// Echo Requests per second per session (`--traffic-rate`; 0: none).
+    pub traffic_rate: f64,
+    pub traffic_sent: u64,
+    /// Echo Replies matched to an unanswered request of their session.
+    pub traffic_received: u64,
+    /// Requests sent and neither answered nor given up yet.
+    pub traffic_in_flight: u64,
+    /// Echo Replies that answer no unanswered request (late, duplicated or foreign).
+    pub traffic_unexpected: u64,
+    pub traffic_rtt: Histogram<u64>,
 }
 
 impl Stats {
@@ -238,6 +264,74 @@ impl Stats {
             first_sccrq: None,
             last_up: Instant::ZERO,
             phases: vec![RunPhase::Connecting; initiators.max(1)],
+            ppp_phases: [0; 4],
+            ppp_failures: 0,
+            traffic_rate: 0.0,
+            traffic_sent: 0,
+            traffic_received: 0,
+            traffic_in_flight: 0,
+            traffic_unexpected: 0,
+            traffic_rtt: histogram(),
+        }
+    }
+
+    /// A failure whose reason is PPP's.
+    pub fn fail_ppp(&mut self, why: String) {
+        self.ppp_failures += 1;
+        self.fail(why);
+    }
+
+    /// A subscriber moved from the phase in `slot` to `to` (`None`: gone, or terminating).
+    pub(crate) fn ppp_phase(&mut self, slot: &mut Option<PppPhase>, to: Option<PppPhase>) {
+        let index = |phase: Option<PppPhase>| match phase? {
+            PppPhase::Establish => Some(0),
+            PppPhase::Authenticate => Some(1),
+            PppPhase::Network => Some(2),
+            PppPhase::Open => Some(3),
+            PppPhase::Dead | PppPhase::Terminate => None,
+        };
+        let to = to.filter(|_| index(to).is_some());
+        if let Some(count) = index(*slot).and_then(|i| self.ppp_phases.get_mut(i)) {
+            *count = count.saturating_sub(1);
+        }
+        if let Some(count) = index(to).and_then(|i| self.ppp_phases.get_mut(i)) {
+            *count += 1;
+        }
+        *slot = to;
+    }
+
+    /// Requests lost so far: those given up, not those still within their grace.
+    pub fn traffic_lost_live(&self) -> u64 {
+        (self.traffic_sent)
+            .saturating_sub(self.traffic_received)
+            .saturating_sub(self.traffic_in_flight)
+    }
+
+    fn ppp_live(&self) -> PppLive {
+        let [establish, authenticate, network, ip_up] = self.ppp_phases;
+        PppLive {
+            establish,
+            authenticate,
+            network,
+            ip_up,
+            ip_up_total: self.ip_up_total,
+            failures: self.ppp_failures,
+            lcp_opened: percentiles(&self.ppp_lcp),
+            authentication: percentiles(&self.ppp_auth),
+            ipcp_opened: percentiles(&self.ppp_ipcp),
+            icrq_to_ip_up: percentiles(&self.icrq_to_ip_up),
+        }
+    }
+
+    fn traffic_live(&self) -> TrafficLive {
+        let lost = self.traffic_lost_live();
+        TrafficLive {
+            rate: self.traffic_rate,
+            sent: self.traffic_sent,
+            received: self.traffic_received,
+            lost,
+            loss_pct: loss_pct(lost, self.traffic_sent),
+            rtt: percentiles(&self.traffic_rtt),
         }
     }
 
@@ -413,6 +507,8 @@ impl Swarm {
             session_setup: percentiles(&s.session_setup),
             echo_rtt: percentiles(&s.echo_rtt),
             failures: s.failures.clone(),
+            ppp: s.ppp_live(),
+            traffic: s.traffic_live(),
         }
     }
 
@@ -472,6 +568,18 @@ impl Swarm {
             retransmissions: s.retransmissions,
             elapsed_s: elapsed.as_micros() as f64 / 1e6,
             endpoints,
+            traffic_rate: s.traffic_rate,
+            traffic_sent: s.traffic_sent,
+            // After the grace at the end, whatever is unanswered is lost.
+            traffic_received: s.traffic_received,
+            traffic_lost: s.traffic_sent.saturating_sub(s.traffic_received),
+            traffic_loss_pct: loss_pct(
+                s.traffic_sent.saturating_sub(s.traffic_received),
+                s.traffic_sent,
+            ),
+            traffic_unexpected: s.traffic_unexpected,
+            traffic_rtt: percentiles(&s.traffic_rtt),
+            ppp_failures: s.ppp_failures,
         }
     }
 }
@@ -516,6 +624,15 @@ pub struct SecondRow {
     pub ip_up_total: u64,
     pub icrq_to_ip_up_p50_ms: f64,
     pub icrq_to_ip_up_p99_ms: f64,
+    /// ICMP Echo Requests sent in the sessions so far (`--traffic-rate`).
+    pub traffic_sent: u64,
+    pub traffic_received: u64,
+    /// Requests given up so far (unanswered past their grace).
+    pub traffic_lost: u64,
+    pub traffic_loss_pct: f64,
+    pub traffic_rtt_p50_ms: f64,
+    pub traffic_rtt_p90_ms: f64,
+    pub traffic_rtt_p99_ms: f64,
 }
 
 impl Swarm {
@@ -561,6 +678,13 @@ impl Swarm {
             ip_up_total: s.ip_up_total,
             icrq_to_ip_up_p50_ms: ip_up.p50_ms,
             icrq_to_ip_up_p99_ms: ip_up.p99_ms,
+            traffic_sent: snapshot.traffic.sent,
+            traffic_received: snapshot.traffic.received,
+            traffic_lost: snapshot.traffic.lost,
+            traffic_loss_pct: snapshot.traffic.loss_pct,
+            traffic_rtt_p50_ms: snapshot.traffic.rtt.p50_ms,
+            traffic_rtt_p90_ms: snapshot.traffic.rtt.p90_ms,
+            traffic_rtt_p99_ms: snapshot.traffic.rtt.p99_ms,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! accepts tunnels and calls, with a [`PppTable`] of [`PppSession::server`]s on its sessions.
 //! Datagrams go across at once; time jumps to the next timer when nothing moves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use l2tp::conn::tunnel::{Event, ResultCode, TunnelConfig};
 use l2tp::conn::tunnels::TunnelSet;
+use l2tp::ip::icmp::{EchoKind, IcmpEchoRepr};
 use l2tp::ppp::lcp::AuthSet;
-use l2tp::ppp::session::{PppEvent, PppFailure, PppSession, SessionConfig};
+use l2tp::ppp::session::{PppEvent, PppFailure, PppSession, Received, SessionConfig};
 use l2tp::ppp::table::PppTable;
 use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
@@ -51,6 +52,12 @@ struct Lns {
     seed: u64,
     /// A refused login ends the call with a CDN and no CHAP Failure.
     cdn_on_reject: bool,
+    /// ICMP Echo Requests that came in the sessions, and where they were sent.
+    icmp_requests: u64,
+    icmp_destinations: BTreeSet<Ipv4Addr>,
+    /// Every this many requests, one reply is dropped (0: none; 1: all).
+    drop_every: u64,
+    icmp_dropped: u64,
 }
 
 impl Lns {
@@ -78,6 +85,29 @@ impl Lns {
             foreign_frames: 0,
             seed: 1000,
             cdn_on_reject: false,
+            icmp_requests: 0,
+            icmp_destinations: BTreeSet::new(),
+            drop_every: 0,
+            icmp_dropped: 0,
+        }
+    }
+
+    /// Answers an Echo Request as a host would, whatever its destination, unless it is one
+    /// to drop.
+    fn answer(&mut self, key: (u16, u16), request: &IcmpEchoRepr<'_>) {
+        self.icmp_requests += 1;
+        self.icmp_destinations.insert(request.dst);
+        if self.drop_every > 0 && self.icmp_requests.is_multiple_of(self.drop_every) {
+            self.icmp_dropped += 1;
+            return;
+        }
+        let mut packet = Vec::new();
+        request.reply().emit_to_vec(&mut packet).unwrap();
+        let mut framed = Vec::new();
+        let sent = self.table.get(key).unwrap().send_ipv4(&packet, &mut framed);
+        assert!(sent, "IPCP is open when an echo comes");
+        if let Some(t) = self.set.tunnel_mut(key.0) {
+            t.send_data(key.1, &framed);
         }
     }
 
@@ -101,7 +131,17 @@ impl Lns {
                 }
                 Event::Data { session_id, frame } => match self.mode {
                     LnsPpp::Server { .. } => {
-                        self.table.handle(now, (tid, session_id), &frame);
+                        let key = (tid, session_id);
+                        if let Some(Received::Ip { packet, .. }) =
+                            self.table.handle(now, key, &frame)
+                        {
+                            let reply = IcmpEchoRepr::parse(packet)
+                                .ok()
+                                .filter(|e| e.kind == EchoKind::Request);
+                            if let Some(request) = reply {
+                                self.answer(key, &request);
+                            }
+                        }
                     }
                     LnsPpp::EchoOnly => match LcpEcho::parse(&frame).filter(|e| !e.reply) {
                         Some(echo) => {
@@ -155,6 +195,11 @@ fn plan(tunnels: usize, sessions: usize, ppp: PppPlan) -> LacPlan {
 
 /// Runs one LAC against `lns` until it is finished; its report.
 fn run(plan: LacPlan, lns: &mut Lns) -> LacReport {
+    run_swarm(plan, lns).0
+}
+
+/// The same, with the swarm's figures at the end.
+fn run_swarm(plan: LacPlan, lns: &mut Lns) -> (LacReport, Rc<Swarm>) {
     let control = Arc::new(LiveControl::default());
     let pace = Pace::new(
         PaceConfig {
@@ -213,7 +258,7 @@ fn run(plan: LacPlan, lns: &mut Lns) -> LacReport {
     }
     assert!(now < end, "the LAC never finished");
     lac.finish(&set);
-    swarm.report("lns", now)
+    (swarm.report("lns", now), swarm)
 }
 
 fn users_ppp(level: PppLevel) -> PppPlan {
@@ -480,4 +525,102 @@ fn usernames_number_sessions_over_the_run() {
         }),
         "PPP authentication: authentication rejected: \"no\""
     );
+}
+
+fn chap_lns(users: u64) -> Lns {
+    Lns::new(
+        LnsPpp::Server {
+            auth: AuthSet::CHAP_MD5,
+            ipv6: false,
+            same_address: false,
+        },
+        users,
+        "l2tpkit",
+    )
+}
+
+fn with_traffic(rate: f64, target: Option<Ipv4Addr>) -> PppPlan {
+    PppPlan {
+        traffic: TrafficPlan { rate, target },
+        ..users_ppp(PppLevel::Ip)
+    }
+}
+
+#[test]
+fn traffic_to_an_answering_peer_loses_nothing_and_has_a_round_trip() {
+    let mut lns = chap_lns(6);
+    let (report, swarm) = run_swarm(plan(2, 3, with_traffic(5.0, None)), &mut lns);
+    assert!(report.success(), "{report}");
+    // 3 s of hold, the last second quiet: about 2 s at 5/s on each of 6 sessions.
+    assert!(
+        (48..=72).contains(&report.traffic_sent),
+        "{} sent: {report}",
+        report.traffic_sent
+    );
+    assert_eq!(report.traffic_received, report.traffic_sent, "{report}");
+    assert_eq!((report.traffic_lost, report.traffic_loss_pct), (0, 0.0));
+    assert_eq!(report.traffic_unexpected, 0);
+    assert_eq!(report.traffic_rtt.count, report.traffic_received);
+    assert_eq!(lns.icmp_requests, report.traffic_sent);
+    // To the peer's IPCP address, the server's own.
+    assert_eq!(
+        lns.icmp_destinations,
+        BTreeSet::from([Ipv4Addr::new(198, 19, 0, 1)])
+    );
+    let text = report.to_string();
+    assert!(text.contains("ICMP RTT"), "{text}");
+    assert!(text.contains("received, 0 lost (0.00 %)"), "{text}");
+    // Every subscriber left the phase counts when its session went.
+    let stats = swarm.stats();
+    assert_eq!(stats.ppp_phases, [0; 4]);
+    assert_eq!(stats.traffic_in_flight, 0);
+    drop(stats);
+    let live = swarm.snapshot(Instant::ZERO + Duration::from_secs(10));
+    assert_eq!(live.ppp.ip_up_total, 6);
+    assert_eq!(live.traffic.received, report.traffic_sent);
+    assert_eq!(live.ppp.icrq_to_ip_up.count, 6);
+}
+
+#[test]
+fn dropped_replies_count_as_lost() {
+    let mut lns = chap_lns(4);
+    lns.drop_every = 3;
+    let report = run(plan(1, 4, with_traffic(10.0, None)), &mut lns);
+    assert!(lns.icmp_dropped > 0);
+    assert_eq!(report.traffic_lost, lns.icmp_dropped, "{report}");
+    assert_eq!(
+        report.traffic_received + report.traffic_lost,
+        report.traffic_sent
+    );
+    let expected = lns.icmp_dropped as f64 * 100.0 / report.traffic_sent as f64;
+    assert!((report.traffic_loss_pct - expected).abs() < 1e-9);
+    assert!(!report.success(), "lost echoes fail the run");
+
+    let mut lns = chap_lns(2);
+    lns.drop_every = 1;
+    let report = run(plan(1, 2, with_traffic(2.0, None)), &mut lns);
+    assert!(report.traffic_sent > 0);
+    assert_eq!(report.traffic_received, 0);
+    assert_eq!(report.traffic_loss_pct, 100.0, "{report}");
+    assert_eq!(report.traffic_rtt.count, 0);
+}
+
+#[test]
+fn traffic_target_replaces_the_peers_address() {
+    let mut lns = chap_lns(2);
+    let target = Ipv4Addr::new(192, 0, 2, 77);
+    let report = run(plan(1, 2, with_traffic(4.0, Some(target))), &mut lns);
+    assert!(report.success(), "{report}");
+    assert!(report.traffic_received > 0);
+    assert_eq!(lns.icmp_destinations, BTreeSet::from([target]));
+}
+
+#[test]
+fn without_traffic_no_ip_goes_out() {
+    let mut lns = chap_lns(2);
+    let report = run(plan(1, 2, users_ppp(PppLevel::Ip)), &mut lns);
+    assert!(report.success(), "{report}");
+    assert_eq!(lns.icmp_requests, 0);
+    assert_eq!(report.traffic_sent, 0);
+    assert!(!report.to_string().contains("ICMP RTT"));
 }

@@ -1,0 +1,217 @@
+//! The LAC's summary: the figures of a whole run, printed as a table or as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{EndpointReport, PppLevel};
+use crate::live::Percentiles;
+
+/// The LAC's summary, printed as text or JSON.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LacReport {
+    pub target: String,
+    pub tunnels_requested: usize,
+    pub tunnels_established: usize,
+    pub tunnels_failed: usize,
+    pub sessions_requested: usize,
+    pub sessions_established: usize,
+    pub sessions_failed: usize,
+    /// "StopCCN result 2 error 0 (…) [from peer]", "tunnel setup timeout": how many of each.
+    pub failures: BTreeMap<String, u64>,
+    /// SCCRQ sent → SCCRP received.
+    pub sccrq_to_sccrp: Percentiles,
+    /// SCCRQ sent → our SCCCN acknowledged (see `stats`).
+    pub tunnel_setup: Percentiles,
+    /// ICRQ sent → ICRP received.
+    pub session_setup: Percentiles,
+    /// LCP Echo-Request → its Echo-Reply (or itself looped back), per session.
+    pub echo_rtt: Percentiles,
+    /// Where a session counts as up (`--ppp`).
+    pub ppp: PppLevel,
+    /// Sessions that had every NCP opened (IPCP, and IPv6CP when asked).
+    pub sessions_ip_up: usize,
+    /// IPCP addresses given to a session while another live session had it.
+    pub duplicate_addresses: usize,
+    /// ICCN sent → LCP opened.
+    pub lcp_opened: Percentiles,
+    /// LCP opened → authentication succeeded (sessions the LNS asked to authenticate).
+    pub authentication: Percentiles,
+    /// Authentication done → IPCP opened.
+    pub ipcp_opened: Percentiles,
+    /// Authentication done → IPv6CP opened.
+    pub ipv6cp_opened: Percentiles,
+    /// ICRQ sent → every NCP opened.
+    pub icrq_to_ip_up: Percentiles,
+    pub echo_requests_sent: u64,
+    /// Echo-Replies from the peer's PPP.
+    pub echo_replies: u64,
+    /// Our own Echo-Requests coming back unchanged (a loopback PPP peer such as the pppd
+    /// stand-in in PEERS.md).
+    pub echo_looped_back: u64,
+    /// Tunnels whose StopCCN the peer acknowledged.
+    pub tunnels_closed_cleanly: usize,
+    /// From the first SCCRQ to the last tunnel or session up, in milliseconds.
+    pub setup_phase_ms: f64,
+    /// Tunnels established per second of the setup phase.
+    pub tunnel_setups_per_second: f64,
+    /// The most tunnels that came up within one whole second of the run.
+    pub peak_setups_per_second: u64,
+    /// The most tunnels up at once.
+    pub peak_tunnels_up: u64,
+    /// The most SCCRQs without an answer at once.
+    pub outstanding_max: u64,
+    /// Control messages we sent again (§5.8), over every tunnel, closed ones included.
+    pub retransmissions: u64,
+    /// Length of the whole run, teardown included, in seconds.
+    pub elapsed_s: f64,
+    /// Per LNS, keyed by the SCCRP's Host Name AVP (or its source address), in key order.
+    pub endpoints: Vec<EndpointReport>,
+    /// ICMP Echo Requests per second per session (`--traffic-rate`; 0: no traffic).
+    pub traffic_rate: f64,
+    pub traffic_sent: u64,
+    /// Echo Replies matched to their request.
+    pub traffic_received: u64,
+    /// `traffic_sent - traffic_received`: traffic stops a grace before the teardown, so what
+    /// is unanswered then is lost.
+    pub traffic_lost: u64,
+    pub traffic_loss_pct: f64,
+    /// Echo Replies that matched no unanswered request (late past the grace, duplicated).
+    pub traffic_unexpected: u64,
+    /// Echo Request → its Echo Reply.
+    pub traffic_rtt: Percentiles,
+    /// Sessions failed for a PPP reason (also in `failures`).
+    pub ppp_failures: u64,
+}
+
+impl LacReport {
+    pub fn echo_answered(&self) -> u64 {
+        self.echo_replies + self.echo_looped_back
+    }
+
+    /// Everything requested came up, every echo was answered, every tunnel closed cleanly.
+    pub fn success(&self) -> bool {
+        self.tunnels_failed == 0
+            && self.sessions_failed == 0
+            && self.tunnels_established == self.tunnels_requested
+            && self.sessions_established == self.sessions_requested
+            && self.echo_answered() >= self.echo_requests_sent
+            && self.tunnels_closed_cleanly == self.tunnels_established
+            && self.duplicate_addresses == 0
+            && self.traffic_lost == 0
+    }
+}
+
+impl core::fmt::Display for LacReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "target {} ({:.1} s)", self.target, self.elapsed_s)?;
+        writeln!(
+            f,
+            "setup    {:.0} tunnels/s over {:.1} ms (peak {}/s in one second); \
+             at most {} SCCRQs outstanding; {} retransmissions",
+            self.tunnel_setups_per_second,
+            self.setup_phase_ms,
+            self.peak_setups_per_second,
+            self.outstanding_max,
+            self.retransmissions
+        )?;
+        writeln!(
+            f,
+            "tunnels  {}/{} established, {} failed, at most {} up at once",
+            self.tunnels_established,
+            self.tunnels_requested,
+            self.tunnels_failed,
+            self.peak_tunnels_up
+        )?;
+        writeln!(
+            f,
+            "sessions {}/{} established, {} failed",
+            self.sessions_established, self.sessions_requested, self.sessions_failed
+        )?;
+        if self.ppp != PppLevel::Off {
+            writeln!(
+                f,
+                "ppp      up at {}: {} sessions IP up, {} duplicate addresses",
+                self.ppp, self.sessions_ip_up, self.duplicate_addresses
+            )?;
+        }
+        writeln!(
+            f,
+            "echoes   {} sent, {} answered ({} replies, {} looped back)",
+            self.echo_requests_sent,
+            self.echo_answered(),
+            self.echo_replies,
+            self.echo_looped_back
+        )?;
+        if self.traffic_rate > 0.0 {
+            writeln!(
+                f,
+                "traffic  {} ICMP echoes sent ({}/s per session), {} received, {} lost \
+                 ({:.2} %), {} unexpected",
+                self.traffic_sent,
+                self.traffic_rate,
+                self.traffic_received,
+                self.traffic_lost,
+                self.traffic_loss_pct,
+                self.traffic_unexpected
+            )?;
+        }
+        writeln!(
+            f,
+            "teardown {}/{} tunnels closed cleanly",
+            self.tunnels_closed_cleanly, self.tunnels_established
+        )?;
+        writeln!(
+            f,
+            "\n{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+        )?;
+        let ppp = [
+            ("ICCN→LCP opened", &self.lcp_opened),
+            ("authentication", &self.authentication),
+            ("IPCP opened", &self.ipcp_opened),
+            ("IPv6CP opened", &self.ipv6cp_opened),
+            ("ICRQ→IP up", &self.icrq_to_ip_up),
+        ];
+        // IPv6CP only when asked for (`--ipv6`): an empty row would read as a failure.
+        let ppp = ppp
+            .iter()
+            .filter(|(name, p)| {
+                self.ppp != PppLevel::Off && (p.count > 0 || !name.starts_with("IPv6CP"))
+            })
+            .copied();
+        let traffic = (self.traffic_rate > 0.0).then_some(("ICMP RTT", &self.traffic_rtt));
+        for (name, p) in [
+            ("SCCRQ→SCCRP", &self.sccrq_to_sccrp),
+            ("tunnel setup", &self.tunnel_setup),
+            ("session setup", &self.session_setup),
+            ("echo RTT", &self.echo_rtt),
+        ]
+        .into_iter()
+        .chain(ppp)
+        .chain(traffic)
+        {
+            writeln!(
+                f,
+                "{:<16} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name, p.count, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+            )?;
+        }
+        write!(
+            f,
+            "\n{:<24} {:<21} {:>9} {:>9} {:>9}",
+            "endpoint", "address", "tunnels", "sessions", "peak"
+        )?;
+        for e in &self.endpoints {
+            write!(
+                f,
+                "\n{:<24} {:<21} {:>9} {:>9} {:>9}",
+                e.key, e.address, e.tunnels_established, e.sessions_established, e.tunnels_peak
+            )?;
+        }
+        for (why, count) in &self.failures {
+            write!(f, "\nfailed   {count} × {why}")?;
+        }
+        Ok(())
+    }
+}

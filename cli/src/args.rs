@@ -143,8 +143,12 @@ pub fn rate_upto(
     max: f64,
     what: &'static str,
 ) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    // Below one per 1000 s a period no longer fits a timer (1e-300 would be 1e300 s).
+    const MIN_RATE: f64 = 0.001;
     move |value| {
-        number(value, 0.0, max).ok_or_else(|| format!("expected 0{what} to {max} per second"))
+        number(value, 0.0, max)
+            .filter(|r| *r == 0.0 || *r >= MIN_RATE)
+            .ok_or_else(|| format!("expected 0{what} or {MIN_RATE} to {max} per second"))
     }
 }
 
@@ -301,6 +305,8 @@ mod tests {
         let echo = rate_upto(1000.0, "");
         assert_eq!(echo("0").unwrap(), 0.0);
         assert!(echo("1e9").unwrap_err().contains("1000"));
+        assert!(echo("1e-300").unwrap_err().contains("0.001"));
+        assert_eq!(echo("0.001").unwrap(), 0.001);
         assert_eq!(max_retransmits("50").unwrap(), 50);
         assert!(max_retransmits("51").is_err());
         assert_eq!(burst("1").unwrap(), 1);

@@ -241,6 +241,9 @@ impl Link {
 /// the rest of the run: the other PPP probes do not wait for it again.
 pub(super) fn ppp_call(ctx: &Ctx) -> Step<(Link, Call, Pkt)> {
     if let Some(why) = ctx.target.learnt.no_ppp.get() {
+        ctx.note(format!(
+            "no call placed: an earlier probe of this run found {why}"
+        ));
         return Err(Verdict::NotApplicable(format!(
             "{why} (seen by an earlier probe of this run): it runs no PPP on its sessions"
         )));

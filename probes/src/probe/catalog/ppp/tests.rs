@@ -314,6 +314,11 @@ fn a_target_seen_without_ppp_is_not_waited_for_again_in_the_same_run() {
             reason.contains("earlier probe") && reason.contains("runs no PPP"),
             "{reason}"
         );
+        assert!(
+            result.evidence.iter().any(|l| l.contains("no call placed")),
+            "{}",
+            result.evidence.join("\n")
+        );
         // Decided before any tunnel: nothing was sent.
         assert!(
             !result.evidence.iter().any(|l| l.contains("SCCRQ")),

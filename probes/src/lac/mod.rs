@@ -174,13 +174,14 @@ impl Lac {
             let seed = (u64::from(magic) << 32) ^ (index as u64).wrapping_mul(0x5851_f42d);
             ppp::Subscribers::new(plan.ppp.clone(), seed, &swarm)
         });
+        let bucket = Bucket::staggered(index, swarm.pace.config().initiators);
         Lac {
             to_open: plan.tunnels,
             swarm,
             index,
             offset,
             phase: Phase::Connecting,
-            bucket: Bucket::default(),
+            bucket,
             done_opening: false,
             pending_tunnels: 0,
             pending_sessions: 0,

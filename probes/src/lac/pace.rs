@@ -50,6 +50,18 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The bucket of initiator `index` of `initiators`: it starts `(index + 1) / initiators`
+    /// full, so the initiators' first tokens come one after the other over one token's time.
+    /// Empty buckets would fill together and fire all at once: at 10 setups/s over 50
+    /// initiators, nothing for 5 s and then 50 SCCRQs in one burst.
+    pub fn staggered(index: usize, initiators: usize) -> Bucket {
+        let of = initiators.max(1);
+        Bucket {
+            tokens: (index % of + 1) as f64 / of as f64,
+            ..Bucket::default()
+        }
+    }
+
     pub fn outstanding(&self) -> usize {
         self.outstanding
     }
@@ -239,7 +251,9 @@ mod tests {
     /// Initiators that wake at their own retry times (and in between, on pseudo-random
     /// "answers"), each always wanting more; the answers come `rtt` after each SCCRQ.
     fn simulate(pace: &Pace, initiators: usize, until: Duration, rtt: Duration) -> Vec<Instant> {
-        let mut buckets = vec![Bucket::default(); initiators];
+        let mut buckets: Vec<Bucket> = (0..initiators)
+            .map(|i| Bucket::staggered(i, initiators))
+            .collect();
         let mut wake = vec![Instant::ZERO; initiators];
         let mut answers: Vec<(Instant, usize)> = Vec::new();
         let mut sent = Vec::new();
@@ -312,6 +326,19 @@ mod tests {
             assert!(most as f64 <= bound, "{initiators}: {most} > {bound}");
             // And the pace is kept, not just bounded: 5 s at 200/s minus a wake-up's slack.
             assert!(sent.len() >= 900, "{initiators}: only {}", sent.len());
+        }
+    }
+
+    #[test]
+    fn many_initiators_at_a_low_rate_start_evenly_not_in_one_burst() {
+        // 50 initiators sharing 10 setups/s: 0.2/s each, a token every 5 s.
+        let pace = pace(10.0, 10_000, Duration::ZERO, 50);
+        let sent = simulate(&pace, 50, Duration::from_secs(5), Duration::from_millis(1));
+        for second in 0..5u64 {
+            let from = Instant::ZERO + Duration::from_secs(second);
+            let to = from + Duration::from_secs(1);
+            let n = sent.iter().filter(|t| **t >= from && **t < to).count();
+            assert!((8..=12).contains(&n), "second {second}: {n} SCCRQs");
         }
     }
 

@@ -4,7 +4,7 @@
 //! the roles' counters, never from how fast things went. Every lab is removed at the end, also
 //! when an assertion fails (dropping a `Lab` tears it down).
 
-mod common;
+use crate::common;
 
 use common::{lab_available, wait_until, Scratch};
 use std::collections::{BTreeMap, BTreeSet};

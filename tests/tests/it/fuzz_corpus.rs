@@ -2,16 +2,16 @@
 //! functions the cargo-fuzz targets run (`fuzz/harness.rs`, included here, not copied), so every
 //! input a fuzzer kept, crash regressions included, stays covered by the normal test run.
 //!
-//! It also makes the seeds: `L2TPKIT_WRITE_FUZZ_SEEDS=1 cargo test -p l2tpkit-tests --test
-//! fuzz_corpus` writes them into the corpus as `seed-*` files. Seeds are real conversations
+//! It also makes the seeds: `L2TPKIT_WRITE_FUZZ_SEEDS=1 cargo test -p l2tpkit-tests --test it
+//! fuzz_corpus::` writes them into the corpus as `seed-*` files. Seeds are real conversations
 //! (our LAC against the node under test, the xl2tpd captures, the codec's samples), and the
 //! tests below check that they reach deep states, so the fuzzers start from there.
 
 #[allow(dead_code)]
-#[path = "../../fuzz/harness.rs"]
+#[path = "../../../fuzz/harness.rs"]
 mod harness;
 #[allow(dead_code)]
-#[path = "../../fuzz/ppp_harness.rs"]
+#[path = "../../../fuzz/ppp_harness.rs"]
 mod ppp_harness;
 
 use std::fs;

@@ -6,7 +6,7 @@
 //! loops back to its socket with the initiator's source. Then `l2tpkit lab kill master` on a
 //! lab that `lab up` left running: an endpoint takes over. Needs root and `ip`.
 
-mod common;
+use crate::common;
 
 use common::{lab_available, mac_of};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};

@@ -15,7 +15,7 @@
 //!
 //! Needs root and `ip` (CI has them; without CI=true the test says why it skips).
 
-mod common;
+use crate::common;
 
 use common::{lab_available, mac_of, wait_for, wait_until, Scratch};
 use std::net::Ipv4Addr;

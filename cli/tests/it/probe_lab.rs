@@ -11,7 +11,7 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_l2tpkit");
 const SECRET: &str = "probe-lab-secret";
 
-mod common;
+use crate::common;
 
 fn root_and_tools() -> bool {
     common::lab_available("probe_lab")

@@ -2,7 +2,7 @@
 //! `down`, a panic, or a Ctrl-C half-way through `lab up`. Needs root and `ip`: under
 //! `CI=true` their absence fails the test, otherwise the test says why it skips.
 
-mod common;
+use crate::common;
 
 use common::lab_available;
 use std::collections::BTreeMap;

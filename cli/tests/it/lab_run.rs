@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 fn root_and_tools() -> bool {
     common::lab_available("lab_run")

@@ -644,6 +644,14 @@ impl PppSession {
         match event {
             FsmEvent::Up => self.lcp_opened(now),
             FsmEvent::Down => {
+                // Authentication belongs to one Opened period of LCP (RFC 1661 §3.5): a
+                // renegotiation starts it afresh at the next Up. Until then PAP/CHAP packets
+                // are discarded and no old timer runs: a stale peer that answered a Challenge
+                // early would be replaced at Up and drop the Success to it. A failed
+                // authentication keeps its machine until the verdict is out.
+                if !self.verdict_first {
+                    self.auth = Auth::None;
+                }
                 self.network_down(now);
                 if self.phase != Phase::Dead {
                     self.enter(Phase::Terminate);

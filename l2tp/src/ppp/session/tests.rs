@@ -355,3 +355,85 @@ fn an_ipcp_that_stops_ends_the_session_instead_of_hanging() {
     assert_eq!(client.phase(), Phase::Terminate);
     assert!(client.poll_timeout().is_some());
 }
+
+/// A frame's protocol and code, to pick frames out of a flight.
+fn kind(frame: &[u8]) -> (u16, u8) {
+    let (repr, info) = FrameRepr::parse(frame).expect("a frame");
+    let packet = PacketRepr::parse_bytes(info).expect("a control packet");
+    (repr.protocol, packet.code)
+}
+
+fn flight(from: &mut PppSession) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut out = Vec::new();
+    while from.poll_transmit(&mut out) {
+        frames.push(std::mem::take(&mut out));
+    }
+    frames
+}
+
+fn take(frames: &mut Vec<Vec<u8>>, protocol: u16, code: u8) -> Vec<u8> {
+    let at = frames
+        .iter()
+        .position(|f| kind(f) == (protocol, code))
+        .unwrap_or_else(|| panic!("no 0x{protocol:04x} code {code} in {frames:?}"));
+    frames.remove(at)
+}
+
+/// Found in the endpoint's lossy simulation: the server renegotiates LCP (a late duplicate of
+/// the client's first Configure-Request reached it in Opened) and, Opened again before the
+/// client, challenges at once; its Challenge overtakes its Configure-Ack. The client's CHAP
+/// peer of the old LCP round answered it, then LCP's Up replaced that peer with a fresh one,
+/// which dropped the Success as stale; the server, satisfied, never challenged again and the
+/// client gave up after 30 s ("authentication timeout") while the server waited in IPCP.
+/// Authentication belongs to LCP's Opened state (RFC 1661 §3.2, §3.5): the Challenge that
+/// comes before it is discarded and the server's restart timer sends it again.
+#[test]
+fn a_challenge_before_a_renegotiated_lcp_opens_is_left_for_the_retransmission() {
+    use crate::ppp::chap::code as chap;
+    const CONFIGURE_REQUEST: u8 = 1;
+    const CONFIGURE_ACK: u8 = 2;
+    let (mut client, mut server) = pair(AuthSet::CHAP_MD5, "wonderland", false);
+    let now = Instant::ZERO;
+    client.start(now);
+    server.start(now);
+    let first_request = take(&mut flight(&mut client), protocol::LCP, CONFIGURE_REQUEST);
+    server.handle(now, &first_request);
+    for frame in flight(&mut server) {
+        client.handle(now, &frame);
+    }
+    // Both Opened; the server's first Challenge is lost.
+    for frame in flight(&mut client) {
+        server.handle(now, &frame);
+    }
+    assert_eq!(client.phase(), Phase::Authenticate);
+    assert_eq!(server.phase(), Phase::Authenticate);
+    take(&mut flight(&mut server), protocol::CHAP, chap::CHALLENGE);
+    // The duplicate Configure-Request: the server renegotiates, and so does the client.
+    server.handle(now, &first_request);
+    for frame in flight(&mut server) {
+        client.handle(now, &frame);
+    }
+    assert_eq!(client.phase(), Phase::Terminate);
+    for frame in flight(&mut client) {
+        server.handle(now, &frame);
+    }
+    assert_eq!(server.phase(), Phase::Authenticate);
+    let mut frames = flight(&mut server);
+    let challenge = take(&mut frames, protocol::CHAP, chap::CHALLENGE);
+    let ack = take(&mut frames, protocol::LCP, CONFIGURE_ACK);
+    assert!(frames.is_empty(), "{frames:?}");
+    // The Challenge overtakes the Configure-Ack that opens the client's LCP.
+    assert_eq!(client.handle(now, &challenge), Received::Discarded);
+    assert!(
+        flight(&mut client).is_empty(),
+        "no Response before LCP opens"
+    );
+    client.handle(now, &ack);
+    assert_eq!(client.phase(), Phase::Authenticate);
+    let (seen, took) = run(&mut client, &mut server, 7, 0.0, Duration::from_secs(60));
+    assert!(client.is_open() && server.is_open(), "{seen:?}");
+    assert_eq!(client.ipcp().and_then(|n| n.local), Some(POOL_ADDRESS));
+    // One restart period: the server's second Challenge.
+    assert_eq!(took, Duration::from_secs(3));
+}

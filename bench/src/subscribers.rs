@@ -62,6 +62,11 @@ pub struct SubscribersBench {
     /// Sessions per tunnel against l2tpns.
     #[arg(long, default_value_t = 10)]
     pub l2tpns_sessions_per_tunnel: usize,
+    /// Tunnel setups per second against l2tpns (0: unpaced). It reads one socket with the
+    /// default receive buffer: an unpaced burst of calls overflows it and the figure becomes
+    /// one of retransmissions.
+    #[arg(long, default_value_t = 0.0)]
+    pub l2tpns_rate: f64,
     /// Runs against each target; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub rounds: u32,
@@ -238,6 +243,12 @@ fn check_args(args: &SubscribersBench) -> anyhow::Result<()> {
                 "--l2tpns-sessions-per-tunnel: expected 1 to 2000 sessions against l2tpns in all"
             );
         }
+    }
+    if !args.l2tpns_rate.is_finite() || !(0.0..=10_000.0).contains(&args.l2tpns_rate) {
+        bail!(
+            "--l2tpns-rate {}: expected 0 (unpaced) to 10000",
+            args.l2tpns_rate
+        );
     }
     if (!args.skip_cluster || !args.skip_l2tpns) && !sys::is_root() {
         bail!("the cluster and l2tpns need root (namespaces): run as root or pass --skip-cluster --skip-l2tpns");
@@ -436,6 +447,7 @@ fn against_l2tpns(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<()> {
             format!("--bind={}:0", harness.initiator_addr()),
             format!("--initiators={tunnels}"),
             format!("--max-outstanding={tunnels}"),
+            format!("--rate={}", cx.args.l2tpns_rate),
             "--username".into(),
             "user{n}@example.net".into(),
             "--password".into(),

@@ -35,6 +35,10 @@ impl Tap {
             // Forced past rmem_max when we may, which is always true for a tap: it already
             // needs root.
             packet::grow_buffers(socket, BUFFER, true, false);
+            // Our own frame sender's frames would come back as copies, each cloned, queued,
+            // woken for and read only to be dropped. Best effort (Linux 4.20+): `recv_batch`
+            // still drops PACKET_OUTGOING frames where the kernel does not.
+            let _ = setsockopt(socket, PacketIgnoreOutgoing, &true);
             Ok(())
         })?;
         let batch = batch.clamp(1, BATCH);

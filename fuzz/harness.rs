@@ -1,5 +1,5 @@
 //! The fuzz harnesses, one function per target. The cargo-fuzz targets (`fuzz/fuzz_targets/`)
-//! and the corpus replay test (`tests/tests/fuzz_corpus.rs`) both include this file with
+//! and the corpus replay test (`tests/tests/it/fuzz_corpus.rs`) both include this file with
 //! `#[path]`, so the bytes a fuzzer found and the bytes CI replays run through the same code,
 //! and the main workspace never links libFuzzer.
 //!

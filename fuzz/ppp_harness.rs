@@ -1,6 +1,6 @@
 //! The `ppp` fuzz target: one PPP session (client or server, any authentication, IPv4 or
 //! IPv4+IPv6) fed frames from the input. Included with `#[path]` by the cargo-fuzz target
-//! (`fuzz/fuzz_targets/ppp.rs`) and by the corpus replay test (`tests/tests/fuzz_corpus.rs`), like
+//! (`fuzz/fuzz_targets/ppp.rs`) and by the corpus replay test (`tests/tests/it/fuzz_corpus.rs`), like
 //! `harness.rs`, and for the same reasons.
 //!
 //! Input: one flags byte, then records as in `harness.rs` (`[op] [len: u16 BE] [bytes]`):

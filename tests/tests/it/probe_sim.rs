@@ -1,6 +1,6 @@
 //! Probes inside `l2tp::sim` against the reference endpoint (`reference::endpoint`, the LNS of
 //! `l2tpkit endpoint`) driven sans-IO on a `TunnelSet`, as its runner drives it: virtual time,
-//! no root, no socket. Our endpoint passes every probe on real sockets (`cli/tests/probe.rs`);
+//! no root, no socket. Our endpoint passes every probe on real sockets (`cli/tests/it/probe.rs`);
 //! here it must pass them too, in a fraction of the time the waits take on a wire.
 
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -1,5 +1,5 @@
 //! For the catalog's unit tests: probes run inside `l2tp::sim` against an LNS that is a bare
-//! `TunnelSet` (the reference endpoint adds PPP echo on top; `tests/tests/probe_sim.rs` runs
+//! `TunnelSet` (the reference endpoint adds PPP echo on top; `tests/tests/it/probe_sim.rs` runs
 //! that one).
 
 use std::net::{Ipv4Addr, SocketAddrV4};

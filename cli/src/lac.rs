@@ -128,6 +128,10 @@ pub struct LacArgs {
     /// Negotiate IPv6CP too: a session is IP up when both IPCP and IPv6CP are opened.
     #[arg(long)]
     pub ipv6: bool,
+    /// Ask for DNS servers in IPCP (RFC 1877); the report counts the sessions given some and
+    /// names the servers.
+    #[arg(long)]
+    pub dns: bool,
     /// ICMP Echo Requests per second in each IP-up session while the run holds (0: none),
     /// from the session's IPCP address to the peer's (or --traffic-target); replies are
     /// matched for loss and round trip. Traffic stops 1 s before the teardown; a request
@@ -171,6 +175,7 @@ impl Default for LacArgs {
             username: PppPlan::default().username,
             password: PppPlan::default().password,
             ipv6: false,
+            dns: false,
             traffic_rate: 0.0,
             traffic_target: None,
         }
@@ -339,6 +344,7 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
                 username: args.username.clone(),
                 password: args.password.clone(),
                 ipv6: args.ipv6,
+                request_dns: args.dns,
                 traffic: TrafficPlan {
                     rate: args.traffic_rate,
                     target: args.traffic_target,

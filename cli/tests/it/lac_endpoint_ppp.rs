@@ -39,6 +39,9 @@ fn endpoint_args(listen: SocketAddrV4) -> EndpointArgs {
     }
 }
 
+/// The DNS server the endpoint hands out when asked (never configured anywhere).
+const DNS: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 53);
+
 /// One combination on 127.0.`net`.1 (endpoint) and .2 (LAC).
 fn combination(auth: AuthName, ipv6: bool, net: u8, users: Option<PathBuf>) {
     let what = format!("--auth {auth:?}, ipv6 {ipv6}");
@@ -47,6 +50,7 @@ fn combination(auth: AuthName, ipv6: bool, net: u8, users: Option<PathBuf>) {
         users,
         pool: "198.19.130.0/23".parse().unwrap(),
         ipv6,
+        dns: Some(l2tpkit::args::DnsServers([Some(DNS), None])),
         ..PppArgs::default()
     };
     let args = endpoint_args(SocketAddrV4::new(Ipv4Addr::new(127, 0, net, 1), 0));
@@ -77,6 +81,8 @@ fn combination(auth: AuthName, ipv6: bool, net: u8, users: Option<PathBuf>) {
         username: "m{n}@example.net".to_string(),
         password: PASSWORD.to_string(),
         ipv6,
+        // The IPv6 runs ask for DNS too (RFC 1877), the others do not.
+        dns: ipv6,
         ..LacArgs::default()
     };
     let (report, _) = execute(&lac).expect("the LAC ran");
@@ -84,6 +90,16 @@ fn combination(auth: AuthName, ipv6: bool, net: u8, users: Option<PathBuf>) {
     assert_eq!(report.sessions_ip_up, SESSIONS, "{what}: {report}");
     assert_eq!(report.duplicate_addresses, 0, "{what}: {report}");
     assert_eq!(report.ipcp_opened.count as usize, SESSIONS, "{what}");
+    let (with_dns, servers) = if ipv6 {
+        (SESSIONS, vec![DNS])
+    } else {
+        (0, vec![])
+    };
+    assert_eq!(
+        report.sessions_with_dns as usize, with_dns,
+        "{what}: {report}"
+    );
+    assert_eq!(report.dns_servers, servers, "{what}: {report}");
     let ipv6cp = if ipv6 { SESSIONS } else { 0 };
     assert_eq!(report.ipv6cp_opened.count as usize, ipv6cp, "{what}");
     let authenticated = if auth == AuthName::None { 0 } else { SESSIONS };

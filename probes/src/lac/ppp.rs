@@ -108,6 +108,8 @@ pub struct PppPlan {
     pub username: String,
     pub password: String,
     pub ipv6: bool,
+    /// Ask for DNS servers in IPCP (RFC 1877).
+    pub request_dns: bool,
     /// ICMP echo traffic in every IP-up session while the run holds (`--traffic-rate`).
     pub traffic: TrafficPlan,
 }
@@ -130,6 +132,7 @@ impl PppPlan {
         let mut config = SessionConfig::client(self.password.as_bytes());
         config.lcp.accept = self.auth.set();
         config.ipv6 = self.ipv6;
+        config.request_dns = self.request_dns;
         config
     }
 }
@@ -143,6 +146,7 @@ impl Default for PppPlan {
             username: "user{n}@example.net".to_string(),
             password: "l2tpkit".to_string(),
             ipv6: false,
+            request_dns: false,
             traffic: TrafficPlan::default(),
         }
     }
@@ -186,6 +190,7 @@ pub(super) struct Subscribers {
 
 impl Subscribers {
     pub fn new(plan: PppPlan, seed: u64, swarm: &Rc<Swarm>) -> Subscribers {
+        swarm.stats_mut().request_dns = plan.request_dns;
         Subscribers {
             traffic: (plan.traffic.on()).then(|| Traffic::new(plan.traffic, Rc::clone(swarm))),
             config: Arc::new(plan.session_config()),
@@ -493,6 +498,14 @@ impl Lac {
                             "traffic: no IPCP address to ping from or to (--traffic-target)"
                                 .to_string(),
                         ),
+                    }
+                }
+                if marks.address.is_none() && negotiated.dns.iter().any(Option::is_some) {
+                    stats.sessions_with_dns += 1;
+                    for server in negotiated.dns.into_iter().flatten() {
+                        if stats.dns_servers.len() < stats::MAX_DNS_KEPT {
+                            stats.dns_servers.insert(server);
+                        }
                     }
                 }
                 if let Some(address) = negotiated.local.filter(|_| marks.address.is_none()) {

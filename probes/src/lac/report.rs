@@ -82,6 +82,12 @@ pub struct LacReport {
     pub traffic_rtt: Percentiles,
     /// Sessions failed for a PPP reason (also in `failures`).
     pub ppp_failures: u64,
+    /// DNS servers were asked for in IPCP (`--dns`, RFC 1877).
+    pub request_dns: bool,
+    /// Sessions whose IPCP gave them at least one DNS server.
+    pub sessions_with_dns: u64,
+    /// The DNS servers handed out, each once (at most 16 kept).
+    pub dns_servers: Vec<std::net::Ipv4Addr>,
 }
 
 impl LacReport {
@@ -134,6 +140,19 @@ impl core::fmt::Display for LacReport {
                 "ppp      up at {}: {} sessions IP up, {} duplicate addresses",
                 self.ppp, self.sessions_ip_up, self.duplicate_addresses
             )?;
+            if self.request_dns {
+                let servers: Vec<String> = self.dns_servers.iter().map(|a| a.to_string()).collect();
+                writeln!(
+                    f,
+                    "dns      {} sessions given DNS servers: {}",
+                    self.sessions_with_dns,
+                    if servers.is_empty() {
+                        "none".to_string()
+                    } else {
+                        servers.join(", ")
+                    }
+                )?;
+            }
         }
         writeln!(
             f,

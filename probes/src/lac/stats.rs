@@ -211,6 +211,11 @@ pub struct Stats {
     pub ppp_phases: [u64; 4],
     /// Failures whose reason is PPP's (also counted in `failures`).
     pub ppp_failures: u64,
+    /// Sessions whose IPCP gave DNS servers, and those servers (at most [`MAX_DNS_KEPT`]).
+    pub sessions_with_dns: u64,
+    pub dns_servers: std::collections::BTreeSet<Ipv4Addr>,
+    /// The subscribers ask for DNS servers (`--dns`).
+    pub request_dns: bool,
     /// Echo Requests per second per session (`--traffic-rate`; 0: none).
     pub traffic_rate: f64,
     pub traffic_sent: u64,
@@ -266,6 +271,9 @@ impl Stats {
             phases: vec![RunPhase::Connecting; initiators.max(1)],
             ppp_phases: [0; 4],
             ppp_failures: 0,
+            sessions_with_dns: 0,
+            dns_servers: std::collections::BTreeSet::new(),
+            request_dns: false,
             traffic_rate: 0.0,
             traffic_sent: 0,
             traffic_received: 0,
@@ -438,6 +446,10 @@ impl Stats {
     }
 }
 
+/// DNS servers the report keeps: a handful is what an LNS hands out; more is a bug to see,
+/// not to store.
+pub const MAX_DNS_KEPT: usize = 16;
+
 /// Everything the initiators of one run share: the pace and the figures.
 #[derive(Debug)]
 pub struct Swarm {
@@ -580,6 +592,9 @@ impl Swarm {
             traffic_unexpected: s.traffic_unexpected,
             traffic_rtt: percentiles(&s.traffic_rtt),
             ppp_failures: s.ppp_failures,
+            request_dns: s.request_dns,
+            sessions_with_dns: s.sessions_with_dns,
+            dns_servers: s.dns_servers.iter().copied().collect(),
         }
     }
 }

@@ -178,6 +178,33 @@ pub struct EndpointArgs {
     pub takeover: TakeoverArgs,
 }
 
+/// The command line's defaults, listening on 0.0.0.0:1701 (for callers that build the
+/// arguments in code, as `LacArgs::default` serves the LAC's).
+impl Default for EndpointArgs {
+    fn default() -> EndpointArgs {
+        EndpointArgs {
+            listen: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
+            secret: None,
+            hidden: false,
+            host_name: "l2tpkit-endpoint".to_string(),
+            duration: None,
+            pcap: None,
+            json: false,
+            status: None,
+            master: None,
+            report_key: None,
+            report_interval: Duration::from_secs(1),
+            name: "te".to_string(),
+            tunnel_ids: None,
+            lan: None,
+            global: None,
+            capacity: 60_000,
+            takeover: TakeoverArgs::default(),
+            max_retransmits: 5,
+        }
+    }
+}
+
 /// What an endpoint needs to take the master over (all but --takeover-cluster optional).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TakeoverArgs {

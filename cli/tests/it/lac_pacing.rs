@@ -25,16 +25,7 @@ fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
         pcap: None,
         json: false,
         status: None,
-        master: None,
-        report_key: None,
-        report_interval: Duration::from_secs(1),
-        name: "te".to_string(),
-        tunnel_ids: None,
-        lan: None,
-        global: None,
-        capacity: 60_000,
-        takeover: Default::default(),
-        max_retransmits: 5,
+        ..EndpointArgs::default()
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

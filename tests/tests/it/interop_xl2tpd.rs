@@ -188,16 +188,7 @@ fn xl2tpd_against_endpoint(name: &str, secret: bool, hidden: bool) {
         pcap: Some(pcap.clone()),
         json: false,
         status: None,
-        master: None,
-        report_key: None,
-        report_interval: Duration::from_secs(1),
-        name: "te".to_string(),
-        tunnel_ids: None,
-        lan: None,
-        global: None,
-        capacity: 60_000,
-        takeover: Default::default(),
-        max_retransmits: 5,
+        ..EndpointArgs::default()
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = std::thread::spawn(move || {

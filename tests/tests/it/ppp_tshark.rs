@@ -393,16 +393,7 @@ fn run(scenario: &Scenario, dir: &Path) -> Run {
         pcap: Some(endpoint_pcap.clone()),
         json: false,
         status: None,
-        master: None,
-        report_key: None,
-        report_interval: Duration::from_secs(1),
-        name: "te".to_string(),
-        tunnel_ids: None,
-        lan: None,
-        global: None,
-        capacity: 60_000,
-        takeover: Default::default(),
-        max_retransmits: 5,
+        ..EndpointArgs::default()
     };
     let ppp = PppArgs {
         auth: Some(scenario.auth),

@@ -69,9 +69,12 @@ struct Slot {
 impl RxRing {
     /// Frames of this many bytes (header included) hold a 1500-byte-MTU frame whole.
     const FRAME: usize = 2048;
-    /// 128 blocks of 64 frames: 8192 frames (~18 ms at 450k packets/s), 16 MB.
+    /// 512 blocks of 64 frames: 32,768 frames, 64 MB (kernel memory, taken at open). The ring
+    /// is the NAT's only queue: a storm of 10,000 PPP subscribers through FIG 2 backs up more
+    /// than 8192 frames while the NAT shares two CPUs with everything else, and every frame
+    /// lost there costs a subscriber a 1 s L2TP or 3 s PPP restart (BENCHMARKS.md, issue 13).
     const BLOCK: usize = 64 * RxRing::FRAME;
-    const BLOCKS: usize = 128;
+    const BLOCKS: usize = 512;
 
     /// Opens a ring on `interface` for IPv4 frames that `filter` takes (attached before the
     /// socket is bound, so nothing else gets in). Frames longer than ~1.9 KB arrive truncated.

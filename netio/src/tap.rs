@@ -5,12 +5,12 @@ use std::io;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-use nix::sys::socket::{recvmsg, setsockopt, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{getsockopt, recvmsg, setsockopt, ControlMessageOwned, MsgFlags};
 use socket2::Socket;
 
 use crate::mmsg::{self, RawName, BATCH};
 use crate::packet::{
-    self, PacketAuxdata, PacketIgnoreOutgoing, PacketQdiscBypass, ETHERNET, FRAME,
+    self, PacketAuxdata, PacketIgnoreOutgoing, PacketQdiscBypass, PacketStatistics, ETHERNET, FRAME,
 };
 
 /// Socket buffers the taps and ports ask for: the default ~200 KB drops a burst of a few
@@ -51,6 +51,13 @@ impl Tap {
 
     pub fn raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+
+    /// Frames the socket's buffer had no room for since the last call (PACKET_STATISTICS,
+    /// which resets).
+    pub fn drops(&self) -> io::Result<u64> {
+        let stats = getsockopt(&self.socket, PacketStatistics)?;
+        Ok(u64::from(stats.tp_drops))
     }
 
     /// Reads what is waiting (non-blocking): up to the batch size of frames. Returns how many;

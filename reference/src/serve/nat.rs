@@ -53,6 +53,8 @@ pub struct NatIo {
     pub ring_drops: u64,
     /// Frames longer than the ring's frames, not forwarded.
     pub ring_truncated: u64,
+    /// Frames from the LAN the tap's socket buffer had no room for: the NAT fell behind.
+    pub tap_drops: u64,
     /// Packets to the LAN sent as Ethernet frames (the endpoint's MAC fresh from the tap).
     pub lan_frames: u64,
     /// Packets to the LAN sent through the raw IP socket (the kernel's routing and ARP).
@@ -110,7 +112,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
         let now = lp.clock.now();
         fwd.nat.handle_timeout(now);
         let timeout = fwd.nat.poll_timeout();
-        let sleep = match lp.turn(now, timeout, || fwd.status(ring.as_ref()))? {
+        let sleep = match lp.turn(now, timeout, || fwd.status(ring.as_ref(), tap.get_ref()))? {
             Turn::Wait(sleep) => sleep,
             Turn::Deadline => break,
         };
@@ -142,7 +144,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
                 Wake::Stop => break,
                 Wake::Control(pending) => {
                     let reply = match pending.request {
-                        Ok(Request::Status) => control::ok(&fwd.status(ring.as_ref())),
+                        Ok(Request::Status) => control::ok(&fwd.status(ring.as_ref(), tap.get_ref())),
                         Ok(other) => control::refused(&format!(
                             "{other}: the NAT has no endpoints to drain; ask the master"
                         )),
@@ -153,7 +155,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
             },
         }
     }
-    let status = fwd.status(ring.as_ref());
+    let status = fwd.status(ring.as_ref(), tap.get_ref());
     lp.finish(&status)?;
     Ok(status)
 }
@@ -214,9 +216,10 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    /// The status now; the ring's drops since the last look are counted first.
-    fn status(&mut self, ring: Option<&PublicRing>) -> NatStatus {
+    /// The status now; the ring's and the tap's drops since the last look are counted first.
+    fn status(&mut self, ring: Option<&PublicRing>, tap: &Tap) -> NatStatus {
         self.io.ring_drops += ring_drops(ring);
+        self.io.tap_drops += tap.drops().unwrap_or(0);
         NatStatus {
             stats: self.nat.stats(),
             io: self.io,

@@ -53,11 +53,6 @@ pub struct NatBench {
     /// Only our NAT's rounds: for profiling it.
     #[arg(long)]
     pub skip_kernel: bool,
-    /// Let the lab's bridges forward without netfilter: net.bridge.bridge-nf-call-iptables,
-    /// -ip6tables and -arptables set to 0 in the switch namespace. This kernel has br_netfilter built in and on in
-    /// every namespace, which costs every packet on each bridge crossing, for both NATs.
-    #[arg(long)]
-    pub no_bridge_netfilter: bool,
     /// Pin our NAT process (every thread) to this CPU and the generator to the others, so
     /// that the scheduler never puts the two on one CPU while the other idles. The kernel's
     /// NAT still forwards in the generator's softirq, on the generator's CPU.
@@ -110,7 +105,8 @@ struct Summary {
     nat_cpu: Option<usize>,
     /// `--rps`: the NAT namespace's receive work steered to `nat_cpu` too.
     rps: bool,
-    /// Whether the lab's bridges called netfilter (see `--no-bridge-netfilter`).
+    /// Whether the lab's bridges called netfilter (the lab turns it off where the kernel has
+    /// br_netfilter; read back from the switch namespace).
     bridge_netfilter: bool,
     packet_bytes: usize,
     tunnels: usize,
@@ -204,13 +200,6 @@ fn names(lab: &Lab) -> anyhow::Result<Names> {
 
 fn drive(lab: &Lab, args: &NatBench) -> anyhow::Result<Summary> {
     let n = names(lab)?;
-    if args.no_bridge_netfilter {
-        let off: Vec<(String, String)> = ["iptables", "ip6tables", "arptables"]
-            .iter()
-            .map(|t| (format!("net.bridge.bridge-nf-call-{t}"), "0".to_string()))
-            .collect();
-        sys::sysctl(&lab.plan().switch_namespace, &off)?;
-    }
     // The generator and the sink are this binary's hidden subcommands; the roles are `l2tpkit`.
     let binary = std::env::current_exe()
         .context("finding the current executable")?
@@ -359,7 +348,11 @@ fn drive(lab: &Lab, args: &NatBench) -> anyhow::Result<Summary> {
     Ok(Summary {
         nat_cpu: args.nat_cpu,
         rps: args.rps,
-        bridge_netfilter: !args.no_bridge_netfilter,
+        bridge_netfilter: sys::sysctl_get(
+            &lab.plan().switch_namespace,
+            "net.bridge.bridge-nf-call-iptables",
+        )
+        .is_ok_and(|v| v.trim() == "1"),
         packet_bytes: ready.packet_bytes,
         tunnels: ready.tunnels,
         seconds_per_round: args.seconds,

@@ -34,7 +34,10 @@ impl Lab {
             role: NodeKind::Switch,
             interfaces: Vec::new(),
             routes: Vec::new(),
-            sysctls: plan::namespace_sysctls(ipv6).into_iter().collect(),
+            sysctls: plan::namespace_sysctls(ipv6)
+                .into_iter()
+                .chain(plan::switch_sysctls(plan::has_bridge_netfilter()))
+                .collect(),
         }];
         namespaces.extend(plan.nodes.iter().map(|n| {
             NamespaceDescription {

@@ -190,6 +190,25 @@ pub fn namespace_sysctls(ipv6: bool) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Set in the switch namespace after [`namespace_sysctls`], when the kernel has
+/// br_netfilter (its `net.bridge` keys exist): bridged frames then skip iptables, ip6tables
+/// and arptables, which the lab never uses and which cost every frame on every bridge
+/// crossing (~6% of all CPU in a FIG 2 subscriber storm, BENCHMARKS.md).
+pub fn switch_sysctls(bridge_netfilter: bool) -> Vec<(String, String)> {
+    if !bridge_netfilter {
+        return Vec::new();
+    }
+    ["iptables", "ip6tables", "arptables"]
+        .iter()
+        .map(|t| (format!("net.bridge.bridge-nf-call-{t}"), "0".to_string()))
+        .collect()
+}
+
+/// Whether the kernel has br_netfilter loaded (built in, or the module).
+pub fn has_bridge_netfilter() -> bool {
+    std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub prefix: String,

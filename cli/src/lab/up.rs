@@ -109,6 +109,7 @@ impl Lab {
             sys::step()?;
         }
         let sw = &plan.switch_namespace;
+        sys::sysctl(sw, &plan::switch_sysctls(plan::has_bridge_netfilter()))?;
         for bridge in [&plan.public_bridge, &plan.lan_bridge] {
             self.state.append(&Record::Link {
                 namespace: sw.clone(),

@@ -39,6 +39,8 @@ const LAB_USER: &str = "lab@example.net";
 const LAB_PASSWORD: &str = "l2tpkit-lab";
 /// l2tpns's pool: room for the default 500 subscribers with margin.
 const L2TPNS_POOL: &str = "198.19.192.0/21";
+/// The l2tpns series' target names start so.
+const L2TPNS: &str = "l2tpns";
 const LAC_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -62,11 +64,12 @@ pub struct SubscribersBench {
     /// Sessions per tunnel against l2tpns.
     #[arg(long, default_value_t = 10)]
     pub l2tpns_sessions_per_tunnel: usize,
-    /// Tunnel setups per second against l2tpns (0: unpaced). It reads one socket with the
-    /// default receive buffer: an unpaced burst of calls overflows it and the figure becomes
-    /// one of retransmissions.
-    #[arg(long, default_value_t = 0.0)]
-    pub l2tpns_rate: f64,
+    /// Tunnel setups per second against l2tpns, one series of rounds per rate (0: unpaced).
+    /// It reads one socket with the default receive buffer: an unpaced burst of calls
+    /// overflows it and the figure becomes one of retransmissions. The ratios are to its best
+    /// median.
+    #[arg(long, value_delimiter = ',', default_value = "0,160")]
+    pub l2tpns_rate: Vec<f64>,
     /// Runs against each target; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub rounds: u32,
@@ -110,7 +113,9 @@ struct Latency {
 
 #[derive(Debug, Clone, Serialize)]
 struct Run {
-    target: &'static str,
+    /// `endpoint`, `fig2-cluster`, or `l2tpns` with its offered rate (`l2tpns@160/s`,
+    /// `l2tpns unpaced`).
+    target: String,
     round: u32,
     requested: usize,
     ip_up: usize,
@@ -124,7 +129,7 @@ struct Run {
 
 #[derive(Debug, Clone, Serialize)]
 struct Row {
-    target: &'static str,
+    target: String,
     sessions: usize,
     median_ip_up_per_second: f64,
     all_ip_up: bool,
@@ -148,8 +153,10 @@ struct Memory {
 struct Summary {
     auth: Auth,
     rows: Vec<Row>,
-    /// Each target's median rate over l2tpns's.
+    /// Each of our targets' median rate over l2tpns's best median (of its offered rates).
     ratios_to_l2tpns: Vec<(String, f64)>,
+    /// The l2tpns series the ratios are to.
+    l2tpns_best: Option<String>,
     memory: Memory,
     runs: Vec<Run>,
     run_dir: String,
@@ -190,22 +197,30 @@ fn measure(args: &SubscribersBench) -> anyhow::Result<ExitCode> {
         against_l2tpns(&cx, &mut runs)?;
     }
     let rows = rows(&runs);
-    let l2tpns_rate = rows
+    let l2tpns_best = rows
         .iter()
-        .find(|r| r.target == "l2tpns")
-        .map(|r| r.median_ip_up_per_second);
-    let ratios_to_l2tpns = match l2tpns_rate {
-        Some(base) if base > 0.0 => rows
+        .filter(|r| r.target.starts_with(L2TPNS))
+        .max_by(|a, b| {
+            a.median_ip_up_per_second
+                .total_cmp(&b.median_ip_up_per_second)
+        });
+    let ratios_to_l2tpns = match l2tpns_best {
+        Some(best) if best.median_ip_up_per_second > 0.0 => rows
             .iter()
-            .filter(|r| r.target != "l2tpns")
-            .map(|r| (r.target.to_string(), r.median_ip_up_per_second / base))
+            .filter(|r| !r.target.starts_with(L2TPNS))
+            .map(|r| {
+                let ratio = r.median_ip_up_per_second / best.median_ip_up_per_second;
+                (r.target.clone(), ratio)
+            })
             .collect(),
         _ => Vec::new(),
     };
+    let l2tpns_best = l2tpns_best.map(|r| r.target.clone());
     let summary = Summary {
         auth: args.auth,
         rows,
         ratios_to_l2tpns,
+        l2tpns_best,
         memory,
         runs,
         run_dir: run_dir.display().to_string(),
@@ -244,11 +259,15 @@ fn check_args(args: &SubscribersBench) -> anyhow::Result<()> {
             );
         }
     }
-    if !args.l2tpns_rate.is_finite() || !(0.0..=10_000.0).contains(&args.l2tpns_rate) {
-        bail!(
-            "--l2tpns-rate {}: expected 0 (unpaced) to 10000",
-            args.l2tpns_rate
-        );
+    if args.l2tpns_rate.is_empty() {
+        bail!("--l2tpns-rate: expected at least one rate (0: unpaced)");
+    }
+    if let Some(bad) = args
+        .l2tpns_rate
+        .iter()
+        .find(|r| !r.is_finite() || !(0.0..=10_000.0).contains(*r))
+    {
+        bail!("--l2tpns-rate {bad}: expected 0 (unpaced) to 10000");
     }
     if (!args.skip_cluster || !args.skip_l2tpns) && !sys::is_root() {
         bail!("the cluster and l2tpns need root (namespaces): run as root or pass --skip-cluster --skip-l2tpns");
@@ -440,24 +459,32 @@ fn against_l2tpns(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     };
     let harness = L2tpns::start(&options).context("starting l2tpns and FreeRADIUS")?;
     let ns = harness.initiator_netns().to_string();
-    for round in 1..=cx.args.rounds {
-        sys::checkpoint()?;
-        let mut args = lac_args(cx.auth(), harness.lns_addr(), tunnels, per);
-        args.extend([
-            format!("--bind={}:0", harness.initiator_addr()),
-            format!("--initiators={tunnels}"),
-            format!("--max-outstanding={tunnels}"),
-            format!("--rate={}", cx.args.l2tpns_rate),
-            "--username".into(),
-            "user{n}@example.net".into(),
-            "--password".into(),
-            PASSWORD.into(),
-            "--hold".into(),
-            "0.5".into(),
-        ]);
-        let (figures, _) = lac(cx, Some(&ns), &args, None, &format!("l2tpns-r{round}"))?;
-        runs.push(run_of("l2tpns", round, &figures));
-        say(runs.last());
+    for &rate in &cx.args.l2tpns_rate {
+        let target = if rate > 0.0 {
+            format!("{L2TPNS}@{rate}/s")
+        } else {
+            format!("{L2TPNS} unpaced")
+        };
+        for round in 1..=cx.args.rounds {
+            sys::checkpoint()?;
+            let mut args = lac_args(cx.auth(), harness.lns_addr(), tunnels, per);
+            args.extend([
+                format!("--bind={}:0", harness.initiator_addr()),
+                format!("--initiators={tunnels}"),
+                format!("--max-outstanding={tunnels}"),
+                format!("--rate={rate}"),
+                "--username".into(),
+                "user{n}@example.net".into(),
+                "--password".into(),
+                PASSWORD.into(),
+                "--hold".into(),
+                "0.5".into(),
+            ]);
+            let tag = format!("l2tpns-{rate}-r{round}");
+            let (figures, _) = lac(cx, Some(&ns), &args, None, &tag)?;
+            runs.push(run_of(&target, round, &figures));
+            say(runs.last());
+        }
     }
     Ok(())
 }
@@ -626,10 +653,10 @@ impl Drop for Endpoint {
     }
 }
 
-fn run_of(target: &'static str, round: u32, f: &LacFigures) -> Run {
+fn run_of(target: &str, round: u32, f: &LacFigures) -> Run {
     let seconds = f.setup_phase_ms / 1000.0;
     Run {
-        target,
+        target: target.to_string(),
         round,
         requested: f.sessions_requested,
         ip_up: f.sessions_ip_up,
@@ -649,7 +676,7 @@ fn run_of(target: &'static str, round: u32, f: &LacFigures) -> Run {
 fn say(run: Option<&Run>) {
     if let Some(r) = run {
         eprintln!(
-            "bench subscribers: {:<13} round {}: {:>6}/{} IP up, {:>8.0} IP-up/s, ICRQ→IP up \
+            "bench subscribers: {:<18} round {}: {:>6}/{} IP up, {:>8.0} IP-up/s, ICRQ→IP up \
              p50 {:.1} ms p99 {:.1} ms, {} retransmissions",
             r.target,
             r.round,
@@ -664,7 +691,7 @@ fn say(run: Option<&Run>) {
 }
 
 fn rows(runs: &[Run]) -> Vec<Row> {
-    let mut targets: Vec<&'static str> = runs.iter().map(|r| r.target).collect();
+    let mut targets: Vec<&str> = runs.iter().map(|r| r.target.as_str()).collect();
     targets.dedup();
     targets
         .into_iter()
@@ -673,7 +700,7 @@ fn rows(runs: &[Run]) -> Vec<Row> {
             let mut rates: Vec<f64> = mine.iter().map(|r| r.ip_up_per_second).collect();
             rates.sort_by(f64::total_cmp);
             Row {
-                target,
+                target: target.to_string(),
                 sessions: mine.first().map_or(0, |r| r.requested),
                 median_ip_up_per_second: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
                 all_ip_up: mine
@@ -690,20 +717,22 @@ fn print_summary(s: &Summary) {
         s.auth
     );
     println!(
-        "{:<14} {:>9} {:>12} {:>10}",
+        "{:<18} {:>9} {:>12} {:>10}",
         "target", "sessions", "IP-up/s", "all IP up"
     );
     for r in &s.rows {
         println!(
-            "{:<14} {:>9} {:>12.0} {:>10}",
+            "{:<18} {:>9} {:>12.0} {:>10}",
             r.target,
             r.sessions,
             r.median_ip_up_per_second,
             if r.all_ip_up { "yes" } else { "NO" }
         );
     }
-    for (target, ratio) in &s.ratios_to_l2tpns {
-        println!("{target} / l2tpns: {ratio:.1}×");
+    if let Some(best) = &s.l2tpns_best {
+        for (target, ratio) in &s.ratios_to_l2tpns {
+            println!("{target} / {best} (l2tpns's best): {ratio:.1}×");
+        }
     }
     let m = &s.memory;
     println!(

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use l2tpkit::lab::{plan, sys, Lab, LabSpec, Topology};
 use l2tpkit_tests::l2tpns::{self, L2tpns, L2tpnsOptions, PppAuth};
+use l2tpkit_tests::netns::snmp;
 
 use crate::vm_rss_kb;
 
@@ -125,6 +126,10 @@ struct Run {
     icrq_to_ip_up_p50_ms: f64,
     icrq_to_ip_up_p99_ms: f64,
     retransmissions: u64,
+    /// l2tpns only: UDP datagrams its namespace dropped on a full receive buffer during the
+    /// round (`Udp RcvbufErrors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_udp_drops: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -481,8 +486,14 @@ fn against_l2tpns(cx: &Cx, runs: &mut Vec<Run>) -> anyhow::Result<()> {
                 "0.5".into(),
             ]);
             let tag = format!("l2tpns-{rate}-r{round}");
+            let drops = || snmp(harness.lns_netns(), "Udp", "RcvbufErrors");
+            let before = drops().context("reading l2tpns's namespace's UDP counters")?;
             let (figures, _) = lac(cx, Some(&ns), &args, None, &tag)?;
-            runs.push(run_of(&target, round, &figures));
+            let after = drops().context("reading l2tpns's namespace's UDP counters")?;
+            runs.push(Run {
+                peer_udp_drops: Some(after.saturating_sub(before)),
+                ..run_of(&target, round, &figures)
+            });
             say(runs.last());
         }
     }
@@ -670,6 +681,7 @@ fn run_of(target: &str, round: u32, f: &LacFigures) -> Run {
         icrq_to_ip_up_p50_ms: f.icrq_to_ip_up.p50_ms,
         icrq_to_ip_up_p99_ms: f.icrq_to_ip_up.p99_ms,
         retransmissions: f.retransmissions,
+        peer_udp_drops: None,
     }
 }
 
@@ -677,7 +689,7 @@ fn say(run: Option<&Run>) {
     if let Some(r) = run {
         eprintln!(
             "bench subscribers: {:<18} round {}: {:>6}/{} IP up, {:>8.0} IP-up/s, ICRQ→IP up \
-             p50 {:.1} ms p99 {:.1} ms, {} retransmissions",
+             p50 {:.1} ms p99 {:.1} ms, {} retransmissions{}",
             r.target,
             r.round,
             r.ip_up,
@@ -685,7 +697,10 @@ fn say(run: Option<&Run>) {
             r.ip_up_per_second,
             r.icrq_to_ip_up_p50_ms,
             r.icrq_to_ip_up_p99_ms,
-            r.retransmissions
+            r.retransmissions,
+            r.peer_udp_drops
+                .map(|d| format!(", {d} datagrams dropped by l2tpns's full socket"))
+                .unwrap_or_default()
         );
     }
 }

@@ -14,6 +14,23 @@ pub fn ip(args: &[&str]) -> io::Result<String> {
     sys::ip(args).map_err(|err| io::Error::other(format!("{err:#}")))
 }
 
+/// One counter of `/proc/net/snmp` inside `netns` (`group` e.g. `Udp`, `name` e.g.
+/// `RcvbufErrors`).
+pub fn snmp(netns: &str, group: &str, name: &str) -> io::Result<u64> {
+    let args = ["netns", "exec", netns, "cat", "/proc/net/snmp"];
+    let out = sys::run("ip", &args, None, std::time::Duration::from_secs(10))
+        .map_err(|err| io::Error::other(format!("{err:#}")))?;
+    let prefix = format!("{group}: ");
+    let mut rows = out.stdout.lines().filter(|l| l.starts_with(&prefix));
+    let (names, values) = (rows.next().unwrap_or(""), rows.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no {group} {name} in {netns}'s /proc/net/snmp")))
+}
+
 /// A short prefix for the names of one run: `TAG<pid in hex>-<n>`, at most `TAG` + 10
 /// characters, so `PREFIX` + 3 more still fits an interface name (15 characters). Names made
 /// from it are `PREFIX-…` (namespaces) or `PREFIX…` (interfaces): see [`owned_by`].

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use l2tpkit::lab::{default_binary, sys};
 use l2tpkit_tests::l2tpns::{self, L2tpns, L2tpnsOptions, PppAuth};
+use l2tpkit_tests::netns::snmp;
 use l2tpkit_tests::require_that;
 
 /// The acceptance: 50 tunnels × 10 sessions.
@@ -94,24 +95,10 @@ fn run_lac(
 
 /// Echo Replies the kernel of l2tpns's namespace has sent (`OutEchoReps` of /proc/net/snmp).
 fn kernel_echo_replies(harness: &L2tpns) -> u64 {
-    snmp(harness.lns_netns(), "Icmp", "OutEchoReps")
+    snmp(harness.lns_netns(), "Icmp", "OutEchoReps").expect("read /proc/net/snmp")
 }
 
 /// One counter of a namespace's /proc/net/snmp (`group` as "Udp", "Icmp").
-fn snmp(netns: &str, group: &str, name: &str) -> u64 {
-    let args = ["netns", "exec", netns, "cat", "/proc/net/snmp"];
-    let out = sys::run("ip", &args, None, Duration::from_secs(10)).expect("read /proc/net/snmp");
-    let prefix = format!("{group}: ");
-    let mut rows = out.stdout.lines().filter(|l| l.starts_with(&prefix));
-    let (names, values) = (rows.next().unwrap_or(""), rows.next().unwrap_or(""));
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {group} {name} in\n{}", out.stdout))
-}
-
 #[test]
 fn chap_every_session_is_ip_up_at_l2tpns_and_a_wrong_password_fails_in_authentication() {
     let Some(binary) = prerequisites() else {
@@ -152,8 +139,10 @@ fn start(auth: PppAuth) -> L2tpns {
 fn subscribers_are_ip_up(harness: &L2tpns, binary: &str, auth: &str) {
     let total = TUNNELS * SESSIONS;
     let replies_before = kernel_echo_replies(harness);
-    let drops =
-        |h: &L2tpns| [h.lns_netns(), h.initiator_netns()].map(|ns| snmp(ns, "Udp", "RcvbufErrors"));
+    let drops = |h: &L2tpns| {
+        [h.lns_netns(), h.initiator_netns()]
+            .map(|ns| snmp(ns, "Udp", "RcvbufErrors").expect("read /proc/net/snmp"))
+    };
     let drops_before = drops(harness);
     let (code, report) = run_lac(harness, binary, auth, PASSWORD, &["--traffic-rate", "2"]);
     let drops_after = drops(harness);

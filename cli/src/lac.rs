@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use l2tp::conn::tunnels::TunnelSet;
@@ -15,7 +15,7 @@ use l2tp::time::Instant;
 use netio::runner::{Ended, Runner};
 pub use probes::lac::{AuthChoice, PppLevel};
 use probes::lac::{
-    CsvSeries, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm, TrafficPlan,
+    CsvSeries, HdrLog, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm, TrafficPlan,
 };
 use probes::live::{Live, LiveSnapshot, RunPhase};
 
@@ -95,6 +95,11 @@ pub struct LacArgs {
     /// Write one row of figures per second of the run to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write the run's latency histograms to this file as an HdrHistogram interval log: one
+    /// interval a second, one tag per histogram (the JSON report's names), values in µs; logs
+    /// of several LACs merge exactly.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
     /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
     #[arg(long)]
     pub tui: bool,
@@ -166,6 +171,7 @@ impl Default for LacArgs {
             ramp: Duration::ZERO,
             duration: None,
             csv: None,
+            hdr_log: None,
             tui: false,
             stay_on_target: false,
             hello_interval: Duration::from_secs(60),
@@ -378,6 +384,13 @@ pub fn execute_with(
         }
         None => None,
     };
+    let hdr_log = match &args.hdr_log {
+        Some(path) => Some(
+            HdrLog::create(path, SystemTime::now())
+                .with_context(|| format!("--hdr-log {}", path.display()))?,
+        ),
+        None => None,
+    };
     live.control.set_rate(args.rate);
     let swarm =
         Rc::new(Swarm::new(Pace::new(setup.pace.clone(), live.control.clone())).with_ppp(args.ppp));
@@ -395,6 +408,7 @@ pub fn execute_with(
         swarm: Rc::clone(&swarm),
         live,
         csv,
+        hdr_log,
         next_second: 0,
         progress: progress.then(|| std::io::stderr().is_terminal()),
     }));
@@ -404,7 +418,7 @@ pub fn execute_with(
             tokio::task::spawn_local(async move {
                 let mut every = tokio::time::interval(PUBLISH_EVERY);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let failed: csv::Error = loop {
+                let failed: anyhow::Error = loop {
                     every.tick().await;
                     if let Err(err) = publisher.borrow_mut().publish(run_time(), false) {
                         break err;
@@ -474,7 +488,7 @@ pub fn execute_with(
         }
         ticker.abort();
         if let Ok(err) = ticker.await {
-            failed.get_or_insert(anyhow::Error::from(err).context("--csv"));
+            failed.get_or_insert(err);
         }
         (ended, failed)
     });
@@ -482,7 +496,7 @@ pub fn execute_with(
         return Err(err);
     }
     let end = run_time();
-    publisher.borrow_mut().publish(end, true).context("--csv")?;
+    publisher.borrow_mut().publish(end, true)?;
     Ok((swarm.report(&args.target.to_string(), end), ended))
 }
 
@@ -491,6 +505,7 @@ struct Publisher {
     swarm: Rc<Swarm>,
     live: Live,
     csv: Option<CsvSeries>,
+    hdr_log: Option<HdrLog>,
     /// The next whole second to close with a CSV row and a progress line.
     next_second: u64,
     /// `Some(terminal)` when a progress line goes to stderr.
@@ -500,22 +515,28 @@ struct Publisher {
 impl Publisher {
     /// Publishes the run at `now`; closes every whole second passed (`last`: and the one in
     /// progress).
-    fn publish(&mut self, now: Instant, last: bool) -> Result<(), csv::Error> {
+    fn publish(&mut self, now: Instant, last: bool) -> anyhow::Result<()> {
         let mut snapshot = self.swarm.snapshot(now);
         if last {
             snapshot.phase = RunPhase::Done;
         }
         let elapsed = now.as_micros() / 1_000_000;
         let end = if last { elapsed + 1 } else { elapsed };
+        let closed = self.next_second < end;
         while self.next_second < end {
             let row = self.swarm.second_row(self.next_second, &snapshot);
             if let Some(csv) = self.csv.as_mut() {
-                csv.write(&row)?;
+                csv.write(&row).context("--csv")?;
             }
             if let Some(terminal) = self.progress {
                 progress_line(terminal, &snapshot, row.setups_this_second);
             }
             self.next_second += 1;
+        }
+        if let Some(log) = self.hdr_log.as_mut().filter(|_| closed || last) {
+            let stats = self.swarm.stats();
+            log.write(&stats, Duration::from_micros(now.as_micros()))
+                .context("--hdr-log")?;
         }
         if last && self.progress == Some(true) {
             eprintln!();

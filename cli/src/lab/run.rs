@@ -143,6 +143,7 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
         rate: args.rate,
         max_outstanding: args.max_outstanding,
         csv: Some(run_dir.join("lac.csv")),
+        hdr_log: Some(run_dir.join("lac.hlog")),
         ppp: args.ppp,
         username: super::roles::LAB_USER.to_string(),
         password: super::roles::LAB_PASSWORD.to_string(),

@@ -44,6 +44,16 @@ fn bad_flags_name_the_flag() {
     );
     assert_one_line_error(&["lac", "--target", "127.0.0.1", "--hidden"], "--hidden");
     assert_one_line_error(&["lac", "--target", "127.0.0.1", "--bind", "x"], "--bind");
+    assert_one_line_error(
+        &[
+            "lac",
+            "--target",
+            "127.0.0.1",
+            "--hdr-log",
+            "/nonexistent-l2tpkit/run.hlog",
+        ],
+        "--hdr-log /nonexistent-l2tpkit/run.hlog",
+    );
     assert_one_line_error(&["endpoint", "--listen", "1.2.3"], "--listen");
     assert_one_line_error(
         &["endpoint", "--listen", "127.0.0.1", "--duration=-3"],

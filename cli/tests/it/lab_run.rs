@@ -57,6 +57,17 @@ fn lab_run(topology: &str, sequence: &str, extra: &[&str]) {
         seconds.iter().enumerate().all(|(i, s)| *s == i as u64),
         "{seconds:?}"
     );
+    // And the interval log beside it: tagged intervals, the setups among them.
+    let hlog = std::fs::read_to_string(run_dir.join("lac.hlog")).expect("lac.hlog");
+    let tagged = hlog
+        .lines()
+        .filter(|l| l.starts_with("Tag=sccrq_to_sccrp,"))
+        .count();
+    assert!(
+        tagged + 1 >= seconds.len(),
+        "{tagged} intervals, {} CSV rows",
+        seconds.len()
+    );
     if extra.is_empty() {
         // 1000 setups paced at 100/s and an 8 s hold: the run spans well over 15 seconds.
         assert!(seconds.len() >= 15, "{} rows:\n{csv}", seconds.len());

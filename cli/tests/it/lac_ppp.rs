@@ -110,7 +110,12 @@ fn args(target: SocketAddrV4, bind: &str, csv: Option<PathBuf>) -> LacArgs {
 fn every_session_is_a_subscriber_with_its_own_address() {
     let lns = chap_lns("127.0.71.1", 12, 60);
     let csv = scratch("ip-up.csv");
-    let (report, _) = execute(&args(lns, "127.0.71.2:0", Some(csv.clone()))).expect("lac run");
+    let hdr_log = csv.with_file_name("ip-up.hlog");
+    let lac = LacArgs {
+        hdr_log: Some(hdr_log.clone()),
+        ..args(lns, "127.0.71.2:0", Some(csv.clone()))
+    };
+    let (report, _) = execute(&lac).expect("lac run");
     assert!(report.success(), "{report}");
     assert_eq!(report.ppp, PppLevel::Ip);
     assert_eq!(report.sessions_established, 12, "{report}");
@@ -149,7 +154,62 @@ fn every_session_is_a_subscriber_with_its_own_address() {
         .sum();
     assert_eq!(sum, 12);
     assert_eq!(rows.last().unwrap()[total].parse::<u64>().unwrap(), 12);
+    hdr_log_adds_up_to_the_report(&hdr_log, &json, rows.len());
     let _ = std::fs::remove_dir_all(csv.parent().unwrap());
+}
+
+/// `--hdr-log`: read back with the hdrhistogram crate's reader, each tag's intervals add up to
+/// the histogram the JSON report summarises (count, percentiles and max to the microsecond),
+/// about one interval per CSV row.
+fn hdr_log_adds_up_to_the_report(path: &std::path::Path, json: &serde_json::Value, rows: usize) {
+    use base64::Engine;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::Histogram;
+
+    let text = std::fs::read(path).expect("the interval log");
+    let mut merged: BTreeMap<String, (Histogram<u64>, usize)> = BTreeMap::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(&text) {
+        let LogEntry::Interval(interval) = entry.expect("a well-formed entry") else {
+            continue;
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .expect("base64");
+        let h: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).unwrap();
+        let tag = interval.tag().expect("tagged").as_str().to_string();
+        let slot = merged
+            .entry(tag)
+            .or_insert_with(|| (Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap(), 0));
+        slot.0.add(&h).expect("same bounds");
+        slot.1 += 1;
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    for tag in [
+        "sccrq_to_sccrp",
+        "tunnel_setup",
+        "session_setup",
+        "echo_rtt",
+        "lcp_opened",
+        "authentication",
+        "ipcp_opened",
+        "icrq_to_ip_up",
+    ] {
+        let (h, intervals) = merged
+            .get(tag)
+            .unwrap_or_else(|| panic!("no {tag} in the log"));
+        let want = &json[tag];
+        assert!(want["count"].as_u64().unwrap() > 0, "{tag}: {want}");
+        assert_eq!(h.len(), want["count"].as_u64().unwrap(), "{tag}");
+        assert_eq!(ms(h.value_at_quantile(0.5)), want["p50_ms"], "{tag}");
+        assert_eq!(ms(h.value_at_quantile(0.99)), want["p99_ms"], "{tag}");
+        assert_eq!(ms(h.max()), want["max_ms"], "{tag}");
+        assert!(
+            (rows.saturating_sub(1)..=rows + 1).contains(intervals),
+            "{tag}: {intervals} intervals for {rows} CSV rows"
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! [`Stats`] (counters and histograms). Every `Lac` works in run time: its runner's `now` plus
 //! the offset between the runner's start and the run's.
 
+mod hdrlog;
 mod pace;
 mod ppp;
 mod report;
@@ -31,6 +32,7 @@ use netio::runner::TunnelDriver;
 pub const STOPPED_BEFORE_TUNNEL_UP: &str = "stopped before the tunnel came up";
 pub const STOPPED_BEFORE_SESSION_UP: &str = "stopped before the session came up";
 
+pub use hdrlog::{HdrLog, HdrLogError};
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
 pub use report::LacReport;

@@ -283,6 +283,42 @@ impl Stats {
         }
     }
 
+    /// The names of the run's histograms, as in the JSON report and the interval log's tags.
+    pub const HISTOGRAM_TAGS: [&'static str; 10] = [
+        "sccrq_to_sccrp",
+        "tunnel_setup",
+        "session_setup",
+        "echo_rtt",
+        "lcp_opened",
+        "authentication",
+        "ipcp_opened",
+        "ipv6cp_opened",
+        "icrq_to_ip_up",
+        "traffic_rtt",
+    ];
+
+    /// Every histogram of the run with its name ([`Stats::HISTOGRAM_TAGS`], in that order).
+    pub fn histograms(&self) -> [(&'static str, &Histogram<u64>); 10] {
+        let [a, b, c, d, e, f, g, h, i, j] = Stats::HISTOGRAM_TAGS;
+        [
+            (a, &self.sccrq_to_sccrp),
+            (b, &self.tunnel_setup),
+            (c, &self.session_setup),
+            (d, &self.echo_rtt),
+            (e, &self.ppp_lcp),
+            (f, &self.ppp_auth),
+            (g, &self.ppp_ipcp),
+            (h, &self.ppp_ipv6cp),
+            (i, &self.icrq_to_ip_up),
+            (j, &self.traffic_rtt),
+        ]
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Stats {
+        Stats::new(1)
+    }
+
     /// A failure whose reason is PPP's.
     pub fn fail_ppp(&mut self, why: String) {
         self.ppp_failures += 1;

@@ -1,4 +1,5 @@
-//! `l2tpkit ctl SOCKET REQUEST…`: talk to a running master or NAT over its control socket.
+//! `l2tpkit ctl SOCKET REQUEST…`: talk to a running master, NAT or LAC over its control
+//! socket.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,10 +9,13 @@ use reference::master::MasterStatus;
 
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
-    /// The role's `--control` socket (in a lab: RUN_DIR/master.sock, RUN_DIR/nat.sock).
+    /// The role's `--control` socket (in a lab: RUN_DIR/master.sock, RUN_DIR/nat.sock,
+    /// RUN_DIR/lac.sock while `lab run` runs).
     pub socket: PathBuf,
-    /// `status`, `drain NAME`, `deactivate NAME` or `activate NAME` (the last three: master).
-    #[arg(required = true, num_args = 1..=2)]
+    /// `status`; master: `drain NAME`, `deactivate NAME`, `activate NAME`; LAC: `report`,
+    /// `rate R`, `pause`, `resume`, `terminate-tunnel TUNNEL [RESULT]`,
+    /// `terminate-session TUNNEL SESSION [RESULT]`.
+    #[arg(required = true, num_args = 1..=4)]
     pub request: Vec<String>,
     /// Print the role's whole status as JSON.
     #[arg(long)]

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -15,9 +16,11 @@ use l2tp::time::Instant;
 use netio::runner::{Ended, Runner};
 pub use probes::lac::{AuthChoice, PppLevel};
 use probes::lac::{
-    CsvSeries, HdrLog, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm, TrafficPlan,
+    CsvSeries, HdrLog, Lac, LacPlan, LacReport, Pace, PaceConfig, PppPlan, Swarm, Termination,
+    TrafficPlan,
 };
-use probes::live::{Live, LiveSnapshot, RunPhase};
+use probes::live::{Live, LiveControl, LiveSnapshot, RunPhase};
+use reference::control::{self, ControlServer, Request};
 
 use crate::args;
 use crate::net::{os_seed, tunnel_config};
@@ -100,6 +103,11 @@ pub struct LacArgs {
     /// of several LACs merge exactly.
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
+    /// Steer the running LAC over this Unix socket (`l2tpkit ctl SOCK …`): `status`, `report`
+    /// (the final JSON's shape, as of now), `rate R`, `pause`, `resume`,
+    /// `terminate-tunnel TUNNEL [RESULT]`, `terminate-session TUNNEL SESSION [RESULT]`.
+    #[arg(long, value_name = "SOCK")]
+    pub control: Option<PathBuf>,
     /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
     #[arg(long)]
     pub tui: bool,
@@ -172,6 +180,7 @@ impl Default for LacArgs {
             duration: None,
             csv: None,
             hdr_log: None,
+            control: None,
             tui: false,
             stay_on_target: false,
             hello_interval: Duration::from_secs(60),
@@ -392,6 +401,7 @@ pub fn execute_with(
         None => None,
     };
     live.control.set_rate(args.rate);
+    let live_control = Arc::clone(&live.control);
     let swarm =
         Rc::new(Swarm::new(Pace::new(setup.pace.clone(), live.control.clone())).with_ppp(args.ppp));
     let seed = os_seed();
@@ -412,7 +422,19 @@ pub fn execute_with(
         next_second: 0,
         progress: progress.then(|| std::io::stderr().is_terminal()),
     }));
+    let target = args.target.to_string();
     let (ended, failed) = local.block_on(&runtime, async {
+        let steering = match &args.control {
+            Some(path) => {
+                let server = ControlServer::bind(path).context("--control")?;
+                let (swarm, control) = (Rc::clone(&swarm), Arc::clone(&live_control));
+                let target = target.clone();
+                Some(tokio::task::spawn_local(steer(
+                    server, swarm, control, target, run_time,
+                )))
+            }
+            None => None,
+        };
         let ticker = {
             let publisher = Rc::clone(&publisher);
             tokio::task::spawn_local(async move {
@@ -490,14 +512,74 @@ pub fn execute_with(
         if let Ok(err) = ticker.await {
             failed.get_or_insert(err);
         }
-        (ended, failed)
-    });
+        if let Some(steering) = steering {
+            // The socket file goes with the server.
+            steering.abort();
+            let _ = steering.await;
+        }
+        Ok::<_, anyhow::Error>((ended, failed))
+    })?;
     if let Some(err) = failed {
         return Err(err);
     }
     let end = run_time();
     publisher.borrow_mut().publish(end, true)?;
-    Ok((swarm.report(&args.target.to_string(), end), ended))
+    Ok((swarm.report(&target, end), ended))
+}
+
+/// Answers the `--control` socket for as long as the run lasts.
+async fn steer(
+    mut server: ControlServer,
+    swarm: Rc<Swarm>,
+    control: Arc<LiveControl>,
+    target: String,
+    run_time: impl Fn() -> Instant,
+) {
+    loop {
+        let pending = server.next().await;
+        let reply = answer(&swarm, &control, &target, run_time(), pending.request);
+        let _ = pending.reply.send(reply);
+    }
+}
+
+/// One operator request: the report, or a knob turned and the live figures after it.
+fn answer(
+    swarm: &Swarm,
+    control: &LiveControl,
+    target: &str,
+    now: Instant,
+    request: Result<Request, String>,
+) -> String {
+    match request {
+        Err(error) => return control::refused(&error),
+        Ok(Request::Status) => {}
+        Ok(Request::Report) => return control::ok(&swarm.report(target, now)),
+        Ok(Request::Rate(rate)) => control.set_rate(rate),
+        Ok(Request::Pause) => control.set_paused(true),
+        Ok(Request::Resume) => control.set_paused(false),
+        Ok(Request::TerminateTunnel { tunnel, result }) => {
+            swarm.terminate(Termination::Tunnel { tunnel, result })
+        }
+        Ok(Request::TerminateSession {
+            tunnel,
+            session,
+            result,
+        }) => swarm.terminate(Termination::Session {
+            tunnel,
+            session,
+            result,
+        }),
+        Ok(other) => {
+            return control::refused(&format!(
+                "{other}: a master's request; a LAC answers status, report, rate, pause, \
+                 resume, terminate-tunnel and terminate-session"
+            ))
+        }
+    }
+    let mut snapshot = swarm.snapshot(now);
+    snapshot.paused = control.paused();
+    snapshot.target_rate = control.rate();
+    control::ok(&snapshot)
 }
 
 /// The watchers' side: the live snapshot, the CSV rows, the progress line.

@@ -39,14 +39,38 @@ pub enum ControlError {
     Refused(String),
 }
 
-/// One request, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One request, parsed. The master answers `status`, `drain`, `deactivate` and `activate`;
+/// the NAT `status`; a LAC (`lac --control`) `status`, `report`, `rate`, `pause`, `resume`
+/// and the two `terminate-…`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Status,
     Drain(String),
     Deactivate(String),
     Activate(String),
+    /// The LAC's full report as of now, the shape of its final JSON.
+    Report,
+    /// Tunnel setups per second from now (0: unpaced).
+    Rate(f64),
+    Pause,
+    Resume,
+    /// Close our tunnel `tunnel` (its Assigned Tunnel ID on our side) with a StopCCN carrying
+    /// `result` (default 1, general request to clear the control connection, RFC 2661 §4.4.2).
+    TerminateTunnel {
+        tunnel: u16,
+        result: u16,
+    },
+    /// Close session `session` of our tunnel `tunnel` with a CDN carrying `result` (default 3,
+    /// administrative disconnect).
+    TerminateSession {
+        tunnel: u16,
+        session: u16,
+        result: u16,
+    },
 }
+
+/// The highest `rate` a LAC takes, as its `--rate` flag.
+pub const MAX_RATE: f64 = 1_000_000.0;
 
 impl core::fmt::Display for Request {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -55,32 +79,102 @@ impl core::fmt::Display for Request {
             Request::Drain(name) => write!(f, "drain {name}"),
             Request::Deactivate(name) => write!(f, "deactivate {name}"),
             Request::Activate(name) => write!(f, "activate {name}"),
+            Request::Report => f.write_str("report"),
+            Request::Rate(rate) => write!(f, "rate {rate}"),
+            Request::Pause => f.write_str("pause"),
+            Request::Resume => f.write_str("resume"),
+            Request::TerminateTunnel { tunnel, result } => {
+                write!(f, "terminate-tunnel {tunnel} {result}")
+            }
+            Request::TerminateSession {
+                tunnel,
+                session,
+                result,
+            } => write!(f, "terminate-session {tunnel} {session} {result}"),
         }
     }
 }
 
+const VERBS: &str = "status, drain NAME, deactivate NAME, activate NAME (master); report, \
+                     rate R, pause, resume, terminate-tunnel TUNNEL [RESULT], \
+                     terminate-session TUNNEL SESSION [RESULT] (LAC)";
+
 impl Request {
     /// Parses one line; the error names what was wrong.
     pub fn parse(line: &str) -> Result<Request, String> {
-        let mut words = line.split_whitespace();
-        let verb = words.next().ok_or("empty request")?;
-        let name = words.next();
-        if words.next().is_some() {
-            return Err(format!("{verb}: too many words"));
-        }
-        let endpoint = |make: fn(String) -> Request| match name {
-            Some(n) => Ok(make(n.to_string())),
-            None => Err(format!("{verb}: expected an endpoint name")),
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (&verb, args) = words.split_first().ok_or("empty request")?;
+        let arity = |min: usize, max: usize, what: &str| {
+            if args.len() < min {
+                Err(format!("{verb}: expected {what}"))
+            } else if args.len() > max {
+                Err(format!("{verb}: too many words (expected {what})"))
+            } else {
+                Ok(())
+            }
+        };
+        let id = |i: usize, what: &str| -> Result<u16, String> {
+            let word = args.get(i).copied().unwrap_or_default();
+            match word.parse::<u16>() {
+                Ok(id) if id > 0 => Ok(id),
+                _ => Err(format!("{verb}: {what} {word:?}: expected 1 to 65535")),
+            }
+        };
+        let result = |i: usize, default: u16| -> Result<u16, String> {
+            match args.get(i) {
+                None => Ok(default),
+                Some(_) => id(i, "result code"),
+            }
         };
         match verb {
-            "status" if name.is_none() => Ok(Request::Status),
-            "status" => Err("status takes no argument".to_string()),
-            "drain" => endpoint(Request::Drain),
-            "deactivate" => endpoint(Request::Deactivate),
-            "activate" => endpoint(Request::Activate),
-            other => Err(format!(
-                "unknown request {other:?}: expected status, drain NAME, deactivate NAME or activate NAME"
-            )),
+            "status" | "report" | "pause" | "resume" => {
+                if !args.is_empty() {
+                    return Err(format!("{verb} takes no argument"));
+                }
+                Ok(match verb {
+                    "status" => Request::Status,
+                    "report" => Request::Report,
+                    "pause" => Request::Pause,
+                    _ => Request::Resume,
+                })
+            }
+            "drain" | "deactivate" | "activate" => {
+                arity(1, 1, "an endpoint name")?;
+                let name = args[0].to_string();
+                Ok(match verb {
+                    "drain" => Request::Drain(name),
+                    "deactivate" => Request::Deactivate(name),
+                    _ => Request::Activate(name),
+                })
+            }
+            "rate" => {
+                arity(1, 1, "setups per second")?;
+                match args[0].parse::<f64>() {
+                    Ok(rate) if rate.is_finite() && (0.0..=MAX_RATE).contains(&rate) => {
+                        Ok(Request::Rate(rate))
+                    }
+                    _ => Err(format!(
+                        "rate {:?}: expected 0 (unpaced) to {MAX_RATE} setups per second",
+                        args[0]
+                    )),
+                }
+            }
+            "terminate-tunnel" => {
+                arity(1, 2, "TUNNEL [RESULT]")?;
+                Ok(Request::TerminateTunnel {
+                    tunnel: id(0, "tunnel")?,
+                    result: result(1, 1)?,
+                })
+            }
+            "terminate-session" => {
+                arity(2, 3, "TUNNEL SESSION [RESULT]")?;
+                Ok(Request::TerminateSession {
+                    tunnel: id(0, "tunnel")?,
+                    session: id(1, "session")?,
+                    result: result(2, 3)?,
+                })
+            }
+            other => Err(format!("unknown request {other:?}: expected {VERBS}")),
         }
     }
 }
@@ -290,6 +384,43 @@ mod tests {
             .unwrap_err()
             .contains("too many"));
         assert!(Request::parse("status x").is_err());
+        assert_eq!(Request::parse("report"), Ok(Request::Report));
+        assert_eq!(Request::parse("rate 12.5"), Ok(Request::Rate(12.5)));
+        assert!(Request::parse("rate -1").unwrap_err().contains("\"-1\""));
+        assert!(Request::parse("rate NaN").is_err());
+        assert!(Request::parse("rate")
+            .unwrap_err()
+            .contains("setups per second"));
+        assert_eq!(Request::parse("pause"), Ok(Request::Pause));
+        assert_eq!(Request::parse("resume"), Ok(Request::Resume));
+        assert_eq!(
+            Request::parse("terminate-tunnel 7"),
+            Ok(Request::TerminateTunnel {
+                tunnel: 7,
+                result: 1
+            })
+        );
+        assert_eq!(
+            Request::parse("terminate-session 7 9 2"),
+            Ok(Request::TerminateSession {
+                tunnel: 7,
+                session: 9,
+                result: 2
+            })
+        );
+        assert!(Request::parse("terminate-tunnel 0")
+            .unwrap_err()
+            .contains("tunnel \"0\""));
+        assert!(Request::parse("terminate-session 7")
+            .unwrap_err()
+            .contains("TUNNEL SESSION"));
+        assert!(Request::parse("terminate-session 7 9 x")
+            .unwrap_err()
+            .contains("result code"));
+        for line in ["report", "rate 3", "terminate-session 1 2 3", "drain te1"] {
+            let parsed = Request::parse(line).unwrap();
+            assert_eq!(Request::parse(&parsed.to_string()), Ok(parsed), "{line}");
+        }
         assert!(Request::parse("reboot").unwrap_err().contains("\"reboot\""));
         assert!(Request::parse("").is_err());
     }

@@ -144,6 +144,7 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
         max_outstanding: args.max_outstanding,
         csv: Some(run_dir.join("lac.csv")),
         hdr_log: Some(run_dir.join("lac.hlog")),
+        control: Some(run_dir.join("lac.sock")),
         ppp: args.ppp,
         username: super::roles::LAB_USER.to_string(),
         password: super::roles::LAB_PASSWORD.to_string(),

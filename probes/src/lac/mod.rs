@@ -36,7 +36,7 @@ pub use hdrlog::{HdrLog, HdrLogError};
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
 pub use report::LacReport;
-pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm};
+pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm, Termination};
 pub use traffic::{TrafficPlan, MAX_TRAFFIC_RATE, MIN_TRAFFIC_RATE, TRAFFIC_GRACE};
 
 use crate::live::RunPhase;
@@ -99,6 +99,8 @@ struct TunnelTrack {
     stage: Stage,
     was_up: bool,
     timed_out: bool,
+    /// Ended by the operator's `terminate-tunnel`: its going down is no failure.
+    terminated: bool,
     /// Index into the swarm's endpoints, once up.
     endpoint: usize,
     /// Retransmissions already counted.
@@ -142,6 +144,8 @@ pub struct Lac {
     settled: bool,
     /// Something happened that may let the next SCCRQs go or end the phase: act at once.
     kick: bool,
+    /// How many of the swarm's termination requests this initiator has looked at.
+    terminations_seen: usize,
     next_open: Option<Instant>,
     next_housekeeping: Instant,
     next_retransmission_scan: Instant,
@@ -194,6 +198,7 @@ impl Lac {
             unsettled: Vec::new(),
             settled: false,
             kick: true,
+            terminations_seen: 0,
             next_open: None,
             next_housekeeping: Instant::ZERO,
             next_retransmission_scan: Instant::ZERO,
@@ -382,6 +387,55 @@ impl Lac {
         self.to_open == 0 && self.pending_tunnels == 0 && self.pending_sessions == 0
     }
 
+    /// The operator's `terminate-…` requests since the last look, for the tunnels and
+    /// sessions this initiator has up.
+    fn apply_terminations(&mut self, set: &mut TunnelSet, now: Instant) {
+        let new = self.swarm.terminations_since(self.terminations_seen);
+        self.terminations_seen += new.len();
+        for what in new {
+            match what {
+                Termination::Tunnel { tunnel, result } => {
+                    let Some(track) = self.tunnels.get_mut(&tunnel) else {
+                        continue;
+                    };
+                    if track.stage != Stage::Up || track.terminated {
+                        continue;
+                    }
+                    let Some(tun) = set.tunnel_mut(tunnel) else {
+                        continue;
+                    };
+                    track.terminated = true;
+                    tun.close(now, ResultCode::new(result));
+                    self.swarm.stats_mut().tunnels_terminated += 1;
+                    tracing::info!(tunnel, result, "tunnel terminated by the operator");
+                }
+                Termination::Session {
+                    tunnel,
+                    session,
+                    result,
+                } => {
+                    let up = self
+                        .tunnels
+                        .get(&tunnel)
+                        .and_then(|track| track.sessions.get(&session))
+                        .is_some_and(|s| s.stage == Stage::Up);
+                    let Some(tun) = set.tunnel_mut(tunnel).filter(|_| up) else {
+                        continue;
+                    };
+                    tun.close_session(session, ResultCode::new(result));
+                    self.swarm.stats_mut().sessions_terminated += 1;
+                    tracing::info!(
+                        tunnel,
+                        session,
+                        result,
+                        "session terminated by the operator"
+                    );
+                }
+            }
+        }
+        self.ppp_pump(set, now);
+    }
+
     fn start_teardown(&mut self, set: &mut TunnelSet, now: Instant) {
         // Tunnels still waiting for an SCCRP go at once: read their counters first.
         self.count_retransmissions(set);
@@ -563,7 +617,7 @@ impl TunnelDriver for Lac {
                     }
                     Stage::Up => {
                         stats.tunnel_gone(track.endpoint);
-                        if !tearing_down {
+                        if !tearing_down && !track.terminated {
                             // An established tunnel lost before we asked: a failure too.
                             stats.tunnels_failed += 1;
                             stats.fail(format!(
@@ -730,6 +784,7 @@ impl TunnelDriver for Lac {
         if t >= self.next_housekeeping {
             self.next_housekeeping = t + HOUSEKEEPING;
             self.housekeeping(set, now, t);
+            self.apply_terminations(set, now);
         }
         if !self.awaiting_ack.is_empty() && t >= self.next_ack_check {
             self.next_ack_check = t + ACK_CHECK;

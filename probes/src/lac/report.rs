@@ -88,6 +88,16 @@ pub struct LacReport {
     pub sessions_with_dns: u64,
     /// The DNS servers handed out, each once (at most 16 kept).
     pub dns_servers: Vec<std::net::Ipv4Addr>,
+    /// Tunnels and sessions ended by an operator's `terminate-…` (`lac --control`); not
+    /// failures. Absent from the JSON when none was.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tunnels_terminated: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sessions_terminated: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl LacReport {

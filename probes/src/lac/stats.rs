@@ -157,6 +157,20 @@ pub struct EndpointReport {
     pub tunnels_peak: u64,
 }
 
+/// An operator's request to end one of our tunnels or sessions (`lac --control`). IDs are our
+/// own (the Assigned Tunnel / Session ID we sent); only an established one is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// A StopCCN with this result code.
+    Tunnel { tunnel: u16, result: u16 },
+    /// A CDN with this result code.
+    Session {
+        tunnel: u16,
+        session: u16,
+        result: u16,
+    },
+}
+
 /// The counters and histograms of the whole run.
 #[derive(Debug)]
 pub struct Stats {
@@ -175,6 +189,9 @@ pub struct Stats {
     pub echo_replies: u64,
     pub echo_looped_back: u64,
     pub tunnels_closed_cleanly: u64,
+    /// Ended by the operator (see [`Termination`]).
+    pub tunnels_terminated: u64,
+    pub sessions_terminated: u64,
     pub failures: BTreeMap<String, u64>,
     pub sccrq_to_sccrp: Histogram<u64>,
     pub tunnel_setup: Histogram<u64>,
@@ -246,6 +263,8 @@ impl Stats {
             echo_replies: 0,
             echo_looped_back: 0,
             tunnels_closed_cleanly: 0,
+            tunnels_terminated: 0,
+            sessions_terminated: 0,
             failures: BTreeMap::new(),
             sccrq_to_sccrp: histogram(),
             tunnel_setup: histogram(),
@@ -491,6 +510,8 @@ pub const MAX_DNS_KEPT: usize = 16;
 pub struct Swarm {
     pub pace: Pace,
     stats: RefCell<Stats>,
+    /// The operator's `terminate-…` requests, in order; each initiator keeps how far it read.
+    terminations: RefCell<Vec<Termination>>,
     /// What the report says of PPP (every initiator of a run has the same plan).
     ppp_level: PppLevel,
 }
@@ -501,6 +522,7 @@ impl Swarm {
         Swarm {
             pace,
             stats: RefCell::new(stats),
+            terminations: RefCell::new(Vec::new()),
             ppp_level: PppLevel::Off,
         }
     }
@@ -509,6 +531,21 @@ impl Swarm {
     pub fn with_ppp(mut self, level: PppLevel) -> Swarm {
         self.ppp_level = level;
         self
+    }
+
+    /// Asks every initiator to end `what` if it holds it (at its next housekeeping, within
+    /// 50 ms).
+    pub fn terminate(&self, what: Termination) {
+        self.terminations.borrow_mut().push(what);
+    }
+
+    /// The termination requests from index `from` on.
+    pub(crate) fn terminations_since(&self, from: usize) -> Vec<Termination> {
+        self.terminations
+            .borrow()
+            .get(from..)
+            .map(<[Termination]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// The figures; never hold the borrow across an await or a call into an initiator.
@@ -604,6 +641,8 @@ impl Swarm {
             echo_replies: s.echo_replies,
             echo_looped_back: s.echo_looped_back,
             tunnels_closed_cleanly: to_usize(s.tunnels_closed_cleanly),
+            tunnels_terminated: s.tunnels_terminated,
+            sessions_terminated: s.sessions_terminated,
             setup_phase_ms: phase.as_secs_f64() * 1000.0,
             tunnel_setups_per_second: if phase.is_zero() {
                 0.0

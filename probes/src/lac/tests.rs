@@ -200,6 +200,15 @@ fn run(plan: LacPlan, lns: &mut Lns) -> LacReport {
 
 /// The same, with the swarm's figures at the end.
 fn run_swarm(plan: LacPlan, lns: &mut Lns) -> (LacReport, Rc<Swarm>) {
+    run_steered(plan, lns, |_, _, _| {})
+}
+
+/// The same, with `steer` called at every step (an operator's hand on the swarm).
+fn run_steered(
+    plan: LacPlan,
+    lns: &mut Lns,
+    mut steer: impl FnMut(Instant, &Swarm, &TunnelSet),
+) -> (LacReport, Rc<Swarm>) {
     let control = Arc::new(LiveControl::default());
     let pace = Pace::new(
         PaceConfig {
@@ -216,6 +225,7 @@ fn run_swarm(plan: LacPlan, lns: &mut Lns) -> (LacReport, Rc<Swarm>) {
     let mut buf = Vec::new();
     let end = Instant::ZERO + Duration::from_secs(300);
     while now < end {
+        steer(now, &swarm, &set);
         while let Some((id, event)) = set.poll_event() {
             lac.on_event(&mut set, now, id, event);
         }
@@ -398,7 +408,8 @@ fn a_wrong_password_fails_under_authentication_with_the_servers_message() {
     assert_eq!(report.authentication.count, 0);
     // The tunnels live on and close cleanly.
     assert_eq!(report.tunnels_established, 2);
-    assert_eq!(report.tunnels_closed_cleanly, 2, "{report}");
+    // The terminated tunnel's StopCCN was acknowledged too.
+    assert_eq!(report.tunnels_closed_cleanly, 3, "{report}");
     assert_eq!(report.tunnels_failed, 0);
 }
 
@@ -623,4 +634,64 @@ fn without_traffic_no_ip_goes_out() {
     assert_eq!(lns.icmp_requests, 0);
     assert_eq!(report.traffic_sent, 0);
     assert!(!report.to_string().contains("ICMP RTT"));
+}
+
+#[test]
+fn an_operators_termination_ends_one_tunnel_and_one_session_and_is_no_failure() {
+    let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
+    let mut asked = false;
+    let mut targets = None;
+    let (report, _) = run_steered(plan(3, 2, PppPlan::off()), &mut lns, |now, swarm, set| {
+        // Everything is up well before 1.5 s; the hold lasts 3 s.
+        if asked || now < Instant::ZERO + Duration::from_millis(1500) {
+            return;
+        }
+        asked = true;
+        let ids: Vec<u16> = set.tunnel_ids().collect();
+        assert_eq!(ids.len(), 3);
+        let (first, second) = (ids[0], ids[1]);
+        let session = set
+            .tunnel(second)
+            .and_then(|t| t.session_ids().next())
+            .expect("a session");
+        swarm.terminate(Termination::Tunnel {
+            tunnel: first,
+            result: 6,
+        });
+        swarm.terminate(Termination::Session {
+            tunnel: second,
+            session,
+            result: 3,
+        });
+        // Not ours, or already gone: nothing happens.
+        swarm.terminate(Termination::Tunnel {
+            tunnel: first ^ 0x8000,
+            result: 1,
+        });
+        targets = Some((first, second, session));
+    });
+    assert!(
+        targets.is_some(),
+        "the run ended before the operator's turn"
+    );
+    assert_eq!(report.tunnels_terminated, 1, "{report}");
+    assert_eq!(report.sessions_terminated, 1, "{report}");
+    assert_eq!(report.tunnels_failed, 0, "{report}");
+    assert_eq!(report.sessions_failed, 0, "{report}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    // The terminated tunnel's StopCCN was acknowledged too.
+    assert_eq!(report.tunnels_closed_cleanly, 3, "{report}");
+    assert!(report.success(), "{report}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["tunnels_terminated"], 1);
+    assert_eq!(json["sessions_terminated"], 1);
+}
+
+#[test]
+fn without_terminations_the_report_has_no_such_keys() {
+    let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
+    let report = run(plan(1, 1, PppPlan::off()), &mut lns);
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json.get("tunnels_terminated").is_none(), "{json}");
+    assert!(json.get("sessions_terminated").is_none(), "{json}");
 }

@@ -197,6 +197,12 @@ fn answer_master(master: &mut Master, request: Result<Request, String>) -> Strin
         Ok(Request::Drain(name)) => ("drain", master.drain(&name), name),
         Ok(Request::Deactivate(name)) => ("deactivate", master.deactivate(&name), name),
         Ok(Request::Activate(name)) => ("activate", master.activate(&name), name),
+        Ok(other) => {
+            return control::refused(&format!(
+                "{other}: a LAC's request; the master answers status, drain, deactivate and \
+                 activate"
+            ))
+        }
     };
     if !done {
         let known: Vec<String> = master

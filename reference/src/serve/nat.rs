@@ -146,7 +146,7 @@ pub async fn serve_nat(setup: NatSetup) -> Result<NatStatus, ServeError> {
                     let reply = match pending.request {
                         Ok(Request::Status) => control::ok(&fwd.status(ring.as_ref(), tap.get_ref())),
                         Ok(other) => control::refused(&format!(
-                            "{other}: the NAT has no endpoints to drain; ask the master"
+                            "{other}: the NAT answers status only (endpoints: ask the master)"
                         )),
                         Err(error) => control::refused(&error),
                     };

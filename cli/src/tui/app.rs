@@ -2,7 +2,7 @@
 //! Pure: [`App::update`] takes an [`Event`] and answers with the [`Action`] the outside world
 //! should take; nothing here touches a terminal, a socket or a clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use probes::live::{EndpointLive, LiveSnapshot};
@@ -20,6 +20,32 @@ pub const MAX_RATE: f64 = 1_000_000.0;
 pub const MESSAGE_TICKS: u32 = 50;
 /// Whole seconds averaged for the measured setup rate.
 const MEASURE_SECONDS: usize = 3;
+/// Whole seconds of the run the charts keep (the oldest go first).
+pub const HISTORY_SECONDS: usize = 600;
+/// The histograms the latency chart can show, in the order `l` steps through them.
+pub const LATENCY_PHASES: [&str; 9] = [
+    "SCCRQ→SCCRP",
+    "tunnel setup",
+    "session setup",
+    "echo RTT",
+    "LCP opened",
+    "authentication",
+    "IPCP opened",
+    "ICRQ→IP up",
+    "traffic RTT",
+];
+
+/// One whole second of the run as the charts plot it: the levels and the running totals as
+/// the last snapshot within it saw them (a second's count is its total minus the one before).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Second {
+    pub second: u64,
+    pub tunnels_up: u64,
+    pub sessions_up: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+}
 
 /// What the App wants done outside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +136,10 @@ pub struct App {
     pub killed: BTreeSet<String>,
     /// The lab's master was killed from here.
     pub master_killed: bool,
+    /// The run second by second, for the charts; at most [`HISTORY_SECONDS`].
+    pub history: VecDeque<Second>,
+    /// Index into [`LATENCY_PHASES`]: the latency chart's histogram.
+    pub latency_phase: usize,
 }
 
 impl App {
@@ -132,6 +162,39 @@ impl App {
             message_ticks: 0,
             killed: BTreeSet::new(),
             master_killed: false,
+            history: VecDeque::new(),
+            latency_phase: 0,
+        }
+    }
+
+    /// Files the snapshot under its whole second: a new second, or the last one updated.
+    fn record(&mut self, s: &LiveSnapshot) {
+        let second = if s.elapsed_s.is_finite() && s.elapsed_s > 0.0 {
+            s.elapsed_s as u64
+        } else {
+            0
+        };
+        let entry = Second {
+            second,
+            tunnels_up: s.tunnels_up,
+            sessions_up: s.sessions_up,
+            established: s.tunnels_established,
+            failed: s.tunnels_failed.saturating_add(s.sessions_failed),
+            retransmissions: s.retransmissions,
+        };
+        match self.history.back_mut() {
+            Some(last) if last.second == second => *last = entry,
+            // A snapshot from before the last one (a new run) starts the history again.
+            Some(last) if last.second > second => {
+                self.history.clear();
+                self.history.push_back(entry);
+            }
+            _ => {
+                self.history.push_back(entry);
+                while self.history.len() > HISTORY_SECONDS {
+                    self.history.pop_front();
+                }
+            }
         }
     }
 
@@ -149,6 +212,7 @@ impl App {
                 Action::None
             }
             Event::Snapshot(snapshot) => {
+                self.record(&snapshot);
                 self.snapshot = snapshot;
                 self.clamp_selection();
                 Action::None
@@ -229,6 +293,15 @@ impl App {
                     self.measured_rate()
                 };
                 self.set_rate(from / RATE_STEP)
+            }
+            Input::NextLatency => {
+                self.latency_phase = (self.latency_phase + 1) % LATENCY_PHASES.len();
+                let name = LATENCY_PHASES
+                    .get(self.latency_phase)
+                    .copied()
+                    .unwrap_or("");
+                self.say(format!("latency chart: {name}"));
+                Action::None
             }
             Input::SelectUp => {
                 let n = self.rows().len();

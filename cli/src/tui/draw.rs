@@ -5,14 +5,18 @@ use std::fmt::Write as _;
 use probes::live::{LiveSnapshot, Percentiles};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Block, Cell, Clear, HighlightSpacing, Paragraph, Row as TableRow, Table, TableState,
+    Axis, Block, Cell, Chart, Clear, Dataset, GraphType, HighlightSpacing, Paragraph,
+    Row as TableRow, Table, TableState,
 };
 use ratatui::Frame;
 use reference::master::Policy;
 
-use super::app::{per_second_totals, App, Row, RowState, MIN_RATE, RATE_STEP};
+use super::app::{
+    per_second_totals, App, Row, RowState, Second, LATENCY_PHASES, MIN_RATE, RATE_STEP,
+};
 
 const HIGHLIGHT: &str = "> ";
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -22,6 +26,10 @@ const PANEL_HEIGHT: u16 = 7;
 /// Lines of the PPP panel: borders, a header, five histograms.
 const PPP_HEIGHT: u16 = 8;
 const LATENCY_WIDTH: u16 = 58;
+/// The charts show below the panels when the panels' area is at least this wide and has
+/// this many lines to spare (a 140×40 terminal does; 80×24 and 100×30 keep the tables only).
+const CHARTS_MIN_WIDTH: u16 = 120;
+const CHARTS_MIN_HEIGHT: u16 = 10;
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
@@ -157,7 +165,12 @@ fn draw_endpoints(frame: &mut Frame, area: Rect, app: &App, rows: &[Row<'_>]) {
         .max()
         .unwrap_or(0)
         .clamp(8, 16) as u16;
-    let share_width: u16 = if inner.width >= 90 { 14 } else { 10 };
+    // The share bar grows with the row: a seventh of it from 98 columns on.
+    let share_width: u16 = if inner.width >= 90 {
+        (inner.width / 7).clamp(14, 40)
+    } else {
+        10
+    };
     let constraints = [
         Constraint::Length(name_width),
         Constraint::Length(8),
@@ -283,6 +296,23 @@ fn draw_panels(frame: &mut Frame, area: Rect, app: &App) {
         return;
     }
     let s = &app.snapshot;
+    let tables = if ppp_shown(s) {
+        PANEL_HEIGHT + PPP_HEIGHT
+    } else {
+        PANEL_HEIGHT
+    };
+    let area = if area.width >= CHARTS_MIN_WIDTH && area.height >= tables + CHARTS_MIN_HEIGHT {
+        // The errors keep the lines they have, as far as the charts' least height allows.
+        let errors = u16::try_from(error_lines(app).len() + 2).unwrap_or(u16::MAX);
+        let tables =
+            (tables + errors.saturating_sub(PANEL_HEIGHT)).min(area.height - CHARTS_MIN_HEIGHT);
+        let [tables, charts] =
+            Layout::vertical([Constraint::Length(tables), Constraint::Min(0)]).areas(area);
+        draw_charts(frame, charts, app);
+        tables
+    } else {
+        area
+    };
     let (area, ppp) = if ppp_shown(s) && area.height >= PANEL_HEIGHT + PPP_HEIGHT {
         // The room left goes to the errors, whose list grows.
         let [top, bottom] = Layout::vertical([
@@ -306,6 +336,145 @@ fn draw_panels(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(area) = ppp {
         draw_ppp(frame, area, s);
     }
+}
+
+/// Three charts side by side: tunnels and sessions up and setups per second; failures and
+/// retransmissions per second; the percentiles of the latency the user picked (`l`).
+fn draw_charts(frame: &mut Frame, area: Rect, app: &App) {
+    let [levels, troubles, latency] = Layout::horizontal([
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+        Constraint::Ratio(1, 3),
+    ])
+    .areas(area);
+    let history: Vec<Second> = app.history.iter().copied().collect();
+    let per_second = |total: fn(&Second) -> u64| -> Vec<(f64, f64)> {
+        let mut before = 0;
+        history
+            .iter()
+            .map(|s| {
+                let now = total(s);
+                let count = now.saturating_sub(before);
+                before = now;
+                (s.second as f64, count as f64)
+            })
+            .collect()
+    };
+    let level = |value: fn(&Second) -> u64| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .map(|s| (s.second as f64, value(s) as f64))
+            .collect()
+    };
+    let up = [
+        ("tunnels up", Color::Cyan, level(|s| s.tunnels_up)),
+        ("sessions up", Color::Blue, level(|s| s.sessions_up)),
+        ("setups/s", Color::Green, per_second(|s| s.established)),
+    ];
+    time_chart(frame, levels, " up, and setups/s ", &up);
+    let bad = [
+        ("failures/s", Color::Red, per_second(|s| s.failed)),
+        (
+            "retransmissions/s",
+            Color::Yellow,
+            per_second(|s| s.retransmissions),
+        ),
+    ];
+    time_chart(frame, troubles, " failures, retransmissions ", &bad);
+    let name = LATENCY_PHASES
+        .get(app.latency_phase)
+        .copied()
+        .unwrap_or_default();
+    percentile_chart(frame, latency, name, &app.snapshot);
+}
+
+/// A chart's line: its legend, colour and points.
+type Series<'a> = (&'a str, Color, Vec<(f64, f64)>);
+
+/// Series over the run's seconds, on one axis from 0 to the highest value.
+fn time_chart(frame: &mut Frame, area: Rect, title: &str, series: &[Series<'_>]) {
+    let points = series.iter().flat_map(|(_, _, p)| p.iter());
+    let (first, last, top) = points.fold((f64::MAX, 0.0f64, 0.0f64), |(a, b, c), &(x, y)| {
+        (a.min(x), b.max(x), c.max(y))
+    });
+    let first = if first == f64::MAX { 0.0 } else { first };
+    let last = last.max(first + 1.0);
+    let top = top.max(1.0);
+    let datasets = series
+        .iter()
+        .map(|(name, color, points)| {
+            Dataset::default()
+                .name(*name)
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(*color))
+                .data(points)
+        })
+        .collect();
+    let chart = Chart::new(datasets)
+        .block(Block::bordered().title(title))
+        .x_axis(
+            Axis::default()
+                .bounds([first, last])
+                .labels([format!("{first:.0}s"), format!("{last:.0}s")]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, top])
+                .labels(["0".to_string(), format!("{top:.0}")]),
+        )
+        .hidden_legend_constraints((Constraint::Ratio(1, 1), Constraint::Ratio(1, 1)));
+    frame.render_widget(chart, area);
+}
+
+/// A percentile plot as HdrHistogram draws it: the percentile on a log scale (x = log10 of
+/// 1/(1 − q): 90% at 1, 99% at 2, 99.9% at 3; the max at 4), the latency in ms up.
+fn percentile_chart(frame: &mut Frame, area: Rect, name: &str, s: &LiveSnapshot) {
+    let p = match name {
+        "SCCRQ→SCCRP" => &s.sccrq_to_sccrp,
+        "tunnel setup" => &s.tunnel_setup,
+        "session setup" => &s.session_setup,
+        "echo RTT" => &s.echo_rtt,
+        "LCP opened" => &s.ppp.lcp_opened,
+        "authentication" => &s.ppp.authentication,
+        "IPCP opened" => &s.ppp.ipcp_opened,
+        "ICRQ→IP up" => &s.ppp.icrq_to_ip_up,
+        _ => &s.traffic.rtt,
+    };
+    let points: Vec<(f64, f64)> = if p.count == 0 {
+        Vec::new()
+    } else {
+        vec![
+            (2f64.log10(), p.p50_ms),
+            (1.0, p.p90_ms),
+            (2.0, p.p99_ms),
+            (3.0, p.p999_ms),
+            (4.0, p.max_ms),
+        ]
+    };
+    let top = points.iter().map(|&(_, y)| y).fold(0.0f64, f64::max);
+    let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+    let title = format!(" {name}: ms by percentile, {} seen ", p.count);
+    let dataset = Dataset::default()
+        .name("latency")
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(Color::Magenta))
+        .data(&points);
+    let chart = Chart::new(vec![dataset])
+        .block(Block::bordered().title(title))
+        .x_axis(
+            Axis::default()
+                .bounds([0.0, 4.0])
+                .labels(["", "90%", "99%", "99.9%", "max"]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, top])
+                .labels(["0".to_string(), ms(top)]),
+        )
+        .hidden_legend_constraints((Constraint::Length(0), Constraint::Length(0)));
+    frame.render_widget(chart, area);
 }
 
 /// A latency table on the left, text on the right.
@@ -395,6 +564,15 @@ fn percentiles(p: &Percentiles) -> [String; 5] {
 }
 
 fn draw_errors(frame: &mut Frame, area: Rect, app: &App) {
+    let lines: Vec<Line> = error_lines(app).into_iter().map(Line::from).collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" errors ")),
+        area,
+    );
+}
+
+/// The errors panel's lines: the counters, each failure reason, the master's drops.
+fn error_lines(app: &App) -> Vec<String> {
     let s = &app.snapshot;
     let mut lines = vec![
         format!("tunnels failed {}", s.tunnels_failed),
@@ -420,11 +598,7 @@ fn draw_errors(frame: &mut Frame, area: Rect, app: &App) {
             lines.push(line);
         }
     }
-    let lines: Vec<Line> = lines.into_iter().map(Line::from).collect();
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" errors ")),
-        area,
-    );
+    lines
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
@@ -453,6 +627,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         format!("d                drain it at the master{lab}"),
         format!("k                kill its process{lab}"),
         format!("K                kill the master{lab}"),
+        "l                the latency chart's next histogram".to_string(),
         "?  Esc           close this help".to_string(),
     ];
     let width = lines

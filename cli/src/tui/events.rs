@@ -29,6 +29,8 @@ pub enum Input {
     KillMaster,
     /// `?`, `h`, F1.
     ToggleHelp,
+    /// `l`: the latency chart shows the next histogram.
+    NextLatency,
 }
 
 /// One thing that happened: a key, the terminal, the clock, or news from the driver and the master.
@@ -88,6 +90,7 @@ pub fn input_from_key(key: KeyEvent) -> Option<Input> {
         KeyCode::Char('k') => Some(Input::Kill),
         KeyCode::Char('K') => Some(Input::KillMaster),
         KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => Some(Input::ToggleHelp),
+        KeyCode::Char('l') | KeyCode::Char('L') => Some(Input::NextLatency),
         _ => None,
     }
 }
@@ -140,6 +143,10 @@ mod tests {
         assert_eq!(
             input_from_key(key(KeyCode::Char('?'))),
             Some(Input::ToggleHelp)
+        );
+        assert_eq!(
+            input_from_key(key(KeyCode::Char('l'))),
+            Some(Input::NextLatency)
         );
         assert_eq!(input_from_key(key(KeyCode::Char('x'))), None);
         // Ctrl-D must not drain.

@@ -660,3 +660,89 @@ fn ppp_panel_shows_phases_latencies_and_traffic() {
     let frame = render(&mid_run_app(), 110, 34);
     assert!(!frame.contains("PPP latency"), "{frame}");
 }
+
+/// A 40 s run fed second by second: a ramp of tunnels and sessions, setups at 15/s, a burst of
+/// failures and retransmissions at 20–22 s, PPP latencies.
+fn charted_app() -> App {
+    let mut app = App::new(true, 50.0, false);
+    for second in 0..=40u64 {
+        let mut s = mid_run_snapshot();
+        s.elapsed_s = second as f64 + 0.4;
+        s.tunnels_up = second * 15;
+        s.tunnels_established = second * 15;
+        s.sessions_up = second * 15;
+        s.tunnels_failed = match second {
+            0..=19 => 0,
+            20..=22 => (second - 19) * 4,
+            _ => 12,
+        };
+        s.retransmissions = match second {
+            0..=19 => second / 5,
+            20..=22 => 4 + (second - 19) * 10,
+            _ => 34,
+        };
+        s.ppp.ip_up_total = second * 15;
+        s.ppp.ip_up = second * 15;
+        s.ppp.icrq_to_ip_up = percentiles(second * 15, 3.9);
+        app.update(Event::Snapshot(s));
+    }
+    app.update(Event::Master(Some(mid_run_master())));
+    app
+}
+
+/// On a 140×40 terminal the room under the tables holds three charts; the latency one shows
+/// the histogram `l` picks, PPP phases included.
+#[test]
+fn charts_fill_a_large_terminal() {
+    let mut app = charted_app();
+    assert_eq!(app.history.len(), 41);
+    let frame = render(&app, 140, 40);
+    assert!(frame.contains(" up, and setups/s "), "{frame}");
+    assert!(frame.contains(" failures, retransmissions "), "{frame}");
+    assert!(
+        frame.contains("SCCRQ→SCCRP: ms by percentile, 608 seen"),
+        "{frame}"
+    );
+    assert!(line_of(&frame, "up, and setups/s").contains("┌"), "{frame}");
+    // The x axis runs over the run's seconds; the y axis tops at the most tunnels up.
+    assert!(frame.contains("0s") && frame.contains("40s"), "{frame}");
+    assert!(frame.contains("600"), "{frame}");
+    assert_frame("tui-charts-140x40", &frame);
+
+    for _ in 0..7 {
+        assert_eq!(app.update(Event::Input(Input::NextLatency)), Action::None);
+    }
+    let frame = render(&app, 140, 40);
+    assert!(
+        frame.contains("ICRQ→IP up: ms by percentile, 600 seen"),
+        "{frame}"
+    );
+    assert!(frame.contains("latency chart: ICRQ→IP up"), "{frame}");
+    // Nine histograms, then round again.
+    for _ in 0..2 {
+        app.update(Event::Input(Input::NextLatency));
+    }
+    assert_eq!(app.latency_phase, 0);
+}
+
+/// Small terminals keep the tables only, as before the charts.
+#[test]
+fn charts_stay_away_from_a_small_terminal() {
+    let app = charted_app();
+    let frame = render(&app, 80, 24);
+    assert!(!frame.contains("up, and setups/s"), "{frame}");
+    assert!(frame.contains("echo RTT"), "{frame}");
+    assert_frame("tui-charts-80x24", &frame);
+    let frame = render(&app, 100, 30);
+    assert!(!frame.contains("by percentile"), "{frame}");
+}
+
+/// A snapshot from an earlier second (a new run in the same TUI) starts the history anew.
+#[test]
+fn history_restarts_with_a_new_run() {
+    let mut app = charted_app();
+    let mut s = mid_run_snapshot();
+    s.elapsed_s = 0.2;
+    app.update(Event::Snapshot(s));
+    assert_eq!(app.history.len(), 1);
+}

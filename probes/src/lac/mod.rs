@@ -801,7 +801,11 @@ impl TunnelDriver for Lac {
                     }
                     self.phase = Phase::Holding { until };
                     if self.plan.echo_rate > 0.0 {
-                        self.next_echo = Some(t);
+                        // The first keepalive one interval in, as pppd's lcp-echo-interval:
+                        // a peer's PPP that has just been started (xl2tpd's pppd, whose tty is
+                        // still in cooked mode for a moment) is not asked at once.
+                        let period = Duration::from_secs_f64(1.0 / self.plan.echo_rate);
+                        self.next_echo = Some(t + period);
                     }
                     self.traffic_start(t);
                     self.set_phase_name(t);

@@ -102,10 +102,16 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
     eprintln!("{report}");
     assert_eq!(report.tunnels_established, 20, "{report}");
     assert_eq!(report.sessions_established, 40, "{report}");
-    assert!(report.echo_requests_sent >= 40 * 8, "{report}");
+    // Rounds at 0.5, 1, …, 3.5 s of the hold (the first one interval in, none in the last
+    // second): 7 of 40.
+    assert!(report.echo_requests_sent >= 40 * 7, "{report}");
     // Data messages are never retransmitted (RFC 2661 §5.8 covers the control channel only),
     // and each echo crosses xl2tpd and its pty to the stand-in pppd twice: once, under CI load,
-    // one echo in 320 did not come back. Up to 1% may be lost; more is a finding.
+    // one echo in 320 did not come back. Up to 1% may be lost; more is a finding. (Echoes sent
+    // the moment the sessions came up once came back 2 bytes short, eleven in one run: the
+    // stand-in's tty was still in cooked mode, xl2tpd clears ICANON from c_cflag instead of
+    // c_lflag, and a 0x7f in our magic number erased itself and the byte before. The LAC's
+    // first keepalive now waits one interval, as pppd's does.)
     let lost = report
         .echo_requests_sent
         .saturating_sub(report.echo_answered());

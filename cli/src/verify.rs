@@ -40,6 +40,36 @@ pub struct VerifyArgs {
     /// Tunnel secret, to unhide hidden AVPs (an Assigned Tunnel ID may travel hidden).
     #[arg(long)]
     pub secret: Option<String>,
+    /// Write ladder diagrams (SVG) into this directory: the first tunnels and every deviating
+    /// one, a column per role, an arrow per message with its step, deviations in red.
+    #[arg(long, value_name = "DIR")]
+    pub svg: Option<PathBuf>,
+}
+
+/// `--svg` draws the first this many tunnels, and every deviating one besides.
+pub const LADDERS_FIRST: usize = 5;
+
+/// Writes the ladders `--svg` asks for into `dir` (made if missing); how many were written.
+pub fn write_ladders(report: &Report, dir: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("--svg {}", dir.display()))?;
+    let mut written = 0;
+    for (i, tunnel) in report.tunnels.iter().enumerate() {
+        if i >= LADDERS_FIRST && tunnel.conforms {
+            continue;
+        }
+        let name = format!(
+            "tunnel-{:03}-{}-{}-tid{}.svg",
+            i + 1,
+            tunnel.initiator.ip(),
+            tunnel.initiator.port(),
+            tunnel.initiator_tunnel_id
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, sequence::ladder::svg(tunnel))
+            .with_context(|| format!("--svg: writing {}", path.display()))?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +101,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let (observations, counts) = read_captures(&args.files, args.port, &options)?;
     let report = sequence::check(&observations, &roles, args.sequence.into());
     let captures: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    if let Some(dir) = &args.svg {
+        let written = write_ladders(&report, dir)?;
+        eprintln!("wrote {written} ladder diagram(s) to {}", dir.display());
+    }
 
     let mut out = io::stdout().lock();
     if args.json {
@@ -175,6 +209,7 @@ mod tests {
             roles,
             port: 1701,
             secret: None,
+            svg: None,
         }
     }
 
@@ -224,6 +259,33 @@ mod tests {
         let text = report.render_text(&["public.pcap".to_owned(), "lan.pcap".to_owned()]);
         assert!(text.contains("DEVIATES at step 108"), "{text}");
         assert!(text.contains("[public.pcap #"), "{text}");
+    }
+
+    #[test]
+    fn svg_draws_the_first_tunnels_and_every_deviating_one() {
+        let dir = TempDir::new("svg");
+        let (files, roles) = write_run(
+            &dir,
+            Plan::new(Variant::Fig3).with_fault(5, Fault::NatKeepsLanSource),
+        );
+        let report = check_files(&args(files, Some(roles)));
+        let ladders = dir.0.join("ladders");
+        assert_eq!(write_ladders(&report, &ladders).unwrap(), LADDERS_FIRST + 1);
+        let mut names: Vec<String> = std::fs::read_dir(&ladders)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(names[0].starts_with("tunnel-001-"), "{names:?}");
+        let last = std::fs::read_to_string(ladders.join(&names[LADDERS_FIRST])).unwrap();
+        assert!(names[LADDERS_FIRST].starts_with("tunnel-006-"), "{names:?}");
+        assert!(last.contains("class=\"deviation\""), "{last}");
+        let first = std::fs::read_to_string(ladders.join(&names[0])).unwrap();
+        assert!(!first.contains("class=\"deviation\""), "{first}");
+        // A path that cannot be a directory is named in the error.
+        let blocked = dir.0.join("public.pcap").join("ladders");
+        let err = write_ladders(&report, &blocked).unwrap_err();
+        assert!(format!("{err:#}").contains("--svg"), "{err:#}");
     }
 
     #[test]

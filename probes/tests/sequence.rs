@@ -683,3 +683,68 @@ fn run_tunnels(run: &Run) -> usize {
         .totals
         .tunnels
 }
+
+/// The ladder of a tunnel, parsed as XML: its arrows' labels, and those drawn in red.
+fn ladder(tunnel: &TunnelReport) -> (String, Vec<String>, Vec<String>) {
+    let svg = probes::sequence::ladder::svg(tunnel);
+    let doc = roxmltree::Document::parse(&svg).expect("the ladder is well-formed XML");
+    let texts = |class: &str| -> Vec<String> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text") && n.attribute("class") == Some(class))
+            .filter_map(|n| n.text().map(str::to_string))
+            .collect()
+    };
+    let (all, red) = (texts("message"), texts("deviation"));
+    (svg, all, red)
+}
+
+#[test]
+fn fig3_ladder_snapshot() {
+    let (_, report) = verify("fig3-ladder", Plan::new(Variant::Fig3));
+    let (svg, arrows, red) = ladder(&report.tunnels[0]);
+    assert!(red.is_empty(), "{red:?}");
+    // Every step of FIG 3 has its arrow, in order.
+    let steps: Vec<&str> = arrows
+        .iter()
+        .filter_map(|a| a.split(' ').next())
+        .filter(|s| s.parse::<u16>().is_ok())
+        .collect();
+    assert_eq!(steps.first(), Some(&"102"), "{arrows:?}");
+    for column in [">TI<", ">CM<", ">NAT<", ">TE1<"] {
+        assert!(svg.contains(column), "{column} missing");
+    }
+    snapshot("ladder-fig3", svg);
+}
+
+#[test]
+fn fig5_ladder_snapshot() {
+    let (_, report) = verify("fig5-ladder", Plan::new(Variant::Fig5));
+    let (svg, arrows, red) = ladder(&report.tunnels[0]);
+    assert!(red.is_empty(), "{red:?}");
+    assert!(
+        arrows.iter().any(|a| a.starts_with("204 SCCRQ")),
+        "{arrows:?}"
+    );
+    assert!(!svg.contains(">NAT<"), "FIG 5 has no NAT column");
+    snapshot("ladder-fig5", svg);
+}
+
+/// A NAT that forwards the SCCRP without rewriting its source: step 108's arrow is red, and
+/// the finding is written under the ladder.
+#[test]
+fn a_wrong_rewrite_is_red_on_the_ladder() {
+    let run = craft::craft(Plan::new(Variant::Fig3).with_fault(1, Fault::NatKeepsLanSource));
+    let observations = through_pcaps("ladder-nat", &run);
+    let report = check(&observations, &run.roles, Sequence::Auto);
+    let (tunnel, first) = only_deviation(&report);
+    let (_, _, red) = ladder(tunnel);
+    assert!(
+        red.iter().any(|t| t.starts_with("108 SCCRP")),
+        "step 108 not red: {red:?}"
+    );
+    assert!(red.contains(&first.text), "{red:?}");
+    // The conforming tunnels have no red at all.
+    for t in report.tunnels.iter().filter(|t| t.conforms) {
+        assert!(ladder(t).2.is_empty());
+    }
+}

@@ -26,6 +26,7 @@ mod capture;
 mod context;
 pub mod craft;
 mod craft_ppp;
+pub mod ladder;
 mod observation;
 mod ppp;
 mod report;

@@ -157,7 +157,7 @@ impl TunnelReport {
         out
     }
 
-    fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         let mut title = format!("tunnel {} tid {}", self.initiator, self.initiator_tunnel_id);
         match (&self.endpoint, self.endpoint_tunnel_id) {
             (Some(name), Some(tid)) => {

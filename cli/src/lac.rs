@@ -21,6 +21,7 @@ use probes::lac::{
 };
 use probes::live::{Live, LiveControl, LiveSnapshot, RunPhase};
 use reference::control::{self, ControlServer, Request};
+use reference::metrics::{self, label, MetricSet, MetricsServer, Value};
 
 use crate::args;
 use crate::net::{os_seed, tunnel_config};
@@ -108,6 +109,11 @@ pub struct LacArgs {
     /// `terminate-tunnel TUNNEL [RESULT]`, `terminate-session TUNNEL SESSION [RESULT]`.
     #[arg(long, value_name = "SOCK")]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address,
+    /// refreshed each second of the run: counters, gauges, per-endpoint figures and the setup
+    /// latency histograms (label `phase`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
     #[arg(long)]
     pub tui: bool,
@@ -181,6 +187,7 @@ impl Default for LacArgs {
             csv: None,
             hdr_log: None,
             control: None,
+            metrics: None,
             tui: false,
             stay_on_target: false,
             hello_interval: Duration::from_secs(60),
@@ -419,11 +426,22 @@ pub fn execute_with(
         live,
         csv,
         hdr_log,
+        metrics: None,
         next_second: 0,
         progress: progress.then(|| std::io::stderr().is_terminal()),
     }));
     let target = args.target.to_string();
     let (ended, failed) = local.block_on(&runtime, async {
+        // Bound before anything starts, so an address in use fails the run at once.
+        let scraping = match args.metrics {
+            Some(addr) => {
+                let server = MetricsServer::bind(addr)?;
+                let shared = metrics::Shared::default();
+                publisher.borrow_mut().metrics = Some(Arc::clone(&shared));
+                Some(server.serve(shared))
+            }
+            None => None,
+        };
         let steering = match &args.control {
             Some(path) => {
                 let server = ControlServer::bind(path).context("--control")?;
@@ -512,6 +530,9 @@ pub fn execute_with(
         if let Ok(err) = ticker.await {
             failed.get_or_insert(err);
         }
+        if let Some(scraping) = scraping {
+            scraping.abort();
+        }
         if let Some(steering) = steering {
             // The socket file goes with the server.
             steering.abort();
@@ -525,6 +546,111 @@ pub fn execute_with(
     let end = run_time();
     publisher.borrow_mut().publish(end, true)?;
     Ok((swarm.report(&target, end), ended))
+}
+
+/// The run's figures for Prometheus (`--metrics`): what the JSON report counts, what is up
+/// now, per endpoint (label `endpoint`, the report's key), and the latency histograms (label
+/// `phase`, the JSON's names) in seconds.
+fn lac_metrics(s: &probes::lac::Stats, now: &LiveSnapshot) -> MetricSet {
+    let mut set = MetricSet::default();
+    let counters: [(&'static str, &'static str, u64); 10] = [
+        (
+            "tunnels_established",
+            "Tunnels established.",
+            s.tunnels_established,
+        ),
+        ("tunnels_failed", "Tunnels that failed.", s.tunnels_failed),
+        (
+            "sessions_established",
+            "Sessions established.",
+            s.sessions_established,
+        ),
+        (
+            "sessions_failed",
+            "Sessions that failed.",
+            s.sessions_failed,
+        ),
+        (
+            "sessions_ip_up",
+            "Sessions that reached IP up (PPP).",
+            s.ip_up_total,
+        ),
+        (
+            "retransmissions",
+            "Control messages sent again.",
+            s.retransmissions,
+        ),
+        ("echo_requests_sent", "LCP Echo-Requests sent.", s.echo_sent),
+        (
+            "echo_answered",
+            "LCP Echo-Requests answered.",
+            s.echo_answered(),
+        ),
+        (
+            "tunnels_closed_cleanly",
+            "Tunnels whose StopCCN was acknowledged.",
+            s.tunnels_closed_cleanly,
+        ),
+        (
+            "tunnels_started",
+            "SCCRQs sent (first copies).",
+            s.tunnels_started,
+        ),
+    ];
+    for (name, help, value) in counters {
+        set.counter(name, help, value);
+    }
+    set.gauge("tunnels_up", "Tunnels up now.", now.tunnels_up as f64);
+    set.gauge("sessions_up", "Sessions up now.", now.sessions_up as f64);
+    set.gauge(
+        "outstanding",
+        "SCCRQs without an answer now.",
+        now.outstanding as f64,
+    );
+    set.gauge(
+        "target_rate",
+        "Tunnel setups per second asked for (0: unpaced).",
+        now.target_rate,
+    );
+    set.gauge(
+        "paused",
+        "1 while new setups are paused.",
+        f64::from(u8::from(now.paused)),
+    );
+    for (why, n) in &s.failures {
+        set.push(
+            "failures",
+            "Failures by reason, as the report words them.",
+            vec![label("reason", why)],
+            Value::Counter(*n),
+        );
+    }
+    for e in &s.endpoints {
+        set.push(
+            "endpoint_tunnels_established",
+            "Tunnels established with the endpoint.",
+            vec![label("endpoint", &e.key)],
+            Value::Counter(e.tunnels_total),
+        );
+        set.push(
+            "endpoint_tunnels_up",
+            "Tunnels up with the endpoint now.",
+            vec![label("endpoint", &e.key)],
+            Value::Gauge(e.tunnels as f64),
+        );
+    }
+    for (phase, h) in s.histograms() {
+        let recorded = h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()));
+        set.push(
+            "setup_latency_seconds",
+            "Latencies of the run's phases (the JSON report's histograms).",
+            vec![label("phase", phase)],
+            metrics::latency_histogram(recorded),
+        );
+    }
+    set
 }
 
 /// Answers the `--control` socket for as long as the run lasts.
@@ -588,6 +714,8 @@ struct Publisher {
     live: Live,
     csv: Option<CsvSeries>,
     hdr_log: Option<HdrLog>,
+    /// Where `--metrics` scrapes read from.
+    metrics: Option<metrics::Shared>,
     /// The next whole second to close with a CSV row and a progress line.
     next_second: u64,
     /// `Some(terminal)` when a progress line goes to stderr.
@@ -614,6 +742,9 @@ impl Publisher {
                 progress_line(terminal, &snapshot, row.setups_this_second);
             }
             self.next_second += 1;
+        }
+        if let Some(shared) = self.metrics.as_ref().filter(|_| closed || last) {
+            metrics::publish(shared, lac_metrics(&self.swarm.stats(), &snapshot));
         }
         if let Some(log) = self.hdr_log.as_mut().filter(|_| closed || last) {
             let stats = self.swarm.stats();

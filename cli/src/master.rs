@@ -56,6 +56,9 @@ pub struct MasterArgs {
     /// Unix control socket: `l2tpkit ctl PATH status|drain NAME|deactivate NAME|activate NAME`.
     #[arg(long)]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub run: args::ForwarderRun,
 }
@@ -94,6 +97,7 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
             control: args.control.clone(),
             pcap: args.run.pcap.clone(),
             duration: args.run.duration,
+            metrics: args.metrics,
             ..ServeOptions::default()
         },
         ..MasterSetup::new(config, lan)

@@ -33,6 +33,9 @@ pub struct NatArgs {
     /// Unix control socket answering `status` (`l2tpkit ctl PATH status`).
     #[arg(long)]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Seconds an idle entry lives.
     #[arg(long, default_value = "180", value_parser = args::seconds_between(1.0, 86_400.0))]
     pub entry_timeout: Duration,
@@ -103,6 +106,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
             control: args.control.clone(),
             pcap: args.run.pcap.clone(),
             duration,
+            metrics: args.metrics,
             ..ServeOptions::default()
         },
     };

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod control;
 pub mod endpoint;
 pub mod master;
+pub mod metrics;
 pub mod nat;
 pub mod serve;
 pub mod takeover;

@@ -50,6 +50,8 @@ pub enum ServeError {
     Status { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("claiming the master's addresses: {0}")]
     Claim(#[from] ClaimError),
 }

@@ -230,3 +230,80 @@ impl Master {
         }
     }
 }
+
+impl crate::metrics::Metered for MasterStatus {
+    /// The cluster as the master sees it: per endpoint (label `endpoint`) the SCCRQs
+    /// dispatched, the load it reports, its capacity and whether it is in service; the totals;
+    /// drops by reason.
+    fn metrics(&self) -> crate::metrics::MetricSet {
+        use crate::metrics::{fields, label, MetricSet, Value};
+        let mut set = MetricSet::default();
+        let t = &self.totals;
+        set.counter(
+            "master_sccrq_dispatched",
+            "New SCCRQs sent to an endpoint.",
+            t.sccrq_dispatched,
+        );
+        set.counter(
+            "master_sccrq_retransmitted",
+            "Retransmitted SCCRQs sent where the first went.",
+            t.sccrq_retransmitted,
+        );
+        set.counter(
+            "master_forwarded",
+            "Non-SCCRQ packets routed by Tunnel ID.",
+            t.forwarded,
+        );
+        set.gauge(
+            "master_endpoints_in_service",
+            "Endpoints in service.",
+            t.in_service as f64,
+        );
+        for e in &self.endpoints {
+            let endpoint = || vec![label("endpoint", &e.name)];
+            set.push(
+                "master_dispatched",
+                "New SCCRQs dispatched to the endpoint.",
+                endpoint(),
+                Value::Counter(e.dispatched_total),
+            );
+            set.push(
+                "master_endpoint_tunnels",
+                "Tunnels the endpoint last reported.",
+                endpoint(),
+                Value::Gauge(f64::from(e.tunnels)),
+            );
+            set.push(
+                "master_endpoint_sessions",
+                "Sessions the endpoint last reported.",
+                endpoint(),
+                Value::Gauge(f64::from(e.sessions)),
+            );
+            set.push(
+                "master_endpoint_capacity",
+                "Tunnels the endpoint takes at most.",
+                endpoint(),
+                Value::Gauge(f64::from(e.capacity)),
+            );
+            set.push(
+                "master_endpoint_in_service",
+                "1 while the master dispatches to the endpoint.",
+                endpoint(),
+                Value::Gauge(if e.state == MemberState::InService {
+                    1.0
+                } else {
+                    0.0
+                }),
+            );
+        }
+        for (reason, n) in fields(&self.drops) {
+            set.push(
+                "master_dropped",
+                "Packets the master dropped, by reason.",
+                vec![label("reason", reason)],
+                Value::Counter(n),
+            );
+        }
+        set
+    }
+}

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::ServeError;
 use crate::control::{self, ControlServer, Pending};
+use crate::metrics::{self, Metered, MetricsServer, Shared};
 
 /// The sans-IO clock (microseconds since the role started) and the wall clock for the pcap.
 pub(super) struct Clock {
@@ -89,6 +90,8 @@ pub struct ServeOptions {
     pub pcap: Option<PathBuf>,
     /// Stop after this long (tests, lab runs); until Ctrl-C otherwise.
     pub duration: Option<Duration>,
+    /// Serve `GET /metrics` here (see [`crate::metrics`]), refreshed every `status_interval`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServeOptions {
@@ -100,6 +103,7 @@ impl Default for ServeOptions {
             control: None,
             pcap: None,
             duration: None,
+            metrics: None,
         }
     }
 }
@@ -119,6 +123,7 @@ impl ServeOptions {
             pcap: self.pcap.as_deref().filter(|_| pcap),
             duration: self.duration,
             stop,
+            metrics: self.metrics,
         }
     }
 }
@@ -133,6 +138,7 @@ pub(super) struct LoopSpec<'a> {
     /// Stop after this long; until Ctrl-C (or `stop`) otherwise.
     pub duration: Option<Duration>,
     pub stop: Option<watch::Receiver<bool>>,
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What woke [`EventLoop::wait`].
@@ -163,6 +169,16 @@ pub(super) struct EventLoop {
     control: Option<ControlServer>,
     stop: Option<watch::Receiver<bool>>,
     ctrl_c: Pin<Box<dyn Future<Output = io::Result<()>> + Send>>,
+    /// The set the metrics server reads, and its task (ended with the loop).
+    metrics: Option<(Shared, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.metrics {
+            task.abort();
+        }
+    }
 }
 
 impl EventLoop {
@@ -170,6 +186,15 @@ impl EventLoop {
     pub(super) fn open(spec: LoopSpec<'_>) -> Result<EventLoop, ServeError> {
         let pcap = PcapTee::create(spec.pcap)?;
         let control = spec.control.map(ControlServer::bind).transpose()?;
+        let metrics = match spec.metrics {
+            Some(addr) => {
+                let server = MetricsServer::bind(addr)?;
+                let shared = Shared::default();
+                let task = server.serve(std::sync::Arc::clone(&shared));
+                Some((shared, task))
+            }
+            None => None,
+        };
         Ok(EventLoop {
             clock: Clock::new(),
             pcap,
@@ -180,30 +205,36 @@ impl EventLoop {
             control,
             stop: spec.stop,
             ctrl_c: Box::pin(tokio::signal::ctrl_c()),
+            metrics,
         })
     }
 
     /// The top of a turn, after the node has seen `now`: writes the status file when it is due
     /// (`status` is only called then), and says how long the turn may sleep given when the
     /// node next wants one (`node_timeout`).
-    pub(super) fn turn<S: Serialize>(
+    pub(super) fn turn<S: Serialize + Metered>(
         &mut self,
         now: Instant,
         node_timeout: Option<Instant>,
         status: impl FnOnce() -> S,
     ) -> Result<Turn, ServeError> {
-        if let Some(path) = &self.status_file {
-            if now >= self.next_status {
-                write_json(path, &status())?;
-                self.next_status = now + self.status_interval;
+        let reporting = self.status_file.is_some() || self.metrics.is_some();
+        if reporting && now >= self.next_status {
+            let status = status();
+            if let Some(path) = &self.status_file {
+                write_json(path, &status)?;
             }
+            if let Some((shared, _)) = &self.metrics {
+                metrics::publish(shared, status.metrics());
+            }
+            self.next_status = now + self.status_interval;
         }
         if self.deadline.is_some_and(|d| now >= d) {
             return Ok(Turn::Deadline);
         }
         let wake = [
             node_timeout,
-            self.status_file.as_ref().map(|_| self.next_status),
+            reporting.then_some(self.next_status),
             self.deadline,
         ]
         .into_iter()
@@ -224,9 +255,12 @@ impl EventLoop {
     }
 
     /// The loop is over: the last status file, and the pcap flushed.
-    pub(super) fn finish<S: Serialize>(&mut self, status: &S) -> Result<(), ServeError> {
+    pub(super) fn finish<S: Serialize + Metered>(&mut self, status: &S) -> Result<(), ServeError> {
         if let Some(path) = &self.status_file {
             write_json(path, status)?;
+        }
+        if let Some((shared, _)) = &self.metrics {
+            metrics::publish(shared, status.metrics());
         }
         self.pcap.flush()
     }

@@ -44,6 +44,68 @@ pub struct NatStatus {
     pub table: String,
 }
 
+impl crate::metrics::Metered for NatStatus {
+    /// Table 1's size and churn, packets each way, drops by side and reason, ring and tap
+    /// losses.
+    fn metrics(&self) -> crate::metrics::MetricSet {
+        use crate::metrics::{fields, label, MetricSet, Value};
+        let (s, io) = (&self.stats, &self.io);
+        let mut set = MetricSet::default();
+        set.gauge(
+            "nat_table_entries",
+            "Live Table 1 entries.",
+            s.entries as f64,
+        );
+        set.gauge(
+            "nat_table_entries_limit",
+            "Most Table 1 entries.",
+            s.entries_limit as f64,
+        );
+        set.counter(
+            "nat_table_entries_created",
+            "Table 1 entries made from SCCRPs.",
+            s.entries_created,
+        );
+        set.counter(
+            "nat_lan_in",
+            "Packets from the LAN handed to the NAT.",
+            s.lan_in,
+        );
+        set.counter(
+            "nat_to_public",
+            "Packets forwarded to the public side.",
+            s.to_public,
+        );
+        set.counter(
+            "nat_public_in",
+            "Packets from the public side handed to the NAT.",
+            s.public_in,
+        );
+        set.counter("nat_to_lan", "Packets forwarded to an endpoint.", s.to_lan);
+        for (side, drops) in [("lan", &s.lan_drops), ("public", &s.public_drops)] {
+            for (reason, n) in fields(drops) {
+                set.push(
+                    "nat_dropped",
+                    "Packets the NAT dropped, by side and reason.",
+                    vec![label("side", side), label("reason", reason)],
+                    Value::Counter(n),
+                );
+            }
+        }
+        set.counter(
+            "nat_ring_dropped",
+            "Frames the receive ring had no room for.",
+            io.ring_drops,
+        );
+        set.counter(
+            "nat_tap_dropped",
+            "LAN frames the tap's buffer had no room for.",
+            io.tap_drops,
+        );
+        set
+    }
+}
+
 /// How the NAT's runner moved packets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NatIo {

@@ -21,14 +21,14 @@ const KEY: &str = "cluster-test-key";
 /// CI saw 120/89/91 where ±10% of 100 each is expected.
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
     // A test that failed while holding it poisons it; the next one still runs alone.
     ONE_CLUSTER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn root() -> bool {
+pub(crate) fn root() -> bool {
     let root = nix::unistd::geteuid().is_root();
     if !root {
         if std::env::var("CI").as_deref() == Ok("true") {
@@ -62,9 +62,9 @@ impl Drop for Scratch {
     }
 }
 
-struct Cluster {
-    master: std::thread::JoinHandle<MasterStatus>,
-    endpoints: Vec<std::thread::JoinHandle<reference::endpoint::EndpointStats>>,
+pub(crate) struct Cluster {
+    pub(crate) master: std::thread::JoinHandle<MasterStatus>,
+    pub(crate) endpoints: Vec<std::thread::JoinHandle<reference::endpoint::EndpointStats>>,
     status: PathBuf,
     control: PathBuf,
     _scratch: Scratch,
@@ -88,6 +88,15 @@ fn await_master(control: &Path, what: &str, done: impl Fn(&MasterStatus) -> bool
 
 /// Master on `net.1`, endpoints te1..te3 on `net.11..13`, all for `seconds`.
 fn start(net: [u8; 3], seconds: f64) -> Cluster {
+    start_with(net, seconds, None)
+}
+
+/// [`start`], the master serving `--metrics` at `metrics` when given.
+pub(crate) fn start_with(
+    net: [u8; 3],
+    seconds: f64,
+    metrics: Option<std::net::SocketAddr>,
+) -> Cluster {
     let ip = |last: u8| format!("{}.{}.{}.{last}", net[0], net[1], net[2]);
     let scratch = Scratch::new(net);
     let status = scratch.0.join("master.json");
@@ -98,6 +107,7 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
             status_interval: Duration::from_millis(100),
             control: Some(control.clone()),
             duration: Some(Duration::from_secs_f64(seconds + 1.0)),
+            metrics,
             ..ServeOptions::default()
         },
         ..MasterSetup::new(

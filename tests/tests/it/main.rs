@@ -14,5 +14,6 @@ mod ppp_tshark;
 mod probe_l2tpns;
 mod probe_sim;
 mod probe_xl2tpd;
+mod prometheus;
 mod tshark_agreement;
 mod xl2tpd_harness;

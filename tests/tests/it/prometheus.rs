@@ -1,0 +1,220 @@
+//! A real Prometheus (Debian package `prometheus`) scraping `--metrics` of our LAC and of the
+//! master of a loopback cluster (see `cluster_loopback`): after the run its HTTP query API
+//! returns the tunnels the LAC's report counts and the master's dispatch per endpoint.
+//! Needs root for the master's raw socket, like the cluster test.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use l2tpkit::lac::{execute as run_lac, LacArgs, PppLevel};
+use l2tpkit_tests::require;
+
+use super::cluster_loopback::{one_cluster, root, start_with};
+
+const PROMETHEUS: &str = "127.78.3.1:9090";
+const LAC_METRICS: &str = "127.78.2.1:9464";
+const MASTER_METRICS: &str = "127.78.1.1:9464";
+
+/// Prometheus, killed and waited for when dropped; its directory removed after a pass.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: Prometheus's files kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One HTTP GET on loopback: the status line's code and the body.
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let addr: SocketAddr = addr.parse().expect("an address");
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let code = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+fn start_prometheus(dir: &Path) -> Prometheus {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  \
+             - job_name: lac\n    static_configs:\n      - targets: ['{LAC_METRICS}']\n  \
+             - job_name: master\n    static_configs:\n      - targets: ['{MASTER_METRICS}']\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={PROMETHEUS}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    let prometheus = Prometheus {
+        child,
+        dir: dir.to_path_buf(),
+    };
+    // Ready, and both targets taken on: its discovery hands new targets to the scrapers up to
+    // 5 s after the start, and a LAC run is shorter than that.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let targets = || -> usize {
+        let Ok((200, body)) = get(PROMETHEUS, "/api/v1/targets") else {
+            return 0;
+        };
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["activeTargets"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    while targets() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has not taken on its 2 targets after 30 s; see {}",
+            dir.join("prometheus.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    prometheus
+}
+
+/// The instant vector of `query` as (labels, value) pairs.
+fn query(promql: &str) -> Vec<(serde_json::Value, f64)> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (code, body) = get(PROMETHEUS, &format!("/api/v1/query?query={encoded}")).unwrap();
+    assert_eq!(code, 200, "{promql}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let value = r["value"][1]
+                .as_str()
+                .unwrap_or("nan")
+                .parse()
+                .unwrap_or(f64::NAN);
+            (r["metric"].clone(), value)
+        })
+        .collect()
+}
+
+/// Polls `query` until `done` holds (Prometheus scrapes each second); fails after 15 s.
+fn await_query(
+    promql: &str,
+    done: impl Fn(&[(serde_json::Value, f64)]) -> bool,
+) -> Vec<(serde_json::Value, f64)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let result = query(promql);
+        if done(&result) {
+            return result;
+        }
+        assert!(Instant::now() < deadline, "{promql}: still {result:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_lac_and_the_master() {
+    if !root() || !require("prometheus") {
+        return;
+    }
+    let _alone = one_cluster();
+    let dir = std::env::temp_dir().join(format!("l2tpkit-prometheus-{}", std::process::id()));
+    let _prometheus = start_prometheus(&dir);
+    let cluster = start_with([127, 78, 1], 10.0, Some(MASTER_METRICS.parse().unwrap()));
+    let args = LacArgs {
+        target: "127.78.1.1:1701".parse().unwrap(),
+        bind: "127.78.2.1:0".parse().unwrap(),
+        tunnels: 60,
+        sessions_per_tunnel: 1,
+        hold: Duration::from_secs(4),
+        echo_rate: 0.0,
+        setup_timeout: Duration::from_secs(5),
+        any_source: true,
+        initiators: 6,
+        ppp: PppLevel::Off,
+        metrics: Some(LAC_METRICS.parse().unwrap()),
+        ..LacArgs::default()
+    };
+    let (report, _) = run_lac(&args).expect("lac");
+    assert!(report.success(), "{report}");
+    // Stale once the LAC is gone: the last value over the run is what it reported.
+    let established = await_query(
+        "max_over_time(l2tpkit_tunnels_established_total[5m])",
+        |r| {
+            r.first()
+                .is_some_and(|(_, v)| *v == report.tunnels_established as f64)
+        },
+    );
+    assert_eq!(established.len(), 1, "{established:?}");
+    let histogram = await_query(
+        "max_over_time(l2tpkit_setup_latency_seconds_count{phase=\"sccrq_to_sccrp\"}[5m])",
+        |r| {
+            r.first()
+                .is_some_and(|(_, v)| *v == report.sccrq_to_sccrp.count as f64)
+        },
+    );
+    assert_eq!(histogram.len(), 1);
+
+    let master = cluster.master.join().expect("the master");
+    for e in &master.endpoints {
+        let promql = format!(
+            "max_over_time(l2tpkit_master_dispatched_total{{endpoint=\"{}\"}}[5m])",
+            e.name
+        );
+        await_query(&promql, |r| {
+            r.first()
+                .is_some_and(|(_, v)| *v == e.dispatched_total as f64)
+        });
+    }
+    let dispatched: u64 = master.endpoints.iter().map(|e| e.dispatched_total).sum();
+    assert_eq!(dispatched, 60, "{:?}", master.endpoints);
+    for endpoint in cluster.endpoints {
+        endpoint.join().expect("an endpoint");
+    }
+}

@@ -530,9 +530,8 @@ pub fn execute_with(
         if let Ok(err) = ticker.await {
             failed.get_or_insert(err);
         }
-        if let Some(scraping) = scraping {
-            scraping.abort();
-        }
+        // The metrics server stops with the run.
+        drop(scraping);
         if let Some(steering) = steering {
             // The socket file goes with the server.
             steering.abort();

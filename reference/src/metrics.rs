@@ -3,8 +3,9 @@
 //!
 //! A role never does scrape work on its packet path: at its status interval (the LAC: each
 //! second it closes) it turns its status into a [`MetricSet`] and hands it over; a scrape
-//! encodes the last set handed over, on the HTTP server's own task. Names take the
-//! `l2tpkit_` prefix; counters get `_total`.
+//! encodes the last set handed over on the server's own thread, so even a role that runs on
+//! one thread never spends a scrape's time there. Names take the `l2tpkit_` prefix; counters
+//! get `_total`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -196,28 +197,78 @@ impl MetricsServer {
         self.addr
     }
 
-    /// Answers scrapes from `shared` until the task is dropped; needs a tokio runtime.
-    pub fn serve(self, shared: Shared) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let listener = match TcpListener::from_std(self.listener) {
-                Ok(listener) => listener,
-                Err(err) => {
-                    tracing::warn!(%err, "metrics listener not registered; no scrapes");
-                    return;
-                }
-            };
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    /// Answers scrapes from `shared` on a thread of its own until the [`Serving`] is dropped.
+    pub fn serve(self, shared: Shared) -> Serving {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        tracing::warn!(%err, "no runtime for the metrics server; no scrapes");
+                        return;
+                    }
                 };
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let answer = answer(stream, &shared);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = accept_loop(self.listener, shared) => {}
+                    }
                 });
+            });
+        match thread {
+            Ok(thread) => Serving {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            Err(err) => {
+                tracing::warn!(%err, "no thread for the metrics server; no scrapes");
+                Serving {
+                    stop: None,
+                    thread: None,
+                }
             }
-        })
+        }
+    }
+}
+
+/// The metrics server's thread; dropping this stops it and waits for it.
+pub struct Serving {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: std::net::TcpListener, shared: Shared) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%err, "metrics listener not registered; no scrapes");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let answer = answer(stream, &shared);
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        });
     }
 }
 
@@ -345,7 +396,7 @@ mod tests {
         let addr = server.local_addr();
         let shared: Shared = Arc::default();
         publish(&shared, sample());
-        let task = server.serve(Arc::clone(&shared));
+        let serving = server.serve(Arc::clone(&shared));
         let get = |path: &'static str| async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -362,7 +413,8 @@ mod tests {
             "{reply}"
         );
         assert!(get("/").await.starts_with("HTTP/1.1 404"));
-        task.abort();
+        drop(serving);
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
     }
 
     #[test]

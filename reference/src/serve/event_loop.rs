@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::ServeError;
 use crate::control::{self, ControlServer, Pending};
-use crate::metrics::{self, Metered, MetricsServer, Shared};
+use crate::metrics::{self, Metered, MetricsServer, Serving, Shared};
 
 /// The sans-IO clock (microseconds since the role started) and the wall clock for the pcap.
 pub(super) struct Clock {
@@ -169,16 +169,8 @@ pub(super) struct EventLoop {
     control: Option<ControlServer>,
     stop: Option<watch::Receiver<bool>>,
     ctrl_c: Pin<Box<dyn Future<Output = io::Result<()>> + Send>>,
-    /// The set the metrics server reads, and its task (ended with the loop).
-    metrics: Option<(Shared, tokio::task::JoinHandle<()>)>,
-}
-
-impl Drop for EventLoop {
-    fn drop(&mut self) {
-        if let Some((_, task)) = &self.metrics {
-            task.abort();
-        }
-    }
+    /// The set the metrics server reads, and the server (ended with the loop).
+    metrics: Option<(Shared, Serving)>,
 }
 
 impl EventLoop {
@@ -190,8 +182,8 @@ impl EventLoop {
             Some(addr) => {
                 let server = MetricsServer::bind(addr)?;
                 let shared = Shared::default();
-                let task = server.serve(std::sync::Arc::clone(&shared));
-                Some((shared, task))
+                let serving = server.serve(std::sync::Arc::clone(&shared));
+                Some((shared, serving))
             }
             None => None,
         };

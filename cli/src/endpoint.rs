@@ -172,6 +172,10 @@ pub struct EndpointArgs {
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
     #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
+    /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address,
+    /// refreshed every second: tunnels, sessions, echoes, and with PPP its subscribers.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// FIG 4 takeover: when the master goes silent and this endpoint's turn comes, claim the
     /// cluster address ADDR/LEN (on the interface holding --global) and serve as the master.
     #[command(flatten)]
@@ -201,6 +205,7 @@ impl Default for EndpointArgs {
             capacity: 60_000,
             takeover: TakeoverArgs::default(),
             max_retransmits: 5,
+            metrics: None,
         }
     }
 }
@@ -448,6 +453,7 @@ pub fn execute_with(
             takeover,
             duration,
             ppp,
+            metrics: args.metrics,
         };
         let stats = serve_endpoint(&mut runner, setup).await?.stats;
         if let Some(path) = &args.status {

@@ -86,6 +86,8 @@ pub struct Endpoint {
     /// The PPP server of every session; `None`: LCP Echo answered by hand, nothing more.
     ppp: Option<ppp::PppServer>,
     pub stats: EndpointStats,
+    /// Where `--metrics` scrapes read from, and when to hand the next set over.
+    metrics: Option<(crate::metrics::Shared, Instant)>,
 }
 
 impl Endpoint {
@@ -99,7 +101,14 @@ impl Endpoint {
             stopping: false,
             ppp: None,
             stats: EndpointStats::default(),
+            metrics: None,
         }
+    }
+
+    /// Hands its counters to `shared` every second (`--metrics`).
+    pub fn with_metrics(mut self, shared: crate::metrics::Shared) -> Endpoint {
+        self.metrics = Some((shared, Instant::ZERO));
+        self
     }
 
     /// Sends load reports to the master as configured.
@@ -227,7 +236,21 @@ impl TunnelDriver for Endpoint {
             }
             link.watch.poll_timeout()
         });
-        [ppp_at, report_at, watch_at].into_iter().flatten().min()
+        let metrics_at = self.metrics.as_ref().map(|(_, at)| *at).map(|at| {
+            if now >= at {
+                let set = crate::metrics::Metered::metrics(&self.stats());
+                if let Some((shared, next)) = self.metrics.as_mut() {
+                    crate::metrics::publish(shared, set);
+                    *next = now + std::time::Duration::from_secs(1);
+                    return *next;
+                }
+            }
+            at
+        });
+        [ppp_at, report_at, watch_at, metrics_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn poll_side_transmit(&mut self, _now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
@@ -311,5 +334,115 @@ impl Endpoint {
             reporter.next_at = now + config.interval;
         }
         Some(reporter.next_at)
+    }
+}
+
+impl crate::metrics::Metered for EndpointStats {
+    /// Tunnels and sessions (established, closed, up now), LCP echoes, and with PPP its
+    /// subscribers: opened, open now, authentication, failures by phase, the pool.
+    fn metrics(&self) -> crate::metrics::MetricSet {
+        use crate::metrics::MetricSet;
+        let mut set = MetricSet::default();
+        let counters: [(&'static str, &'static str, u64); 7] = [
+            (
+                "endpoint_tunnels_established",
+                "Tunnels established.",
+                self.tunnels_established,
+            ),
+            (
+                "endpoint_tunnels_closed",
+                "Tunnels closed.",
+                self.tunnels_closed,
+            ),
+            (
+                "endpoint_sessions_established",
+                "Sessions established.",
+                self.sessions_established,
+            ),
+            (
+                "endpoint_sessions_closed",
+                "Sessions closed.",
+                self.sessions_closed,
+            ),
+            (
+                "endpoint_echo_requests",
+                "LCP Echo-Requests received.",
+                self.echo_requests,
+            ),
+            (
+                "endpoint_echo_replies",
+                "LCP Echo-Replies sent.",
+                self.echo_replies_sent,
+            ),
+            (
+                "endpoint_data_frames",
+                "Data messages received.",
+                self.data_frames,
+            ),
+        ];
+        for (name, help, value) in counters {
+            set.counter(name, help, value);
+        }
+        set.gauge(
+            "endpoint_tunnels_up",
+            "Tunnels established and not closed.",
+            self.tunnels_established.saturating_sub(self.tunnels_closed) as f64,
+        );
+        set.gauge(
+            "endpoint_sessions_up",
+            "Sessions established and not closed.",
+            self.sessions_established
+                .saturating_sub(self.sessions_closed) as f64,
+        );
+        if let Some(p) = &self.ppp {
+            let counters: [(&'static str, &'static str, u64); 7] = [
+                (
+                    "endpoint_ppp_sessions_opened",
+                    "Subscribers whose NCPs opened.",
+                    p.sessions_opened,
+                ),
+                ("endpoint_ppp_auth_ok", "Logins accepted.", p.auth_ok),
+                ("endpoint_ppp_auth_failed", "Logins refused.", p.auth_failed),
+                (
+                    "endpoint_ppp_failed_lcp",
+                    "Subscribers failed in LCP.",
+                    p.failed_lcp,
+                ),
+                (
+                    "endpoint_ppp_failed_network",
+                    "Subscribers failed in IPCP/IPv6CP.",
+                    p.failed_network,
+                ),
+                (
+                    "endpoint_ppp_pool_exhausted",
+                    "Calls refused: no address left.",
+                    p.pool_exhausted,
+                ),
+                (
+                    "endpoint_ppp_duplicate_addresses",
+                    "An address in use handed out again.",
+                    p.duplicate_addresses,
+                ),
+            ];
+            for (name, help, value) in counters {
+                set.counter(name, help, value);
+            }
+            set.gauge(
+                "endpoint_ppp_sessions_open",
+                "Subscribers open now.",
+                p.sessions_open as f64,
+            );
+            set.gauge(
+                "endpoint_ppp_pool_in_use",
+                "Pool addresses in use.",
+                p.pool_in_use as f64,
+            );
+            set.gauge(
+                "endpoint_ppp_pool_free",
+                "Pool addresses free.",
+                p.pool_free as f64,
+            );
+        }
+        set
     }
 }

@@ -143,3 +143,31 @@ fn decode_reads_a_fixture() {
     assert!(stdout.contains("StopCCN"), "{stdout}");
     assert!(stderr.contains("0 malformed"), "{stderr}");
 }
+
+/// `--metrics` on an address in use: the role fails at start, naming the flag and the address.
+#[test]
+fn metrics_on_an_address_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for role in [
+        vec!["endpoint", "--listen", "127.0.0.1:0", "--duration", "5"],
+        vec![
+            "lac",
+            "--target",
+            "127.0.0.1:9",
+            "--hold",
+            "0",
+            "--setup-timeout",
+            "1",
+        ],
+    ] {
+        let args: Vec<&str> = role.iter().copied().chain(["--metrics", &addr]).collect();
+        let (code, _, stderr) = l2tpkit(&args);
+        assert_ne!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("--metrics {addr}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

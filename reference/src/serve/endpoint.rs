@@ -33,6 +33,8 @@ pub struct EndpointSetup {
     pub duration: Option<Duration>,
     /// Be the PPP server of every session; without it only LCP Echo is answered.
     pub ppp: Option<PppServerConfig>,
+    /// Serve `GET /metrics` here (see [`crate::metrics`]), refreshed every second.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum EndpointError {
     TakeoverWithoutReporting,
     #[error(transparent)]
     Ppp(#[from] PppSetupError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// How the endpoint's run went.
@@ -61,6 +65,16 @@ pub async fn serve_endpoint(
     setup: EndpointSetup,
 ) -> Result<EndpointOutcome, EndpointError> {
     let mut endpoint = Endpoint::new(setup.seed);
+    // Bound first, so an address in use fails the endpoint before it answers anything.
+    let _serving = match setup.metrics {
+        Some(addr) => {
+            let server = crate::metrics::MetricsServer::bind(addr)?;
+            let shared = crate::metrics::Shared::default();
+            endpoint = endpoint.with_metrics(std::sync::Arc::clone(&shared));
+            Some(server.serve(shared))
+        }
+        None => None,
+    };
     if let Some(config) = &setup.ppp {
         endpoint = endpoint.with_ppp(PppServer::new(config, u64::from(setup.seed))?);
     }

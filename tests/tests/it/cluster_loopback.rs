@@ -91,7 +91,8 @@ fn start(net: [u8; 3], seconds: f64) -> Cluster {
     start_with(net, seconds, None)
 }
 
-/// [`start`], the master serving `--metrics` at `metrics` when given.
+/// [`start`], the master serving `--metrics` at `metrics` when given, and each endpoint on
+/// its own address with the same port.
 pub(crate) fn start_with(
     net: [u8; 3],
     seconds: f64,
@@ -147,6 +148,8 @@ pub(crate) fn start_with(
                 capacity: 10_000,
                 takeover: Default::default(),
                 max_retransmits: 5,
+                metrics: metrics
+                    .map(|m| std::net::SocketAddr::new(ip(10 + i).parse().unwrap(), m.port())),
             };
             std::thread::spawn(move || run_endpoint(&args, |_| {}).expect("endpoint"))
         })

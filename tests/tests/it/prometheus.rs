@@ -1,6 +1,7 @@
 //! A real Prometheus (Debian package `prometheus`) scraping `--metrics` of our LAC and of the
-//! master of a loopback cluster (see `cluster_loopback`): after the run its HTTP query API
-//! returns the tunnels the LAC's report counts and the master's dispatch per endpoint.
+//! master and endpoints of a loopback cluster (see `cluster_loopback`): after the run its
+//! HTTP query API returns the tunnels the LAC's report counts, the master's dispatch per
+//! endpoint, and each endpoint's tunnels.
 //! Needs root for the master's raw socket, like the cluster test.
 
 use std::io::{Read, Write};
@@ -17,6 +18,7 @@ use super::cluster_loopback::{one_cluster, root, start_with};
 const PROMETHEUS: &str = "127.78.3.1:9090";
 const LAC_METRICS: &str = "127.78.2.1:9464";
 const MASTER_METRICS: &str = "127.78.1.1:9464";
+const ENDPOINT_METRICS: [&str; 3] = ["127.78.1.11:9464", "127.78.1.12:9464", "127.78.1.13:9464"];
 
 /// Prometheus, killed and waited for when dropped; its directory removed after a pass.
 struct Prometheus {
@@ -70,7 +72,9 @@ fn start_prometheus(dir: &Path) -> Prometheus {
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  \
              - job_name: lac\n    static_configs:\n      - targets: ['{LAC_METRICS}']\n  \
-             - job_name: master\n    static_configs:\n      - targets: ['{MASTER_METRICS}']\n"
+             - job_name: master\n    static_configs:\n      - targets: ['{MASTER_METRICS}']\n  \
+             - job_name: endpoint\n    static_configs:\n      - targets: ['{}']\n",
+            ENDPOINT_METRICS.join("', '")
         ),
     )
     .unwrap();
@@ -91,7 +95,7 @@ fn start_prometheus(dir: &Path) -> Prometheus {
         child,
         dir: dir.to_path_buf(),
     };
-    // Ready, and both targets taken on: its discovery hands new targets to the scrapers up to
+    // Ready, and all five targets taken on: its discovery hands new targets to the scrapers up to
     // 5 s after the start, and a LAC run is shorter than that.
     let deadline = Instant::now() + Duration::from_secs(30);
     let targets = || -> usize {
@@ -103,10 +107,10 @@ fn start_prometheus(dir: &Path) -> Prometheus {
             .and_then(|v| v["data"]["activeTargets"].as_array().map(Vec::len))
             .unwrap_or(0)
     };
-    while targets() < 2 {
+    while targets() < 5 {
         assert!(
             Instant::now() < deadline,
-            "Prometheus has not taken on its 2 targets after 30 s; see {}",
+            "Prometheus has not taken on its 5 targets after 30 s; see {}",
             dir.join("prometheus.log").display()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -214,7 +218,19 @@ fn prometheus_scrapes_the_lac_and_the_master() {
     }
     let dispatched: u64 = master.endpoints.iter().map(|e| e.dispatched_total).sum();
     assert_eq!(dispatched, 60, "{:?}", master.endpoints);
-    for endpoint in cluster.endpoints {
-        endpoint.join().expect("an endpoint");
+    for (endpoint, (e, addr)) in cluster
+        .endpoints
+        .into_iter()
+        .zip(master.endpoints.iter().zip(ENDPOINT_METRICS))
+    {
+        let stats = endpoint.join().expect("an endpoint");
+        assert_eq!(stats.tunnels_established, e.dispatched_total);
+        let promql = format!(
+            "max_over_time(l2tpkit_endpoint_tunnels_established_total{{instance=\"{addr}\"}}[5m])"
+        );
+        await_query(&promql, |r| {
+            r.first()
+                .is_some_and(|(_, v)| *v == stats.tunnels_established as f64)
+        });
     }
 }

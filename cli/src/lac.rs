@@ -114,6 +114,10 @@ pub struct LacArgs {
     /// latency histograms (label `phase`).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Write the run's HTML report (`l2tpkit report`) to this file at the end: the counts,
+    /// the per-second charts (with --csv), the latency percentiles.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Watch the run in the live TUI (p pause, +/- rate, q quit); needs a terminal.
     #[arg(long)]
     pub tui: bool,
@@ -188,6 +192,7 @@ impl Default for LacArgs {
             hdr_log: None,
             control: None,
             metrics: None,
+            report: None,
             tui: false,
             stay_on_target: false,
             hello_interval: Duration::from_secs(60),
@@ -215,6 +220,13 @@ pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{report}");
+    }
+    if let Some(path) = &args.report {
+        let mut inputs = crate::report::gather(&args.csv.iter().cloned().collect::<Vec<_>>());
+        inputs.lac = Some(serde_json::to_value(&report)?);
+        std::fs::write(path, crate::report::render(&inputs))
+            .with_context(|| format!("--report {}", path.display()))?;
+        eprintln!("report: {}", path.display());
     }
     if ended == Ended::Interrupted {
         eprintln!("l2tpkit lac: interrupted");

@@ -14,5 +14,6 @@ pub mod nat;
 /// Public for `l2tpkit-bench`, whose NAT load generator opens tunnels as `lac` does.
 pub mod net;
 pub mod probe;
+pub mod report;
 pub mod tui;
 pub mod verify;

@@ -39,6 +39,9 @@ enum Command {
     /// Check captures of a cluster run against the patent's sequences (FIG 3, FIG 5) and
     /// RFC 2661's Ns/Nr rules; exit 0 only if every tunnel conforms.
     Verify(l2tpkit::verify::VerifyArgs),
+    /// One self-contained HTML report of a run (summary, charts, latency percentiles,
+    /// dispatch, probe verdicts, ladder diagrams), readable offline.
+    Report(l2tpkit::report::ReportArgs),
     /// The patent's FIG 2 / FIG 4 topologies in network namespaces: `lab up`, `lab down`.
     #[command(subcommand)]
     Lab(l2tpkit::lab::LabCommand),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Lab(command) => l2tpkit::lab::run(&command),
         Command::Ctl(args) => l2tpkit::ctl::run(&args),
         Command::Probe(args) => l2tpkit::probe::run(&args),
+        Command::Report(args) => l2tpkit::report::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -41,6 +41,9 @@ pub struct ProbeArgs {
     /// Also write the results as JUnit XML to this file.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Also write the results as one self-contained HTML report (`l2tpkit report`).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write each probe's exchange to DIR/NAME.pcap.
     #[arg(long)]
     pub pcap_dir: Option<PathBuf>,
@@ -113,6 +116,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.junit {
         std::fs::write(path, report.junit())
             .with_context(|| format!("--junit {}: writing it", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        let inputs = crate::report::Inputs {
+            probes: Some(serde_json::to_value(&report)?),
+            ..Default::default()
+        };
+        std::fs::write(path, crate::report::render(&inputs))
+            .with_context(|| format!("--html {}: writing it", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

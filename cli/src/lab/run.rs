@@ -207,10 +207,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     down.context("removing the lab")?;
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(run_dir.join("summary.json"), &text).context("writing summary.json")?;
+    let report = run_dir.join("report.html");
+    let html = crate::report::render(&crate::report::gather(std::slice::from_ref(&run_dir)));
+    std::fs::write(&report, html).context("writing report.html")?;
     if args.json {
         println!("{text}");
+        eprintln!("report: {}", report.display());
     } else {
         print_table(&summary);
+        println!("report: {}", report.display());
     }
     let conforming = summary.verify_conforming == summary.verify_tunnels;
     let ok = summary.lac_success

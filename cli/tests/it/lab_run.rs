@@ -72,6 +72,7 @@ fn lab_run(topology: &str, sequence: &str, extra: &[&str]) {
         // 1000 setups paced at 100/s and an 8 s hold: the run spans well over 15 seconds.
         assert!(seconds.len() >= 15, "{} rows:\n{csv}", seconds.len());
         assert!(summary["lac"]["echo_requests_sent"].as_u64().unwrap_or(0) > 0);
+        report_in_a_browser(&run_dir, &summary);
     }
     assert_eq!(summary["verify_variants"][0], sequence, "{stdout}");
     let endpoints = summary["endpoints"].as_array().expect("endpoints");
@@ -95,6 +96,105 @@ fn lab_run(topology: &str, sequence: &str, extra: &[&str]) {
         "namespaces of {prefix} left behind"
     );
     let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// The run's `report.html` in a real browser, headless Chromium (Debian `chromium`) in a network
+/// namespace of its own, so with no network at all: it loads with no console message and no
+/// failed request, the text of its DOM holds the summary's counts, and its screenshot is kept
+/// in `target/tmp/ci-artifacts/` (CI's artifact).
+fn report_in_a_browser(run_dir: &std::path::Path, summary: &serde_json::Value) {
+    let report = run_dir.join("report.html");
+    assert!(report.exists(), "lab run wrote no report.html");
+    if !l2tpkit_tests_chromium_available() {
+        return;
+    }
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let profile = run_dir.join("chromium-profile");
+    let chromium = |mode: &[String]| {
+        let out = Command::new("unshare")
+            .args([
+                "--net",
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+            ])
+            .args([
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+            ])
+            .args([
+                "--disable-component-update",
+                "--disable-sync",
+                "--enable-logging=stderr",
+            ])
+            .args(["--v=0", "--window-size=1200,4000"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(mode)
+            .arg(format!("file://{}", report.display()))
+            .output()
+            .expect("run chromium");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (dom, log) = chromium(&["--dump-dom".to_string()]);
+    for line in log.lines() {
+        assert!(
+            !line.contains("CONSOLE") && !line.contains("Failed to load resource"),
+            "the report made the browser say: {line}"
+        );
+    }
+    // The DOM's text: tags and blanks dropped.
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in dom.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag && !c.is_whitespace() => text.push(c),
+            _ => {}
+        }
+    }
+    for key in [
+        "tunnels_established",
+        "sessions_established",
+        "retransmissions",
+    ] {
+        let value = &summary["lac"][key];
+        assert!(
+            text.contains(&format!("lac.{key}{value}")),
+            "the DOM lacks lac.{key} = {value}"
+        );
+    }
+    for key in ["verify_tunnels", "verify_conforming"] {
+        assert!(
+            text.contains(&format!("{key}{}", summary[key])),
+            "the DOM lacks {key}"
+        );
+    }
+    let shot = artifacts.join("lab-run-report.png");
+    let (_, log) = chromium(&[format!("--screenshot={}", shot.display())]);
+    assert!(shot.exists(), "no screenshot: {log}");
+    let _ = std::fs::copy(&report, artifacts.join("lab-run-report.html"));
+}
+
+/// Chromium is installed; under `CI=true` its absence fails the test (scripts/test installs it).
+fn l2tpkit_tests_chromium_available() -> bool {
+    let found = Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but chromium is not installed (scripts/test installs it)");
+        }
+        eprintln!("SKIPPED: the browser check needs chromium");
+    }
+    found
 }
 
 #[test]

@@ -99,7 +99,8 @@ fn args(target: SocketAddrV4, bind: &str, csv: Option<PathBuf>) -> LacArgs {
         tunnels: 4,
         sessions_per_tunnel: 3,
         hold: Duration::from_secs(2),
-        echo_rate: 1.0,
+        // Keepalives from 0.5 s in (one interval), none in the last second of the hold.
+        echo_rate: 2.0,
         setup_timeout: Duration::from_secs(20),
         csv,
         ..LacArgs::default()

@@ -19,4 +19,5 @@ mod lac_pacing;
 mod lac_ppp;
 mod probe;
 mod probe_lab;
+mod report;
 mod tui;

@@ -27,6 +27,7 @@ pub struct Lab {
     pub(super) policy: reference::master::Policy,
     pub(super) max_retransmits: Option<u32>,
     pub(super) ppp: bool,
+    pub(super) metrics: bool,
     pub(super) inner: Mutex<Inner>,
     /// Dropping an armed lab tears it down.
     pub(super) armed: bool,

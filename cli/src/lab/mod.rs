@@ -100,6 +100,11 @@ pub struct ClusterFlags {
     /// leaky-bucket: tokens each endpoint's bucket holds at most.
     #[arg(long, default_value_t = args::DEFAULT_BUCKET_BURST, value_parser = args::burst)]
     pub bucket_burst: u32,
+    /// Every role (and `lab run`'s LAC) serves Prometheus metrics on port 9464 of its own
+    /// address (LAN side; the LAC its initiator address); RUN_DIR/prometheus.yml is a scrape
+    /// file for a Prometheus in the master's namespace, which reaches them all.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 impl ClusterFlags {
@@ -114,6 +119,7 @@ impl ClusterFlags {
             })
             .transpose()?;
         spec.max_retransmits = self.max_retransmits;
+        spec.metrics = self.metrics;
         spec.policy = self.policy.with_bucket(self.bucket_rate, self.bucket_burst);
         Ok(())
     }

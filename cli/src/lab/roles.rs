@@ -32,6 +32,27 @@ fn pool_slice(i: usize, n: usize) -> String {
     format!("{}/{}", Ipv4Addr::from(base), 17 + bits.min(14))
 }
 
+/// The port every role of a lab serves `--metrics` on (`lab up --metrics`).
+pub const METRICS_PORT: u16 = 9464;
+
+/// `RUN_DIR/prometheus.yml`: one job per kind of role, each target an address of the lab.
+fn write_scrape_file(run: &std::path::Path, jobs: &[(&str, Vec<String>)]) -> anyhow::Result<()> {
+    let mut yml = String::from(
+        "# A scrape file for the lab's roles: run Prometheus in the master's namespace\n\
+         # (ip netns exec <prefix>-cm prometheus --config.file=prometheus.yml), which reaches\n\
+         # both segments.\nglobal:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
+         scrape_configs:\n",
+    );
+    for (job, targets) in jobs {
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        yml.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        ));
+    }
+    std::fs::write(run.join("prometheus.yml"), yml).context("writing prometheus.yml")
+}
+
 pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let plan = lab.plan();
     let key = format!("{:016x}", crate::net::os_seed());
@@ -68,6 +89,12 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         ]);
     }
     args.extend(policy_args(lab.policy));
+    let metrics = |ip: Ipv4Addr| format!("--metrics={ip}:{METRICS_PORT}");
+    let mut targets: Vec<(&str, Vec<String>)> = Vec::new();
+    if lab.metrics {
+        args.push(metrics(master_lan));
+        targets.push(("master", vec![format!("{master_lan}:{METRICS_PORT}")]));
+    }
     lab.start_role(
         MASTER,
         &master.namespace,
@@ -78,17 +105,23 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         let lan_if = nat
             .interface(Segment::Lan)
             .context("the NAT has no LAN interface")?;
+        let nat_lan = address(nat, Segment::Lan)?;
+        let mut args = vec![
+            "nat".to_string(),
+            format!("--global={}", address(nat, Segment::Public)?),
+            format!("--lan={nat_lan}"),
+            format!("--lan-if={}", lan_if.name),
+            format!("--status={}", run.join("nat-status.json").display()),
+            format!("--control={}", run.join("nat.sock").display()),
+        ];
+        if lab.metrics {
+            args.push(metrics(nat_lan));
+            targets.push(("nat", vec![format!("{nat_lan}:{METRICS_PORT}")]));
+        }
         lab.start_role(
             "nat",
             &nat.namespace,
-            [
-                "nat".to_string(),
-                format!("--global={}", address(nat, Segment::Public)?),
-                format!("--lan={}", address(nat, Segment::Lan)?),
-                format!("--lan-if={}", lan_if.name),
-                format!("--status={}", run.join("nat-status.json").display()),
-                format!("--control={}", run.join("nat.sock").display()),
-            ],
+            args,
             Readiness::Control(run.join("nat.sock")),
         )?;
     }
@@ -101,6 +134,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     // Disjoint Tunnel ID blocks, unique cluster-wide: the master routes by them.
     let block = u16::MAX as usize / (endpoints.len() + 1);
     let mut started = Vec::new();
+    let mut endpoint_targets = Vec::new();
     for (i, node) in endpoints.iter().enumerate() {
         let lan = address(node, Segment::Lan)?;
         let first = (i + 1) * block;
@@ -119,6 +153,10 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         }
         if let Some(n) = lab.max_retransmits {
             args.push(format!("--max-retransmits={n}"));
+        }
+        if lab.metrics {
+            args.push(metrics(lan));
+            endpoint_targets.push(format!("{lan}:{METRICS_PORT}"));
         }
         if lab.ppp {
             args.extend([
@@ -164,6 +202,18 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     }
     for (process, ready) in &started {
         lab.wait_ready(process, ready, READY)?;
+    }
+    if lab.metrics {
+        targets.push(("endpoint", endpoint_targets));
+        if let Some(first) = plan
+            .node(NodeKind::Initiator)
+            .and_then(|ti| ti.interfaces.first())
+            .and_then(|i| i.addresses.first())
+        {
+            // `lab run`'s LAC serves there while it runs.
+            targets.push(("lac", vec![format!("{first}:{METRICS_PORT}")]));
+        }
+        write_scrape_file(run, &targets)?;
     }
     // Two report intervals: every endpoint is in service at the master before anyone dials.
     std::thread::sleep(Duration::from_millis(1100));

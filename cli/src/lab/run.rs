@@ -145,6 +145,10 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
         csv: Some(run_dir.join("lac.csv")),
         hdr_log: Some(run_dir.join("lac.hlog")),
         control: Some(run_dir.join("lac.sock")),
+        metrics: args
+            .cluster
+            .metrics
+            .then(|| std::net::SocketAddr::new(first.into(), super::roles::METRICS_PORT)),
         ppp: args.ppp,
         username: super::roles::LAB_USER.to_string(),
         password: super::roles::LAB_PASSWORD.to_string(),

@@ -38,6 +38,9 @@ pub struct LabSpec {
     /// LAB_USER`]), IPCP addresses from its own slice of 198.19.128.0/17. Off for runs whose
     /// LAC does no PPP (the endpoint would end their calls when LCP times out).
     pub ppp: bool,
+    /// Every role serves `--metrics` on its LAN address (the NAT's and the master's too),
+    /// port [`super::roles::METRICS_PORT`], and `RUN_DIR/prometheus.yml` lists them.
+    pub metrics: bool,
 }
 
 impl LabSpec {
@@ -55,6 +58,7 @@ impl LabSpec {
             policy: reference::master::Policy::LeastLoad,
             max_retransmits: None,
             ppp: false,
+            metrics: false,
         }
     }
 }

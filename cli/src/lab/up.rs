@@ -60,6 +60,7 @@ impl Lab {
             captures: spec.captures,
             secret: spec.secret.clone(),
             ppp: spec.ppp,
+            metrics: spec.metrics,
             netem: spec.netem,
             policy: spec.policy,
             max_retransmits: spec.max_retransmits,

@@ -798,3 +798,76 @@ fn lab_down_from_outside_then_the_owner_drops_it() {
     assert_nothing_left(&p, &pids, &[]);
     let _ = std::fs::remove_dir_all(&run_dir);
 }
+
+/// One HTTP GET of `addr` from inside `namespace` (a thread that enters it): the body.
+fn get_in(namespace: &str, addr: &str) -> String {
+    let (namespace, addr) = (namespace.to_string(), addr.to_string());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        sys::enter_netns(&namespace).expect("enter the namespace");
+        let mut stream = std::net::TcpStream::connect(&addr)
+            .unwrap_or_else(|e| panic!("{addr} from {namespace}: {e}"));
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    })
+    .join()
+    .expect("the fetching thread")
+}
+
+/// `lab up --metrics`: every role serves its metrics on its LAN address, all reachable from the
+/// master's namespace, and the scrape file lists them (and is one promtool accepts).
+#[test]
+fn lab_up_with_metrics_serves_every_role() {
+    if !lab_available("lab_up_with_metrics_serves_every_role") {
+        return;
+    }
+    let lab = Lab::up(&LabSpec {
+        roles: true,
+        captures: false,
+        metrics: true,
+        ..spec(Topology::Fig2, 2, 1)
+    })
+    .unwrap();
+    let master_ns = lab.namespace(NodeKind::Master).unwrap().to_string();
+    for (addr, needle) in [
+        (
+            "198.19.0.1:9464",
+            "l2tpkit_master_endpoint_in_service{endpoint=\"te2\"} 1",
+        ),
+        ("198.19.0.2:9464", "l2tpkit_nat_table_entries 0"),
+        (
+            "198.19.0.11:9464",
+            "l2tpkit_endpoint_tunnels_established_total 0",
+        ),
+        ("198.19.0.12:9464", "l2tpkit_endpoint_tunnels_up 0"),
+    ] {
+        let reply = get_in(&master_ns, addr);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{addr}: {reply}");
+        assert!(reply.contains(needle), "{addr} lacks {needle}: {reply}");
+    }
+    let scrape = lab.run_dir().join("prometheus.yml");
+    let yml = std::fs::read_to_string(&scrape).expect("prometheus.yml");
+    for target in [
+        "198.19.0.1:9464",
+        "198.19.0.2:9464",
+        "198.19.0.12:9464",
+        "198.18.1.1:9464",
+    ] {
+        assert!(yml.contains(target), "{target} missing from {yml}");
+    }
+    if sys::have("promtool", "--version") {
+        let out = Command::new("promtool")
+            .args(["check", "config"])
+            .arg(&scrape)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    lab.down().unwrap();
+}

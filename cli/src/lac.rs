@@ -564,7 +564,7 @@ pub fn execute_with(
 /// `phase`, the JSON's names) in seconds.
 fn lac_metrics(s: &probes::lac::Stats, now: &LiveSnapshot) -> MetricSet {
     let mut set = MetricSet::default();
-    let counters: [(&'static str, &'static str, u64); 10] = [
+    set.counters(&[
         (
             "tunnels_established",
             "Tunnels established.",
@@ -607,10 +607,7 @@ fn lac_metrics(s: &probes::lac::Stats, now: &LiveSnapshot) -> MetricSet {
             "SCCRQs sent (first copies).",
             s.tunnels_started,
         ),
-    ];
-    for (name, help, value) in counters {
-        set.counter(name, help, value);
-    }
+    ]);
     set.gauge("tunnels_up", "Tunnels up now.", now.tunnels_up as f64);
     set.gauge("sessions_up", "Sessions up now.", now.sessions_up as f64);
     set.gauge(

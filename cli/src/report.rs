@@ -15,8 +15,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use l2tp::wire::message::ParseOptions;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use probes::sequence::{self, Report, Roles, Sequence};
+use probes::xml::escape;
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
@@ -166,20 +168,6 @@ fn read_csv(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>, csv::Err
     Ok(rows)
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;\
@@ -299,11 +287,27 @@ fn summary_section(inputs: &Inputs, out: &mut String) {
     out.push_str("</table>\n");
 }
 
+/// One chart drawn by `draw` on an SVG canvas of `size`, as SVG; what went wrong, in words.
+fn chart(
+    title: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), Box<dyn std::error::Error>>,
+) -> String {
+    let mut svg = String::new();
+    let drawn = draw(SVGBackend::with_string(&mut svg, size).into_drawing_area());
+    match drawn {
+        Ok(()) => svg,
+        Err(e) => format!(
+            "<p class=\"problem\">{}: {}</p>",
+            escape(title),
+            escape(&e.to_string())
+        ),
+    }
+}
+
 /// A line chart of `series` over the run's seconds, as SVG; an error in words.
 fn line_chart(title: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
-    let mut svg = String::new();
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::with_string(&mut svg, (540, 300)).into_drawing_area();
+    chart(title, (540, 300), |root| {
         root.fill(&WHITE)?;
         let points = series.iter().flat_map(|(_, p)| p.iter());
         let (x0, x1, top) = points.fold((f64::MAX, f64::MIN, 0f64), |(a, b, c), &(x, y)| {
@@ -342,15 +346,7 @@ fn line_chart(title: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> 
             .draw()?;
         root.present()?;
         Ok(())
-    })();
-    match drawn {
-        Ok(()) => svg,
-        Err(e) => format!(
-            "<p class=\"problem\">{}: {}</p>",
-            escape(title),
-            escape(&e.to_string())
-        ),
-    }
+    })
 }
 
 fn series_section(inputs: &Inputs, out: &mut String) {
@@ -417,9 +413,7 @@ fn percentile_chart(title: &str, p: &Value) -> String {
         (3.0, ms("p999_ms")),
         (4.0, ms("max_ms")),
     ];
-    let mut svg = String::new();
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::with_string(&mut svg, (360, 240)).into_drawing_area();
+    chart(title, (360, 240), |root| {
         root.fill(&WHITE)?;
         let top = points.iter().map(|p| p.1).fold(0f64, f64::max).max(0.001) * 1.1;
         let mut chart = ChartBuilder::on(&root)
@@ -445,15 +439,7 @@ fn percentile_chart(title: &str, p: &Value) -> String {
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         root.present()?;
         Ok(())
-    })();
-    match drawn {
-        Ok(()) => svg,
-        Err(e) => format!(
-            "<p class=\"problem\">{}: {}</p>",
-            escape(title),
-            escape(&e.to_string())
-        ),
-    }
+    })
 }
 
 fn latency_section(inputs: &Inputs, out: &mut String) {
@@ -522,10 +508,8 @@ fn dispatch_section(inputs: &Inputs, out: &mut String) {
             )
         })
         .collect();
-    let mut svg = String::new();
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
-        let height = 40 + 28 * bars.len() as u32;
-        let root = SVGBackend::with_string(&mut svg, (540, height)).into_drawing_area();
+    let height = 40 + 28 * bars.len() as u32;
+    let svg = chart("dispatch chart", (540, height), |root| {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption("share of the SCCRQs dispatched, %", ("sans-serif", 14))
@@ -549,17 +533,8 @@ fn dispatch_section(inputs: &Inputs, out: &mut String) {
         }))?;
         root.present()?;
         Ok(())
-    })();
-    match drawn {
-        Ok(()) => out.push_str(&svg),
-        Err(e) => {
-            let _ = write!(
-                out,
-                "<p class=\"problem\">dispatch chart: {}</p>",
-                escape(&e.to_string())
-            );
-        }
-    }
+    });
+    out.push_str(&svg);
     out.push('\n');
 }
 

@@ -7,3 +7,4 @@ pub mod lac;
 pub mod live;
 pub mod probe;
 pub mod sequence;
+pub mod xml;

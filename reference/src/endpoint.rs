@@ -343,7 +343,7 @@ impl crate::metrics::Metered for EndpointStats {
     fn metrics(&self) -> crate::metrics::MetricSet {
         use crate::metrics::MetricSet;
         let mut set = MetricSet::default();
-        let counters: [(&'static str, &'static str, u64); 7] = [
+        set.counters(&[
             (
                 "endpoint_tunnels_established",
                 "Tunnels established.",
@@ -379,10 +379,7 @@ impl crate::metrics::Metered for EndpointStats {
                 "Data messages received.",
                 self.data_frames,
             ),
-        ];
-        for (name, help, value) in counters {
-            set.counter(name, help, value);
-        }
+        ]);
         set.gauge(
             "endpoint_tunnels_up",
             "Tunnels established and not closed.",
@@ -395,7 +392,7 @@ impl crate::metrics::Metered for EndpointStats {
                 .saturating_sub(self.sessions_closed) as f64,
         );
         if let Some(p) = &self.ppp {
-            let counters: [(&'static str, &'static str, u64); 7] = [
+            set.counters(&[
                 (
                     "endpoint_ppp_sessions_opened",
                     "Subscribers whose NCPs opened.",
@@ -423,10 +420,7 @@ impl crate::metrics::Metered for EndpointStats {
                     "An address in use handed out again.",
                     p.duplicate_addresses,
                 ),
-            ];
-            for (name, help, value) in counters {
-                set.counter(name, help, value);
-            }
+            ]);
             set.gauge(
                 "endpoint_ppp_sessions_open",
                 "Subscribers open now.",

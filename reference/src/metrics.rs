@@ -67,6 +67,13 @@ impl MetricSet {
         self.push(name, help, Vec::new(), Value::Counter(value));
     }
 
+    /// Unlabelled counters, each `(name, help, value)`.
+    pub fn counters(&mut self, list: &[(&'static str, &'static str, u64)]) {
+        for &(name, help, value) in list {
+            self.counter(name, help, value);
+        }
+    }
+
     pub fn gauge(&mut self, name: &'static str, help: &'static str, value: f64) {
         self.push(name, help, Vec::new(), Value::Gauge(value));
     }

@@ -85,3 +85,38 @@ impl Drop for Scratch {
         }
     }
 }
+
+/// Runs the `l2tpkit` binary: exit code, stdout, stderr.
+#[allow(dead_code)] // not every test file runs it
+pub fn l2tpkit(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
+        .args(args)
+        .output()
+        .expect("run l2tpkit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Our endpoint on `ip` (any port), named `host_name`, for `seconds`, on a thread that ends
+/// with its --duration; returns its address once it listens.
+#[allow(dead_code)] // not every test file starts one
+pub fn endpoint(ip: &str, host_name: &str, seconds: f64) -> std::net::SocketAddrV4 {
+    use std::time::Duration;
+    let args = l2tpkit::endpoint::EndpointArgs {
+        listen: format!("{ip}:0").parse().unwrap(),
+        host_name: host_name.to_string(),
+        duration: Some(Duration::from_secs_f64(seconds)),
+        ..l2tpkit::endpoint::EndpointArgs::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        l2tpkit::endpoint::execute(&args, |addr| {
+            let _ = tx.send(addr);
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the endpoint is listening")
+}

@@ -1,19 +1,7 @@
 //! Bad flags and unreachable peers give one clear line on stderr naming what was wrong, and a
 //! non-zero exit; never a panic.
 
-use std::process::Command;
-
-fn l2tpkit(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
-        .args(args)
-        .output()
-        .expect("run l2tpkit");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::l2tpkit;
 
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, _, stderr) = l2tpkit(args);

@@ -869,5 +869,7 @@ fn lab_up_with_metrics_serves_every_role() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    let run = lab.run_dir().to_path_buf();
     lab.down().unwrap();
+    let _ = std::fs::remove_dir_all(run);
 }

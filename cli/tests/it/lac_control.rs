@@ -3,31 +3,11 @@
 //! show in the CSV within a second, a master's verb is refused, the socket goes with the run.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddrV4;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use l2tpkit::endpoint::{self, EndpointArgs};
-
-use crate::common::{wait_until, Scratch};
-
-fn endpoint(ip: &str, seconds: f64) -> SocketAddrV4 {
-    let args = EndpointArgs {
-        listen: format!("{ip}:0").parse().unwrap(),
-        duration: Some(Duration::from_secs_f64(seconds)),
-        ..EndpointArgs::default()
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        endpoint::execute(&args, |addr| {
-            let _ = tx.send(addr);
-        })
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("the endpoint is listening")
-}
+use crate::common::{endpoint, wait_until, Scratch};
 
 /// `l2tpkit ctl SOCK WORDS… --json`: exit code, the reply's JSON (when it printed one), stderr.
 fn ctl(sock: &Path, words: &[&str]) -> (i32, Option<serde_json::Value>, String) {
@@ -102,7 +82,7 @@ fn ctl_steers_a_running_lac_and_report_has_the_final_shape() {
     );
     std::fs::create_dir_all(&scratch.0).unwrap();
     let (sock, csv) = (scratch.0.join("lac.sock"), scratch.0.join("lac.csv"));
-    let lns = endpoint("127.0.83.1", 120.0);
+    let lns = endpoint("127.0.83.1", "l2tpkit", 120.0);
     // 400 tunnels at 10/s: the run paces for far longer than the test steers it; `rate 100`
     // then finishes it.
     let lac = Lac(Some(

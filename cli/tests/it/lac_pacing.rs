@@ -8,34 +8,10 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use l2tpkit::endpoint::{self, EndpointArgs};
+use crate::common::endpoint;
 use l2tpkit::lac::{execute, execute_with, LacArgs, PppLevel};
 use probes::lac::{Pace, PaceConfig};
 use probes::live::{Live, LiveControl, RunPhase};
-
-/// Starts our endpoint on `ip` (any port) for `seconds`; returns its address. The thread ends
-/// with its --duration.
-fn endpoint(ip: &str, host_name: &str, seconds: f64) -> SocketAddrV4 {
-    let args = EndpointArgs {
-        listen: format!("{ip}:0").parse().unwrap(),
-        secret: None,
-        hidden: false,
-        host_name: host_name.to_string(),
-        duration: Some(Duration::from_secs_f64(seconds)),
-        pcap: None,
-        json: false,
-        status: None,
-        ..EndpointArgs::default()
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        endpoint::execute(&args, |addr| {
-            let _ = tx.send(addr);
-        })
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("the endpoint is listening")
-}
 
 /// `name` in a scratch directory of its own; the test removes that directory when it passes.
 fn scratch(name: &str) -> PathBuf {

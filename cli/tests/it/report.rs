@@ -4,24 +4,11 @@
 //! run dir with missing and cut files gives a report that says so.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use probes::sequence::craft::{self, Fault, Plan};
 use probes::sequence::Variant;
 
-use crate::common::Scratch;
-
-fn l2tpkit(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
-        .args(args)
-        .output()
-        .expect("run l2tpkit");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::{l2tpkit, Scratch};
 
 fn lac_json() -> serde_json::Value {
     let p = |n: u64, base: f64| {

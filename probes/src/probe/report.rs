@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::xml::escape;
+
 use super::{ProbeResult, VerdictKind};
 
 /// Every probe's result, in catalog order, and the counts.
@@ -101,7 +103,7 @@ impl ProbeReport {
         let _ = writeln!(
             out,
             "<testsuite name=\"l2tpkit probe {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{seconds:.3}\">",
-            xml(&self.target),
+            escape(&self.target),
             self.probes.len(),
             self.count(VerdictKind::Fail),
             self.count(VerdictKind::Inconclusive),
@@ -111,19 +113,19 @@ impl ProbeReport {
             let _ = writeln!(
                 out,
                 "  <testcase classname=\"l2tpkit.probe\" name=\"{}\" time=\"{:.3}\">",
-                xml(p.name),
+                escape(p.name),
                 p.duration_ms / 1000.0
             );
-            let reason = xml(p.reason.as_deref().unwrap_or(""));
+            let reason = escape(p.reason.as_deref().unwrap_or(""));
             match p.verdict {
                 VerdictKind::Pass => {}
                 VerdictKind::Fail => {
                     let _ = writeln!(
                         out,
                         "    <failure message=\"{reason}\" type=\"{}\">{}: expects {}</failure>",
-                        xml(p.reference),
-                        xml(p.reference),
-                        xml(p.expects)
+                        escape(p.reference),
+                        escape(p.reference),
+                        escape(p.expects)
                     );
                 }
                 VerdictKind::Inconclusive => {
@@ -139,32 +141,13 @@ impl ProbeReport {
             let _ = writeln!(
                 out,
                 "    <system-out>{}</system-out>",
-                xml(&p.evidence.join("\n"))
+                escape(&p.evidence.join("\n"))
             );
             out.push_str("  </testcase>\n");
         }
         out.push_str("</testsuite>\n");
         out
     }
-}
-
-/// Text made safe for XML attributes and content; control characters other than tab and
-/// newline (not allowed in XML 1.0) become U+FFFD.
-fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -174,7 +157,7 @@ mod tests {
     #[test]
     fn xml_escapes_markup_and_control_characters() {
         assert_eq!(
-            xml("a<b>&\"c'\u{1}"),
+            escape("a<b>&\"c'\u{1}"),
             "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}"
         );
     }

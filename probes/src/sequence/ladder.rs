@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::report::{TimelineEntry, TunnelReport};
+use crate::xml::escape;
 
 const COLUMN: i64 = 170;
 const LEFT: i64 = 95;
@@ -39,20 +40,6 @@ fn rank(column: &str) -> (u8, u32, String) {
         te if te.starts_with("TE") => (3, te[2..].parse().unwrap_or(u32::MAX), String::new()),
         other => (4, 0, other.to_string()),
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// What an arrow says: its step, the message (or the PPP phase change), retransmission.
@@ -252,10 +239,5 @@ mod tests {
         let mut columns = vec!["TE10", "x", "NAT", "TE2", "CM", "TI"];
         columns.sort_by_key(|c| rank(c));
         assert_eq!(columns, ["TI", "CM", "NAT", "TE2", "TE10", "x"]);
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(escape("a<b>&\"c\""), "a&lt;b&gt;&amp;&quot;c&quot;");
     }
 }

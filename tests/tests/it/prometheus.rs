@@ -234,3 +234,148 @@ fn prometheus_scrapes_the_lac_and_the_master() {
         });
     }
 }
+
+/// `f` on a thread that has entered `namespace`.
+fn in_netns<T: Send + 'static>(namespace: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let namespace = namespace.to_string();
+    std::thread::spawn(move || {
+        l2tpkit::lab::sys::enter_netns(&namespace).expect("enter the namespace");
+        f()
+    })
+    .join()
+    .expect("the thread in the namespace")
+}
+
+/// The lab's roles and a LAC in it (`lab up --metrics`), scraped by Prometheus started in the
+/// master's namespace with the lab's own `prometheus.yml`: after the run its query API
+/// returns the LAC's tunnels and the master's dispatch per endpoint as the run counted them.
+#[test]
+fn prometheus_scrapes_a_lab_with_the_scrape_file_it_wrote() {
+    use l2tpkit::lab::{Lab, LabSpec, NodeKind, Topology};
+    if !root() || !require("prometheus") {
+        return;
+    }
+    let lab = Lab::up(&LabSpec {
+        captures: false,
+        metrics: true,
+        ..LabSpec::new(Topology::Fig2, 3)
+    })
+    .expect("lab up --metrics");
+    let run = lab.run_dir().to_path_buf();
+    let cm = lab.namespace(NodeKind::Master).unwrap().to_string();
+    let ti = lab.namespace(NodeKind::Initiator).unwrap().to_string();
+    let web = "198.19.0.1:9090";
+    let log = std::fs::File::create(run.join("prometheus.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &cm, "prometheus"])
+        .arg(format!(
+            "--config.file={}",
+            run.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            run.join("prometheus-data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus in the master's namespace");
+    // Its files go with the lab's run dir; the process by PID when this ends.
+    let _prometheus = Prometheus {
+        child,
+        dir: run.join("prometheus-data"),
+    };
+    let get_cm =
+        |path: String| in_netns(&cm, move || get(web, &path).unwrap_or((0, String::new())));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Master, NAT, three endpoints and the LAC to come: six targets taken on.
+    loop {
+        let (code, body) = get_cm("/api/v1/targets".into());
+        let n = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["activeTargets"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if code == 200 && n == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus took on {n} targets");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let args = LacArgs {
+        target: "198.18.0.1:1701".parse().unwrap(),
+        bind: "198.18.1.1:0".parse().unwrap(),
+        tunnels: 30,
+        sessions_per_tunnel: 1,
+        hold: Duration::from_secs(4),
+        echo_rate: 0.0,
+        setup_timeout: Duration::from_secs(10),
+        any_source: true,
+        ppp: PppLevel::Off,
+        metrics: Some("198.18.1.1:9464".parse().unwrap()),
+        ..LacArgs::default()
+    };
+    let report = in_netns(&ti, move || run_lac(&args).expect("lac").0);
+    assert!(report.success(), "{report}");
+    let query = |promql: &str| -> Vec<(serde_json::Value, f64)> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (_, body) = get_cm(format!("/api/v1/query?query={encoded}"));
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let v = r["value"][1]
+                    .as_str()
+                    .unwrap_or("nan")
+                    .parse()
+                    .unwrap_or(f64::NAN);
+                (r["metric"].clone(), v)
+            })
+            .collect()
+    };
+    let until = |promql: &str, want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = query(promql);
+            if got.first().is_some_and(|(_, v)| *v == want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{promql}: {got:?}, want {want}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until(
+        "max_over_time(l2tpkit_tunnels_established_total[5m])",
+        report.tunnels_established as f64,
+    );
+    let status = reference::control::request(&run.join("master.sock"), "status").unwrap();
+    let endpoints = status["endpoints"].as_array().unwrap().clone();
+    assert_eq!(endpoints.len(), 3);
+    for e in &endpoints {
+        let name = e["name"].as_str().unwrap();
+        let want = e["dispatched_total"].as_f64().unwrap();
+        until(
+            &format!("max_over_time(l2tpkit_master_dispatched_total{{endpoint=\"{name}\"}}[5m])"),
+            want,
+        );
+    }
+    until(
+        "max_over_time(l2tpkit_nat_table_entries_created_total[5m])",
+        report.tunnels_established as f64,
+    );
+    drop(_prometheus);
+    lab.down().expect("lab down");
+    let _ = std::fs::remove_dir_all(&run);
+}

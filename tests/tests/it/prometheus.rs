@@ -118,8 +118,16 @@ fn start_prometheus(dir: &Path) -> Prometheus {
     prometheus
 }
 
-/// The instant vector of `query` as (labels, value) pairs.
-fn query(promql: &str) -> Vec<(serde_json::Value, f64)> {
+/// Where Prometheus's HTTP API answers a path: on loopback, or from inside a namespace.
+type Api<'a> = &'a dyn Fn(&str) -> (u16, String);
+
+/// On loopback, at [`PROMETHEUS`].
+fn loopback(path: &str) -> (u16, String) {
+    get(PROMETHEUS, path).unwrap_or((0, String::new()))
+}
+
+/// The instant vector of `promql` as (labels, value) pairs.
+fn query(api: Api<'_>, promql: &str) -> Vec<(serde_json::Value, f64)> {
     let encoded: String = promql
         .bytes()
         .map(|b| match b {
@@ -127,7 +135,7 @@ fn query(promql: &str) -> Vec<(serde_json::Value, f64)> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let (code, body) = get(PROMETHEUS, &format!("/api/v1/query?query={encoded}")).unwrap();
+    let (code, body) = api(&format!("/api/v1/query?query={encoded}"));
     assert_eq!(code, 200, "{promql}: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     json["data"]["result"]
@@ -148,12 +156,13 @@ fn query(promql: &str) -> Vec<(serde_json::Value, f64)> {
 
 /// Polls `query` until `done` holds (Prometheus scrapes each second); fails after 15 s.
 fn await_query(
+    api: Api<'_>,
     promql: &str,
     done: impl Fn(&[(serde_json::Value, f64)]) -> bool,
 ) -> Vec<(serde_json::Value, f64)> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let result = query(promql);
+        let result = query(api, promql);
         if done(&result) {
             return result;
         }
@@ -189,6 +198,7 @@ fn prometheus_scrapes_the_lac_and_the_master() {
     assert!(report.success(), "{report}");
     // Stale once the LAC is gone: the last value over the run is what it reported.
     let established = await_query(
+        &loopback,
         "max_over_time(l2tpkit_tunnels_established_total[5m])",
         |r| {
             r.first()
@@ -197,6 +207,7 @@ fn prometheus_scrapes_the_lac_and_the_master() {
     );
     assert_eq!(established.len(), 1, "{established:?}");
     let histogram = await_query(
+        &loopback,
         "max_over_time(l2tpkit_setup_latency_seconds_count{phase=\"sccrq_to_sccrp\"}[5m])",
         |r| {
             r.first()
@@ -211,7 +222,7 @@ fn prometheus_scrapes_the_lac_and_the_master() {
             "max_over_time(l2tpkit_master_dispatched_total{{endpoint=\"{}\"}}[5m])",
             e.name
         );
-        await_query(&promql, |r| {
+        await_query(&loopback, &promql, |r| {
             r.first()
                 .is_some_and(|(_, v)| *v == e.dispatched_total as f64)
         });
@@ -228,7 +239,7 @@ fn prometheus_scrapes_the_lac_and_the_master() {
         let promql = format!(
             "max_over_time(l2tpkit_endpoint_tunnels_established_total{{instance=\"{addr}\"}}[5m])"
         );
-        await_query(&promql, |r| {
+        await_query(&loopback, &promql, |r| {
             r.first()
                 .is_some_and(|(_, v)| *v == stats.tunnels_established as f64)
         });
@@ -318,43 +329,9 @@ fn prometheus_scrapes_a_lab_with_the_scrape_file_it_wrote() {
     };
     let report = in_netns(&ti, move || run_lac(&args).expect("lac").0);
     assert!(report.success(), "{report}");
-    let query = |promql: &str| -> Vec<(serde_json::Value, f64)> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let (_, body) = get_cm(format!("/api/v1/query?query={encoded}"));
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        json["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| {
-                let v = r["value"][1]
-                    .as_str()
-                    .unwrap_or("nan")
-                    .parse()
-                    .unwrap_or(f64::NAN);
-                (r["metric"].clone(), v)
-            })
-            .collect()
-    };
+    let api = |path: &str| get_cm(path.to_string());
     let until = |promql: &str, want: f64| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let got = query(promql);
-            if got.first().is_some_and(|(_, v)| *v == want) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{promql}: {got:?}, want {want}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        await_query(&api, promql, |r| r.first().is_some_and(|(_, v)| *v == want));
     };
     until(
         "max_over_time(l2tpkit_tunnels_established_total[5m])",

@@ -99,6 +99,10 @@ pub struct LacArgs {
     /// Write one row of figures per second of the run to this CSV file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write one row per endpoint per second to this CSV file: tunnels and sessions up with
+    /// it, established so far, set up in that second (the dispatch over time).
+    #[arg(long, value_name = "FILE")]
+    pub endpoint_csv: Option<PathBuf>,
     /// Write the run's latency histograms to this file as an HdrHistogram interval log: one
     /// interval a second, one tag per histogram (the JSON report's names), values in µs; logs
     /// of several LACs merge exactly.
@@ -189,6 +193,7 @@ impl Default for LacArgs {
             ramp: Duration::ZERO,
             duration: None,
             csv: None,
+            endpoint_csv: None,
             hdr_log: None,
             control: None,
             metrics: None,
@@ -222,7 +227,8 @@ pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
         println!("{report}");
     }
     if let Some(path) = &args.report {
-        let mut inputs = crate::report::gather(&args.csv.iter().cloned().collect::<Vec<_>>());
+        let files: Vec<PathBuf> = args.csv.iter().chain(&args.endpoint_csv).cloned().collect();
+        let mut inputs = crate::report::gather(&files);
         inputs.lac = Some(serde_json::to_value(&report)?);
         std::fs::write(path, crate::report::render(&inputs))
             .with_context(|| format!("--report {}", path.display()))?;
@@ -412,6 +418,13 @@ pub fn execute_with(
         }
         None => None,
     };
+    let endpoint_csv = match &args.endpoint_csv {
+        Some(path) => Some(
+            CsvSeries::create(path)
+                .with_context(|| format!("--endpoint-csv {}", path.display()))?,
+        ),
+        None => None,
+    };
     let hdr_log = match &args.hdr_log {
         Some(path) => Some(
             HdrLog::create(path, SystemTime::now())
@@ -437,6 +450,7 @@ pub fn execute_with(
         swarm: Rc::clone(&swarm),
         live,
         csv,
+        endpoint_csv,
         hdr_log,
         metrics: None,
         next_second: 0,
@@ -721,6 +735,7 @@ struct Publisher {
     swarm: Rc<Swarm>,
     live: Live,
     csv: Option<CsvSeries>,
+    endpoint_csv: Option<CsvSeries>,
     hdr_log: Option<HdrLog>,
     /// Where `--metrics` scrapes read from.
     metrics: Option<metrics::Shared>,
@@ -745,6 +760,11 @@ impl Publisher {
             let row = self.swarm.second_row(self.next_second, &snapshot);
             if let Some(csv) = self.csv.as_mut() {
                 csv.write(&row).context("--csv")?;
+            }
+            if let Some(csv) = self.endpoint_csv.as_mut() {
+                for row in self.swarm.endpoint_rows(self.next_second) {
+                    csv.write(&row).context("--endpoint-csv")?;
+                }
             }
             if let Some(terminal) = self.progress {
                 progress_line(terminal, &snapshot, row.setups_this_second);

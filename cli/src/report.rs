@@ -56,6 +56,8 @@ pub struct Inputs {
     pub summary: Option<Value>,
     pub lac: Option<Value>,
     pub csv: Option<Vec<serde_json::Map<String, Value>>>,
+    /// `lac --endpoint-csv`: one row per endpoint per second.
+    pub endpoint_csv: Option<Vec<serde_json::Map<String, Value>>>,
     pub probes: Option<Value>,
     pub captures: Vec<PathBuf>,
     /// What could not be read, in words.
@@ -84,6 +86,7 @@ pub fn gather(paths: &[PathBuf]) -> Inputs {
                 ("summary.json", false),
                 ("lac.json", true),
                 ("lac.csv", true),
+                ("lac-endpoints.csv", false),
                 ("probe.json", false),
             ] {
                 let file = path.join(name);
@@ -120,6 +123,10 @@ fn read_file(path: &Path, inputs: &mut Inputs) {
         "pcap" | "pcapng" => inputs.captures.push(path.to_path_buf()),
         "csv" => match read_csv(path) {
             Ok(rows) if rows.is_empty() => inputs.problems.push(format!("{name}: no rows")),
+            // The per-endpoint rows name their endpoint; the run's own do not.
+            Ok(rows) if rows.first().is_some_and(|r| r.contains_key("endpoint")) => {
+                inputs.endpoint_csv = Some(rows)
+            }
             Ok(rows) => inputs.csv = Some(rows),
             Err(e) => inputs.problems.push(format!("{name}: {e}")),
         },
@@ -474,7 +481,39 @@ fn latency_section(inputs: &Inputs, out: &mut String) {
     out.push_str("</div>\n");
 }
 
+/// Each endpoint's share of the tunnels up, second by second (`lac --endpoint-csv`).
+fn share_over_time(rows: &[serde_json::Map<String, Value>]) -> String {
+    let num = |r: &serde_json::Map<String, Value>, k: &str| r.get(k).and_then(Value::as_f64);
+    let mut totals: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for r in rows {
+        if let (Some(s), Some(up)) = (num(r, "second"), num(r, "tunnels_up")) {
+            *totals.entry(s as i64).or_default() += up;
+        }
+    }
+    let mut lines: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for r in rows {
+        let name = match r.get("endpoint") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        if let (Some(s), Some(up)) = (num(r, "second"), num(r, "tunnels_up")) {
+            let total = totals.get(&(s as i64)).copied().unwrap_or(0.0);
+            let share = if total > 0.0 { up * 100.0 / total } else { 0.0 };
+            lines.entry(name).or_default().push((s, share));
+        }
+    }
+    let series: Vec<(&str, Vec<(f64, f64)>)> =
+        lines.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    line_chart("share of the tunnels up, per endpoint", "%", &series)
+}
+
 fn dispatch_section(inputs: &Inputs, out: &mut String) {
+    if let Some(rows) = inputs.endpoint_csv.as_ref().filter(|r| !r.is_empty()) {
+        out.push_str("<h2>Dispatch over time</h2>\n<div id=\"dispatch-time\">\n");
+        out.push_str(&share_over_time(rows));
+        out.push_str("</div>\n");
+    }
     let Some(endpoints) = inputs
         .summary
         .as_ref()

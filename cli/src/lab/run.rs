@@ -143,6 +143,7 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
         rate: args.rate,
         max_outstanding: args.max_outstanding,
         csv: Some(run_dir.join("lac.csv")),
+        endpoint_csv: Some(run_dir.join("lac-endpoints.csv")),
         hdr_log: Some(run_dir.join("lac.hlog")),
         control: Some(run_dir.join("lac.sock")),
         metrics: args

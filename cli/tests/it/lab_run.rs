@@ -57,6 +57,18 @@ fn lab_run(topology: &str, sequence: &str, extra: &[&str]) {
         seconds.iter().enumerate().all(|(i, s)| *s == i as u64),
         "{seconds:?}"
     );
+    // The dispatch over time: a row per endpoint per second; at the end they hold every tunnel.
+    let per_endpoint =
+        std::fs::read_to_string(run_dir.join("lac-endpoints.csv")).expect("lac-endpoints.csv");
+    let last_second = seconds.last().copied().unwrap_or(0).to_string();
+    let established: u64 = per_endpoint
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.first() == Some(&last_second.as_str()))
+        .filter_map(|f| f.get(4).and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    assert_eq!(established, tunnels, "{per_endpoint}");
     // And the interval log beside it: tagged intervals, the setups among them.
     let hlog = std::fs::read_to_string(run_dir.join("lac.hlog")).expect("lac.hlog");
     let tagged = hlog

@@ -55,6 +55,16 @@ fn run_dir(dir: &Path) {
         ));
     }
     std::fs::write(dir.join("lac.csv"), csv).unwrap();
+    let mut per_endpoint = String::from(
+        "second,endpoint,tunnels_up,sessions_up,tunnels_established,setups_this_second\n",
+    );
+    for s in 0..4u64 {
+        for e in ["te1", "te2", "te3"] {
+            let up = s.min(2);
+            per_endpoint.push_str(&format!("{s},{e},{up},{up},{up},1\n"));
+        }
+    }
+    std::fs::write(dir.join("lac-endpoints.csv"), per_endpoint).unwrap();
 }
 
 fn svgs(doc: &roxmltree::Document<'_>) -> Vec<String> {
@@ -142,6 +152,10 @@ fn a_run_dir_becomes_one_self_contained_page() {
     assert!(charts
         .iter()
         .any(|t| t.contains("share of the SCCRQs dispatched")));
+    let over_time = text_of("dispatch-time");
+    for name in ["share of the tunnels up, per endpoint", "te1", "te3"] {
+        assert!(over_time.contains(name), "{name} missing: {over_time}");
+    }
 }
 
 #[test]

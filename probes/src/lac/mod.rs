@@ -36,7 +36,9 @@ pub use hdrlog::{HdrLog, HdrLogError};
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
 pub use report::LacReport;
-pub use stats::{percentiles, CsvSeries, EndpointReport, SecondRow, Stats, Swarm, Termination};
+pub use stats::{
+    percentiles, CsvSeries, EndpointReport, EndpointSecondRow, SecondRow, Stats, Swarm, Termination,
+};
 pub use traffic::{TrafficPlan, MAX_TRAFFIC_RATE, MIN_TRAFFIC_RATE, TRAFFIC_GRACE};
 
 use crate::live::RunPhase;

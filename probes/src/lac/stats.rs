@@ -127,6 +127,15 @@ impl EndpointTrack {
         }
     }
 
+    /// Tunnels that came up with it in `second` (0 once the second is older than the window).
+    pub fn setups_in(&self, second: usize) -> u64 {
+        second
+            .checked_sub(self.first_second)
+            .and_then(|i| self.per_second.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn live(&self, now_second: usize) -> EndpointLive {
         // Seconds with no setup up to now count as zeros.
         let mut setups: Vec<u64> = self.per_second.iter().copied().collect();
@@ -779,7 +788,43 @@ impl Swarm {
     }
 }
 
-/// The per-second CSV: a header row, then one [`SecondRow`] per second of the run.
+/// One endpoint in one second of the run (`lac --endpoint-csv`): the dispatch as the
+/// initiators saw it, second by second.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointSecondRow {
+    pub second: u64,
+    /// The report's key: the SCCRP's Host Name, or its source address.
+    pub endpoint: String,
+    pub tunnels_up: u64,
+    pub sessions_up: u64,
+    pub tunnels_established: u64,
+    pub setups_this_second: u64,
+}
+
+impl Swarm {
+    /// Every endpoint seen so far, as of the end of `second`.
+    pub fn endpoint_rows(&self, second: u64) -> Vec<EndpointSecondRow> {
+        let s = self.stats.borrow();
+        let at = usize::try_from(second).unwrap_or(usize::MAX);
+        let mut rows: Vec<EndpointSecondRow> = s
+            .endpoints
+            .iter()
+            .map(|e| EndpointSecondRow {
+                second,
+                endpoint: e.key.clone(),
+                tunnels_up: e.tunnels,
+                sessions_up: e.sessions,
+                tunnels_established: e.tunnels_total,
+                setups_this_second: e.setups_in(at),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        rows
+    }
+}
+
+/// A CSV of rows written as the run goes: a header row, then one row per call (the
+/// per-second [`SecondRow`]s, or [`EndpointSecondRow`]s).
 pub struct CsvSeries {
     writer: csv::Writer<File>,
 }
@@ -791,7 +836,7 @@ impl CsvSeries {
         })
     }
 
-    pub fn write(&mut self, row: &SecondRow) -> Result<(), csv::Error> {
+    pub fn write<T: Serialize>(&mut self, row: &T) -> Result<(), csv::Error> {
         self.writer.serialize(row)?;
         // A row a second: flushing each keeps the file readable while the run goes on.
         self.writer.flush()?;

@@ -642,8 +642,12 @@ fn lac_metrics(s: &probes::lac::Stats, now: &LiveSnapshot) -> MetricSet {
     for (why, n) in &s.failures {
         set.push(
             "failures",
-            "Failures by reason, as the report words them.",
-            vec![label("reason", why)],
+            "Failures by reason, as the report words them, with the result code of the \
+             StopCCN or CDN that ended them (\"none\" when none did).",
+            vec![
+                label("reason", why),
+                label("result_code", result_code(why).unwrap_or("none")),
+            ],
             Value::Counter(*n),
         );
     }
@@ -673,6 +677,16 @@ fn lac_metrics(s: &probes::lac::Stats, now: &LiveSnapshot) -> MetricSet {
         );
     }
     set
+}
+
+/// The result code a failure's words carry ("StopCCN result 2 error 0 (…)", "PPP
+/// authentication: CDN result 3 …"), if any.
+fn result_code(why: &str) -> Option<&str> {
+    let rest = why.split("result ").nth(1)?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest.get(..end).filter(|code| !code.is_empty())
 }
 
 /// Answers the `--control` socket for as long as the run lasts.
@@ -810,4 +824,21 @@ fn progress_line(terminal: bool, s: &LiveSnapshot, setups: u64) {
         writeln!(err, "{line}")
     };
     let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failure_s_result_code_is_read_from_its_words() {
+        assert_eq!(
+            super::result_code("StopCCN result 2 error 0 (peer stopped acknowledging) [ours]"),
+            Some("2")
+        );
+        assert_eq!(
+            super::result_code("PPP authentication: CDN result 3 error 0 [from peer]"),
+            Some("3")
+        );
+        assert_eq!(super::result_code("tunnel setup timeout"), None);
+        assert_eq!(super::result_code("result x"), None);
+    }
 }

@@ -738,10 +738,8 @@ fn answer(
             ))
         }
     }
-    let mut snapshot = swarm.snapshot(now);
-    snapshot.paused = control.paused();
-    snapshot.target_rate = control.rate();
-    control::ok(&snapshot)
+    // The snapshot reads the knobs back from the same control.
+    control::ok(&swarm.snapshot(now))
 }
 
 /// The watchers' side: the live snapshot, the CSV rows, the progress line.

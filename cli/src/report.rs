@@ -60,6 +60,8 @@ pub struct Inputs {
     pub endpoint_csv: Option<Vec<serde_json::Map<String, Value>>>,
     pub probes: Option<Value>,
     pub captures: Vec<PathBuf>,
+    /// The captures already checked (`lab run` did, with its roles): not read again.
+    pub sequences: Option<Report>,
     /// What could not be read, in words.
     pub problems: Vec<String>,
 }
@@ -610,19 +612,24 @@ fn probes_section(inputs: &Inputs, out: &mut String) {
 
 /// The captures checked as `verify` would; the first tunnels' and the deviating ones' ladders.
 fn ladders_section(inputs: &Inputs, out: &mut String) {
-    if inputs.captures.is_empty() {
-        return;
-    }
-    let report = match check(&inputs.captures) {
-        Ok(report) => report,
-        Err(e) => {
-            let _ = write!(
-                out,
-                "<h2>Message sequences</h2>\n<p class=\"problem\">{}</p>\n",
-                escape(&format!("{e:#}"))
-            );
-            return;
-        }
+    let checked;
+    let report = match (&inputs.sequences, inputs.captures.is_empty()) {
+        (Some(report), _) => report,
+        (None, true) => return,
+        (None, false) => match check(&inputs.captures) {
+            Ok(report) => {
+                checked = report;
+                &checked
+            }
+            Err(e) => {
+                let _ = write!(
+                    out,
+                    "<h2>Message sequences</h2>\n<p class=\"problem\">{}</p>\n",
+                    escape(&format!("{e:#}"))
+                );
+                return;
+            }
+        },
     };
     let _ = write!(
         out,

@@ -141,6 +141,19 @@ impl Endpoint {
         self.ppp.as_ref()
     }
 
+    /// Hands the counters to `--metrics` once a second; when next.
+    fn publish_metrics(&mut self, now: Instant) -> Option<Instant> {
+        let due = self.metrics.as_ref()?.1;
+        if now < due {
+            return Some(due);
+        }
+        let set = crate::metrics::Metered::metrics(&self.stats());
+        let (shared, next) = self.metrics.as_mut()?;
+        crate::metrics::publish(shared, set);
+        *next = now + std::time::Duration::from_secs(1);
+        Some(*next)
+    }
+
     /// The counters, with the watch's state when there is one.
     pub fn stats(&self) -> EndpointStats {
         EndpointStats {
@@ -236,17 +249,7 @@ impl TunnelDriver for Endpoint {
             }
             link.watch.poll_timeout()
         });
-        let metrics_at = self.metrics.as_ref().map(|(_, at)| *at).map(|at| {
-            if now >= at {
-                let set = crate::metrics::Metered::metrics(&self.stats());
-                if let Some((shared, next)) = self.metrics.as_mut() {
-                    crate::metrics::publish(shared, set);
-                    *next = now + std::time::Duration::from_secs(1);
-                    return *next;
-                }
-            }
-            at
-        });
+        let metrics_at = self.publish_metrics(now);
         [ppp_at, report_at, watch_at, metrics_at]
             .into_iter()
             .flatten()

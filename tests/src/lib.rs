@@ -84,24 +84,18 @@ const FIELDS: &[&str] = &[
     "ip.src",
 ];
 
-/// Runs tshark over a capture and returns every L2TP packet it sees, on `port`.
-pub fn tshark_l2tp(path: &Path, port: u16) -> Vec<TsharkPacket> {
+/// Runs tshark on `path` (L2TP on UDP `port`) with a display filter and the fields given; one
+/// row of columns per frame, several occurrences of a field joined by commas.
+pub fn tshark_fields(path: &Path, port: u16, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let mut command = Command::new("tshark");
-    command.arg("-n").arg("-r").arg(path);
-    if port != 1701 {
-        command.arg("-d").arg(format!("udp.port=={port},l2tp"));
-    }
-    command.args([
-        "-Y",
-        "l2tp",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-E",
-        "aggregator=,",
-    ]);
-    for field in FIELDS {
+    command
+        .arg("-n")
+        .arg("-r")
+        .arg(path)
+        .args(["-d", &format!("udp.port=={port},l2tp")])
+        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"])
+        .args(["-E", "aggregator=,", "-E", "occurrence=a"]);
+    for field in fields {
         command.arg("-e").arg(field);
     }
     let output = command
@@ -116,13 +110,26 @@ pub fn tshark_l2tp(path: &Path, port: u16) -> Vec<TsharkPacket> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|line| !line.is_empty())
-        .map(parse_line)
+        .map(|line| line.split('\t').map(str::to_string).collect())
         .collect()
 }
 
+/// Runs tshark over a capture and returns every L2TP packet it sees, on `port`.
+pub fn tshark_l2tp(path: &Path, port: u16) -> Vec<TsharkPacket> {
+    tshark_fields(path, port, "l2tp", FIELDS)
+        .iter()
+        .map(|cols| parse_cols(cols))
+        .collect()
+}
+
+#[cfg(test)]
 fn parse_line(line: &str) -> TsharkPacket {
-    let cols: Vec<&str> = line.split('|').collect();
-    let col = |i: usize| cols.get(i).copied().unwrap_or("");
+    let cols: Vec<String> = line.split('|').map(str::to_string).collect();
+    parse_cols(&cols)
+}
+
+fn parse_cols(cols: &[String]) -> TsharkPacket {
+    let col = |i: usize| cols.get(i).map_or("", String::as_str);
     let num = |s: &str| -> Option<u16> { s.split(',').next().and_then(|v| v.parse().ok()) };
     let list = |s: &str| -> Vec<u16> { s.split(',').filter_map(|v| v.parse().ok()).collect() };
     let bools = |s: &str| -> Vec<bool> {

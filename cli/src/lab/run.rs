@@ -182,6 +182,10 @@ struct RunSummary {
     /// The LAC's own text report (percentile tables), for the final table.
     #[serde(skip)]
     lac_text: String,
+    /// `verify`'s report of the run, for the HTML report's ladders (checked once, with the
+    /// lab's own roles).
+    #[serde(skip)]
+    sequences: Option<probes::sequence::Report>,
     verify_tunnels: usize,
     verify_conforming: usize,
     verify_variants: Vec<String>,
@@ -208,12 +212,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = drive(&lab, args);
     let run_dir = lab.run_dir().to_path_buf();
     let down = lab.down();
-    let summary = outcome?;
+    let mut summary = outcome?;
     down.context("removing the lab")?;
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(run_dir.join("summary.json"), &text).context("writing summary.json")?;
     let report = run_dir.join("report.html");
-    let html = crate::report::render(&crate::report::gather(std::slice::from_ref(&run_dir)));
+    let mut inputs = crate::report::gather(std::slice::from_ref(&run_dir));
+    inputs.sequences = summary.sequences.take();
+    let html = crate::report::render(&inputs);
     std::fs::write(&report, html).context("writing report.html")?;
     if args.json {
         println!("{text}");
@@ -377,6 +383,7 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
             .map(|v| format!("{v:?}"))
             .collect(),
         endpoints,
+        sequences: Some(report),
     })
 }
 

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use l2tp::wire::message::ParseOptions;
 use l2tp::wire::{HeaderRepr, PacketRepr};
 use l2tpkit::endpoint::{execute_with, AuthName, EndpointArgs, PppArgs};
 use l2tpkit::lac::{execute as run_lac, AuthChoice, LacArgs, PppLevel};
-use l2tpkit_tests::require;
+use l2tpkit_tests::{require, tshark_fields};
 use reference::endpoint::icmp;
 
 const TUNNELS: usize = 3;
@@ -196,36 +195,6 @@ const FIELDS: &[&str] = &[
     "icmp.type",
 ];
 
-/// Runs tshark on `path` (L2TP on UDP `port`) with a display filter and the fields above;
-/// one row of columns per frame.
-fn tshark_rows(path: &Path, port: u16, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut command = Command::new("tshark");
-    command
-        .arg("-n")
-        .arg("-r")
-        .arg(path)
-        .args(["-d", &format!("udp.port=={port},l2tp")])
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"])
-        .args(["-E", "aggregator=,", "-E", "occurrence=a"]);
-    for field in fields {
-        command.arg("-e").arg(field);
-    }
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("running tshark on {}: {err}", path.display()));
-    assert!(
-        output.status.success(),
-        "tshark failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| line.split('\t').map(str::to_string).collect())
-        .collect()
-}
-
 /// A number as tshark prints it: decimal, or hex with 0x.
 fn number(s: &str) -> u64 {
     let parsed = match s.strip_prefix("0x") {
@@ -250,7 +219,7 @@ fn text(s: &str) -> Option<String> {
 
 /// tshark's view of each PPP frame, by frame number.
 fn theirs(path: &Path, port: u16) -> BTreeMap<u64, PppFields> {
-    tshark_rows(path, port, "ppp", FIELDS)
+    tshark_fields(path, port, "ppp", FIELDS)
         .into_iter()
         .map(|row| {
             let col = |name: &str| {
@@ -305,7 +274,7 @@ fn theirs(path: &Path, port: u16) -> BTreeMap<u64, PppFields> {
 /// tshark flags nothing in `path`: no malformed packet, no expert info of error severity, no
 /// L2TP data message left undecoded as PPP. Returns how many data messages it decoded.
 fn nothing_malformed(path: &Path, port: u16) -> usize {
-    let flagged = tshark_rows(
+    let flagged = tshark_fields(
         path,
         port,
         "_ws.malformed || _ws.expert.severity == error",
@@ -316,13 +285,13 @@ fn nothing_malformed(path: &Path, port: u16) -> usize {
         "{}: tshark flags {flagged:?}",
         path.display()
     );
-    let not_ppp = tshark_rows(path, port, "l2tp.type == 0 && !ppp", &["frame.number"]);
+    let not_ppp = tshark_fields(path, port, "l2tp.type == 0 && !ppp", &["frame.number"]);
     assert!(
         not_ppp.is_empty(),
         "{}: data messages not decoded as PPP: {not_ppp:?}",
         path.display()
     );
-    tshark_rows(path, port, "l2tp.type == 0 && ppp", &["frame.number"]).len()
+    tshark_fields(path, port, "l2tp.type == 0 && ppp", &["frame.number"]).len()
 }
 
 /// Both decoders agree on every PPP frame of `path`; returns our frames.

@@ -95,26 +95,9 @@ fn start_prometheus(dir: &Path) -> Prometheus {
         child,
         dir: dir.to_path_buf(),
     };
-    // Ready, and all five targets taken on: its discovery hands new targets to the scrapers up to
-    // 5 s after the start, and a LAC run is shorter than that.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let targets = || -> usize {
-        let Ok((200, body)) = get(PROMETHEUS, "/api/v1/targets") else {
-            return 0;
-        };
-        serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["data"]["activeTargets"].as_array().map(Vec::len))
-            .unwrap_or(0)
-    };
-    while targets() < 5 {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus has not taken on its 5 targets after 30 s; see {}",
-            dir.join("prometheus.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // All five targets taken on: its discovery hands new targets to the scrapers up to 5 s
+    // after the start, and a LAC run is shorter than that.
+    await_targets(&loopback, 5, &dir.join("prometheus.log"));
     prometheus
 }
 
@@ -124,6 +107,28 @@ type Api<'a> = &'a dyn Fn(&str) -> (u16, String);
 /// On loopback, at [`PROMETHEUS`].
 fn loopback(path: &str) -> (u16, String) {
     get(PROMETHEUS, path).unwrap_or((0, String::new()))
+}
+
+/// Waits until Prometheus has taken on `n` scrape targets (ready, its configuration read);
+/// fails after 30 s, pointing at its log.
+fn await_targets(api: Api<'_>, n: usize, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = api("/api/v1/targets");
+        let taken = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["activeTargets"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if code == 200 && taken == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus took on {taken} of {n} targets in 30 s; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The instant vector of `promql` as (labels, value) pairs.
@@ -300,20 +305,9 @@ fn prometheus_scrapes_a_lab_with_the_scrape_file_it_wrote() {
     };
     let get_cm =
         |path: String| in_netns(&cm, move || get(web, &path).unwrap_or((0, String::new())));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let api = |path: &str| get_cm(path.to_string());
     // Master, NAT, three endpoints and the LAC to come: six targets taken on.
-    loop {
-        let (code, body) = get_cm("/api/v1/targets".into());
-        let n = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["data"]["activeTargets"].as_array().map(Vec::len))
-            .unwrap_or(0);
-        if code == 200 && n == 6 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "Prometheus took on {n} targets");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    await_targets(&api, 6, &run.join("prometheus.log"));
     let args = LacArgs {
         target: "198.18.0.1:1701".parse().unwrap(),
         bind: "198.18.1.1:0".parse().unwrap(),
@@ -329,7 +323,6 @@ fn prometheus_scrapes_a_lab_with_the_scrape_file_it_wrote() {
     };
     let report = in_netns(&ti, move || run_lac(&args).expect("lac").0);
     assert!(report.success(), "{report}");
-    let api = |path: &str| get_cm(path.to_string());
     let until = |promql: &str, want: f64| {
         await_query(&api, promql, |r| r.first().is_some_and(|(_, v)| *v == want));
     };

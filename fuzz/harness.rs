@@ -541,11 +541,12 @@ fn report(endpoint: usize, fields: &[u8], sequence: u64) -> LoadReport {
         tunnels: u32::from(field(1)),
         sessions: u32::from(field(2)),
         capacity: u32::from(word(3)),
-        state: if field(5) & 1 == 0 {
-            EndpointState::InService
-        } else {
-            EndpointState::Draining
+        state: match field(5) % 3 {
+            0 => EndpointState::InService,
+            1 => EndpointState::Draining,
+            _ => EndpointState::Unresponsive,
         },
+        sccrq_received: u64::from(field(12)),
         tunnel_ids,
         sequence,
     }

@@ -2137,6 +2137,8 @@ fn retransmitted_sccrq_does_not_open_a_second_tunnel() {
     raw.advance(ms(300));
     assert_eq!(raw.set.len(), 1);
     assert_eq!(raw.set.stats().duplicate_sccrq, 1);
+    // Both count as received: what a cluster master sent is what arrives, retransmissions too.
+    assert_eq!(raw.set.stats().sccrq_received, 2);
     let sccrps: Vec<_> = raw
         .take()
         .into_iter()

@@ -8,6 +8,7 @@
 //! - [`udp`]: UDP sockets, raw IPv4 (IP_HDRINCL) sends, sendmmsg / recvmmsg batches;
 //! - [`tap`]: AF_PACKET sockets on one interface (IPv4 tap, frame sender, switch port);
 //! - [`ring`]: the memory-mapped TPACKET_V2 receive ring;
+//! - [`sniff`]: a read-only sniffer of one UDP port, both ways, on one interface or all;
 //! - [`filter`]: classic BPF programs and their attachment;
 //! - [`arp`], [`iface`], [`poll`], [`netns`], and [`reactor`] (packet sockets on tokio).
 //!
@@ -25,6 +26,7 @@ pub mod poll;
 pub mod reactor;
 pub mod ring;
 pub mod runner;
+pub mod sniff;
 pub mod tap;
 pub mod udp;
 

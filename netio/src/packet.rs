@@ -21,8 +21,19 @@ pub(crate) fn open(
     protocol: u16,
     setup: impl FnOnce(&Socket) -> io::Result<()>,
 ) -> io::Result<Socket> {
-    let index = crate::iface::index(interface)?;
-    let socket = Socket::new(Domain::PACKET, Type::RAW.nonblocking(), None)?;
+    open_index(crate::iface::index(interface)?, Type::RAW, protocol, setup)
+}
+
+/// As [`open`], by interface index (0: every interface of the namespace) and of socket type
+/// `kind`: `Type::RAW` (frames with their link header) or `Type::DGRAM` (the link header
+/// stripped, whatever the link type).
+pub(crate) fn open_index(
+    index: i32,
+    kind: Type,
+    protocol: u16,
+    setup: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::PACKET, kind.nonblocking(), None)?;
     setup(&socket)?;
     socket.bind(&link_address(index, protocol))?;
     Ok(socket)

@@ -70,6 +70,7 @@ fn report_loop(stop: Arc<AtomicBool>) {
             sessions: 0,
             capacity: u32::MAX,
             state: EndpointState::InService,
+            sccrq_received: 0,
             tunnel_ids: vec![BLOCK],
             sequence,
         };

@@ -6,12 +6,16 @@
 //! replayed one.
 //!
 //! ```text
-//! envelope: magic "L2KR" (4) | version 1 (1) | body | HMAC-SHA256 tag (32) over all before it
+//! envelope: magic "L2KR" (4) | version 2 (1) | body | HMAC-SHA256 tag (32) over all before it
 //! body:     sequence u64 | name length u16 | name (UTF-8) | LAN address (4)
 //!           | global flag u8 (0 or 1) [| global address (4)] | tunnels u32 | sessions u32
-//!           | capacity u32 | state u8 (0 in service, 1 draining)
-//!           | block count u16 | blocks: (first u16, last u16)*
+//!           | capacity u32 | state u8 (0 in service, 1 draining, 2 LNS not answering)
+//!           | SCCRQs received u64 | block count u16 | blocks: (first u16, last u16)*
 //! ```
+//!
+//! Version 2 added the SCCRQs received (the master subtracts them from the SCCRQs it sent to
+//! know exactly how many are still on their way), state 2, the blocks in the ack's view and the
+//! tunnel claims; a message of another version is refused as `BadVersion`, naming it.
 //!
 //! Every integer is big-endian. The tag is checked (in constant time) before the body is read,
 //! so bytes from anyone without the key never reach the body parser.
@@ -24,14 +28,28 @@
 //! ([`crate::takeover`]).
 //!
 //! ```text
-//! ack envelope: magic "L2KA" (4) | version 1 (1) | body | HMAC-SHA256 tag (32)
+//! ack envelope: magic "L2KA" (4) | version 2 (1) | body | HMAC-SHA256 tag (32)
 //! ack body:     sequence u64 | report sequence u64 | master name length u16 | master name
 //!               | view count u16 | view: (name length u16 | name | LAN address (4)
-//!               | flags u8 (bit 0: in service; the others 0))*
+//!               | flags u8 (bit 0: in service; the others 0)
+//!               | block count u16 | blocks: (first u16, last u16)*)*
 //! ```
 //!
-//! The report sequence names the report acknowledged: an endpoint takes an ack only for a
-//! report it sent recently, so a replayed old ack cannot fake a live master.
+//! The report sequence names the report (or tunnel claims) acknowledged: an endpoint takes an
+//! ack only for a message it sent recently, so a replayed old ack cannot fake a live master.
+//! The view's blocks let an endpoint that takes the master over route the tunnels of the
+//! others from its first packet.
+//!
+//! An agent (beside an LNS we did not write, whose Tunnel IDs are random) tells the master at
+//! once which tunnels its LNS just accepted, so that later packets to the cluster address reach
+//! it; those go by (initiator address, port, Tunnel ID). The master acks them like reports.
+//!
+//! ```text
+//! claims envelope: magic "L2KT" (4) | version 2 (1) | body | HMAC-SHA256 tag (32)
+//! claims body:     sequence u64 | name length u16 | name | count u16
+//!                  | claims: (op u8 (0 claim, 1 release) | initiator address (4)
+//!                  | initiator port u16 | Tunnel ID u16)*
+//! ```
 
 use std::net::Ipv4Addr;
 
@@ -44,7 +62,9 @@ pub const REPORT_PORT: u16 = 1702;
 
 const MAGIC: [u8; 4] = *b"L2KR";
 const ACK_MAGIC: [u8; 4] = *b"L2KA";
-const VERSION: u8 = 1;
+const CLAIMS_MAGIC: [u8; 4] = *b"L2KT";
+/// The version of every sealed cluster message this build speaks.
+pub const VERSION: u8 = 2;
 const PREAMBLE_LEN: usize = MAGIC.len() + 1;
 const TAG_LEN: usize = 32;
 
@@ -54,6 +74,10 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_BLOCKS: usize = 1024;
 /// The most endpoints one ack's view may list (512 of the longest names still fit a datagram).
 pub const MAX_VIEW: usize = 512;
+/// The most Tunnel ID blocks one view entry may carry (512 entries of 16 still fit).
+pub const MAX_VIEW_BLOCKS: usize = 16;
+/// The most tunnel claims one message carries: 1,200 bytes of claims fit a 1,500-byte MTU.
+pub const MAX_CLAIMS: usize = 128;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -64,6 +88,18 @@ pub enum EndpointState {
     InService,
     /// Takes no new tunnels, keeps the ones it has (for example before a restart).
     Draining,
+    /// An agent's LNS left SCCRQs unanswered: no new tunnels until it answers again.
+    Unresponsive,
+}
+
+impl EndpointState {
+    fn wire(self) -> u8 {
+        match self {
+            EndpointState::InService => 0,
+            EndpointState::Draining => 1,
+            EndpointState::Unresponsive => 2,
+        }
+    }
 }
 
 /// One endpoint's load status message.
@@ -80,8 +116,12 @@ pub struct LoadReport {
     /// The most tunnels the endpoint takes.
     pub capacity: u32,
     pub state: EndpointState,
+    /// Every SCCRQ that reached the endpoint since it started, retransmissions included: what
+    /// the master sent it less this is what is still on its way.
+    pub sccrq_received: u64,
     /// Inclusive blocks of the Tunnel IDs this endpoint assigns: sorted, disjoint, never 0, and
-    /// unique cluster-wide, so the master can route by the L2TP header's Tunnel ID.
+    /// unique cluster-wide, so the master can route by the L2TP header's Tunnel ID. Empty for
+    /// an LNS with an agent: its tunnels are claimed one by one.
     pub tunnel_ids: Vec<(u16, u16)>,
     /// Strictly increasing per endpoint: the master refuses a report that does not advance it.
     /// An endpoint that restarts must not start over; seeding it from the wall clock (e.g.
@@ -128,6 +168,7 @@ pub fn seal(report: &LoadReport, key: &[u8]) -> Vec<u8> {
             + 5
             + 12
             + 1
+            + 8
             + 2
             + 4 * report.tunnel_ids.len()
             + TAG_LEN,
@@ -150,15 +191,22 @@ pub fn seal(report: &LoadReport, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&report.tunnels.to_be_bytes());
     out.extend_from_slice(&report.sessions.to_be_bytes());
     out.extend_from_slice(&report.capacity.to_be_bytes());
-    out.push(match report.state {
-        EndpointState::InService => 0,
-        EndpointState::Draining => 1,
-    });
-    out.extend_from_slice(&clamp_u16(report.tunnel_ids.len()).to_be_bytes());
-    for &(first, last) in &report.tunnel_ids {
+    out.push(report.state.wire());
+    out.extend_from_slice(&report.sccrq_received.to_be_bytes());
+    put_blocks(&mut out, &report.tunnel_ids);
+    seal_tail(out, key)
+}
+
+fn put_blocks(out: &mut Vec<u8>, blocks: &[(u16, u16)]) {
+    out.extend_from_slice(&clamp_u16(blocks.len()).to_be_bytes());
+    for &(first, last) in blocks {
         out.extend_from_slice(&first.to_be_bytes());
         out.extend_from_slice(&last.to_be_bytes());
     }
+}
+
+/// Appends the tag over everything before it.
+fn seal_tail(mut out: Vec<u8>, key: &[u8]) -> Vec<u8> {
     let mut mac = mac(key);
     mac.update(&out);
     out.extend_from_slice(&mac.finalize().into_bytes());
@@ -212,6 +260,8 @@ pub struct ViewEntry {
     /// Takes new tunnels: reports fresh, not draining, not deactivated. Only these may take
     /// over the master.
     pub in_service: bool,
+    /// The Tunnel ID blocks of its last report (at most [`MAX_VIEW_BLOCKS`]).
+    pub tunnel_ids: Vec<(u16, u16)>,
 }
 
 /// The master's answer to an accepted load report: "I live, and this is the cluster I see".
@@ -237,7 +287,11 @@ pub fn seal_ack(ack: &ReportAck, key: &[u8]) -> Vec<u8> {
             + 2
             + ack.master.len()
             + 2
-            + ack.view.iter().map(|e| 7 + e.name.len()).sum::<usize>()
+            + ack
+                .view
+                .iter()
+                .map(|e| 9 + e.name.len() + 4 * e.tunnel_ids.len())
+                .sum::<usize>()
             + TAG_LEN,
     );
     out.extend_from_slice(&ACK_MAGIC);
@@ -252,16 +306,90 @@ pub fn seal_ack(ack: &ReportAck, key: &[u8]) -> Vec<u8> {
         out.extend_from_slice(entry.name.as_bytes());
         out.extend_from_slice(&entry.lan_addr.octets());
         out.push(u8::from(entry.in_service));
+        put_blocks(&mut out, &entry.tunnel_ids);
     }
-    let mut mac = mac(key);
-    mac.update(&out);
-    out.extend_from_slice(&mac.finalize().into_bytes());
-    out
+    seal_tail(out, key)
 }
 
 /// Checks an ack's envelope and tag, then reads its body. Never panics, whatever the bytes.
 pub fn open_ack(bytes: &[u8], key: &[u8]) -> Result<ReportAck, ReportError> {
     Body::new(open_envelope(bytes, key, &ACK_MAGIC)?).parse_ack()
+}
+
+/// Whether a tunnel claim takes the tunnel or gives it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimOp {
+    /// The LNS just accepted this tunnel (its SCCRP went out).
+    Claim,
+    /// The tunnel ended (StopCCN, or silence): the master may forget it.
+    Release,
+}
+
+/// One tunnel of an agent's LNS, as the initiator addresses it: packets from `initiator`
+/// carrying `tunnel_id` (the ID the LNS assigned) belong to the claiming endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct TunnelClaim {
+    pub op: ClaimOp,
+    pub initiator: std::net::SocketAddrV4,
+    pub tunnel_id: u16,
+}
+
+/// An agent's claims, sealed like a report; `sequence` rises per endpoint, apart from its
+/// reports' sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelClaims {
+    pub endpoint: String,
+    pub sequence: u64,
+    /// At most [`MAX_CLAIMS`].
+    pub claims: Vec<TunnelClaim>,
+}
+
+/// Encodes and seals tunnel claims; as for `seal`, invalid claims are sealed as they are and
+/// refused by `open_claims`.
+pub fn seal_claims(claims: &TunnelClaims, key: &[u8]) -> Vec<u8> {
+    let name = claims.endpoint.as_bytes();
+    let mut out =
+        Vec::with_capacity(PREAMBLE_LEN + 12 + name.len() + 9 * claims.claims.len() + TAG_LEN);
+    out.extend_from_slice(&CLAIMS_MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&claims.sequence.to_be_bytes());
+    out.extend_from_slice(&clamp_u16(name.len()).to_be_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&clamp_u16(claims.claims.len()).to_be_bytes());
+    for claim in &claims.claims {
+        out.push(match claim.op {
+            ClaimOp::Claim => 0,
+            ClaimOp::Release => 1,
+        });
+        out.extend_from_slice(&claim.initiator.ip().octets());
+        out.extend_from_slice(&claim.initiator.port().to_be_bytes());
+        out.extend_from_slice(&claim.tunnel_id.to_be_bytes());
+    }
+    seal_tail(out, key)
+}
+
+/// Checks a claims message's envelope and tag, then reads its body. Never panics.
+pub fn open_claims(bytes: &[u8], key: &[u8]) -> Result<TunnelClaims, ReportError> {
+    Body::new(open_envelope(bytes, key, &CLAIMS_MAGIC)?).parse_claims()
+}
+
+/// Which sealed message a datagram on the report port says it is (by its magic alone: nothing
+/// is verified yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Report,
+    Ack,
+    Claims,
+}
+
+pub fn message_kind(bytes: &[u8]) -> Option<MessageKind> {
+    match bytes.get(..4)? {
+        magic if magic == MAGIC => Some(MessageKind::Report),
+        magic if magic == ACK_MAGIC => Some(MessageKind::Ack),
+        magic if magic == CLAIMS_MAGIC => Some(MessageKind::Claims),
+        _ => None,
+    }
 }
 
 /// A cursor over the authenticated body; every read is bounds-checked.
@@ -366,10 +494,12 @@ impl<'a> Body<'a> {
                 1 => true,
                 _ => return Err(self.malformed("view flags", "only bit 0 may be set")),
             };
+            let tunnel_ids = self.blocks("view block count", MAX_VIEW_BLOCKS)?;
             view.push(ViewEntry {
                 name,
                 lan_addr,
                 in_service,
+                tunnel_ids,
             });
         }
         if self.at != self.bytes.len() {
@@ -406,13 +536,95 @@ impl<'a> Body<'a> {
         let state = match self.u8("state")? {
             0 => EndpointState::InService,
             1 => EndpointState::Draining,
-            _ => return Err(self.malformed("state", "must be 0 (in service) or 1 (draining)")),
+            2 => EndpointState::Unresponsive,
+            _ => {
+                return Err(self.malformed(
+                    "state",
+                    "must be 0 (in service), 1 (draining) or 2 (LNS not answering)",
+                ))
+            }
         };
-        let count = usize::from(self.u16("block count")?);
-        if count > MAX_BLOCKS {
-            return Err(self.malformed("block count", "more than 1024 blocks"));
+        let sccrq_received = self.u64("SCCRQs received")?;
+        let tunnel_ids = self.blocks("block count", MAX_BLOCKS)?;
+        if self.at != self.bytes.len() {
+            return Err(self.malformed("body", "trailing bytes after the last block"));
         }
-        let mut tunnel_ids = Vec::with_capacity(count);
+        Ok(LoadReport {
+            endpoint,
+            lan_addr,
+            global_addr,
+            tunnels,
+            sessions,
+            capacity,
+            state,
+            sccrq_received,
+            tunnel_ids,
+            sequence,
+        })
+    }
+
+    fn parse_claims(mut self) -> Result<TunnelClaims, ReportError> {
+        let sequence = self.u64("sequence")?;
+        let endpoint = self.name("name length", "name")?;
+        let count = usize::from(self.u16("claim count")?);
+        if count > MAX_CLAIMS {
+            return Err(self.malformed("claim count", "more than 128 claims"));
+        }
+        let mut claims = Vec::with_capacity(count);
+        for _ in 0..count {
+            let at = self.at;
+            let bad = |field, reason| ReportError::Malformed {
+                field,
+                offset: at,
+                reason,
+            };
+            let op = match self.u8("claim op")? {
+                0 => ClaimOp::Claim,
+                1 => ClaimOp::Release,
+                _ => return Err(bad("claim op", "must be 0 (claim) or 1 (release)")),
+            };
+            let addr = self.addr("claim initiator address")?;
+            let port = self.u16("claim initiator port")?;
+            let tunnel_id = self.u16("claim Tunnel ID")?;
+            if !is_unicast(addr) {
+                return Err(bad("claim initiator address", "not a unicast address"));
+            }
+            if port == 0 {
+                return Err(bad("claim initiator port", "port 0"));
+            }
+            if tunnel_id == 0 {
+                return Err(bad(
+                    "claim Tunnel ID",
+                    "Tunnel ID 0 is reserved (RFC 2661 §3.1)",
+                ));
+            }
+            claims.push(TunnelClaim {
+                op,
+                initiator: std::net::SocketAddrV4::new(addr, port),
+                tunnel_id,
+            });
+        }
+        if self.at != self.bytes.len() {
+            return Err(self.malformed("body", "trailing bytes after the last claim"));
+        }
+        Ok(TunnelClaims {
+            endpoint,
+            sequence,
+            claims,
+        })
+    }
+
+    /// Tunnel ID blocks: a count (at most `max`), then sorted, disjoint, non-zero blocks.
+    fn blocks(
+        &mut self,
+        count_field: &'static str,
+        max: usize,
+    ) -> Result<Vec<(u16, u16)>, ReportError> {
+        let count = usize::from(self.u16(count_field)?);
+        if count > max {
+            return Err(self.malformed(count_field, "too many blocks"));
+        }
+        let mut tunnel_ids: Vec<(u16, u16)> = Vec::with_capacity(count);
         for _ in 0..count {
             let at = self.at;
             let first = self.u16("block first ID")?;
@@ -433,20 +645,7 @@ impl<'a> Body<'a> {
             }
             tunnel_ids.push((first, last));
         }
-        if self.at != self.bytes.len() {
-            return Err(self.malformed("body", "trailing bytes after the last block"));
-        }
-        Ok(LoadReport {
-            endpoint,
-            lan_addr,
-            global_addr,
-            tunnels,
-            sessions,
-            capacity,
-            state,
-            tunnel_ids,
-            sequence,
-        })
+        Ok(tunnel_ids)
     }
 }
 
@@ -471,6 +670,7 @@ mod tests {
             sessions: 40,
             capacity: 1000,
             state: EndpointState::InService,
+            sccrq_received: 0x1_0000_0001,
             tunnel_ids: vec![(0x1000, 0x1fff), (0x8000, 0x80ff)],
             sequence: 0x0102_0304_0506_0708,
         }
@@ -486,18 +686,20 @@ mod tests {
             sessions: 3,
             capacity: 100,
             state: EndpointState::Draining,
+            sccrq_received: 5,
             tunnel_ids: vec![(1, 0x00ff)],
             sequence: 7,
         };
         let sealed = seal(&report, KEY);
         let body: &[u8] = &[
-            b'L', b'2', b'K', b'R', 1, // magic, version
+            b'L', b'2', b'K', b'R', 2, // magic, version
             0, 0, 0, 0, 0, 0, 0, 7, // sequence
             0, 3, b't', b'e', b'1', // name
             198, 19, 0, 11, // LAN address
             0,  // no global address
             0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 100, // tunnels, sessions, capacity
             1,   // draining
+            0, 0, 0, 0, 0, 0, 0, 5, // SCCRQs received
             0, 1, 0, 1, 0, 0xff, // one block 1..=255
         ];
         assert_eq!(&sealed[..body.len()], body);
@@ -526,7 +728,7 @@ mod tests {
             tampered[at] ^= 0x01;
             let expected = match at {
                 0..=3 => ReportError::BadMagic,
-                4 => ReportError::BadVersion(0),
+                4 => ReportError::BadVersion(3),
                 _ => ReportError::BadTag,
             };
             assert_eq!(open(&tampered, KEY), Err(expected), "byte {at}");
@@ -545,9 +747,13 @@ mod tests {
             Err(ReportError::Truncated { need: 37, have: 0 })
         );
         assert_eq!(open(b"HTTP/1.1", KEY), Err(ReportError::BadMagic));
-        let mut v2 = sealed.clone();
-        v2[4] = 2;
-        assert_eq!(open(&v2, KEY), Err(ReportError::BadVersion(2)));
+        let mut v1 = sealed.clone();
+        v1[4] = 1;
+        assert_eq!(open(&v1, KEY), Err(ReportError::BadVersion(1)));
+        assert_eq!(
+            ReportError::BadVersion(1).to_string(),
+            "sealed cluster message version 1 is not supported (we speak 2)"
+        );
         // Cutting the tail moves the tag: a cut report never verifies.
         assert_eq!(
             open(&sealed[..sealed.len() - 1], KEY),
@@ -631,11 +837,13 @@ mod tests {
                     name: "te1".into(),
                     lan_addr: Ipv4Addr::new(198, 19, 0, 11),
                     in_service: true,
+                    tunnel_ids: vec![(0x100, 0x1ff)],
                 },
                 ViewEntry {
                     name: "te2".into(),
                     lan_addr: Ipv4Addr::new(198, 19, 0, 12),
                     in_service: false,
+                    tunnel_ids: Vec::new(),
                 },
             ],
         }
@@ -645,13 +853,15 @@ mod tests {
     fn ack_golden_bytes_and_round_trip() {
         let sealed = seal_ack(&ack(), KEY);
         let body: &[u8] = &[
-            b'L', b'2', b'K', b'A', 1, // magic, version
+            b'L', b'2', b'K', b'A', 2, // magic, version
             0, 0, 0, 0, 0, 0, 0, 9, // sequence
             1, 2, 3, 4, 5, 6, 7, 8, // report sequence
             0, 6, b'm', b'a', b's', b't', b'e', b'r', // master name
             0, 2, // two in the view
             0, 3, b't', b'e', b'1', 198, 19, 0, 11, 1, // te1, in service
+            0, 1, 1, 0, 1, 0xff, // one block 0x100..=0x1ff
             0, 3, b't', b'e', b'2', 198, 19, 0, 12, 0, // te2, not
+            0, 0, // no blocks (an agent's LNS)
         ];
         assert_eq!(&sealed[..body.len()], body);
         assert_eq!(sealed.len(), body.len() + TAG_LEN);
@@ -672,7 +882,7 @@ mod tests {
             tampered[at] ^= 0x01;
             let expected = match at {
                 0..=3 => ReportError::BadMagic,
-                4 => ReportError::BadVersion(0),
+                4 => ReportError::BadVersion(3),
                 _ => ReportError::BadTag,
             };
             assert_eq!(open_ack(&tampered, KEY), Err(expected), "byte {at}");
@@ -709,9 +919,93 @@ mod tests {
                 name: format!("te{i:04}"),
                 lan_addr: Ipv4Addr::new(198, 19, 1, 1),
                 in_service: true,
+                tunnel_ids: Vec::new(),
             })
             .collect();
         assert_eq!(field(&crowd), "view count");
+        let mut blocky = ack();
+        blocky.view[0].tunnel_ids = (1..=MAX_VIEW_BLOCKS as u16 + 1).map(|i| (i, i)).collect();
+        assert_eq!(field(&blocky), "view block count");
+        let mut overlapping = ack();
+        overlapping.view[0].tunnel_ids = vec![(5, 9), (9, 12)];
+        assert_eq!(field(&overlapping), "Tunnel ID block");
+    }
+
+    fn claims() -> TunnelClaims {
+        TunnelClaims {
+            endpoint: "te3".into(),
+            sequence: 11,
+            claims: vec![
+                TunnelClaim {
+                    op: ClaimOp::Claim,
+                    initiator: "198.18.1.1:1701".parse().unwrap(),
+                    tunnel_id: 0xbeef,
+                },
+                TunnelClaim {
+                    op: ClaimOp::Release,
+                    initiator: "198.18.1.2:40000".parse().unwrap(),
+                    tunnel_id: 7,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn claims_golden_bytes_and_round_trip() {
+        let sealed = seal_claims(&claims(), KEY);
+        let body: &[u8] = &[
+            b'L', b'2', b'K', b'T', 2, // magic, version
+            0, 0, 0, 0, 0, 0, 0, 11, // sequence
+            0, 3, b't', b'e', b'3', // name
+            0, 2, // two claims
+            0, 198, 18, 1, 1, 0x06, 0xa5, 0xbe, 0xef, // claim 198.18.1.1:1701 0xbeef
+            1, 198, 18, 1, 2, 0x9c, 0x40, 0, 7, // release 198.18.1.2:40000 7
+        ];
+        assert_eq!(&sealed[..body.len()], body);
+        assert_eq!(sealed.len(), body.len() + TAG_LEN);
+        assert_eq!(open_claims(&sealed, KEY), Ok(claims()));
+        assert_eq!(message_kind(&sealed), Some(MessageKind::Claims));
+        assert_eq!(
+            message_kind(&seal(&report(), KEY)),
+            Some(MessageKind::Report)
+        );
+        assert_eq!(message_kind(&seal_ack(&ack(), KEY)), Some(MessageKind::Ack));
+        assert_eq!(message_kind(b"L2K"), None);
+        // No kind passes for another, even under the right key.
+        assert_eq!(open(&sealed, KEY), Err(ReportError::BadMagic));
+        assert_eq!(
+            open_claims(&seal(&report(), KEY), KEY),
+            Err(ReportError::BadMagic)
+        );
+        assert_eq!(
+            open_claims(&sealed, b"another key"),
+            Err(ReportError::BadTag)
+        );
+    }
+
+    #[test]
+    fn authentic_but_invalid_claims_are_malformed() {
+        let field = |c: &TunnelClaims| match open_claims(&seal_claims(c, KEY), KEY) {
+            Err(ReportError::Malformed { field, .. }) => field,
+            other => panic!("expected Malformed, got {other:?}"),
+        };
+        let mut zero = claims();
+        zero.claims[0].tunnel_id = 0;
+        assert_eq!(field(&zero), "claim Tunnel ID");
+        let mut portless = claims();
+        portless.claims[1].initiator.set_port(0);
+        assert_eq!(field(&portless), "claim initiator port");
+        let mut multicast = claims();
+        multicast.claims[0]
+            .initiator
+            .set_ip(Ipv4Addr::new(239, 0, 0, 1));
+        assert_eq!(field(&multicast), "claim initiator address");
+        let mut crowd = claims();
+        crowd.claims = vec![crowd.claims[0]; MAX_CLAIMS + 1];
+        assert_eq!(field(&crowd), "claim count");
+        let mut nameless = claims();
+        nameless.endpoint.clear();
+        assert_eq!(field(&nameless), "name length");
     }
 
     proptest! {
@@ -732,11 +1026,14 @@ mod tests {
 
         #[test]
         fn authentic_random_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..120)) {
-            let signed = [&MAGIC[..], &[VERSION], &body].concat();
-            let mut mac = mac(KEY);
-            mac.update(&signed);
-            let sealed = [signed.as_slice(), mac.finalize().into_bytes().as_slice()].concat();
-            let _ = open(&sealed, KEY);
+            for magic in [MAGIC, CLAIMS_MAGIC] {
+                let signed = [&magic[..], &[VERSION], &body].concat();
+                let mut mac = mac(KEY);
+                mac.update(&signed);
+                let sealed = [signed.as_slice(), mac.finalize().into_bytes().as_slice()].concat();
+                let _ = open(&sealed, KEY);
+                let _ = open_claims(&sealed, KEY);
+            }
         }
 
         #[test]
@@ -745,7 +1042,7 @@ mod tests {
             lan in 1u32..0xe000_0000,
             global in proptest::option::of(any::<u32>()),
             tunnels in any::<u32>(), sessions in any::<u32>(), capacity in any::<u32>(),
-            draining in any::<bool>(), sequence in any::<u64>(),
+            state in 0u8..3, sequence in any::<u64>(), sccrq_received in any::<u64>(),
             starts in proptest::collection::btree_set(1u16..u16::MAX, 0..8),
         ) {
             // Disjoint blocks: each runs from one start to just before the next.
@@ -758,7 +1055,8 @@ mod tests {
                 lan_addr: Ipv4Addr::from(lan),
                 global_addr: global.map(Ipv4Addr::from),
                 tunnels, sessions, capacity,
-                state: if draining { EndpointState::Draining } else { EndpointState::InService },
+                state: [EndpointState::InService, EndpointState::Draining, EndpointState::Unresponsive][usize::from(state)],
+                sccrq_received,
                 tunnel_ids,
                 sequence,
             };

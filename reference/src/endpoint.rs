@@ -324,6 +324,7 @@ impl Endpoint {
                 } else {
                     EndpointState::InService
                 },
+                sccrq_received: set.stats().sccrq_received,
                 tunnel_ids: vec![config.tunnel_ids],
                 sequence: reporter.sequence,
             };

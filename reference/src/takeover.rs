@@ -100,6 +100,10 @@ pub enum Order {
         /// This endpoint's last sealed load report (the endpoint adds it): the new master
         /// starts from it, so it can dispatch before the first round of reports reaches it.
         own_report: Option<Vec<u8>>,
+        /// The view of the last ack: the new master starts from it ([`Master::seed_view`]).
+        ///
+        /// [`Master::seed_view`]: crate::master::Master::seed_view
+        view: Vec<ViewEntry>,
     },
 }
 
@@ -292,6 +296,7 @@ impl Watch {
             silent_for,
             previous_master,
             own_report: None,
+            view: self.view.clone(),
         });
     }
 
@@ -402,6 +407,7 @@ mod tests {
                 name: name.into(),
                 lan_addr: Ipv4Addr::new(198, 19, 0, 11 + i as u8),
                 in_service,
+                tunnel_ids: vec![(100 * (i as u16 + 1), 100 * (i as u16 + 1) + 99)],
             })
             .collect()
     }

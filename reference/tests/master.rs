@@ -15,11 +15,16 @@ use pnet_packet::ipv4::{self, Ipv4Packet};
 use pnet_packet::udp::{self, UdpPacket};
 use pnet_packet::Packet;
 use proptest::prelude::*;
-use reference::cluster::{seal, EndpointState, LoadReport};
+use reference::cluster::{
+    seal, seal_claims, ClaimOp, EndpointState, LoadReport, TunnelClaim, TunnelClaims, ViewEntry,
+};
 use reference::master::{
     AdminState, DropReason, Master, MasterConfig, MemberState, Policy, ReportOutcome,
-    ReportRejection, Verdict, L2TP_PORT, REPORT_LAG,
+    ReportRejection, Verdict, L2TP_PORT, SCCRQ_LOST_AFTER,
 };
+
+/// A report that comes a little after the SCCRQs it counts.
+const REPORT_LAG: Duration = Duration::from_millis(100);
 
 const CLUSTER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const KEY: &[u8] = b"the cluster's report key";
@@ -104,6 +109,7 @@ fn report(n: u8, tunnels: u32, capacity: u32, sequence: u64) -> LoadReport {
         sessions: tunnels * 2,
         capacity,
         state: EndpointState::InService,
+        sccrq_received: 0,
         tunnel_ids: vec![block(n)],
         sequence,
     }
@@ -148,10 +154,29 @@ impl Cluster {
             .handle_report(self.now, from, &seal(report, KEY))
     }
 
+    /// A report from endpoint n that has received every SCCRQ the master sent it.
     fn report(&mut self, n: u8, tunnels: u32, capacity: u32) {
+        let received = self.sent(n);
+        self.report_received(n, tunnels, capacity, received);
+    }
+
+    fn report_received(&mut self, n: u8, tunnels: u32, capacity: u32, received: u64) {
         let sequence = self.next_sequence(n);
-        let outcome = self.send_report(&report(n, tunnels, capacity, sequence));
+        let outcome = self.send_report(&LoadReport {
+            sccrq_received: received,
+            ..report(n, tunnels, capacity, sequence)
+        });
         assert_eq!(outcome, ReportOutcome::Accepted);
+    }
+
+    /// SCCRQs the master sent endpoint n so far (0 before it is known).
+    fn sent(&self, n: u8) -> u64 {
+        self.master
+            .status()
+            .endpoints
+            .iter()
+            .find(|e| e.name == name(n))
+            .map_or(0, |e| e.sccrq_sent)
     }
 
     fn advance(&mut self, by: Duration) {
@@ -260,22 +285,69 @@ fn least_load_follows_reported_load() {
 }
 
 #[test]
-fn a_report_does_not_forget_sccrqs_it_could_not_have_counted_yet() {
+fn a_report_does_not_forget_sccrqs_it_has_not_received_yet() {
     let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 3);
     for i in 0..30 {
         cluster.sccrq(initiator(1, 1701), i + 1).unwrap();
     }
-    // te1's report was written before the last SCCRQs reached it: it says 0. The 10 sent to it
-    // within REPORT_LAG stay counted, so the next ones do not all go to te1.
-    cluster.advance(REPORT_LAG / 2);
-    cluster.report(1, 0, 1000);
-    assert_eq!(cluster.endpoint(1).dispatched_since_report, 10);
+    // te1's report was written when 4 of its 10 SCCRQs had reached it, however late it comes:
+    // the 6 others stay in flight, so the next ones do not all go to te1.
+    cluster.advance(SCCRQ_LOST_AFTER / 2);
+    cluster.report_received(1, 4, 1000, 4);
+    let te1 = cluster.endpoint(1);
+    assert_eq!((te1.in_flight, te1.dispatched_since_report), (6, 0));
     let counts = tally((0..30).map(|i| cluster.sccrq(initiator(2, 1701), i + 1).unwrap()));
     assert_eq!(counts.values().copied().collect::<Vec<_>>(), [10, 10, 10]);
-    // A report after the lag counts what it says; older dispatches are its business now.
-    cluster.advance(REPORT_LAG);
+    // The next report has them all: nothing of the first ten is in flight, the new 10 are.
+    cluster.report_received(1, 10, 1000, 10);
+    assert_eq!(cluster.endpoint(1).in_flight, 10);
     cluster.report(1, 20, 1000);
-    assert_eq!(cluster.endpoint(1).dispatched_since_report, 0);
+    assert_eq!(cluster.endpoint(1).in_flight, 0);
+}
+
+#[test]
+fn an_sccrq_never_received_stops_counting_once_lost() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 1);
+    for i in 0..5 {
+        cluster.sccrq(initiator(1, 1701), i + 1).unwrap();
+    }
+    cluster.report_received(1, 3, 1000, 3);
+    assert_eq!(cluster.endpoint(1).in_flight, 2);
+    // Two were lost on the LAN: past SCCRQ_LOST_AFTER they are no longer in flight.
+    cluster.advance(SCCRQ_LOST_AFTER);
+    cluster.report_received(1, 3, 1000, 3);
+    assert_eq!(cluster.endpoint(1).in_flight, 0);
+}
+
+#[test]
+fn an_endpoint_that_restarts_counts_from_zero_again() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 1);
+    for i in 0..50 {
+        cluster.sccrq(initiator(1, 1701), i + 1).unwrap();
+    }
+    cluster.report(1, 50, 1000);
+    cluster.advance(2 * SCCRQ_LOST_AFTER);
+    for i in 0..3 {
+        cluster.sccrq(initiator(2, 1701), i + 1).unwrap();
+    }
+    // Restarted: it has received 2 since; its count went back from 50. Not 50 - 2 (a wrap),
+    // nor the 53 sent in all: at most the 3 of the last second are in flight.
+    cluster.report_received(1, 2, 1000, 2);
+    assert_eq!(cluster.endpoint(1).in_flight, 3);
+    cluster.report_received(1, 3, 1000, 3);
+    assert_eq!(cluster.endpoint(1).in_flight, 2);
+}
+
+#[test]
+fn sccrqs_received_from_elsewhere_never_make_in_flight_negative() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 1);
+    cluster.sccrq(initiator(1, 1701), 1).unwrap();
+    // A probe dialled te1 directly 40 times: it received more than the master sent it.
+    cluster.report_received(1, 41, 1000, 41);
+    assert_eq!(cluster.endpoint(1).in_flight, 0);
+    cluster.sccrq(initiator(1, 1701), 2).unwrap();
+    cluster.report_received(1, 42, 1000, 41);
+    assert_eq!(cluster.endpoint(1).in_flight, 1);
 }
 
 #[test]
@@ -422,7 +494,8 @@ fn a_retransmitted_sccrq_goes_where_the_first_went() {
     let status = cluster.endpoint(n);
     assert_eq!(status.sccrq_retransmitted, 1);
     assert_eq!(status.dispatched_total, 1);
-    assert_eq!(status.dispatched_since_report, 0);
+    // The retransmission is on its way to the endpoint, as any SCCRQ sent since the report.
+    assert_eq!(status.dispatched_since_report, 1);
 
     // A new Assigned Tunnel ID from the same address, or the same ID from another port, is a
     // new tunnel: it goes to a less loaded endpoint.
@@ -1267,4 +1340,282 @@ proptest! {
         );
         only_destination_changed(&before, &after, lan_addr);
     }
+}
+
+/// An agent's claims message from endpoint n.
+fn claims(n: u8, sequence: u64, claims: &[(ClaimOp, SocketAddrV4, u16)]) -> Vec<u8> {
+    seal_claims(
+        &TunnelClaims {
+            endpoint: name(n),
+            sequence,
+            claims: claims
+                .iter()
+                .map(|&(op, initiator, tunnel_id)| TunnelClaim {
+                    op,
+                    initiator,
+                    tunnel_id,
+                })
+                .collect(),
+        },
+        KEY,
+    )
+}
+
+/// A report of an agent's LNS: no Tunnel ID blocks.
+fn agent_report(cluster: &mut Cluster, n: u8) {
+    let sequence = cluster.next_sequence(n);
+    let outcome = cluster.send_report(&LoadReport {
+        tunnel_ids: Vec::new(),
+        ..report(n, 0, 1000, sequence)
+    });
+    assert_eq!(outcome, ReportOutcome::Accepted);
+}
+
+#[test]
+fn claimed_tunnels_route_by_initiator_port_and_tunnel_id() {
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    cluster.report(1, 0, 1000); // ours: Tunnel IDs 1000..=1999
+    agent_report(&mut cluster, 5);
+    agent_report(&mut cluster, 6);
+    let (lac, other_port) = (initiator(1, 1701), initiator(1, 1702));
+    let from = SocketAddrV4::new(lan(5), 40000);
+    // te5's LNS picked 1500, inside te1's block, for lac; te6's picked 1500 for another port.
+    let sealed = claims(5, 1, &[(ClaimOp::Claim, lac, 1500)]);
+    assert_eq!(
+        cluster.master.handle_report(cluster.now, from, &sealed),
+        ReportOutcome::Accepted
+    );
+    let sealed = claims(6, 1, &[(ClaimOp::Claim, other_port, 1500)]);
+    cluster.master.handle_report(cluster.now, from, &sealed);
+    let route = |cluster: &mut Cluster, from: SocketAddrV4, tunnel: u16| {
+        let mut packet = to_cluster(from, &control(Some(MessageType::Scccn), tunnel));
+        match cluster.packet(&mut packet) {
+            Verdict::Forward { endpoint, .. } => Ok(endpoint),
+            Verdict::Drop(reason) => Err(reason),
+        }
+    };
+    assert_eq!(route(&mut cluster, lac, 1500).as_deref(), Ok("te5"));
+    assert_eq!(route(&mut cluster, other_port, 1500).as_deref(), Ok("te6"));
+    // Unclaimed: the blocks decide, as before.
+    assert_eq!(
+        route(&mut cluster, initiator(2, 1701), 1500).as_deref(),
+        Ok("te1")
+    );
+    assert_eq!(
+        route(&mut cluster, initiator(2, 1701), 7),
+        Err(DropReason::UnknownTunnel)
+    );
+    // Each message is acked like a report, to where it came from.
+    let acks: Vec<_> = std::iter::from_fn(|| cluster.master.poll_ack()).collect();
+    assert_eq!(acks.len(), 3 + 2, "3 reports and 2 claims");
+    let status = cluster.master.status();
+    assert_eq!((status.claimed_tunnels, status.claims.claimed), (2, 2));
+    assert_eq!(cluster.endpoint(5).claimed_tunnels, 1);
+
+    // Released: the packet goes back to the block's owner.
+    let sealed = claims(5, 2, &[(ClaimOp::Release, lac, 1500)]);
+    cluster.master.handle_report(cluster.now, from, &sealed);
+    assert_eq!(route(&mut cluster, lac, 1500).as_deref(), Ok("te1"));
+    assert_eq!(cluster.master.status().claims.released, 1);
+}
+
+#[test]
+fn bad_claims_are_refused_counted_and_misroute_nothing() {
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    agent_report(&mut cluster, 5);
+    agent_report(&mut cluster, 6);
+    let lac = initiator(1, 1701);
+    let from = SocketAddrV4::new(lan(6), 40000);
+    let send = |cluster: &mut Cluster, bytes: &[u8]| {
+        cluster.master.handle_report(cluster.now, from, bytes)
+    };
+    assert_eq!(
+        send(&mut cluster, &claims(5, 10, &[(ClaimOp::Claim, lac, 77)])),
+        ReportOutcome::Accepted
+    );
+    // te6 claims the tunnel te5 holds: refused on its own, its other claim stands.
+    let both = claims(
+        6,
+        1,
+        &[(ClaimOp::Claim, lac, 77), (ClaimOp::Claim, lac, 78)],
+    );
+    assert_eq!(send(&mut cluster, &both), ReportOutcome::Accepted);
+    // Forged, replayed, from an endpoint never heard of, and of another version.
+    let forged = seal_claims(
+        &TunnelClaims {
+            endpoint: name(6),
+            sequence: 99,
+            claims: vec![TunnelClaim {
+                op: ClaimOp::Claim,
+                initiator: lac,
+                tunnel_id: 79,
+            }],
+        },
+        b"not the key",
+    );
+    assert_eq!(
+        send(&mut cluster, &forged),
+        ReportOutcome::Rejected(ReportRejection::Forged)
+    );
+    assert_eq!(
+        send(&mut cluster, &both),
+        ReportOutcome::Rejected(ReportRejection::Replayed)
+    );
+    assert_eq!(
+        send(&mut cluster, &claims(9, 1, &[(ClaimOp::Claim, lac, 80)])),
+        ReportOutcome::Rejected(ReportRejection::UnknownEndpoint)
+    );
+    let mut old = claims(6, 2, &[(ClaimOp::Claim, lac, 81)]);
+    old[4] = 1;
+    assert_eq!(
+        send(&mut cluster, &old),
+        ReportOutcome::Rejected(ReportRejection::BadVersion)
+    );
+    // te6 cannot release te5's tunnel either.
+    send(&mut cluster, &claims(6, 3, &[(ClaimOp::Release, lac, 77)]));
+
+    let status = cluster.master.status();
+    let c = status.claims;
+    assert_eq!(
+        (c.messages, c.claimed, c.conflict, c.forged, c.replayed),
+        (3, 2, 1, 1, 1)
+    );
+    assert_eq!((c.unknown_endpoint, c.bad_version, c.released), (1, 1, 0));
+    let route = |cluster: &mut Cluster, tunnel: u16| {
+        let mut packet = to_cluster(lac, &control(None, tunnel));
+        match cluster.packet(&mut packet) {
+            Verdict::Forward { endpoint, .. } => Ok(endpoint),
+            Verdict::Drop(reason) => Err(reason),
+        }
+    };
+    assert_eq!(route(&mut cluster, 77).as_deref(), Ok("te5"));
+    assert_eq!(route(&mut cluster, 78).as_deref(), Ok("te6"));
+    assert_eq!(route(&mut cluster, 79), Err(DropReason::UnknownTunnel));
+    assert_eq!(route(&mut cluster, 81), Err(DropReason::UnknownTunnel));
+}
+
+#[test]
+fn idle_claims_are_forgotten_and_used_ones_kept() {
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    agent_report(&mut cluster, 5);
+    let from = SocketAddrV4::new(lan(5), 40000);
+    let (busy, idle) = (initiator(1, 1701), initiator(2, 1701));
+    let sealed = claims(
+        5,
+        1,
+        &[(ClaimOp::Claim, busy, 10), (ClaimOp::Claim, idle, 11)],
+    );
+    cluster.master.handle_report(cluster.now, from, &sealed);
+    let timeout = MasterConfig::new(CLUSTER, KEY).claim_timeout;
+    for _ in 0..(timeout.as_secs() / 10 + 2) {
+        cluster.advance(Duration::from_secs(10));
+        agent_report(&mut cluster, 5);
+        let mut packet = to_cluster(busy, &control(None, 10));
+        assert!(matches!(
+            cluster.packet(&mut packet),
+            Verdict::Forward { .. }
+        ));
+    }
+    let status = cluster.master.status();
+    assert_eq!((status.claimed_tunnels, status.claims.expired), (1, 1));
+}
+
+#[test]
+fn a_report_of_another_version_is_refused_and_counted() {
+    let mut cluster = Cluster::with_endpoints(Policy::LeastLoad, 1);
+    let mut old = seal(&report(1, 0, 1000, 50), KEY);
+    old[4] = 1;
+    let from = SocketAddrV4::new(lan(1), 40000);
+    assert_eq!(
+        cluster.master.handle_report(cluster.now, from, &old),
+        ReportOutcome::Rejected(ReportRejection::BadVersion)
+    );
+    assert_eq!(cluster.master.status().reports.bad_version, 1);
+    assert_eq!(cluster.endpoint(1).sequence, 1, "nothing of it applied");
+}
+
+#[test]
+fn an_unresponsive_lns_gets_no_new_tunnels_and_loses_its_retransmissions() {
+    let mut cluster = Cluster::with_endpoints(Policy::RoundRobin, 2);
+    let lac = initiator(1, 1701);
+    let first = cluster.sccrq(lac, 5).unwrap();
+    let n: u8 = first[2..].parse().unwrap();
+    let sequence = cluster.next_sequence(n);
+    cluster.send_report(&LoadReport {
+        state: EndpointState::Unresponsive,
+        sccrq_received: 1,
+        ..report(n, 0, 1000, sequence)
+    });
+    assert_eq!(cluster.endpoint(n).state, MemberState::Unresponsive);
+    // Its LNS never answered: the retransmission goes elsewhere, and so does everything new.
+    let again = cluster.sccrq(lac, 5).unwrap();
+    assert_ne!(again, first);
+    assert!((0..6).all(|i| cluster.sccrq(initiator(2, 1701), i + 1).unwrap() != first));
+    assert_eq!(cluster.endpoint(n).sccrq_redispatched_away, 1);
+}
+
+#[test]
+fn a_master_seeded_from_a_view_holds_placement_until_the_endpoints_report() {
+    let view: Vec<ViewEntry> = (1..=3)
+        .map(|n| ViewEntry {
+            name: name(n),
+            lan_addr: lan(n),
+            in_service: n != 3,
+            tunnel_ids: vec![block(n)],
+        })
+        .collect();
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    cluster.master.seed_view(cluster.now, &view);
+    // Tunnels of every endpoint route from the first packet, te3's too (out of service in the
+    // view, so dropped as such until it reports).
+    assert_eq!(
+        cluster.tunnel_packet(&data(1500, 1, b"x")).as_deref(),
+        Ok("te1")
+    );
+    assert_eq!(
+        cluster.tunnel_packet(&data(3500, 1, b"x")),
+        Err(DropReason::EndpointOutOfService)
+    );
+    assert!(cluster.master.status().placement_held);
+    assert_eq!(
+        cluster.sccrq(initiator(1, 1701), 1),
+        Err(DropReason::PlacementHeld)
+    );
+    // te1 reports 500 tunnels; te2 has not reported yet: still held.
+    cluster.report(1, 500, 1000);
+    assert_eq!(
+        cluster.sccrq(initiator(1, 1701), 1),
+        Err(DropReason::PlacementHeld)
+    );
+    cluster.report(2, 0, 1000);
+    assert!(!cluster.master.status().placement_held);
+    // Now the burst goes by load: all of it to te2, none to the busy te1.
+    let counts = tally((0..100).map(|i| cluster.sccrq(initiator(1, 1701), i + 1).unwrap()));
+    assert_eq!(counts.get("te2"), Some(&100));
+    assert_eq!(cluster.master.status().drops.placement_held, 2);
+}
+
+#[test]
+fn the_placement_hold_ends_after_its_time_without_reports() {
+    let view = vec![ViewEntry {
+        name: name(1),
+        lan_addr: lan(1),
+        in_service: true,
+        tunnel_ids: vec![block(1)],
+    }];
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    cluster.master.seed_view(cluster.now, &view);
+    cluster.report(2, 0, 1000);
+    assert_eq!(
+        cluster.sccrq(initiator(1, 1701), 1),
+        Err(DropReason::PlacementHeld)
+    );
+    cluster.advance(MasterConfig::new(CLUSTER, KEY).placement_hold);
+    assert!(!cluster.master.status().placement_held);
+    // Placement goes on with what is known: te1's capacity is not, until it reports.
+    let counts = tally((0..4).map(|i| cluster.sccrq(initiator(1, 1701), i + 1).unwrap()));
+    assert_eq!(counts.get("te2"), Some(&4));
+    cluster.report(1, 0, 1000);
+    let counts = tally((0..4).map(|i| cluster.sccrq(initiator(2, 1701), i + 1).unwrap()));
+    assert_eq!(counts.get("te1"), Some(&4));
 }

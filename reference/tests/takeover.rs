@@ -30,6 +30,7 @@ fn report(n: u8, sequence: u64, state: EndpointState) -> LoadReport {
         sessions: 10,
         capacity: 1000,
         state,
+        sccrq_received: 0,
         tunnel_ids: vec![(u16::from(n) * 1000, u16::from(n) * 1000 + 999)],
         sequence,
     }

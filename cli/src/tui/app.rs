@@ -71,6 +71,8 @@ pub enum RowState {
     Draining,
     Deactivated,
     OutOfService,
+    /// Its agent says the LNS does not answer.
+    Unresponsive,
     /// Killed from this TUI: whatever the master says, its process is gone.
     Killed,
     /// The master has not said (no master, or it does not know this endpoint).
@@ -84,6 +86,7 @@ impl RowState {
             RowState::Draining => "draining",
             RowState::Deactivated => "deactivated",
             RowState::OutOfService => "out of service",
+            RowState::Unresponsive => "not answering",
             RowState::Killed => "killed",
             RowState::Unknown => "-",
         }
@@ -110,6 +113,7 @@ impl Row<'_> {
             Some(MemberState::Draining) => RowState::Draining,
             Some(MemberState::Deactivated) => RowState::Deactivated,
             Some(MemberState::OutOfService) => RowState::OutOfService,
+            Some(MemberState::Unresponsive) => RowState::Unresponsive,
             None => RowState::Unknown,
         }
     }

@@ -286,7 +286,9 @@ fn state_style(state: RowState) -> Style {
     match state {
         RowState::InService => Style::new().fg(Color::Green),
         RowState::Draining | RowState::Deactivated => Style::new().fg(Color::Yellow),
-        RowState::OutOfService | RowState::Killed => Style::new().fg(Color::Red),
+        RowState::OutOfService | RowState::Unresponsive | RowState::Killed => {
+            Style::new().fg(Color::Red)
+        }
         RowState::Unknown => Style::new(),
     }
 }

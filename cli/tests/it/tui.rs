@@ -139,6 +139,10 @@ fn endpoint_status(index: u8, tunnels: u32) -> EndpointStatus {
         capacity: 1000,
         tunnel_ids: vec![(u16::from(index) * 4096, u16::from(index) * 4096 + 4095)],
         dispatched_since_report: 0,
+        in_flight: 0,
+        sccrq_sent: u64::from(tunnels) + 1,
+        sccrq_received: Some(u64::from(tunnels) + 1),
+        claimed_tunnels: 0,
         dispatched_total: u64::from(tunnels) + 1,
         sccrq_retransmitted: 0,
         sccrq_redispatched_away: 0,
@@ -177,6 +181,9 @@ fn master_status(endpoints: Vec<EndpointStatus>) -> MasterStatus {
         reports: ReportCounts::default(),
         remembered_dispatches: 4,
         holder: Default::default(),
+        claims: Default::default(),
+        claimed_tunnels: 0,
+        placement_held: false,
         remembered_limit: 1 << 20,
     }
 }

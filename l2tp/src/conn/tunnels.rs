@@ -19,6 +19,9 @@ use crate::wire::PacketRepr;
 /// Counters for what never reached a tunnel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TunnelSetStats {
+    /// Every SCCRQ that arrived, retransmissions and refused ones included (what a cluster
+    /// master subtracts from what it sent to know what is still on its way).
+    pub sccrq_received: u64,
     pub malformed: u64,
     /// Packets for a Tunnel ID we do not have (or from another address than its peer).
     pub no_tunnel: u64,
@@ -234,6 +237,7 @@ impl TunnelSet {
         from: SocketAddrV4,
         message: crate::wire::ControlMessage<'_>,
     ) {
+        self.stats.sccrq_received += 1;
         let their_id = match message.avp(AvpType::AssignedTunnelId) {
             Some(AvpValue::AssignedTunnelId(id)) => *id,
             _ => 0,

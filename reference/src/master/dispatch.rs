@@ -7,8 +7,8 @@ use l2tp::wire::avp::Avp;
 use l2tp::wire::{Header, HeaderRepr};
 
 use super::{
-    AdminState, AssignedTunnel, DispatchKey, DropReason, Master, MemberState, Policy, Remembered,
-    Verdict, L2TP_PORT, MAX_RECENT,
+    AdminState, AssignedTunnel, DispatchKey, DropReason, Master, Member, MemberState, Policy,
+    Remembered, Verdict, L2TP_PORT, MAX_RECENT,
 };
 
 impl Master {
@@ -58,8 +58,10 @@ impl Master {
                 return self.dispatch(now, key);
             }
         }
+        let initiator = datagram.src_addr();
         let index = self
-            .tunnel_owner(header.tunnel_id())
+            .claimed_owner(now, initiator, header.tunnel_id())
+            .or_else(|| self.tunnel_owner(header.tunnel_id()))
             .ok_or(DropReason::UnknownTunnel)?;
         // Freshness, not `state`: a deactivated endpoint whose reports stopped is gone too.
         if !self.members[index].is_fresh(now, self.config.report_timeout) {
@@ -79,10 +81,12 @@ impl Master {
                 let index = earlier.member;
                 let member = &mut self.members[index];
                 let gone = !member.is_fresh(now, self.config.report_timeout)
-                    || member.admin == AdminState::Deactivated;
+                    || member.admin == AdminState::Deactivated
+                    || member.reported_state == crate::cluster::EndpointState::Unresponsive;
                 if !gone {
                     member.sccrq_retransmitted += 1;
                     self.totals.sccrq_retransmitted += 1;
+                    member.sent(now);
                     return Ok(index);
                 }
                 // The initiator never had an SCCRP (or it would not retransmit): place it anew.
@@ -90,6 +94,9 @@ impl Master {
                 // which goes back here if this endpoint has reported again by then.
                 taken_from = Some(index);
             }
+        }
+        if self.hold_until.is_some() {
+            return Err(DropReason::PlacementHeld);
         }
         let index = self.pick(now)?;
         if let Some(from) = taken_from {
@@ -101,11 +108,7 @@ impl Master {
             );
         }
         let member = &mut self.members[index];
-        member.dispatched_since_report = member.dispatched_since_report.saturating_add(1);
-        if member.recent_dispatches.len() >= MAX_RECENT {
-            member.recent_dispatches.pop_front();
-        }
-        member.recent_dispatches.push_back(now);
+        member.sent(now);
         member.dispatched_total += 1;
         if matches!(self.config.policy, Policy::LeakyBucket { .. }) {
             member.bucket.tokens -= 1.0;
@@ -259,4 +262,16 @@ fn sccrq_assigned_tunnel(header: &Header<&[u8]>) -> Result<Option<AssignedTunnel
         offset += usize::from(avp.length());
     }
     Err(DropReason::Malformed) // mandatory in an SCCRQ (RFC 2661 §6.1)
+}
+
+impl Member {
+    /// One more SCCRQ sent to it: in flight until a report counts it.
+    fn sent(&mut self, now: Instant) {
+        self.sccrq_sent += 1;
+        self.dispatched_since_report = self.dispatched_since_report.saturating_add(1);
+        if self.recent_sends.len() >= MAX_RECENT {
+            self.recent_sends.pop_front();
+        }
+        self.recent_sends.push_back(now);
+    }
 }

@@ -6,16 +6,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use l2tp::time::Instant;
 
 use super::{
-    AdminState, Bucket, Master, Member, MemberState, Policy, ReportOutcome, ReportRejection,
-    MAX_PENDING_ACKS, REPORT_LAG,
+    AdminState, Bucket, Master, Member, MemberState, Policy, ReportOutcome, ReportRejection, Seed,
+    MAX_PENDING_ACKS,
 };
-use crate::cluster::{self, EndpointState, ReportAck, ReportError, ViewEntry};
+use crate::cluster::{self, EndpointState, MessageKind, ReportAck, ReportError, ViewEntry};
 use crate::takeover::Holder;
 
 impl Master {
-    /// A load report datagram from `from` (kept for the status only: the tag, not the source
-    /// address, says who sent it). Forged, replayed or malformed reports change nothing but
-    /// their counter.
+    /// A datagram on the report port from `from` (kept for the status only: the tag, not the
+    /// source address, says who sent it): a load report, or an agent's tunnel claims. Forged,
+    /// replayed or malformed ones change nothing but their counter.
     pub fn handle_report(
         &mut self,
         now: Instant,
@@ -23,6 +23,9 @@ impl Master {
         bytes: &[u8],
     ) -> ReportOutcome {
         self.observe(now);
+        if cluster::message_kind(bytes) == Some(MessageKind::Claims) {
+            return self.handle_claims(now, from, bytes);
+        }
         let outcome = self.apply_report(now, from, bytes);
         match outcome {
             ReportOutcome::Accepted => {
@@ -35,6 +38,9 @@ impl Master {
                     ReportRejection::Replayed => &mut self.reports.replayed,
                     ReportRejection::Malformed => &mut self.reports.malformed,
                     ReportRejection::TunnelIdConflict => &mut self.reports.tunnel_id_conflict,
+                    ReportRejection::BadVersion => &mut self.reports.bad_version,
+                    // Only claims name an endpoint the master must know already.
+                    ReportRejection::UnknownEndpoint => &mut self.reports.malformed,
                 };
                 *counter += 1;
             }
@@ -49,6 +55,10 @@ impl Master {
             Err(ReportError::BadTag) => {
                 tracing::debug!(%from, "forged load report");
                 return Rejected(ReportRejection::Forged);
+            }
+            Err(err @ ReportError::BadVersion(_)) => {
+                self.warn_version(now, from, "load report", err);
+                return Rejected(ReportRejection::BadVersion);
             }
             Err(err) => {
                 tracing::debug!(%from, %err, "malformed load report");
@@ -96,6 +106,14 @@ impl Master {
         if !member.fresh {
             tracing::info!(endpoint = %member.name, "endpoint reports again");
         }
+        if report.state == EndpointState::Unresponsive
+            && member.reported_state != EndpointState::Unresponsive
+        {
+            tracing::warn!(
+                endpoint = %member.name,
+                "the endpoint's agent says its LNS leaves SCCRQs unanswered: no new tunnels for it"
+            );
+        }
         member.lan_addr = report.lan_addr;
         member.global_addr = report.global_addr;
         member.tunnels = report.tunnels;
@@ -106,28 +124,119 @@ impl Master {
         member.sequence = report.sequence;
         member.last_report = now;
         member.last_report_from = from;
-        // A report cannot count the SCCRQs still on their way to the endpoint (or queued in
-        // it) when it was written: those sent within REPORT_LAG before it arrived stay counted.
-        // Forgetting them made a burst land unevenly on a busy machine (118/71/111 of 300).
-        member
-            .recent_dispatches
-            .retain(|&at| now.saturating_duration_since(at) < REPORT_LAG);
-        member.dispatched_since_report =
-            u32::try_from(member.recent_dispatches.len()).unwrap_or(u32::MAX);
+        // What was sent and not yet received is in flight: counted exactly, so a burst does
+        // not land unevenly however late a busy endpoint reports (118/71/111 of 300 when this
+        // was guessed from a fixed lag).
+        let sent_since = member.sccrq_sent.saturating_sub(member.sent_at_report);
+        let recent = member.recent_sends(now);
+        let in_flight = match member.sccrq_received {
+            Some(before) if report.sccrq_received >= before => (u64::from(member.in_flight)
+                + sent_since)
+                .saturating_sub(report.sccrq_received - before),
+            // Its first report here, or it restarted (its count began again): what it has
+            // received of ours is unknown; the SCCRQs not yet lost bound it.
+            _ => u64::from(recent),
+        };
+        member.in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX).min(recent);
+        member.sccrq_received = Some(report.sccrq_received);
+        member.sent_at_report = member.sccrq_sent;
+        member.dispatched_since_report = 0;
         member.fresh = member.is_fresh(now, timeout);
+        if member.seed != Seed::Reported {
+            member.seed = Seed::Reported;
+            self.maybe_end_hold(now);
+        }
         ReportOutcome::Accepted
+    }
+
+    /// Warns (throttled) of a sealed message of another version: a member of another release.
+    pub(super) fn warn_version(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        kind: &str,
+        err: ReportError,
+    ) {
+        if let Some(held) = self.version_warning.allow(now) {
+            tracing::warn!(%from, since_last_warning = held + 1, "{kind} refused: {err}");
+        }
+    }
+
+    /// A master that took over starts from the view of the last ack its endpoint heard: the
+    /// names, LAN addresses and Tunnel ID blocks of the cluster, so that the tunnels of every
+    /// endpoint route from the first packet. Those in service stay so for one report timeout
+    /// (their own reports keep them), the others start out of service; placement holds until
+    /// each one in service has reported, or `placement_hold` has passed.
+    pub fn seed_view(&mut self, now: Instant, view: &[ViewEntry]) {
+        self.observe(now);
+        let mut awaited = 0;
+        for entry in view {
+            if self.by_name.contains_key(&entry.name) || entry.lan_addr == self.config.cluster_addr
+            {
+                continue;
+            }
+            let conflict = entry
+                .tunnel_ids
+                .iter()
+                .any(|&(first, last)| self.block_owner_other_than(first, last, None).is_some());
+            let from = SocketAddrV4::new(entry.lan_addr, cluster::REPORT_PORT);
+            let index = self.add_member(now, from, &entry.name);
+            let member = &mut self.members[index];
+            member.lan_addr = entry.lan_addr;
+            if entry.in_service {
+                member.seed = Seed::Awaited;
+                awaited += 1;
+            } else {
+                member.seed = Seed::OutOfService;
+                member.fresh = false;
+            }
+            if !conflict {
+                member.tunnel_ids = entry.tunnel_ids.clone();
+                for &(first, last) in &entry.tunnel_ids {
+                    self.blocks.insert(first, (last, index));
+                }
+            }
+        }
+        if awaited > 0 {
+            self.hold_until = Some(now + self.config.placement_hold);
+            tracing::info!(
+                endpoints = awaited, hold = ?self.config.placement_hold,
+                "started from the last view: placement waits for the endpoints' first reports"
+            );
+        }
+    }
+
+    fn maybe_end_hold(&mut self, now: Instant) {
+        let timeout = self.config.report_timeout;
+        let waiting = self
+            .members
+            .iter()
+            .any(|m| m.seed == Seed::Awaited && m.is_fresh(now, timeout));
+        if self.hold_until.is_some() && !waiting {
+            self.end_hold("every endpoint in service has reported");
+        }
+    }
+
+    pub(super) fn end_hold(&mut self, why: &str) {
+        if self.hold_until.take().is_some() {
+            tracing::info!("placement resumes: {why}");
+        }
     }
 
     /// Queues the ack of an accepted report: its sequence and the view as it is now.
     fn queue_ack(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         // Accepted, so it opens.
-        let Ok(report) = cluster::open(bytes, &self.config.key) else {
-            return;
-        };
+        if let Ok(report) = cluster::open(bytes, &self.config.key) {
+            self.queue_ack_for(now, from, report.sequence);
+        }
+    }
+
+    /// Queues an ack of the report or claims with `acked` as their sequence.
+    pub(super) fn queue_ack_for(&mut self, now: Instant, from: SocketAddrV4, acked: u64) {
         let ack = ReportAck {
             master: self.config.name.clone(),
             sequence: self.ack_sequence,
-            report_sequence: report.sequence,
+            report_sequence: acked,
             view: self.view(now),
         };
         self.ack_sequence = self.ack_sequence.saturating_add(1);
@@ -156,6 +265,12 @@ impl Master {
                     name: m.name.clone(),
                     lan_addr: m.lan_addr,
                     in_service: m.state(now, timeout) == MemberState::InService,
+                    tunnel_ids: m
+                        .tunnel_ids
+                        .iter()
+                        .take(cluster::MAX_VIEW_BLOCKS)
+                        .copied()
+                        .collect(),
                 }
             })
             .collect()
@@ -186,7 +301,13 @@ impl Master {
             last_report_from: from,
             admin: AdminState::Active,
             dispatched_since_report: 0,
-            recent_dispatches: std::collections::VecDeque::new(),
+            recent_sends: std::collections::VecDeque::new(),
+            sccrq_sent: 0,
+            sent_at_report: 0,
+            sccrq_received: None,
+            in_flight: 0,
+            seed: Seed::Reported,
+            claims_sequence: 0,
             dispatched_total: 0,
             sccrq_retransmitted: 0,
             sccrq_redispatched_away: 0,

@@ -6,7 +6,8 @@
 //! the LAN; the source stays the initiator's, so the endpoint answers the initiator itself.
 //! Every other packet to the cluster address (LACs such as xl2tpd keep sending SCCCN, ICRQ and
 //! data to the address they dialled) goes to the endpoint whose reported Tunnel ID blocks hold
-//! the L2TP header's Tunnel ID.
+//! the L2TP header's Tunnel ID, or, for an LNS we did not write (random Tunnel IDs, an agent
+//! beside it), to the endpoint whose agent claimed (initiator address, port, Tunnel ID).
 //!
 //! Choices this module makes (see `Policy` and `Master::deactivate` for the details):
 //! - least-load compares load relative to capacity, and no policy sends an SCCRQ to an endpoint
@@ -25,8 +26,21 @@
 //! - the dispatch memory holds at most `max_remembered` choices; past that the oldest go first,
 //!   counted (`remembered_evicted`) and warned about at most every ten seconds;
 //! - fragments are dropped: only the first carries the Tunnel ID, and the master does not
-//!   reassemble.
+//!   reassemble;
+//! - least-load counts what is in flight exactly: each report says how many SCCRQs the
+//!   endpoint has received, so SCCRQs the master sent and the endpoint has not counted yet
+//!   stay counted however slow the endpoint is; one it has not counted [`SCCRQ_LOST_AFTER`]
+//!   after it was sent is taken as lost (its initiator retransmits it);
+//! - a master that starts from a takeover ([`Master::seed_view`]) holds placement until every
+//!   endpoint in service in the last view has reported, or `placement_hold` has passed: until
+//!   then it knows their names but not their load, and SCCRQs are dropped (`PlacementHeld`);
+//!   the initiators' retransmissions are the queue;
+//! - a tunnel claim for a tunnel another endpoint's agent claimed is refused, counted and
+//!   logged: the first holder keeps it. A claim names the initiator as well as the Tunnel ID,
+//!   so it routes before the Tunnel ID blocks and may lie inside one (an LNS with random IDs
+//!   beside ours).
 
+mod claims;
 mod dispatch;
 mod members;
 mod status;
@@ -45,7 +59,8 @@ use crate::takeover::Holder;
 use crate::throttle::Throttle;
 
 pub use status::{
-    AdminState, DropCounts, EndpointStatus, MasterStatus, MemberState, ReportCounts, StatusTotals,
+    AdminState, ClaimCounts, DropCounts, EndpointStatus, MasterStatus, MemberState, ReportCounts,
+    StatusTotals,
 };
 
 /// The L2TP port the cluster address listens on (RFC 2661 §8.1).
@@ -85,12 +100,18 @@ pub enum Policy {
     LeakyBucket { rate: f64, burst: u32 },
 }
 
-/// How long an SCCRQ may take from the master to the endpoint's report of it (LAN transit and
-/// the endpoint's queue): dispatches this recent stay counted past a report.
-pub const REPORT_LAG: Duration = Duration::from_millis(100);
+/// An SCCRQ the endpoint has not counted this long after the master sent it is taken as lost:
+/// it no longer counts as in flight.
+pub const SCCRQ_LOST_AFTER: Duration = Duration::from_secs(1);
 
-/// Dispatch times kept per endpoint for [`REPORT_LAG`]; bounded so a flood cannot grow them.
+/// Send times kept per endpoint for [`SCCRQ_LOST_AFTER`]; bounded so a flood cannot grow them.
 const MAX_RECENT: usize = 1 << 16;
+
+/// An agent's tunnel claim that carries no packet for this long goes: three of xl2tpd's 60 s
+/// HELLO intervals, as for the NAT's entries.
+pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(180);
+/// The endpoints' default report interval: how long a new master waits for the first reports.
+pub const DEFAULT_PLACEMENT_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
@@ -108,6 +129,10 @@ pub struct MasterConfig {
     pub first_ack_sequence: u64,
     /// Most SCCRQ choices remembered at once (at least 1); the oldest are forgotten first.
     pub max_remembered: usize,
+    /// An agent's tunnel claim that carries no packet this long is forgotten.
+    pub claim_timeout: Duration,
+    /// After [`Master::seed_view`]: the longest placement waits for the endpoints' reports.
+    pub placement_hold: Duration,
 }
 
 impl MasterConfig {
@@ -122,6 +147,8 @@ impl MasterConfig {
             name: "master".to_string(),
             first_ack_sequence: 1,
             max_remembered: MAX_REMEMBERED_DISPATCHES,
+            claim_timeout: DEFAULT_CLAIM_TIMEOUT,
+            placement_hold: DEFAULT_PLACEMENT_HOLD,
         }
     }
 }
@@ -155,11 +182,13 @@ pub enum DropReason {
     NoEndpoint,
     /// An SCCRQ, and every endpoint in service is full or (leaky bucket) out of tokens.
     NoCapacity,
-    /// Not an SCCRQ, and no endpoint's blocks hold its Tunnel ID.
+    /// Not an SCCRQ, and no endpoint's blocks (nor an agent's claim) hold its Tunnel ID.
     UnknownTunnel,
     /// Not an SCCRQ, and the endpoint holding its Tunnel ID is out of service (no report for
     /// `report_timeout`): it is presumed gone, so its packets are not forwarded.
     EndpointOutOfService,
+    /// An SCCRQ while a master that just took over waits for the endpoints' first reports.
+    PlacementHeld,
 }
 
 /// Why a load report changed nothing.
@@ -176,6 +205,10 @@ pub enum ReportRejection {
     /// Its Tunnel ID blocks overlap another endpoint's: routing by Tunnel ID would be
     /// ambiguous, so the first claim stands.
     TunnelIdConflict,
+    /// Sealed in another version of the format (an endpoint or agent of another release).
+    BadVersion,
+    /// Tunnel claims from an endpoint that has not reported yet.
+    UnknownEndpoint,
 }
 
 /// What `handle_report` did.
@@ -234,9 +267,21 @@ struct Member {
     last_report: Instant,
     last_report_from: SocketAddrV4,
     admin: AdminState,
+    /// SCCRQs sent to it (new and retransmitted) since its last report.
     dispatched_since_report: u32,
-    /// When each SCCRQ counted in `dispatched_since_report` was sent on.
-    recent_dispatches: std::collections::VecDeque<Instant>,
+    /// When each SCCRQ of the last [`SCCRQ_LOST_AFTER`] was sent to it.
+    recent_sends: std::collections::VecDeque<Instant>,
+    /// SCCRQs sent to it in all, and at its last report.
+    sccrq_sent: u64,
+    sent_at_report: u64,
+    /// Its count of SCCRQs received, as last reported (None before its first report here).
+    sccrq_received: Option<u64>,
+    /// SCCRQs sent to it that its last report did not count yet.
+    in_flight: u32,
+    /// Known from a takeover's view, not yet from a report of its own.
+    seed: Seed,
+    /// Sequence of the last tunnel claims accepted from it.
+    claims_sequence: u64,
     dispatched_total: u64,
     sccrq_retransmitted: u64,
     sccrq_redispatched_away: u64,
@@ -249,9 +294,20 @@ struct Member {
     fresh: bool,
 }
 
+/// How a master that took over knows a member before its first report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    /// From a report: not seeded, or seeded and reported since.
+    Reported,
+    /// In service in the view: fresh for one report timeout, placement waits for its report.
+    Awaited,
+    /// Not in service in the view: out of service until it reports.
+    OutOfService,
+}
+
 impl Member {
     fn is_fresh(&self, now: Instant, timeout: Duration) -> bool {
-        now.saturating_duration_since(self.last_report) < timeout
+        self.seed != Seed::OutOfService && now.saturating_duration_since(self.last_report) < timeout
     }
 
     fn state(&self, now: Instant, timeout: Duration) -> MemberState {
@@ -259,6 +315,8 @@ impl Member {
             MemberState::Deactivated
         } else if !self.is_fresh(now, timeout) {
             MemberState::OutOfService
+        } else if self.reported_state == EndpointState::Unresponsive {
+            MemberState::Unresponsive
         } else if self.admin == AdminState::Drained
             || self.reported_state == EndpointState::Draining
         {
@@ -268,8 +326,23 @@ impl Member {
         }
     }
 
+    /// Its tunnels, and the SCCRQs on their way to it that no report counted yet.
     fn load(&self) -> u64 {
-        u64::from(self.tunnels) + u64::from(self.dispatched_since_report)
+        u64::from(self.tunnels)
+            + u64::from(self.in_flight)
+            + u64::from(self.dispatched_since_report)
+    }
+
+    /// SCCRQs sent to it within [`SCCRQ_LOST_AFTER`] before `now`.
+    fn recent_sends(&mut self, now: Instant) -> u32 {
+        while self
+            .recent_sends
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= SCCRQ_LOST_AFTER)
+        {
+            self.recent_sends.pop_front();
+        }
+        u32::try_from(self.recent_sends.len()).unwrap_or(u32::MAX)
     }
 
     fn is_full(&self) -> bool {
@@ -281,6 +354,13 @@ impl Member {
         u128::from(self.load()) * u128::from(other.capacity)
             < u128::from(other.load()) * u128::from(self.capacity)
     }
+}
+
+/// One tunnel an agent claimed for its LNS.
+#[derive(Debug, Clone, Copy)]
+struct TunnelClaimEntry {
+    member: usize,
+    last_used: Instant,
 }
 
 /// The cluster master: see the module documentation.
@@ -308,6 +388,16 @@ pub struct Master {
     totals: StatusTotals,
     drops: DropCounts,
     reports: ReportCounts,
+    claim_counts: ClaimCounts,
+    /// Agents' tunnels: (initiator, Tunnel ID its LNS assigned) → the claim.
+    claims: HashMap<(SocketAddrV4, u16), TunnelClaimEntry>,
+    /// When `handle_timeout` next looks for idle claims.
+    claim_sweep_at: Option<Instant>,
+    /// Placement waits for the seeded endpoints' first reports until then (`seed_view`).
+    hold_until: Option<Instant>,
+    /// Warnings about refused claims and reports of another version, throttled.
+    claim_warning: Throttle,
+    version_warning: Throttle,
     /// Sealed acks for accepted reports, with where they go (the report's source).
     acks: VecDeque<(SocketAddrV4, Vec<u8>)>,
     ack_sequence: u64,
@@ -333,6 +423,12 @@ impl Master {
             totals: StatusTotals::default(),
             drops: DropCounts::default(),
             reports: ReportCounts::default(),
+            claim_counts: ClaimCounts::default(),
+            claims: HashMap::new(),
+            claim_sweep_at: None,
+            hold_until: None,
+            claim_warning: Throttle::default(),
+            version_warning: Throttle::default(),
             acks: VecDeque::new(),
             ack_sequence: config.first_ack_sequence,
             holder: Holder {
@@ -375,6 +471,10 @@ impl Master {
                 tracing::warn!(endpoint = %member.name, "no load report for {timeout:?}: out of service");
             }
         }
+        self.sweep_claims(now);
+        if self.hold_until.is_some_and(|until| now >= until) {
+            self.end_hold("the placement hold passed before every endpoint reported");
+        }
     }
 
     /// The next time `handle_timeout` has work: an endpoint's report going stale, or an SCCRQ
@@ -387,6 +487,10 @@ impl Master {
             .filter(|m| m.fresh)
             .map(|m| m.last_report + timeout);
         let expiry = self.expiry.front().map(|(deadline, _)| *deadline);
-        stale.chain(expiry).min()
+        stale
+            .chain(expiry)
+            .chain(self.claim_sweep_at)
+            .chain(self.hold_until)
+            .min()
     }
 }

@@ -19,6 +19,8 @@ pub enum MemberState {
     Deactivated,
     /// No report for `report_timeout`.
     OutOfService,
+    /// Its agent says the LNS leaves SCCRQs unanswered: no new tunnels until it answers.
+    Unresponsive,
 }
 
 /// The operator's word on an endpoint; outlives its reports.
@@ -45,6 +47,15 @@ pub struct MasterStatus {
     /// Who this master is, and how it came to hold the cluster address (or why it stands by).
     #[serde(default)]
     pub holder: Holder,
+    /// Agents' tunnel claims: messages and single claims, by outcome.
+    #[serde(default)]
+    pub claims: ClaimCounts,
+    /// Tunnels held by an agent's claim now.
+    #[serde(default)]
+    pub claimed_tunnels: usize,
+    /// A master that took over waits for the endpoints' first reports before it places SCCRQs.
+    #[serde(default)]
+    pub placement_held: bool,
     /// Most choices held at once (`MasterConfig::max_remembered`).
     pub remembered_limit: usize,
 }
@@ -61,8 +72,20 @@ pub struct EndpointStatus {
     pub sessions: u32,
     pub capacity: u32,
     pub tunnel_ids: Vec<(u16, u16)>,
-    /// New SCCRQs sent since its last report (the report does not count them yet).
+    /// SCCRQs sent since its last report (the report does not count them yet).
     pub dispatched_since_report: u32,
+    /// SCCRQs sent before its last report that the report did not count yet.
+    #[serde(default)]
+    pub in_flight: u32,
+    /// SCCRQs this master sent it (new and retransmitted), and its own count of those
+    /// received (from anyone, since it started).
+    #[serde(default)]
+    pub sccrq_sent: u64,
+    #[serde(default)]
+    pub sccrq_received: Option<u64>,
+    /// Tunnels its agent claimed (an LNS we did not write).
+    #[serde(default)]
+    pub claimed_tunnels: usize,
     pub dispatched_total: u64,
     /// Retransmitted SCCRQs sent after the first.
     pub sccrq_retransmitted: u64,
@@ -115,6 +138,8 @@ pub struct DropCounts {
     pub no_capacity: u64,
     pub unknown_tunnel: u64,
     pub endpoint_out_of_service: u64,
+    #[serde(default)]
+    pub placement_held: u64,
 }
 
 impl DropCounts {
@@ -129,6 +154,7 @@ impl DropCounts {
             DropReason::NoCapacity => &mut self.no_capacity,
             DropReason::UnknownTunnel => &mut self.unknown_tunnel,
             DropReason::EndpointOutOfService => &mut self.endpoint_out_of_service,
+            DropReason::PlacementHeld => &mut self.placement_held,
         }
     }
 
@@ -143,6 +169,7 @@ impl DropCounts {
             DropReason::NoCapacity => self.no_capacity,
             DropReason::UnknownTunnel => self.unknown_tunnel,
             DropReason::EndpointOutOfService => self.endpoint_out_of_service,
+            DropReason::PlacementHeld => self.placement_held,
         }
     }
 
@@ -156,6 +183,7 @@ impl DropCounts {
             + self.no_capacity
             + self.unknown_tunnel
             + self.endpoint_out_of_service
+            + self.placement_held
     }
 }
 
@@ -166,10 +194,32 @@ pub struct ReportCounts {
     pub replayed: u64,
     pub malformed: u64,
     pub tunnel_id_conflict: u64,
+    /// Sealed in another version of the format (named in the master's log).
+    #[serde(default)]
+    pub bad_version: u64,
     /// Acks sent for accepted reports.
     #[serde(default)]
     pub acks_sent: u64,
 }
+/// Agents' tunnel claims. `messages` counts the accepted messages, `claimed` and `released`
+/// the single claims in them; the rest count refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClaimCounts {
+    pub messages: u64,
+    pub claimed: u64,
+    pub released: u64,
+    /// Idle for the claim timeout and forgotten.
+    pub expired: u64,
+    pub forged: u64,
+    pub replayed: u64,
+    pub bad_version: u64,
+    pub malformed: u64,
+    /// From an endpoint that never reported.
+    pub unknown_endpoint: u64,
+    /// Single claims for a tunnel another endpoint's agent holds.
+    pub conflict: u64,
+}
+
 impl Master {
     pub fn status(&self) -> MasterStatus {
         let now = self.latest;
@@ -177,6 +227,12 @@ impl Master {
         let leaky = matches!(self.config.policy, Policy::LeakyBucket { .. });
         let mut totals = self.totals;
         totals.endpoints = self.members.len();
+        let mut claimed = vec![0usize; self.members.len()];
+        for entry in self.claims.values() {
+            if let Some(n) = claimed.get_mut(entry.member) {
+                *n += 1;
+            }
+        }
         let endpoints = self
             .order
             .iter()
@@ -201,6 +257,10 @@ impl Master {
                     capacity: m.capacity,
                     tunnel_ids: m.tunnel_ids.clone(),
                     dispatched_since_report: m.dispatched_since_report,
+                    in_flight: m.in_flight,
+                    sccrq_sent: m.sccrq_sent,
+                    sccrq_received: m.sccrq_received,
+                    claimed_tunnels: claimed.get(index).copied().unwrap_or(0),
                     dispatched_total: m.dispatched_total,
                     sccrq_retransmitted: m.sccrq_retransmitted,
                     sccrq_redispatched_away: m.sccrq_redispatched_away,
@@ -226,6 +286,9 @@ impl Master {
             reports: self.reports,
             remembered_dispatches: self.remembered.len(),
             holder: self.holder.clone(),
+            claims: self.claim_counts,
+            claimed_tunnels: self.claims.len(),
+            placement_held: self.hold_until.is_some(),
             remembered_limit: self.config.max_remembered.max(1),
         }
     }
@@ -294,6 +357,27 @@ impl crate::metrics::Metered for MasterStatus {
                 } else {
                     0.0
                 }),
+            );
+        }
+        set.gauge(
+            "master_claimed_tunnels",
+            "Tunnels held by an agent's claim.",
+            self.claimed_tunnels as f64,
+        );
+        for (outcome, n) in fields(&self.claims) {
+            set.push(
+                "master_tunnel_claims",
+                "Agents' tunnel claims (messages, single claims, refusals), by outcome.",
+                vec![label("outcome", outcome)],
+                Value::Counter(n),
+            );
+        }
+        for (outcome, n) in fields(&self.reports) {
+            set.push(
+                "master_reports",
+                "Load reports received, by outcome (acks sent too).",
+                vec![label("outcome", outcome)],
+                Value::Counter(n),
             );
         }
         for (reason, n) in fields(&self.drops) {

@@ -40,6 +40,9 @@ pub struct MasterSetup {
     /// Sealed load reports to start from, as if just received (an endpoint taking over hands
     /// in its own last one, so the new master dispatches before the first reports reach it).
     pub seed_reports: Vec<Vec<u8>>,
+    /// The cluster as the last ack showed it (an endpoint taking over hands in its watch's
+    /// view): names, LAN addresses, Tunnel ID blocks; placement waits for their reports.
+    pub seed_view: Vec<crate::cluster::ViewEntry>,
 }
 
 impl MasterSetup {
@@ -55,6 +58,7 @@ impl MasterSetup {
             stop: None,
             holder: None,
             seed_reports: Vec::new(),
+            seed_view: Vec::new(),
         }
     }
 
@@ -80,7 +84,11 @@ pub async fn serve_master(mut setup: MasterSetup) -> Result<MasterStatus, ServeE
     }
     let seed_reports = std::mem::take(&mut setup.seed_reports);
     let lan_addr = setup.lan_addr;
+    let seed_view = std::mem::take(&mut setup.seed_view);
     let mut lp = EventLoop::open(setup.loop_spec(true))?;
+    // The view first: the handed-in report is then this endpoint's first report, which ends
+    // its own wait.
+    master.seed_view(lp.clock.now(), &seed_view);
     for report in seed_reports {
         let from = SocketAddrV4::new(lan_addr, REPORT_PORT);
         let outcome = master.handle_report(lp.clock.now(), from, &report);

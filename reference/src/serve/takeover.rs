@@ -112,8 +112,10 @@ async fn claim_when_ordered(
             silent_for,
             previous_master,
             own_report,
+            view,
         } = order?;
         setup.seed_reports = own_report.into_iter().collect();
+        setup.seed_view = view;
         let ordered = std::time::Instant::now();
         let outcome = match try_claim(plan).await {
             Ok(claimed) => {

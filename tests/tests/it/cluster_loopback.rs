@@ -259,6 +259,7 @@ fn a_retransmitted_sccrq_makes_no_second_tunnel_and_forged_reports_are_dropped()
         sessions: 0,
         capacity: 10_000,
         state: EndpointState::InService,
+        sccrq_received: 0,
         tunnel_ids: vec![(2000, 2999)],
         sequence: u64::MAX - 1,
     };

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod args;
 pub mod ctl;
 pub mod decode;

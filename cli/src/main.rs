@@ -27,6 +27,9 @@ enum Command {
     /// The cluster master: owns the cluster address, dispatches each SCCRQ to an endpoint,
     /// forwards later packets by Tunnel ID (needs root for its raw socket).
     Master(l2tpkit::master::MasterArgs),
+    /// Speak for an LNS we did not write (xl2tpd, l2tpns, a vendor box) in the cluster: watch
+    /// its L2TP traffic, report its load and claim its tunnels at the master (needs root).
+    Agent(l2tpkit::agent::AgentArgs),
     /// The NAT of FIG 2: Table 1 built from SCCRPs, source rewritten on the way out,
     /// destination on the way in (needs root for its raw sockets).
     Nat(l2tpkit::nat::NatArgs),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Endpoint(args) => endpoint::run(&args),
         Command::Master(args) => l2tpkit::master::run(&args),
         Command::Nat(args) => l2tpkit::nat::run(&args),
+        Command::Agent(args) => l2tpkit::agent::run(&args),
         Command::Lab(command) => l2tpkit::lab::run(&command),
         Command::Ctl(args) => l2tpkit::ctl::run(&args),
         Command::Probe(args) => l2tpkit::probe::run(&args),

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod claim;
 pub mod cluster;
 pub mod control;

@@ -17,6 +17,7 @@ use tokio::net::UdpSocket;
 
 use crate::claim::ClaimError;
 
+mod agent;
 mod batch;
 mod endpoint;
 mod event_loop;
@@ -27,6 +28,7 @@ mod neighbours;
 mod ring;
 mod takeover;
 
+pub use agent::{serve_agent, AgentSetup};
 pub use endpoint::{serve_endpoint, EndpointError, EndpointOutcome, EndpointSetup, TakeoverSetup};
 pub use event_loop::ServeOptions;
 pub use master::{serve_master, MasterSetup};

@@ -174,3 +174,42 @@ mod tests {
         assert_eq!(packet.src, Some(std::net::Ipv4Addr::LOCALHOST));
     }
 }
+
+/// Threads that spin until dropped (or `limit` has passed): the busy machine a test's cluster
+/// must work on. Bounded in time, so a test that never drops them still ends them.
+pub struct BusyLoops {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyLoops {
+    pub fn start(count: usize, limit: std::time::Duration) -> BusyLoops {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|i| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::Builder::new()
+                    .name(format!("busy-{i}"))
+                    .spawn(move || {
+                        let started = std::time::Instant::now();
+                        let mut x = 0u64;
+                        while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005) + 1);
+                        }
+                    })
+                    .expect("a busy thread")
+            })
+            .collect();
+        BusyLoops { stop, threads }
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}

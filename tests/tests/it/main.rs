@@ -10,6 +10,7 @@ mod interop_xl2tpd;
 mod l2tpns_harness;
 mod lab_xl2tpd;
 mod lac_l2tpns;
+mod least_load;
 mod ppp_tshark;
 mod probe_l2tpns;
 mod probe_sim;

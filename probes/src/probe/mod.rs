@@ -168,6 +168,9 @@ pub struct Probe {
 /// What one run of one probe saw: the lines of its exchange and its capture.
 pub struct Log {
     pub lines: Vec<String>,
+    /// Who sent the SCCRPs the probe got: "HOST NAME at ADDR". Against a cluster this names
+    /// the endpoints whose behaviour a finding is about.
+    answered_by: std::collections::BTreeSet<String>,
     pcap: Option<CaptureWriter>,
     /// When the probe began, and the wall clock then (pcap timestamps).
     start: Instant,
@@ -178,6 +181,7 @@ impl Log {
     fn new(start: Instant, wall_start: Duration) -> Log {
         Log {
             lines: Vec::new(),
+            answered_by: std::collections::BTreeSet::new(),
             pcap: None,
             start,
             wall_start,
@@ -211,6 +215,15 @@ impl Log {
                 self.pcap_failed();
             }
         }
+    }
+
+    /// An SCCRP came from `from`, with this Host Name AVP.
+    pub fn answered_by(&mut self, from: SocketAddrV4, host_name: Option<&[u8]>) {
+        let answerer = match host_name {
+            Some(name) => format!("{} at {}", String::from_utf8_lossy(name), from.ip()),
+            None => from.ip().to_string(),
+        };
+        self.answered_by.insert(answerer);
     }
 
     /// A full disk must not change the verdict; the evidence says so instead.
@@ -266,6 +279,7 @@ pub struct ProbeResult {
     pub reference: &'static str,
     pub sends: &'static str,
     pub expects: &'static str,
+    pub scope: Scope,
     pub verdict: VerdictKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -273,6 +287,10 @@ pub struct ProbeResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap: Option<PathBuf>,
     pub duration_ms: f64,
+    /// Who answered the probe's SCCRPs ("HOST NAME at ADDR"): against a cluster, the
+    /// endpoints a finding is about.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub answered_by: Vec<String>,
 }
 
 /// Runs one probe on real UDP sockets, with its log going to `pcap` when given. A probe that
@@ -340,9 +358,11 @@ pub fn run_one_on(
         reference: probe.reference,
         sends: probe.sends,
         expects: probe.expects,
+        scope: probe.scope,
         verdict: verdict.kind(),
         reason: verdict.reason().map(str::to_string),
         evidence: std::mem::take(&mut log.lines),
+        answered_by: std::mem::take(&mut log.answered_by).into_iter().collect(),
         pcap: pcap.filter(|_| wrote),
         duration_ms,
     }

@@ -74,9 +74,21 @@ impl ProbeReport {
             "checks"
         );
         for p in &self.probes {
+            // Against a cluster a finding of an RFC probe is some endpoint's own: name it.
+            let rfc_probe = p.scope != super::Scope::Cluster;
+            let whose = match (
+                self.cluster && rfc_probe,
+                p.verdict,
+                p.answered_by.is_empty(),
+            ) {
+                (true, VerdictKind::Fail | VerdictKind::Inconclusive, false) => {
+                    format!(" [endpoint: {}]", p.answered_by.join(", "))
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "{:<width$}  {:<14}  {:<refs$}  {}",
+                "{:<width$}  {:<14}  {:<refs$}  {}{whose}",
                 p.name,
                 p.verdict.as_str(),
                 p.reference,
@@ -159,6 +171,54 @@ mod tests {
         assert_eq!(
             escape("a<b>&\"c'\u{1}"),
             "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}"
+        );
+    }
+
+    fn result(name: &'static str, scope: super::super::Scope, verdict: VerdictKind) -> ProbeResult {
+        ProbeResult {
+            name,
+            reference: "RFC 2661",
+            sends: "",
+            expects: "",
+            scope,
+            verdict,
+            reason: Some("why".into()),
+            evidence: Vec::new(),
+            pcap: None,
+            duration_ms: 1.0,
+            answered_by: vec!["te2 at 198.18.0.2".into()],
+        }
+    }
+
+    #[test]
+    fn against_a_cluster_an_rfc_finding_names_the_endpoint_that_answered() {
+        use super::super::Scope;
+        let probes = vec![
+            result("wrong-version", Scope::Any, VerdictKind::Fail),
+            result("hello-answered", Scope::Any, VerdictKind::Pass),
+            result("cluster-spread", Scope::Cluster, VerdictKind::Fail),
+        ];
+        let line = |table: &str, name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .to_string()
+        };
+        let table = ProbeReport::new("198.18.0.1:1701".into(), true, probes.clone()).table();
+        assert!(line(&table, "wrong-version").ends_with("why [endpoint: te2 at 198.18.0.2]"));
+        assert!(
+            line(&table, "hello-answered").ends_with("why"),
+            "a pass names nobody"
+        );
+        assert!(
+            line(&table, "cluster-spread").ends_with("why"),
+            "the cluster's own finding"
+        );
+        let table = ProbeReport::new("198.18.0.11:1701".into(), false, probes).table();
+        assert!(
+            line(&table, "wrong-version").ends_with("why"),
+            "one LNS: no name needed"
         );
     }
 }

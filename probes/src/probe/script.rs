@@ -401,6 +401,11 @@ impl Ctl {
             return Ok(None);
         };
         if reply.message_type() == Some(MessageType::Sccrp) {
+            let host_name = match reply.avp(AvpType::HostName) {
+                Some(AvpValue::HostName(name)) => Some(&name[..]),
+                _ => None,
+            };
+            self.log.borrow_mut().answered_by(from, host_name);
             self.peer = from;
             if let Some(AvpValue::AssignedTunnelId(id)) = reply.avp(AvpType::AssignedTunnelId) {
                 self.peer_tid = *id;

@@ -6,6 +6,7 @@ use super::description::{
 };
 use super::instance::Lab;
 use super::plan::{self, NodeKind, Segment, Topology, PREFIX_LEN};
+use super::spec::EndpointKind;
 use super::start::MASTER;
 use super::supervisor::Supervisor;
 use std::path::Path;
@@ -97,8 +98,12 @@ impl Lab {
                 status: self.run_dir.join("master-status.json"),
             })
             .chain(
+                // Only l2tpkit endpoints take the master over.
                 plan.endpoints()
-                    .filter(|_| plan.topology == Topology::Fig4)
+                    .filter(|_| {
+                        plan.topology == Topology::Fig4
+                            && self.endpoint_kind == EndpointKind::L2tpkit
+                    })
                     .map(|n| MasterCandidate {
                         name: n.short.clone(),
                         control: self.run_dir.join(format!("{}-master.sock", n.short)),
@@ -125,6 +130,7 @@ impl Lab {
             netem: self.netem.map(|n| n.to_string()),
             policy: self.policy,
             max_retransmits: self.max_retransmits,
+            endpoint_kind: self.endpoint_kind,
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct LabDescription {
     /// The endpoints' retransmission limit, when not the default 5.
     #[serde(default)]
     pub max_retransmits: Option<u32>,
+    /// What answers as the LNS in the endpoint namespaces: `l2tpkit`, or `xl2tpd` (its process
+    /// `te<i>-xl2tpd`, the role `te<i>` its agent).
+    #[serde(default)]
+    pub endpoint_kind: super::spec::EndpointKind,
 }
 
 /// `<run-dir>/roles.json`, exactly the schema of `verify --roles` (which rejects unknown

@@ -28,6 +28,7 @@ pub struct Lab {
     pub(super) max_retransmits: Option<u32>,
     pub(super) ppp: bool,
     pub(super) metrics: bool,
+    pub(super) endpoint_kind: super::spec::EndpointKind,
     pub(super) inner: Mutex<Inner>,
     /// Dropping an armed lab tears it down.
     pub(super) armed: bool,

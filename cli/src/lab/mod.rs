@@ -26,6 +26,7 @@ mod supervisor;
 pub mod sys;
 mod teardown;
 mod up;
+mod xl2tpd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +44,7 @@ pub use instance::Lab;
 pub use plan::{NodeKind, Segment, Topology};
 pub use roles::{kill_links_if_master, kill_master_links, start_roles, MASTER};
 pub use run::verify;
-pub use spec::{default_binary, LabSpec};
+pub use spec::{default_binary, EndpointKind, LabSpec};
 pub use start::Readiness;
 pub use teardown::teardown;
 
@@ -105,6 +106,14 @@ pub struct ClusterFlags {
     /// file for a Prometheus in the master's namespace, which reaches them all.
     #[arg(long)]
     pub metrics: bool,
+    /// What answers as the LNS in every endpoint namespace: `l2tpkit` (`l2tpkit endpoint`) or
+    /// `xl2tpd`: an unmodified xl2tpd with `l2tpkit agent` beside it, which reports its load
+    /// to the master. xl2tpd's pppd is a stand-in that echoes every frame (no kernel PPP here):
+    /// no PPP with it (`lab run` runs its LAC with `--ppp off`), and no takeover (FIG 4
+    /// takeover needs l2tpkit endpoints; `lab kill master` still works). Needs xl2tpd, ppp
+    /// (its /usr/sbin/pppd) and unshare.
+    #[arg(long, value_enum, default_value_t = EndpointKind::L2tpkit)]
+    pub endpoint_kind: EndpointKind,
 }
 
 impl ClusterFlags {
@@ -120,6 +129,7 @@ impl ClusterFlags {
             .transpose()?;
         spec.max_retransmits = self.max_retransmits;
         spec.metrics = self.metrics;
+        spec.endpoint_kind = self.endpoint_kind;
         spec.policy = self.policy.with_bucket(self.bucket_rate, self.bucket_burst);
         Ok(())
     }
@@ -248,10 +258,11 @@ fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
 
 fn print_summary(d: &LabDescription) {
     say!(
-        "lab {} up: {}, {} endpoints, {} initiator addresses",
+        "lab {} up: {}, {} endpoints ({}), {} initiator addresses",
         d.prefix,
         d.topology,
         d.endpoints.len(),
+        d.endpoint_kind,
         d.initiators.len()
     );
     for ns in &d.namespaces {
@@ -350,11 +361,14 @@ fn kill(args: &KillArgs) -> anyhow::Result<ExitCode> {
         .pid
         .filter(|&(pid, start)| sys::is_running(pid, start))
         .with_context(|| format!("{} is not running", args.role))?;
-    sys::send_signal(pid, "KILL")?;
+    sys::signal_to_end(pid, "KILL")?;
     // Its parent, the supervisor, reaps it; it is gone for us once it no longer runs.
     let deadline = std::time::Instant::now() + sys::KILL_GRACE;
     while sys::is_running(pid, start) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if sys::is_running(pid, start) {
+        sys::send_signal(pid, "KILL")?;
     }
     // Interface names do not depend on the lab's size: a plan with as many endpoints as the
     // role's number names its node.

@@ -8,28 +8,50 @@ use anyhow::Context;
 
 use super::instance::Lab;
 use super::plan::{self, NodeKind, NodePlan, Plan, Segment, Topology, PREFIX_LEN};
+use super::spec::EndpointKind;
 pub use super::start::MASTER;
 use super::start::{Readiness, READY};
 use super::sys;
+use super::xl2tpd;
 
-/// Starts the cluster's roles, each as its own `l2tpkit` process in its own namespace: the
-/// master on the cluster address (reports on its LAN address), in FIG 2 the NAT, and every
-/// endpoint (FIG 2: LAN address only, replies through the NAT; FIG 4: listens on all its
-/// addresses and answers from its global one). Endpoints get disjoint Tunnel ID blocks and
-/// report every half second with a key made for this lab. Each role is waited on until it says
-/// it is ready (its control socket answers, or its status file is written); this returns once
-/// the master has had time to hear from every endpoint.
 /// The one subscriber every session of a PPP lab run logs in as (CHAP), and its password.
 pub const LAB_USER: &str = "lab@example.net";
 pub const LAB_PASSWORD: &str = "l2tpkit-lab";
 
 /// Endpoint `i`'s share of the PPP pool 198.19.128.0/17 among `n`: equal power-of-two slices,
 /// so that no address is handed out by two endpoints.
-fn pool_slice(i: usize, n: usize) -> String {
-    let bits = n.max(1).next_power_of_two().trailing_zeros();
-    let size = 1u32 << (15 - bits.min(14));
+pub(super) fn pool_slice(i: usize, n: usize) -> PoolSlice {
+    let bits = n.max(1).next_power_of_two().trailing_zeros().min(14);
+    let size = 1u32 << (15 - bits);
     let base = u32::from(Ipv4Addr::new(198, 19, 128, 0)) + size * i as u32;
-    format!("{}/{}", Ipv4Addr::from(base), 17 + bits.min(14))
+    PoolSlice {
+        base: Ipv4Addr::from(base),
+        prefix_len: 17 + bits as u8,
+    }
+}
+
+/// One endpoint's slice of the PPP pool: `base/prefix_len` (`--pool` of `l2tpkit endpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PoolSlice {
+    pub(super) base: Ipv4Addr,
+    pub(super) prefix_len: u8,
+}
+
+impl PoolSlice {
+    /// The `n`th address of the slice (0 is its base).
+    pub(super) fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + n)
+    }
+
+    pub(super) fn size(&self) -> u32 {
+        1 << (32 - u32::from(self.prefix_len))
+    }
+}
+
+impl std::fmt::Display for PoolSlice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix_len)
+    }
 }
 
 /// The port every role of a lab serves `--metrics` on (`lab up --metrics`).
@@ -53,6 +75,14 @@ fn write_scrape_file(run: &std::path::Path, jobs: &[(&str, Vec<String>)]) -> any
     std::fs::write(run.join("prometheus.yml"), yml).context("writing prometheus.yml")
 }
 
+/// Starts the cluster's roles, each as its own `l2tpkit` process in its own namespace: the
+/// master on the cluster address (reports on its LAN address), in FIG 2 the NAT, and every
+/// endpoint (FIG 2: LAN address only, replies through the NAT; FIG 4: listens on all its
+/// addresses and answers from its global one): `l2tpkit endpoint`, or xl2tpd with `l2tpkit
+/// agent` beside it ([`xl2tpd::start_endpoints`]). Endpoints get disjoint Tunnel ID blocks and
+/// report every half second with a key made for this lab. Each role is waited on until it says
+/// it is ready (its control socket answers, or its status file is written); this returns once
+/// the master has had time to hear from every endpoint.
 pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let plan = lab.plan();
     let key = format!("{:016x}", crate::net::os_seed());
@@ -89,10 +119,9 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
         ]);
     }
     args.extend(policy_args(lab.policy));
-    let metrics = |ip: Ipv4Addr| format!("--metrics={ip}:{METRICS_PORT}");
     let mut targets: Vec<(&str, Vec<String>)> = Vec::new();
     if lab.metrics {
-        args.push(metrics(master_lan));
+        args.push(metrics_arg(master_lan));
         targets.push(("master", vec![format!("{master_lan}:{METRICS_PORT}")]));
     }
     lab.start_role(
@@ -115,7 +144,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             format!("--control={}", run.join("nat.sock").display()),
         ];
         if lab.metrics {
-            args.push(metrics(nat_lan));
+            args.push(metrics_arg(nat_lan));
             targets.push(("nat", vec![format!("{nat_lan}:{METRICS_PORT}")]));
         }
         lab.start_role(
@@ -125,6 +154,38 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             Readiness::Control(run.join("nat.sock")),
         )?;
     }
+    let endpoint_targets = match lab.endpoint_kind {
+        EndpointKind::L2tpkit => start_endpoints(lab, &key, cluster, master_lan)?,
+        EndpointKind::Xl2tpd => xl2tpd::start_endpoints(lab, &key, master_lan)?,
+    };
+    if lab.metrics {
+        targets.push(("endpoint", endpoint_targets));
+        if let Some(first) = plan
+            .node(NodeKind::Initiator)
+            .and_then(|ti| ti.interfaces.first())
+            .and_then(|i| i.addresses.first())
+        {
+            // `lab run`'s LAC serves there while it runs.
+            targets.push(("lac", vec![format!("{first}:{METRICS_PORT}")]));
+        }
+        write_scrape_file(run, &targets)?;
+    }
+    // Two report intervals: every endpoint is in service at the master before anyone dials.
+    std::thread::sleep(Duration::from_millis(1100));
+    Ok(())
+}
+
+/// Starts one `l2tpkit endpoint` per endpoint node (FIG 2: LAN address only, replies through
+/// the NAT; FIG 4: listens on all its addresses, answers from its global one, and may take the
+/// master over) and waits until each has bound its socket; its metrics targets.
+fn start_endpoints(
+    lab: &Lab,
+    key: &str,
+    cluster: Ipv4Addr,
+    master_lan: Ipv4Addr,
+) -> anyhow::Result<Vec<String>> {
+    let plan = lab.plan();
+    let run = lab.run_dir();
     let endpoints: Vec<_> = plan.endpoints().collect();
     let users = run.join("ppp-users");
     if lab.ppp {
@@ -134,20 +195,17 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     // Disjoint Tunnel ID blocks, unique cluster-wide: the master routes by them.
     let block = u16::MAX as usize / (endpoints.len() + 1);
     let mut started = Vec::new();
-    let mut endpoint_targets = Vec::new();
+    let mut targets = Vec::new();
     for (i, node) in endpoints.iter().enumerate() {
         let lan = address(node, Segment::Lan)?;
         let first = (i + 1) * block;
         let last = first + block - 1;
         let mut args = vec![
             "endpoint".to_string(),
-            format!("--name={}", node.short),
             format!("--host-name={}", node.short),
-            format!("--master={master_lan}"),
-            format!("--report-key={key}"),
-            "--report-interval=0.5".to_string(),
             format!("--tunnel-ids={first}-{last}"),
         ];
+        args.extend(report_args(&node.short, key, master_lan));
         if let Some(secret) = &lab.secret {
             args.push(format!("--secret={secret}"));
         }
@@ -155,8 +213,8 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             args.push(format!("--max-retransmits={n}"));
         }
         if lab.metrics {
-            args.push(metrics(lan));
-            endpoint_targets.push(format!("{lan}:{METRICS_PORT}"));
+            args.push(metrics_arg(lan));
+            targets.push(format!("{lan}:{METRICS_PORT}"));
         }
         if lab.ppp {
             args.extend([
@@ -203,21 +261,23 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     for (process, ready) in &started {
         lab.wait_ready(process, ready, READY)?;
     }
-    if lab.metrics {
-        targets.push(("endpoint", endpoint_targets));
-        if let Some(first) = plan
-            .node(NodeKind::Initiator)
-            .and_then(|ti| ti.interfaces.first())
-            .and_then(|i| i.addresses.first())
-        {
-            // `lab run`'s LAC serves there while it runs.
-            targets.push(("lac", vec![format!("{first}:{METRICS_PORT}")]));
-        }
-        write_scrape_file(run, &targets)?;
-    }
-    // Two report intervals: every endpoint is in service at the master before anyone dials.
-    std::thread::sleep(Duration::from_millis(1100));
-    Ok(())
+    Ok(targets)
+}
+
+/// How a role on an endpoint node reports its load to the master (`endpoint`, `agent`): its
+/// name, the master's LAN address, the lab's key, every half second.
+pub(super) fn report_args(name: &str, key: &str, master_lan: Ipv4Addr) -> Vec<String> {
+    vec![
+        format!("--name={name}"),
+        format!("--master={master_lan}"),
+        format!("--report-key={key}"),
+        "--report-interval=0.5".to_string(),
+    ]
+}
+
+/// `--metrics` on `ip`, at the lab's metrics port.
+pub(super) fn metrics_arg(ip: Ipv4Addr) -> String {
+    format!("--metrics={ip}:{METRICS_PORT}")
 }
 
 /// A killed master dies for the network too: its links go down, so that the kernel of its
@@ -280,7 +340,7 @@ fn policy_args(policy: reference::master::Policy) -> Vec<String> {
     }
 }
 
-fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Result<Ipv4Addr> {
+pub(super) fn address(node: &NodePlan, segment: Segment) -> anyhow::Result<Ipv4Addr> {
     node.interface(segment)
         .and_then(|i| i.addresses.first().copied())
         .with_context(|| format!("{} has no {segment:?} address", node.short))
@@ -289,14 +349,18 @@ fn address(node: &crate::lab::plan::NodePlan, segment: Segment) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::pool_slice;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn endpoints_share_the_ppp_pool_without_overlap() {
-        assert_eq!(pool_slice(0, 1), "198.19.128.0/17");
-        assert_eq!(pool_slice(0, 3), "198.19.128.0/19");
-        assert_eq!(pool_slice(2, 3), "198.19.192.0/19");
-        assert_eq!(pool_slice(3, 4), "198.19.224.0/19");
+        let slice = |i, n| pool_slice(i, n).to_string();
+        assert_eq!(slice(0, 1), "198.19.128.0/17");
+        assert_eq!(slice(0, 3), "198.19.128.0/19");
+        assert_eq!(slice(2, 3), "198.19.192.0/19");
+        assert_eq!(slice(3, 4), "198.19.224.0/19");
         // 240 endpoints (the lab's most): 256 slices of /25, the last inside the /17.
-        assert_eq!(pool_slice(239, 240), "198.19.247.128/25");
+        assert_eq!(slice(239, 240), "198.19.247.128/25");
+        assert_eq!(pool_slice(239, 240).size(), 128);
+        assert_eq!(pool_slice(0, 3).nth(1), Ipv4Addr::new(198, 19, 128, 1));
     }
 }

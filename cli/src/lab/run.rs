@@ -17,7 +17,7 @@ use crate::args;
 use crate::lac::{LacArgs, PppLevel};
 use crate::tui::LabHooks;
 
-use super::{sys, Lab, LabDescription, LabSpec, NodeKind, Topology};
+use super::{sys, EndpointKind, Lab, LabDescription, LabSpec, NodeKind, Topology};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -42,8 +42,9 @@ pub struct RunArgs {
     pub max_outstanding: usize,
     /// PPP on every session: `ip` (LCP, CHAP, IPCP: up once IPCP opens), `auth`, `lcp`, or
     /// `off` (L2TP only). With PPP the endpoints are CHAP servers with an address pool each.
-    #[arg(long, default_value = "ip", value_parser = args::ppp_level)]
-    pub ppp: PppLevel,
+    /// [default: ip; off with --endpoint-kind xl2tpd, which cannot run PPP]
+    #[arg(long, value_parser = args::ppp_level)]
+    pub ppp: Option<PppLevel>,
     /// Seconds to hold everything up with LCP echoes once all are up.
     #[arg(long, default_value = "8", value_parser = args::seconds_between(0.0, 86_400.0))]
     pub hold: Duration,
@@ -116,7 +117,13 @@ impl LabHooks for Hooks<'_> {
 
 /// The in-process LAC of the run: every initiator address of the lab, the cluster address as
 /// target, its CSV in the run directory.
-fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) -> LacArgs {
+fn lac_args(
+    args: &RunArgs,
+    ppp: PppLevel,
+    cluster: Ipv4Addr,
+    first: Ipv4Addr,
+    run_dir: &Path,
+) -> LacArgs {
     let max_retransmits = args.cluster.max_retransmits.unwrap_or(5);
     // A setup is not given up while its SCCRQ may still be retransmitted (on a lossy link,
     // with more retransmissions, that takes longer than the pacing alone would say).
@@ -150,7 +157,7 @@ fn lac_args(args: &RunArgs, cluster: Ipv4Addr, first: Ipv4Addr, run_dir: &Path) 
             .cluster
             .metrics
             .then(|| std::net::SocketAddr::new(first.into(), super::roles::METRICS_PORT)),
-        ppp: args.ppp,
+        ppp,
         username: super::roles::LAB_USER.to_string(),
         password: super::roles::LAB_PASSWORD.to_string(),
         ..LacArgs::default()
@@ -168,6 +175,8 @@ struct EndpointRow {
 #[derive(Debug, serde::Serialize)]
 struct RunSummary {
     topology: String,
+    /// What answered as the LNS: `l2tpkit` or `xl2tpd`.
+    endpoint_kind: EndpointKind,
     run_dir: String,
     lac: serde_json::Value,
     lac_success: bool,
@@ -201,15 +210,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             args.initiators
         );
     }
+    let ppp = ppp_level(args.ppp, args.cluster.endpoint_kind)?;
     let mut spec = LabSpec {
         initiators: args.initiators.into(),
         run_dir: args.run_dir.clone(),
-        ppp: args.ppp != PppLevel::Off,
+        ppp: ppp != PppLevel::Off,
         ..LabSpec::new(args.topology, args.endpoints.into())
     };
     args.cluster.apply(&mut spec)?;
     let lab = Lab::up(&spec)?;
-    let outcome = drive(&lab, args);
+    let outcome = drive(&lab, args, ppp);
     let run_dir = lab.run_dir().to_path_buf();
     let down = lab.down();
     let mut summary = outcome?;
@@ -239,7 +249,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
+/// The LAC's `--ppp`: as asked, else `ip`, or `off` for xl2tpd endpoints, whose sessions are a
+/// data loopback (their pppd is a stand-in that echoes every frame).
+fn ppp_level(asked: Option<PppLevel>, kind: EndpointKind) -> anyhow::Result<PppLevel> {
+    match (kind, asked) {
+        (EndpointKind::L2tpkit, asked) => Ok(asked.unwrap_or(PppLevel::Ip)),
+        (EndpointKind::Xl2tpd, None | Some(PppLevel::Off)) => Ok(PppLevel::Off),
+        (EndpointKind::Xl2tpd, Some(level)) => anyhow::bail!(
+            "--ppp {level} cannot go with --endpoint-kind xl2tpd: xl2tpd's pppd is a stand-in \
+             that echoes every frame (no kernel PPP here), so PPP never comes up; leave --ppp \
+             out (the LAC then runs with --ppp off)"
+        ),
+    }
+}
+
+fn drive(lab: &Lab, args: &RunArgs, ppp: PppLevel) -> anyhow::Result<RunSummary> {
     let d = lab.description();
     let ti = lab
         .namespace(NodeKind::Initiator)
@@ -249,7 +273,7 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
         .initiator_addresses
         .first()
         .context("the lab has no initiator address")?;
-    let lac_args = lac_args(args, d.cluster_address, first, lab.run_dir());
+    let lac_args = lac_args(args, ppp, d.cluster_address, first, lab.run_dir());
     let live = Live::new(args.rate);
     let tui = args.wants_tui();
     // The LAC runs in this process, on a thread moved into the initiator namespace: the TUI
@@ -367,6 +391,7 @@ fn drive(lab: &Lab, args: &RunArgs) -> anyhow::Result<RunSummary> {
         .and_then(|text| serde_json::from_str(&text).ok());
     Ok(RunSummary {
         topology: args.topology.to_string(),
+        endpoint_kind: args.cluster.endpoint_kind,
         run_dir: lab.run_dir().display().to_string(),
         lac_success,
         stopped_by_user,
@@ -400,7 +425,10 @@ pub fn verify(run_dir: &Path, topology: Topology) -> anyhow::Result<sequence::Re
 }
 
 fn print_table(s: &RunSummary) {
-    println!("lab run: {} — run dir {}", s.topology, s.run_dir);
+    println!(
+        "lab run: {}, {} endpoints — run dir {}",
+        s.topology, s.endpoint_kind, s.run_dir
+    );
     if s.stopped_by_user {
         println!("stopped early from the TUI");
     }
@@ -431,4 +459,68 @@ fn print_table(s: &RunSummary) {
         s.verify_tunnels,
         s.verify_variants.join(", ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        lab: super::super::LabCommand,
+    }
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let argv = ["lab", "run"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().lab {
+            super::super::LabCommand::Run(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn level(flags: &[&str]) -> anyhow::Result<PppLevel> {
+        let args = run_args(flags);
+        ppp_level(args.ppp, args.cluster.endpoint_kind)
+    }
+
+    #[test]
+    fn xl2tpd_endpoints_run_the_lac_without_ppp() {
+        assert_eq!(level(&[]).unwrap(), PppLevel::Ip);
+        assert_eq!(level(&["--ppp", "lcp"]).unwrap(), PppLevel::Lcp);
+        let xl2tpd = ["--endpoint-kind", "xl2tpd"];
+        assert_eq!(level(&xl2tpd).unwrap(), PppLevel::Off);
+        assert_eq!(
+            level(&[&xl2tpd[..], &["--ppp", "off"]].concat()).unwrap(),
+            PppLevel::Off
+        );
+        for asked in ["ip", "auth", "lcp"] {
+            let error = level(&[&xl2tpd[..], &["--ppp", asked]].concat())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("--ppp {asked}"))
+                    && error.contains("--endpoint-kind xl2tpd"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kind_defaults_to_l2tpkit_and_names_are_lowercase() {
+        assert_eq!(run_args(&[]).cluster.endpoint_kind, EndpointKind::L2tpkit);
+        assert_eq!(
+            run_args(&["--endpoint-kind", "xl2tpd"])
+                .cluster
+                .endpoint_kind,
+            EndpointKind::Xl2tpd
+        );
+        assert!(Cli::try_parse_from(["lab", "run", "--endpoint-kind", "l2tpns"]).is_err());
+        assert_eq!(
+            serde_json::to_value(EndpointKind::Xl2tpd).unwrap(),
+            serde_json::json!("xl2tpd")
+        );
+        assert_eq!(EndpointKind::L2tpkit.to_string(), "l2tpkit");
+    }
 }

@@ -7,6 +7,40 @@ use anyhow::Context;
 use super::netem::Netem;
 use super::plan::Topology;
 use super::sys;
+use super::xl2tpd;
+
+/// What answers as the LNS in every endpoint namespace of a lab. The master and the NAT are
+/// always ours.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// `l2tpkit endpoint`: the reference LNS, which reports its load itself and may take the
+    /// master over (FIG 4).
+    #[default]
+    L2tpkit,
+    /// An unmodified xl2tpd (its pppd a stand-in that echoes every frame), with `l2tpkit agent`
+    /// beside it reporting its load to the master.
+    Xl2tpd,
+}
+
+impl std::fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndpointKind::L2tpkit => "l2tpkit",
+            EndpointKind::Xl2tpd => "xl2tpd",
+        })
+    }
+}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -41,6 +75,8 @@ pub struct LabSpec {
     /// Every role serves `--metrics` on its LAN address (the NAT's and the master's too),
     /// port [`super::roles::METRICS_PORT`], and `RUN_DIR/prometheus.yml` lists them.
     pub metrics: bool,
+    /// What runs as the LNS in every endpoint namespace.
+    pub endpoint_kind: EndpointKind,
 }
 
 impl LabSpec {
@@ -59,16 +95,31 @@ impl LabSpec {
             max_retransmits: None,
             ppp: false,
             metrics: false,
+            endpoint_kind: EndpointKind::L2tpkit,
         }
+    }
+
+    /// Refuses what cannot be built, naming the flags that ask for it.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.endpoint_kind == EndpointKind::Xl2tpd && self.ppp {
+            anyhow::bail!(
+                "--ppp cannot go with --endpoint-kind xl2tpd: xl2tpd's pppd is a stand-in that \
+                 echoes every frame (no kernel PPP here), so PPP never comes up; leave --ppp out"
+            );
+        }
+        Ok(())
     }
 }
 
-pub(super) fn preflight() -> anyhow::Result<()> {
+pub(super) fn preflight(kind: EndpointKind) -> anyhow::Result<()> {
     if !sys::is_root() {
         anyhow::bail!("the lab needs root (network namespaces, veths, bridges)");
     }
     if !sys::have("ip", "-V") {
         anyhow::bail!("`ip` (iproute2) is not installed");
+    }
+    if kind == EndpointKind::Xl2tpd {
+        xl2tpd::preflight()?;
     }
     Ok(())
 }
@@ -90,4 +141,28 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
         "no l2tpkit binary next to {}: set LabSpec::binary",
         exe.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xl2tpd_endpoints_refuse_ppp_naming_both_flags() {
+        let spec = |kind, ppp| LabSpec {
+            endpoint_kind: kind,
+            ppp,
+            ..LabSpec::new(Topology::Fig2, 3)
+        };
+        let error = spec(EndpointKind::Xl2tpd, true)
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--ppp") && error.contains("--endpoint-kind xl2tpd"),
+            "{error}"
+        );
+        assert!(spec(EndpointKind::Xl2tpd, false).check().is_ok());
+        assert!(spec(EndpointKind::L2tpkit, true).check().is_ok());
+    }
 }

@@ -301,8 +301,13 @@ fn kill_one(children: &mut Vec<Supervised>, state: &StateFile, name: &str) -> Re
         return failure(format!("no running process named {name:?}"));
     };
     let mut c = children.remove(at);
-    let _ = c.child.kill();
-    let status = match sys::wait_timeout(&mut c.child, sys::KILL_GRACE) {
+    let _ = sys::signal_to_end(c.pid, "KILL");
+    let mut status = sys::wait_timeout(&mut c.child, sys::KILL_GRACE);
+    if !matches!(status, Ok(Some(_))) {
+        let _ = c.child.kill();
+        status = sys::wait_timeout(&mut c.child, sys::KILL_GRACE);
+    }
+    let status = match status {
         Ok(Some(status)) => status.to_string(),
         _ => "still running after SIGKILL".to_string(),
     };
@@ -327,7 +332,7 @@ fn stop(children: &mut [Supervised], state: &StateFile) -> Vec<String> {
     let mut statuses: Vec<Option<String>> = vec![None; children.len()];
     for c in children.iter_mut() {
         if matches!(c.child.try_wait(), Ok(None)) {
-            let _ = sys::send_signal(c.pid, "INT");
+            let _ = sys::signal_to_end(c.pid, "INT");
         }
     }
     let deadline = Instant::now() + sys::TERM_GRACE;

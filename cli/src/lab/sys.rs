@@ -197,18 +197,53 @@ pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops a recorded process that is not our child: SIGTERM, up to [`TERM_GRACE`], SIGKILL, up
-/// to [`KILL_GRACE`]. Its parent reaps it. `Ok(false)` if it was not running.
+/// Sends `signal` (INT, TERM, KILL) to end the process `pid`. A process running `unshare
+/// --fork` blocks SIGINT and SIGTERM while it waits for its child: the signal goes to that
+/// child, the init of its PID namespace (the lab's xl2tpd), whose end ends `unshare`, which
+/// reaps it (SIGKILL to `unshare` itself would orphan it, a zombie until PID 1 reaps it).
+pub fn signal_to_end(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim_end() == "unshare" {
+        let children = children(pid);
+        if !children.is_empty() {
+            for child in children {
+                send_signal(child, signal)?;
+            }
+            return Ok(());
+        }
+    }
+    send_signal(pid, signal)
+}
+
+/// The children of `pid` now, as its threads' `/proc/PID/task/TID/children` list them.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Stops a recorded process that is not our child: SIGTERM ([`signal_to_end`]), up to
+/// [`TERM_GRACE`], SIGKILL, up to [`KILL_GRACE`]. Its parent reaps it. `Ok(false)` if it was
+/// not running.
 pub fn terminate_foreign(pid: u32, start_time: u64) -> anyhow::Result<bool> {
     if !is_running(pid, start_time) {
         return Ok(false);
     }
-    let _ = send_signal(pid, "TERM");
+    let _ = signal_to_end(pid, "TERM");
     if wait_gone(pid, start_time, TERM_GRACE) {
         return Ok(true);
     }
     if is_running(pid, start_time) {
-        let _ = send_signal(pid, "KILL");
+        let _ = signal_to_end(pid, "KILL");
     }
     if wait_gone(pid, start_time, KILL_GRACE) {
         return Ok(true);

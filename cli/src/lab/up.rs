@@ -20,7 +20,8 @@ impl Lab {
     /// error (and on SIGINT/SIGTERM once [`sys::install_interrupt_handler`] is in place, seen as
     /// [`sys::Interrupted`]) whatever was made is removed before this returns.
     pub fn up(spec: &LabSpec) -> anyhow::Result<Lab> {
-        preflight()?;
+        spec.check()?;
+        preflight(spec.endpoint_kind)?;
         // Checked before a prefix is reserved, so bad flags leave nothing behind.
         Plan::new("l2k0000", spec.topology, spec.endpoints, spec.initiators)?;
         let binary = match &spec.binary {
@@ -61,6 +62,7 @@ impl Lab {
             secret: spec.secret.clone(),
             ppp: spec.ppp,
             metrics: spec.metrics,
+            endpoint_kind: spec.endpoint_kind,
             netem: spec.netem,
             policy: spec.policy,
             max_retransmits: spec.max_retransmits,

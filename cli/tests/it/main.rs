@@ -13,6 +13,7 @@ mod lab_resilience;
 mod lab_run;
 mod lab_takeover;
 mod lab_tui;
+mod lab_xl2tpd_endpoints;
 mod lac_control;
 mod lac_endpoint_ppp;
 mod lac_pacing;

@@ -156,25 +156,6 @@ fn parse_cols(cols: &[String]) -> TsharkPacket {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_a_tshark_line() {
-        let packet = parse_line("1|1|105|0|0|0|0|1|0,2,3|1,1,0|0,0,1|||127.0.0.1");
-        assert_eq!(packet.frame, 1);
-        assert!(packet.is_control);
-        assert_eq!(packet.length, Some(105));
-        assert_eq!(packet.message_type, Some(1));
-        assert_eq!(packet.avp_types, vec![0, 2, 3]);
-        assert_eq!(packet.mandatory, vec![true, true, false]);
-        assert_eq!(packet.hidden, vec![false, false, true]);
-        assert!(!packet.malformed);
-        assert_eq!(packet.src, Some(std::net::Ipv4Addr::LOCALHOST));
-    }
-}
-
 /// Threads that spin until dropped (or `limit` has passed): the busy machine a test's cluster
 /// must work on. Bounded in time, so a test that never drops them still ends them.
 pub struct BusyLoops {
@@ -211,5 +192,24 @@ impl Drop for BusyLoops {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_tshark_line() {
+        let packet = parse_line("1|1|105|0|0|0|0|1|0,2,3|1,1,0|0,0,1|||127.0.0.1");
+        assert_eq!(packet.frame, 1);
+        assert!(packet.is_control);
+        assert_eq!(packet.length, Some(105));
+        assert_eq!(packet.message_type, Some(1));
+        assert_eq!(packet.avp_types, vec![0, 2, 3]);
+        assert_eq!(packet.mandatory, vec![true, true, false]);
+        assert_eq!(packet.hidden, vec![false, false, true]);
+        assert!(!packet.malformed);
+        assert_eq!(packet.src, Some(std::net::Ipv4Addr::LOCALHOST));
     }
 }

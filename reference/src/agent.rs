@@ -108,7 +108,7 @@ pub struct AgentStats {
     pub tunnels_timed_out: u64,
     pub sessions_established: u64,
     pub sessions_closed: u64,
-    /// SCCRQs no reply followed within `answer_timeout`.
+    /// SCCRQs forgotten unanswered (after `half_open_timeout`).
     pub sccrq_unanswered: u64,
     /// SCCRQs answered with something else than an SCCRP (a StopCCN: refused).
     pub sccrq_refused: u64,
@@ -186,8 +186,11 @@ pub struct Agent {
     /// Claims to send at the next `poll_transmit`.
     pending: Vec<TunnelClaim>,
     unacked: BTreeMap<u64, Unacked>,
-    /// Report sequences of the last few reports: an ack must name one of them.
+    /// Report sequences of the last few reports, and those of the last claim messages (sent
+    /// again since, or cleared by a refresh, the master may still ack them): an ack must name
+    /// one of them.
     recent_reports: VecDeque<u64>,
+    recent_claims: VecDeque<u64>,
     master: Option<String>,
     last_ack: Option<Instant>,
     out: VecDeque<Vec<u8>>,
@@ -219,6 +222,7 @@ impl Agent {
             pending: Vec::new(),
             unacked: BTreeMap::new(),
             recent_reports: VecDeque::new(),
+            recent_claims: VecDeque::new(),
             master: None,
             last_ack: None,
             out: VecDeque::new(),
@@ -490,6 +494,8 @@ impl Agent {
         }
     }
 
+    /// Every tunnel the LNS holds, stopping ones too (their StopCCN's retransmissions and its
+    /// acknowledgement must still route), claimed anew.
     fn claim_all_again(&mut self) {
         let live: Vec<TunnelClaim> = self
             .tunnels
@@ -558,6 +564,10 @@ impl Agent {
             if self.unacked.len() >= MAX_UNACKED {
                 self.unacked.pop_first();
             }
+            if self.recent_claims.len() >= MAX_UNACKED {
+                self.recent_claims.pop_front();
+            }
+            self.recent_claims.push_back(sequence);
             self.unacked.insert(sequence, Unacked { sent: now, claims });
         }
     }
@@ -577,8 +587,10 @@ impl Agent {
             self.stats.acks_refused += 1;
             return;
         };
-        let for_claims = self.unacked.remove(&ack.report_sequence).is_some();
-        if !for_claims && !self.recent_reports.contains(&ack.report_sequence) {
+        self.unacked.remove(&ack.report_sequence);
+        let ours = self.recent_reports.contains(&ack.report_sequence)
+            || self.recent_claims.contains(&ack.report_sequence);
+        if !ours {
             self.stats.acks_refused += 1;
             return;
         }

@@ -709,6 +709,7 @@ fn to_master(
             outcome.master_forwarded += 1;
         }
         MasterVerdict::Drop(_) => assert_eq!(packet, &copy[..], "the master changed a drop"),
+        MasterVerdict::Parked => assert_eq!(packet, &copy[..], "the master changed a parked one"),
     }
 }
 

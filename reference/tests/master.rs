@@ -194,6 +194,7 @@ impl Cluster {
         match self.packet(&mut packet) {
             Verdict::Forward { endpoint, .. } => Ok(endpoint),
             Verdict::Drop(reason) => Err(reason),
+            Verdict::Parked => panic!("parked: no agent here"),
         }
     }
 
@@ -202,6 +203,7 @@ impl Cluster {
         match self.packet(&mut packet) {
             Verdict::Forward { endpoint, .. } => Ok(endpoint),
             Verdict::Drop(reason) => Err(reason),
+            Verdict::Parked => panic!("parked: no agent here"),
         }
     }
 
@@ -1290,7 +1292,7 @@ proptest! {
                     );
                 }
             }
-            Verdict::Drop(_) => prop_assert_eq!(&packet, &before),
+            Verdict::Drop(_) | Verdict::Parked => prop_assert_eq!(&packet, &before),
         }
     }
 
@@ -1392,6 +1394,7 @@ fn claimed_tunnels_route_by_initiator_port_and_tunnel_id() {
         match cluster.packet(&mut packet) {
             Verdict::Forward { endpoint, .. } => Ok(endpoint),
             Verdict::Drop(reason) => Err(reason),
+            Verdict::Parked => panic!("parked: no agent here"),
         }
     };
     assert_eq!(route(&mut cluster, lac, 1500).as_deref(), Ok("te5"));
@@ -1486,6 +1489,7 @@ fn bad_claims_are_refused_counted_and_misroute_nothing() {
         match cluster.packet(&mut packet) {
             Verdict::Forward { endpoint, .. } => Ok(endpoint),
             Verdict::Drop(reason) => Err(reason),
+            Verdict::Parked => panic!("parked: no agent here"),
         }
     };
     assert_eq!(route(&mut cluster, 77).as_deref(), Ok("te5"));
@@ -1618,4 +1622,70 @@ fn the_placement_hold_ends_after_its_time_without_reports() {
     cluster.report(1, 0, 1000);
     let counts = tally((0..4).map(|i| cluster.sccrq(initiator(2, 1701), i + 1).unwrap()));
     assert_eq!(counts.get("te1"), Some(&4));
+}
+
+#[test]
+fn a_packet_ahead_of_its_agents_claim_waits_for_it() {
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    agent_report(&mut cluster, 5);
+    let lac = initiator(1, 1701);
+    assert_eq!(cluster.sccrq(lac, 7).as_deref(), Ok("te5"));
+    // The LNS's SCCRP reached the LAC, whose SCCCN reaches the master before the claim.
+    let mut scccn = to_cluster(lac, &control(Some(MessageType::Scccn), 0x4242));
+    let before = scccn.clone();
+    assert_eq!(cluster.packet(&mut scccn), Verdict::Parked);
+    assert_eq!(scccn, before, "a parked packet's buffer is untouched");
+    assert!(cluster.master.poll_released().is_none());
+    // Another initiator, never dispatched to an agent: dropped as before.
+    let mut stray = to_cluster(initiator(2, 1701), &control(None, 0x4242));
+    assert_eq!(
+        cluster.packet(&mut stray),
+        Verdict::Drop(DropReason::UnknownTunnel)
+    );
+    let from = SocketAddrV4::new(lan(5), 40000);
+    let sealed = claims(5, 1, &[(ClaimOp::Claim, lac, 0x4242)]);
+    cluster.master.handle_report(cluster.now, from, &sealed);
+    let (packet, to) = cluster
+        .master
+        .poll_released()
+        .expect("released by the claim");
+    assert_eq!(to, lan(5));
+    let view = Ipv4Packet::new(&packet).unwrap();
+    assert_eq!(view.get_destination(), lan(5));
+    assert_eq!(
+        ipv4::checksum(&view),
+        view.get_checksum(),
+        "the rewrite keeps the IPv4 checksum right"
+    );
+    let status = cluster.master.status();
+    assert_eq!(
+        (status.totals.parked, status.totals.parked_released),
+        (1, 1)
+    );
+
+    // A packet whose claim never comes is dropped once PARK_FOR has passed.
+    assert_eq!(cluster.sccrq(initiator(3, 1701), 8).as_deref(), Ok("te5"));
+    let mut early = to_cluster(initiator(3, 1701), &control(None, 99));
+    assert_eq!(cluster.packet(&mut early), Verdict::Parked);
+    cluster.advance(reference::master::PARK_FOR);
+    assert!(cluster.master.poll_released().is_none());
+    let status = cluster.master.status();
+    assert_eq!(
+        status.drops.unknown_tunnel, 2,
+        "the stray and the expired one"
+    );
+}
+
+#[test]
+fn a_late_answer_to_a_retransmitted_sccrq_still_waits_for_its_claim() {
+    let mut cluster = Cluster::new(Policy::LeastLoad);
+    agent_report(&mut cluster, 5);
+    let lac = initiator(1, 1701);
+    assert_eq!(cluster.sccrq(lac, 7).as_deref(), Ok("te5"));
+    // The LNS answers only the retransmission, a second later.
+    cluster.advance(SECOND);
+    agent_report(&mut cluster, 5);
+    assert_eq!(cluster.sccrq(lac, 7).as_deref(), Ok("te5"));
+    let mut scccn = to_cluster(lac, &control(Some(MessageType::Scccn), 0x4242));
+    assert_eq!(cluster.packet(&mut scccn), Verdict::Parked);
 }

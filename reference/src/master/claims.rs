@@ -83,6 +83,7 @@ impl Master {
                         continue;
                     }
                     self.claim_counts.claimed += 1;
+                    self.release_parked(claim.initiator, claim.tunnel_id, index);
                     self.claims.insert(
                         key,
                         TunnelClaimEntry {

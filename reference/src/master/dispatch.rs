@@ -6,9 +6,12 @@ use l2tp::time::Instant;
 use l2tp::wire::avp::Avp;
 use l2tp::wire::{Header, HeaderRepr};
 
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
 use super::{
-    AdminState, AssignedTunnel, DispatchKey, DropReason, Master, Member, MemberState, Policy,
-    Remembered, Verdict, L2TP_PORT, MAX_RECENT,
+    AdminState, AssignedTunnel, DispatchKey, DropReason, Master, Member, MemberState, ParkedPacket,
+    Policy, Remembered, Verdict, L2TP_PORT, MAX_PARKED, MAX_RECENT, PARK_FOR,
 };
 
 impl Master {
@@ -16,6 +19,13 @@ impl Master {
     pub fn handle_packet(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
         self.observe(now);
         match self.route(now, packet) {
+            Err(Miss::Park {
+                initiator,
+                tunnel_id,
+            }) => {
+                self.park(now, initiator, tunnel_id, packet);
+                Verdict::Parked
+            }
             Ok(index) => {
                 let member = &self.members[index];
                 // `route` accepted the packet, so the checked view cannot fail here.
@@ -27,7 +37,7 @@ impl Master {
                     to: member.lan_addr,
                 }
             }
-            Err(reason) => {
+            Err(Miss::Drop(reason)) => {
                 *self.drops.slot(reason) += 1;
                 self.totals.dropped += 1;
                 Verdict::Drop(reason)
@@ -35,38 +45,49 @@ impl Master {
         }
     }
 
-    fn route(&mut self, now: Instant, packet: &[u8]) -> Result<usize, DropReason> {
-        let datagram = Ipv4Udp::new_checked(packet).map_err(|err| match err {
-            ip::Error::NotUdp { .. } => DropReason::NotUdp,
-            ip::Error::Fragment { .. } => DropReason::Fragment,
-            _ => DropReason::Malformed,
+    fn route(&mut self, now: Instant, packet: &[u8]) -> Result<usize, Miss> {
+        let datagram = Ipv4Udp::new_checked(packet).map_err(|err| {
+            Miss::Drop(match err {
+                ip::Error::NotUdp { .. } => DropReason::NotUdp,
+                ip::Error::Fragment { .. } => DropReason::Fragment,
+                _ => DropReason::Malformed,
+            })
         })?;
         if datagram.dst() != self.config.cluster_addr {
-            return Err(DropReason::NotClusterAddress);
+            return Err(Miss::Drop(DropReason::NotClusterAddress));
         }
         if datagram.dst_port() != L2TP_PORT {
-            return Err(DropReason::NotL2tpPort);
+            return Err(Miss::Drop(DropReason::NotL2tpPort));
         }
         let l2tp = datagram.udp_payload();
-        let header = Header::new_checked(l2tp).map_err(|_| DropReason::Malformed)?;
+        let header = Header::new_checked(l2tp).map_err(|_| Miss::Drop(DropReason::Malformed))?;
         if header.is_control() && header.tunnel_id() == 0 {
-            if let Some(assigned) = sccrq_assigned_tunnel(&header)? {
+            if let Some(assigned) = sccrq_assigned_tunnel(&header).map_err(Miss::Drop)? {
                 let key = DispatchKey {
                     initiator: datagram.src_addr(),
                     assigned,
                 };
-                return self.dispatch(now, key);
+                return self.dispatch(now, key).map_err(Miss::Drop);
             }
         }
         let initiator = datagram.src_addr();
-        let index = self
-            .claimed_owner(now, initiator, header.tunnel_id())
-            .or_else(|| self.tunnel_owner(header.tunnel_id()))
-            .ok_or(DropReason::UnknownTunnel)?;
+        let tunnel_id = header.tunnel_id();
+        let Some(index) = self
+            .claimed_owner(now, initiator, tunnel_id)
+            .or_else(|| self.tunnel_owner(tunnel_id))
+        else {
+            if tunnel_id != 0 && self.may_be_claimed(now, initiator) {
+                return Err(Miss::Park {
+                    initiator,
+                    tunnel_id,
+                });
+            }
+            return Err(Miss::Drop(DropReason::UnknownTunnel));
+        };
         // Freshness, not `state`: a deactivated endpoint whose reports stopped is gone too.
         if !self.members[index].is_fresh(now, self.config.report_timeout) {
             self.members[index].dropped_out_of_service += 1;
-            return Err(DropReason::EndpointOutOfService);
+            return Err(Miss::Drop(DropReason::EndpointOutOfService));
         }
         self.members[index].forwarded += 1;
         self.totals.forwarded += 1;
@@ -87,6 +108,7 @@ impl Master {
                     member.sccrq_retransmitted += 1;
                     self.totals.sccrq_retransmitted += 1;
                     member.sent(now);
+                    self.await_claim(now, key.initiator, index);
                     return Ok(index);
                 }
                 // The initiator never had an SCCRP (or it would not retransmit): place it anew.
@@ -114,6 +136,7 @@ impl Master {
             member.bucket.tokens -= 1.0;
         }
         self.totals.sccrq_dispatched += 1;
+        self.await_claim(now, key.initiator, index);
         self.remember(now, key, index);
         Ok(index)
     }
@@ -262,6 +285,106 @@ fn sccrq_assigned_tunnel(header: &Header<&[u8]>) -> Result<Option<AssignedTunnel
         offset += usize::from(avp.length());
     }
     Err(DropReason::Malformed) // mandatory in an SCCRQ (RFC 2661 §6.1)
+}
+
+/// Why `route` did not pick an endpoint.
+enum Miss {
+    Drop(DropReason),
+    /// No one holds the tunnel yet, but an agent's claim for it may be on the way.
+    Park {
+        initiator: SocketAddrV4,
+        tunnel_id: u16,
+    },
+}
+
+impl Master {
+    /// Whether `initiator` had an SCCRQ placed on an agent's LNS within [`PARK_FOR`].
+    fn may_be_claimed(&mut self, now: Instant, initiator: SocketAddrV4) -> bool {
+        match self.awaiting_claims.get(&initiator) {
+            Some(&at) if now.saturating_duration_since(at) < PARK_FOR => true,
+            Some(_) => {
+                self.awaiting_claims.remove(&initiator);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// An SCCRQ of `initiator` went to `member`: when that is an agent's LNS (no Tunnel ID
+    /// blocks), the claim of its tunnel follows the LNS's answer, which may come from this
+    /// SCCRQ or any retransmission of it.
+    fn await_claim(&mut self, now: Instant, initiator: SocketAddrV4, member: usize) {
+        if self.members[member].tunnel_ids.is_empty() {
+            self.awaiting_claims.insert(initiator, now);
+        }
+    }
+
+    fn park(&mut self, now: Instant, initiator: SocketAddrV4, tunnel_id: u16, packet: &[u8]) {
+        if self.parked.len() >= MAX_PARKED {
+            *self.drops.slot(DropReason::UnknownTunnel) += 1;
+            self.totals.dropped += 1;
+            return;
+        }
+        let len = Ipv4Udp::new_checked(packet).map_or(packet.len(), |d| d.total_len());
+        self.totals.parked += 1;
+        self.parked.push_back(ParkedPacket {
+            at: now,
+            initiator,
+            tunnel_id,
+            packet: packet.get(..len).unwrap_or(packet).to_vec(),
+        });
+    }
+
+    /// The claim of (initiator, tunnel) by `member` came: its parked packets go on.
+    pub(super) fn release_parked(
+        &mut self,
+        initiator: SocketAddrV4,
+        tunnel_id: u16,
+        member: usize,
+    ) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let to = self.members[member].lan_addr;
+        let mut kept = VecDeque::with_capacity(self.parked.len());
+        for mut p in self.parked.drain(..) {
+            if p.initiator != initiator || p.tunnel_id != tunnel_id {
+                kept.push_back(p);
+                continue;
+            }
+            if let Ok(mut view) = Ipv4Udp::new_checked(&mut p.packet[..]) {
+                view.set_dst(to);
+            }
+            self.totals.parked_released += 1;
+            self.totals.forwarded += 1;
+            self.members[member].forwarded += 1;
+            self.released.push_back((p.packet, to));
+        }
+        self.parked = kept;
+    }
+
+    /// Parked packets no claim came for are dropped (`UnknownTunnel`).
+    pub(super) fn expire_parked(&mut self, now: Instant) {
+        while self
+            .parked
+            .front()
+            .is_some_and(|p| now.saturating_duration_since(p.at) >= PARK_FOR)
+        {
+            self.parked.pop_front();
+            *self.drops.slot(DropReason::UnknownTunnel) += 1;
+            self.totals.dropped += 1;
+        }
+        if self.awaiting_claims.len() > MAX_PARKED {
+            self.awaiting_claims
+                .retain(|_, &mut at| now.saturating_duration_since(at) < PARK_FOR);
+        }
+    }
+
+    /// A parked packet whose claim came, its destination rewritten: send it on the LAN to the
+    /// address given, as a `Forward`.
+    pub fn poll_released(&mut self) -> Option<(Vec<u8>, Ipv4Addr)> {
+        self.released.pop_front()
+    }
 }
 
 impl Member {

@@ -35,6 +35,11 @@
 //!   endpoint in service in the last view has reported, or `placement_hold` has passed: until
 //!   then it knows their names but not their load, and SCCRQs are dropped (`PlacementHeld`);
 //!   the initiators' retransmissions are the queue;
+//! - a packet for a tunnel nobody holds yet, from an initiator whose SCCRQ went to an agent's
+//!   LNS within [`PARK_FOR`], is parked rather than dropped: the LNS's SCCRP may reach the
+//!   initiator (whose SCCCN comes straight back) before the agent's claim reaches the master.
+//!   The claim releases it (`poll_released`); unclaimed for [`PARK_FOR`] it is dropped as
+//!   `UnknownTunnel` (the initiator retransmits). At most [`MAX_PARKED`] wait at once;
 //! - a tunnel claim for a tunnel another endpoint's agent claimed is refused, counted and
 //!   logged: the first holder keeps it. A claim names the initiator as well as the Tunnel ID,
 //!   so it routes before the Tunnel ID blocks and may lie inside one (an LNS with random IDs
@@ -113,6 +118,11 @@ pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(180);
 /// The endpoints' default report interval: how long a new master waits for the first reports.
 pub const DEFAULT_PLACEMENT_HOLD: Duration = Duration::from_secs(1);
 
+/// How long a packet waits for an agent's claim (the initiator retransmits after 1 s).
+pub const PARK_FOR: Duration = Duration::from_millis(900);
+/// Packets parked at most at once; past that they are dropped as `UnknownTunnel`.
+pub const MAX_PARKED: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
     pub cluster_addr: Ipv4Addr,
@@ -164,6 +174,9 @@ pub enum Verdict {
         to: Ipv4Addr,
     },
     Drop(DropReason),
+    /// Kept by the master until the agent's claim for its tunnel comes ([`Master::poll_released`])
+    /// or [`PARK_FOR`] passes; the buffer is untouched.
+    Parked,
 }
 
 /// Why a packet was not forwarded. Each is counted in `MasterStatus::drops`.
@@ -356,6 +369,15 @@ impl Member {
     }
 }
 
+/// A packet waiting for an agent's claim of its tunnel.
+#[derive(Debug, Clone)]
+struct ParkedPacket {
+    at: Instant,
+    initiator: SocketAddrV4,
+    tunnel_id: u16,
+    packet: Vec<u8>,
+}
+
 /// One tunnel an agent claimed for its LNS.
 #[derive(Debug, Clone, Copy)]
 struct TunnelClaimEntry {
@@ -395,6 +417,11 @@ pub struct Master {
     claim_sweep_at: Option<Instant>,
     /// Placement waits for the seeded endpoints' first reports until then (`seed_view`).
     hold_until: Option<Instant>,
+    /// Initiators whose SCCRQ went to an agent's LNS: when (their claims may be on the way).
+    awaiting_claims: HashMap<SocketAddrV4, Instant>,
+    /// Packets waiting for a claim, oldest first, and those a claim released.
+    parked: VecDeque<ParkedPacket>,
+    released: VecDeque<(Vec<u8>, Ipv4Addr)>,
     /// Warnings about refused claims and reports of another version, throttled.
     claim_warning: Throttle,
     version_warning: Throttle,
@@ -427,6 +454,9 @@ impl Master {
             claims: HashMap::new(),
             claim_sweep_at: None,
             hold_until: None,
+            awaiting_claims: HashMap::new(),
+            parked: VecDeque::new(),
+            released: VecDeque::new(),
             claim_warning: Throttle::default(),
             version_warning: Throttle::default(),
             acks: VecDeque::new(),
@@ -472,6 +502,7 @@ impl Master {
             }
         }
         self.sweep_claims(now);
+        self.expire_parked(now);
         if self.hold_until.is_some_and(|until| now >= until) {
             self.end_hold("the placement hold passed before every endpoint reported");
         }
@@ -491,6 +522,7 @@ impl Master {
             .chain(expiry)
             .chain(self.claim_sweep_at)
             .chain(self.hold_until)
+            .chain(self.parked.front().map(|p| p.at + PARK_FOR))
             .min()
     }
 }

@@ -125,6 +125,12 @@ pub struct StatusTotals {
     pub dropped: u64,
     /// Dispatch choices forgotten early because the memory was full.
     pub remembered_evicted: u64,
+    /// Packets parked to wait for an agent's claim, and those a claim then released (the
+    /// others are counted as `unknown_tunnel` drops).
+    #[serde(default)]
+    pub parked: u64,
+    #[serde(default)]
+    pub parked_released: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -115,6 +115,7 @@ pub async fn serve_master(mut setup: MasterSetup) -> Result<MasterStatus, ServeE
                 if let SocketAddr::V4(from) = from {
                     let report = report_buf.get(..len).unwrap_or_default();
                     take_report(&mut master, &reports, lp.clock.now(), from, report);
+                    send_released(&mut master, &lan, &mut lp);
                 }
             }
             wake = lp.wait(sleep) => match wake {
@@ -192,6 +193,19 @@ fn take_report(
     while let Some((to, ack)) = master.poll_ack() {
         if let Err(err) = reports.try_send_to(&ack, SocketAddr::V4(to)) {
             tracing::debug!(%to, %err, "report ack not sent");
+        }
+    }
+}
+
+/// Packets that waited for an agent's claim and got it: onto the LAN, one by one (a claim
+/// releases a handful at most), teed into the pcap.
+fn send_released(master: &mut Master, lan: &LanSender, lp: &mut EventLoop) {
+    let now = lp.clock.now();
+    let wall = lp.clock.wall(now);
+    while let Some((packet, to)) = master.poll_released() {
+        lp.pcap.write(wall, &packet);
+        if let Err(err) = lan.raw.send(&packet) {
+            tracing::debug!(%to, %err, "a released packet was not sent");
         }
     }
 }

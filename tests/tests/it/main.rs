@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod interop_xl2tpd;
 mod l2tpns_harness;
 mod lab_xl2tpd;
+mod lab_xl2tpd_cluster;
 mod lac_l2tpns;
 mod least_load;
 mod ppp_tshark;

@@ -1,0 +1,284 @@
+//! Unmodified xl2tpd LNSs behind our master (issue 15): `lab --endpoint-kind xl2tpd` runs three
+//! of them, each with `l2tpkit agent` beside it, in FIG 2 (behind our NAT) and FIG 4 (answering
+//! from their own addresses). Our LAC opens 1000 tunnels × 2 sessions, half of them keeping to
+//! the cluster address (`--stay-on-target`, as xl2tpd does), beside an unmodified xl2tpd LAC.
+//!
+//! - every tunnel and call is up, by our LAC's count and by the LNSs' own logs, except those
+//!   xl2tpd broke itself (below);
+//! - the master placed them evenly by the agents' exact counts, and forwarded every later packet
+//!   of a stay-on-target tunnel by its agent's claim: none dropped as an unknown tunnel, no
+//!   claim refused;
+//! - `verify` on both captures: every tunnel conforms, in the variant its initiator calls for
+//!   (via-master for those that keep to the cluster address), except those that xl2tpd itself
+//!   broke by handing one Tunnel ID to two live tunnels (its own finding, `probe`'s
+//!   tunnel-id-uniqueness): each such deviation is checked against the LNS's log;
+//! - `verify` names one endpoint for every tunnel: nothing went to the wrong LNS.
+//!
+//! Needs root, `ip` and xl2tpd (CI installs it); under `CI=true` a missing one fails the test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::time::Duration;
+
+use l2tp::wire::message::ParseOptions;
+use l2tpkit::lab::{sys, EndpointKind, Lab, LabSpec, NodeKind, Topology};
+use l2tpkit::lac::{execute as run_lac, LacArgs, PppLevel};
+use l2tpkit::verify::{read_captures, read_roles, SequenceArg};
+use l2tpkit_tests::xl2tpd::{self, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
+use probes::lac::LacReport;
+use probes::sequence::{self, Variant};
+use reference::master::MasterStatus;
+
+use crate::cluster_loopback::one_cluster;
+
+/// Per group: 500 tunnels × 2 sessions from 10 initiator addresses.
+const TUNNELS: usize = 500;
+const INITIATORS: usize = 10;
+
+#[test]
+fn fig2_three_xl2tpd_lnss_with_agents_behind_the_master_and_the_nat() {
+    if !(xl2tpd::available() && l2tpkit_tests::require("ip")) {
+        return;
+    }
+    xl2tpd_cluster(Topology::Fig2, [Variant::Fig3, Variant::Fig3ViaMaster]);
+}
+
+#[test]
+fn fig4_three_xl2tpd_lnss_with_agents_answering_from_their_own_addresses() {
+    if !(xl2tpd::available() && l2tpkit_tests::require("ip")) {
+        return;
+    }
+    xl2tpd_cluster(Topology::Fig4, [Variant::Fig5, Variant::Fig5ViaMaster]);
+}
+
+fn group(first: usize, stay_on_target: bool) -> LacArgs {
+    LacArgs {
+        target: "198.18.0.1:1701".parse().unwrap(),
+        bind: format!("198.18.1.{first}:0").parse().unwrap(),
+        initiators: INITIATORS,
+        tunnels: TUNNELS,
+        sessions_per_tunnel: 2,
+        any_source: true,
+        stay_on_target,
+        // xl2tpd forks a pppd for every call: past ~150 setups a second in all its socket
+        // overflows and SCCRQs wait for their fourth retransmission.
+        rate: 60.0,
+        hold: Duration::from_secs(4),
+        echo_rate: 1.0,
+        setup_timeout: Duration::from_secs(30),
+        ppp: PppLevel::Off,
+        json: true,
+        ..LacArgs::default()
+    }
+}
+
+fn xl2tpd_cluster(topology: Topology, [direct, via_master]: [Variant; 2]) {
+    let _alone = one_cluster();
+    let lab = Lab::up(&LabSpec {
+        initiators: 2 * INITIATORS + 1,
+        endpoint_kind: EndpointKind::Xl2tpd,
+        ..LabSpec::new(topology, 3)
+    })
+    .unwrap_or_else(|err| panic!("{topology}: lab up: {err:#}"));
+    let run_dir = lab.run_dir().to_path_buf();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drive(&lab, topology, direct, via_master)
+    }));
+    let down = lab.down();
+    let keep = outcome.is_err() || std::env::var_os("L2TPKIT_KEEP_RUN").is_some();
+    if keep {
+        eprintln!("{topology}: run dir kept: {}", run_dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    let down = down.unwrap_or_else(|err| panic!("{topology}: lab down: {err:#}"));
+    assert!(down.problems.is_empty(), "{topology}: {:?}", down.problems);
+}
+
+fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
+    let d = lab.description();
+    let ti = lab
+        .namespace(NodeKind::Initiator)
+        .expect("an initiator namespace")
+        .to_string();
+    // The xl2tpd LAC on the last initiator address, one tunnel and one call.
+    let xl2tpd_addr = d.initiator_addresses[2 * INITIATORS];
+    let cluster = SocketAddrV4::new(d.cluster_address, 1701);
+    let lac = Xl2tpd::start(
+        Xl2tpdEnd::Lac {
+            lns: cluster,
+            autodial: true,
+        },
+        &Xl2tpdOptions {
+            netns: Some(ti.clone()),
+            ..Xl2tpdOptions::on(xl2tpd_addr)
+        },
+    )
+    .unwrap_or_else(|err| panic!("{topology}: starting the xl2tpd LAC: {err}"));
+    let run = |first: usize, stay: bool| {
+        let ti = ti.clone();
+        std::thread::spawn(move || -> Result<LacReport, String> {
+            sys::enter_netns(&ti).map_err(|e| format!("{e:#}"))?;
+            run_lac(&group(first, stay))
+                .map(|(report, _)| report)
+                .map_err(|e| format!("{e:#}"))
+        })
+    };
+    let following = run(1, false);
+    let staying = run(1 + INITIATORS, true);
+    let following = following.join().expect("LAC thread").expect("LAC");
+    let staying = staying.join().expect("LAC thread").expect("LAC");
+    for (name, report) in [("following", &following), ("staying", &staying)] {
+        eprintln!("{topology} {name}:\n{report}");
+    }
+    lac.wait_for("Call established with", 1, Duration::from_secs(10))
+        .unwrap_or_else(|err| panic!("{topology}: the xl2tpd LAC: {err}"));
+    let master: MasterStatus = serde_json::from_value(
+        reference::control::request(&d.master_control, "status").expect("the master answers"),
+    )
+    .expect("the master's status");
+    let _ = lac.stop_with_stopccn();
+    std::thread::sleep(Duration::from_millis(500));
+    for capture in ["capture-public", "capture-lan"] {
+        lab.stop(capture)
+            .unwrap_or_else(|err| panic!("{topology}: stopping {capture}: {err:#}"));
+    }
+
+    let logs: BTreeMap<String, String> = (1..=3)
+        .map(|i| {
+            let name = format!("te{i}");
+            let log = std::fs::read_to_string(lab.run_dir().join(format!("{name}-xl2tpd.log")))
+                .unwrap_or_default();
+            (name, log)
+        })
+        .collect();
+
+    // Placed evenly by exact counts; every packet of a claimed tunnel routed.
+    let spread: Vec<u64> = master
+        .endpoints
+        .iter()
+        .map(|e| e.dispatched_total)
+        .collect();
+    eprintln!(
+        "{topology}: dispatched {spread:?}; claims {:?}",
+        master.claims
+    );
+    let even = (2 * TUNNELS + 1) as u64 / 3;
+    assert!(
+        spread.iter().all(|&n| n.abs_diff(even) <= even / 20),
+        "{topology}: {spread:?}"
+    );
+    assert_eq!(master.drops.unknown_tunnel, 0, "{:?}", master.drops);
+    assert_eq!(
+        master.drops.endpoint_out_of_service, 0,
+        "{:?}",
+        master.drops
+    );
+    assert_eq!(master.claims.conflict, 0, "{:?}", master.claims);
+    assert!(
+        master.claims.claimed >= (2 * TUNNELS + 1) as u64,
+        "{:?}",
+        master.claims
+    );
+
+    let report = verify(lab.run_dir());
+    let text = report.render_text(&["public.pcap".into(), "lan.pcap".into()]);
+    let _ = std::fs::write(lab.run_dir().join("verify.txt"), &text);
+    assert_eq!(report.totals.tunnels, 2 * TUNNELS + 1, "{topology}");
+    let reused = reused_tunnel_ids(&logs);
+    let mut excused = 0;
+    for tunnel in &report.tunnels {
+        let endpoint = tunnel
+            .endpoint
+            .as_deref()
+            .unwrap_or_else(|| panic!("{topology}: a tunnel with no one endpoint: {tunnel:?}"));
+        let ours = tunnel.initiator.ip().octets()[3] as usize;
+        let expected = if ours > INITIATORS {
+            via_master
+        } else {
+            direct
+        };
+        assert_eq!(tunnel.variant, expected, "{topology}: {}", tunnel.initiator);
+        if tunnel.conforms {
+            continue;
+        }
+        let id = tunnel.endpoint_tunnel_id.unwrap_or(0);
+        assert!(
+            reused.contains(&(endpoint.to_string(), id)),
+            "{topology}: {} ⇄ {endpoint} tid {id} deviates, and {endpoint}'s xl2tpd did not hand \
+             that ID out twice: {:?}",
+            tunnel.initiator,
+            tunnel.deviations
+        );
+        excused += 1;
+    }
+    eprintln!(
+        "{topology}: verify: {} of {} conform; {excused} deviate where xl2tpd gave one Tunnel ID \
+         to two live tunnels ({} such IDs)",
+        report.totals.conforming,
+        report.totals.tunnels,
+        reused.len()
+    );
+    // A reused ID breaks at most the two tunnels that share it.
+    assert!(
+        excused <= 2 * reused.len(),
+        "{topology}: {excused} broken, {reused:?}"
+    );
+
+    // Every tunnel and call up, by our LAC and by the LNSs' own logs (ours and xl2tpd's LAC's),
+    // but those xl2tpd broke itself.
+    let lac_tunnels = following.tunnels_established + staying.tunnels_established;
+    let lac_sessions = following.sessions_established + staying.sessions_established;
+    let lac_failed = following.tunnels_failed + staying.tunnels_failed;
+    let count = |needle: &str| -> usize { logs.values().map(|l| l.matches(needle).count()).sum() };
+    let (lns_tunnels, lns_calls) = (
+        count("Connection established to"),
+        count("Call established with"),
+    );
+    eprintln!(
+        "{topology}: our LAC: {lac_tunnels} tunnels, {lac_sessions} sessions, {lac_failed} \
+         failed; the LNSs' logs: {lns_tunnels} tunnels, {lns_calls} calls"
+    );
+    assert!(lac_tunnels + excused >= 2 * TUNNELS, "{topology}");
+    assert!(lac_sessions + 2 * excused >= 4 * TUNNELS, "{topology}");
+    assert!(lac_failed <= excused, "{topology}");
+    assert!(lns_tunnels + excused > 2 * TUNNELS, "{topology}");
+    assert!(lns_calls + 2 * excused > 4 * TUNNELS, "{topology}");
+}
+
+/// (endpoint, Tunnel ID) that an LNS's xl2tpd assigned to two tunnels in this run: all of the
+/// run's tunnels are up at once, so both were live.
+fn reused_tunnel_ids(logs: &BTreeMap<String, String>) -> BTreeSet<(String, u16)> {
+    let mut reused = BTreeSet::new();
+    for (endpoint, log) in logs {
+        let mut seen = BTreeSet::new();
+        for line in log.lines() {
+            let Some(rest) = line.split("Local: ").nth(1) else {
+                continue;
+            };
+            if !line.contains("Connection established to") {
+                continue;
+            }
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(id) = digits.parse::<u16>() {
+                if !seen.insert(id) {
+                    reused.insert((endpoint.clone(), id));
+                }
+            }
+        }
+    }
+    reused
+}
+
+fn verify(run_dir: &Path) -> sequence::Report {
+    let roles = read_roles(&run_dir.join("roles.json")).expect("roles.json");
+    let files = [run_dir.join("public.pcap"), run_dir.join("lan.pcap")];
+    let (observations, counts) =
+        read_captures(&files, 1701, &ParseOptions::default()).expect("reading the captures");
+    assert_eq!(counts.malformed, 0, "malformed L2TP in the captures");
+    sequence::check(&observations, &roles, SequenceArg::Auto.into())
+}

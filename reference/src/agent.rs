@@ -507,9 +507,14 @@ impl Agent {
             })
             .collect();
         self.stats.claims_resent += live.len() as u64;
-        // Whatever was unacked is in `live` (or released since).
-        self.unacked.clear();
+        // Unacked claims are in `live` (or released since); unacked releases go again.
+        let releases: Vec<TunnelClaim> = std::mem::take(&mut self.unacked)
+            .into_values()
+            .flat_map(|u| u.claims)
+            .filter(|c| c.op == ClaimOp::Release)
+            .collect();
         self.pending.retain(|c| c.op == ClaimOp::Release);
+        self.pending.extend(releases);
         self.pending.extend(live);
     }
 

@@ -264,6 +264,11 @@ impl<'a> Ctx<'a> {
         self.log.borrow_mut().note(self.network.now(), line);
     }
 
+    /// An SCCRP came from `from` with this Host Name: the endpoint a finding is about.
+    pub fn answered_by(&self, from: SocketAddrV4, host_name: Option<&[u8]>) {
+        self.log.borrow_mut().answered_by(from, host_name);
+    }
+
     /// Puts bytes the probe moved without a [`script::Ctl`] into its capture.
     pub fn capture(&self, src: SocketAddrV4, dst: SocketAddrV4, bytes: &[u8]) {
         self.log

@@ -265,7 +265,18 @@ impl Ctl {
     pub fn recv_until(&mut self, deadline: Instant) -> Option<Received> {
         let received = self.transport.recv_until(deadline)?;
         let now = self.now();
+        // Whoever sends an SCCRP is an endpoint the probe's finding may be about.
+        let sccrp = self
+            .parse(&received.bytes)
+            .filter(|m| m.message_type() == Some(MessageType::Sccrp));
         let mut log = self.log.borrow_mut();
+        if let Some(sccrp) = sccrp {
+            let host_name = match sccrp.avp(AvpType::HostName) {
+                Some(AvpValue::HostName(name)) => Some(&name[..]),
+                _ => None,
+            };
+            log.answered_by(received.from, host_name);
+        }
         if !self.quiet {
             let line = describe(&received.bytes, self.secret.as_deref());
             log.note(now, format!("← {} {line}", received.from));
@@ -401,11 +412,6 @@ impl Ctl {
             return Ok(None);
         };
         if reply.message_type() == Some(MessageType::Sccrp) {
-            let host_name = match reply.avp(AvpType::HostName) {
-                Some(AvpValue::HostName(name)) => Some(&name[..]),
-                _ => None,
-            };
-            self.log.borrow_mut().answered_by(from, host_name);
             self.peer = from;
             if let Some(AvpValue::AssignedTunnelId(id)) = reply.avp(AvpType::AssignedTunnelId) {
                 self.peer_tid = *id;

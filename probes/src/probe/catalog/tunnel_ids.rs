@@ -143,6 +143,8 @@ struct Swarm {
     endings: HashMap<String, usize>,
     send_errors: usize,
     buf: Vec<u8>,
+    /// Who sent the SCCRPs (address, Host Name): the endpoints of a cluster the finding is on.
+    answered_by: BTreeSet<(SocketAddrV4, Option<Vec<u8>>)>,
 }
 
 impl Swarm {
@@ -172,6 +174,7 @@ impl Swarm {
             waiting: BTreeSet::new(),
             endings: HashMap::new(),
             send_errors: 0,
+            answered_by: BTreeSet::new(),
             buf: Vec::with_capacity(2048),
         }
     }
@@ -255,6 +258,11 @@ impl Swarm {
             if first_sccrp {
                 let have_secret = self.options_secret.is_some();
                 self.ledger.sccrp(id, message, have_secret);
+                let host_name = match message.avp(AvpType::HostName) {
+                    Some(AvpValue::HostName(name)) => Some(name.to_vec()),
+                    _ => None,
+                };
+                self.answered_by.insert((received.from, host_name));
             }
         }
         self.set.handle(now, received.from, &received.bytes);
@@ -322,6 +330,9 @@ fn tunnel_id_uniqueness(ctx: &mut Ctx) -> Step<Verdict> {
             None => false,
         }
     });
+    for (from, host_name) in &swarm.answered_by {
+        ctx.answered_by(*from, host_name.as_deref());
+    }
     let up = swarm.count(Standing::Up);
     let connecting = swarm.count(Standing::Connecting);
     let lost = swarm.count(Standing::Lost);

@@ -54,8 +54,9 @@ pub struct LabDescription {
     /// The endpoints' retransmission limit, when not the default 5.
     #[serde(default)]
     pub max_retransmits: Option<u32>,
-    /// What answers as the LNS in the endpoint namespaces: `l2tpkit`, or `xl2tpd` (its process
-    /// `te<i>-xl2tpd`, the role `te<i>` its agent).
+    /// What answers as the LNS in the endpoint namespaces: `l2tpkit`, `xl2tpd` (its process
+    /// `te<i>-xl2tpd`, the role `te<i>` its agent) or `l2tpns` (its processes `te<i>-l2tpns`
+    /// and `te<i>-radius`, the role `te<i>` its agent).
     #[serde(default)]
     pub endpoint_kind: super::spec::EndpointKind,
 }

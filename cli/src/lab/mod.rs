@@ -14,9 +14,12 @@ mod description;
 mod echo;
 pub mod impair;
 mod instance;
+mod l2tpns;
+mod lns_probe;
 pub mod netem;
 pub mod plan;
 mod processes;
+mod radius;
 mod roles;
 mod run;
 mod spec;
@@ -42,7 +45,9 @@ pub use description::{
 pub use echo::udp_check;
 pub use instance::Lab;
 pub use plan::{NodeKind, Segment, Topology};
-pub use roles::{kill_links_if_master, kill_master_links, start_roles, MASTER};
+pub use roles::{
+    kill_links_if_master, kill_master_links, start_roles, LAB_PASSWORD, LAB_USER, MASTER,
+};
 pub use run::verify;
 pub use spec::{default_binary, EndpointKind, LabSpec};
 pub use start::Readiness;
@@ -106,12 +111,15 @@ pub struct ClusterFlags {
     /// file for a Prometheus in the master's namespace, which reaches them all.
     #[arg(long)]
     pub metrics: bool,
-    /// What answers as the LNS in every endpoint namespace: `l2tpkit` (`l2tpkit endpoint`) or
-    /// `xl2tpd`: an unmodified xl2tpd with `l2tpkit agent` beside it, which reports its load
-    /// to the master. xl2tpd's pppd is a stand-in that echoes every frame (no kernel PPP here):
-    /// no PPP with it (`lab run` runs its LAC with `--ppp off`), and no takeover (FIG 4
-    /// takeover needs l2tpkit endpoints; `lab kill master` still works). Needs xl2tpd, ppp
-    /// (its /usr/sbin/pppd) and unshare.
+    /// What answers as the LNS in every endpoint namespace: `l2tpkit` (`l2tpkit endpoint`),
+    /// `xl2tpd` or `l2tpns`: an unmodified xl2tpd or l2tpns with `l2tpkit agent` beside it,
+    /// which reports its load to the master. xl2tpd's pppd is a stand-in that echoes every
+    /// frame (no kernel PPP here): no PPP with it (`lab run` runs its LAC with `--ppp off`).
+    /// l2tpns runs PPP itself, CHAP against a FreeRADIUS in its namespace that knows the lab's
+    /// user (`lab run`: `--ppp ip`, and one outstanding SCCRQ per initiator address). Neither
+    /// takes the master over (FIG 4 takeover needs l2tpkit endpoints; `lab kill master` still
+    /// works). xl2tpd needs xl2tpd, ppp (its /usr/sbin/pppd) and unshare; l2tpns needs
+    /// l2tpns, freeradius, unshare and /dev/net/tun.
     #[arg(long, value_enum, default_value_t = EndpointKind::L2tpkit)]
     pub endpoint_kind: EndpointKind,
 }
@@ -161,7 +169,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub secret: Option<String>,
     /// Every endpoint runs PPP on its sessions: CHAP for the lab's one user
-    /// (lab@example.net / l2tpkit-lab), IPCP from its own slice of 198.19.128.0/17.
+    /// (lab@example.net / l2tpkit-lab), IPCP from its own slice of 198.19.128.0/17 (l2tpns
+    /// endpoints always do).
     #[arg(long)]
     pub ppp: bool,
     #[command(flatten)]

@@ -2,6 +2,7 @@
 //! killing the acting master does to its links.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +13,7 @@ use super::spec::EndpointKind;
 pub use super::start::MASTER;
 use super::start::{Readiness, READY};
 use super::sys;
-use super::xl2tpd;
+use super::{l2tpns, xl2tpd};
 
 /// The one subscriber every session of a PPP lab run logs in as (CHAP), and its password.
 pub const LAB_USER: &str = "lab@example.net";
@@ -78,8 +79,9 @@ fn write_scrape_file(run: &std::path::Path, jobs: &[(&str, Vec<String>)]) -> any
 /// Starts the cluster's roles, each as its own `l2tpkit` process in its own namespace: the
 /// master on the cluster address (reports on its LAN address), in FIG 2 the NAT, and every
 /// endpoint (FIG 2: LAN address only, replies through the NAT; FIG 4: listens on all its
-/// addresses and answers from its global one): `l2tpkit endpoint`, or xl2tpd with `l2tpkit
-/// agent` beside it ([`xl2tpd::start_endpoints`]). Endpoints get disjoint Tunnel ID blocks and
+/// addresses and answers from its global one): `l2tpkit endpoint`, or xl2tpd
+/// ([`xl2tpd::start_endpoints`]) or l2tpns with FreeRADIUS ([`l2tpns::start_endpoints`]), each
+/// with `l2tpkit agent` beside it. Endpoints get disjoint Tunnel ID blocks and
 /// report every half second with a key made for this lab. Each role is waited on until it says
 /// it is ready (its control socket answers, or its status file is written); this returns once
 /// the master has had time to hear from every endpoint.
@@ -157,6 +159,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let endpoint_targets = match lab.endpoint_kind {
         EndpointKind::L2tpkit => start_endpoints(lab, &key, cluster, master_lan)?,
         EndpointKind::Xl2tpd => xl2tpd::start_endpoints(lab, &key, master_lan)?,
+        EndpointKind::L2tpns => l2tpns::start_endpoints(lab, &key, master_lan)?,
     };
     if lab.metrics {
         targets.push(("endpoint", endpoint_targets));
@@ -259,6 +262,78 @@ fn start_endpoints(
         started.push((process, ready));
     }
     for (process, ready) in &started {
+        lab.wait_ready(process, ready, READY)?;
+    }
+    Ok(targets)
+}
+
+/// `unshare` arguments that run `sh -c script sh paths…` as the init of a PID namespace of
+/// its own, in a private mount namespace: how the lab runs an LNS that is not ours (xl2tpd,
+/// l2tpns). The script may bind-mount run files over system paths, then `exec`s the daemon.
+/// Whatever the daemon starts or signals (l2tpns signals its whole process group) stays in
+/// there; the lab signals the init through `unshare` ([`sys::signal_to_end`]).
+pub(super) fn isolated(script: &str, paths: &[&Path]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(paths.iter().map(|p| p.display().to_string()));
+    args
+}
+
+/// Starts an `l2tpkit agent` beside the LNS of every endpoint node (the role `te<i>`), which
+/// listens on its LAN address at `port` (FIG 4: answers from its global one) and holds at most
+/// `capacity` tunnels (the agent's default: no limit to speak of), and waits until each writes
+/// its status file; the agents' metrics targets.
+pub(super) fn start_agents(
+    lab: &Lab,
+    key: &str,
+    master_lan: Ipv4Addr,
+    port: u16,
+    capacity: Option<u32>,
+) -> anyhow::Result<Vec<String>> {
+    let run = lab.run_dir();
+    let mut agents = Vec::new();
+    let mut targets = Vec::new();
+    for node in lab.plan().endpoints() {
+        let lan = address(node, Segment::Lan)?;
+        let status = run.join(format!("{}-status.json", node.short));
+        let mut args = vec!["agent".to_string(), format!("--lns={lan}:{port}")];
+        args.extend(report_args(&node.short, key, master_lan));
+        if let Some(global) = node.interface(Segment::Public) {
+            let global = global.addresses.first().context("public address")?;
+            args.push(format!("--global={global}"));
+        }
+        if let Some(capacity) = capacity {
+            args.push(format!("--capacity={capacity}"));
+        }
+        args.extend([
+            format!("--status={}", status.display()),
+            format!(
+                "--control={}",
+                run.join(format!("{}.sock", node.short)).display()
+            ),
+        ]);
+        if lab.metrics {
+            args.push(metrics_arg(lan));
+            targets.push(format!("{lan}:{METRICS_PORT}"));
+        }
+        // The agent writes its status file once it watches its interfaces.
+        let ready = Readiness::StatusFile(status);
+        let process = lab.spawn_role(&node.short, &node.namespace, args, Some(ready.clone()))?;
+        agents.push((process, ready));
+    }
+    for (process, ready) in &agents {
         lab.wait_ready(process, ready, READY)?;
     }
     Ok(targets)

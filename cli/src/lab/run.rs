@@ -37,12 +37,15 @@ pub struct RunArgs {
     /// Tunnel setups per second (0: as fast as the window allows).
     #[arg(long, default_value_t = 100.0, value_parser = args::rate_upto(1_000_000.0, " (unpaced)"))]
     pub rate: f64,
-    /// SCCRQs without an answer at most, over all initiators.
-    #[arg(long, default_value_t = 1000)]
-    pub max_outstanding: usize,
+    /// SCCRQs without an answer at most, over all initiators (each holds its fair share).
+    /// [default: 1000; with --endpoint-kind l2tpns, --initiators: one per initiator address]
+    #[arg(long)]
+    pub max_outstanding: Option<usize>,
     /// PPP on every session: `ip` (LCP, CHAP, IPCP: up once IPCP opens), `auth`, `lcp`, or
     /// `off` (L2TP only). With PPP the endpoints are CHAP servers with an address pool each.
-    /// [default: ip; off with --endpoint-kind xl2tpd, which cannot run PPP]
+    /// [default: ip; off with --endpoint-kind xl2tpd, which cannot run PPP]. With l2tpns,
+    /// whose sessions always do PPP, `off` leaves every call in LCP until l2tpns clears it
+    /// (~30 s after its ICCN).
     #[arg(long, value_parser = args::ppp_level)]
     pub ppp: Option<PppLevel>,
     /// Seconds to hold everything up with LCP echoes once all are up.
@@ -120,6 +123,7 @@ impl LabHooks for Hooks<'_> {
 fn lac_args(
     args: &RunArgs,
     ppp: PppLevel,
+    max_outstanding: usize,
     cluster: Ipv4Addr,
     first: Ipv4Addr,
     run_dir: &Path,
@@ -148,7 +152,7 @@ fn lac_args(
         max_retransmits,
         initiators: usize::from(args.initiators),
         rate: args.rate,
-        max_outstanding: args.max_outstanding,
+        max_outstanding,
         csv: Some(run_dir.join("lac.csv")),
         endpoint_csv: Some(run_dir.join("lac-endpoints.csv")),
         hdr_log: Some(run_dir.join("lac.hlog")),
@@ -175,7 +179,7 @@ struct EndpointRow {
 #[derive(Debug, serde::Serialize)]
 struct RunSummary {
     topology: String,
-    /// What answered as the LNS: `l2tpkit` or `xl2tpd`.
+    /// What answered as the LNS: `l2tpkit`, `xl2tpd` or `l2tpns`.
     endpoint_kind: EndpointKind,
     run_dir: String,
     lac: serde_json::Value,
@@ -211,6 +215,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let ppp = ppp_level(args.ppp, args.cluster.endpoint_kind)?;
+    let max_outstanding = max_outstanding(args)?;
+    check_room(args)?;
     let mut spec = LabSpec {
         initiators: args.initiators.into(),
         run_dir: args.run_dir.clone(),
@@ -219,7 +225,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     args.cluster.apply(&mut spec)?;
     let lab = Lab::up(&spec)?;
-    let outcome = drive(&lab, args, ppp);
+    let outcome = drive(&lab, args, ppp, max_outstanding);
     let run_dir = lab.run_dir().to_path_buf();
     let down = lab.down();
     let mut summary = outcome?;
@@ -250,10 +256,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The LAC's `--ppp`: as asked, else `ip`, or `off` for xl2tpd endpoints, whose sessions are a
-/// data loopback (their pppd is a stand-in that echoes every frame).
+/// data loopback (their pppd is a stand-in that echoes every frame). l2tpns takes every level:
+/// without PPP its calls wait in LCP until it clears them.
 fn ppp_level(asked: Option<PppLevel>, kind: EndpointKind) -> anyhow::Result<PppLevel> {
     match (kind, asked) {
-        (EndpointKind::L2tpkit, asked) => Ok(asked.unwrap_or(PppLevel::Ip)),
+        (EndpointKind::L2tpkit | EndpointKind::L2tpns, asked) => Ok(asked.unwrap_or(PppLevel::Ip)),
         (EndpointKind::Xl2tpd, None | Some(PppLevel::Off)) => Ok(PppLevel::Off),
         (EndpointKind::Xl2tpd, Some(level)) => anyhow::bail!(
             "--ppp {level} cannot go with --endpoint-kind xl2tpd: xl2tpd's pppd is a stand-in \
@@ -263,7 +270,47 @@ fn ppp_level(asked: Option<PppLevel>, kind: EndpointKind) -> anyhow::Result<PppL
     }
 }
 
-fn drive(lab: &Lab, args: &RunArgs, ppp: PppLevel) -> anyhow::Result<RunSummary> {
+/// The LAC's `--max-outstanding`: as asked, else 1000; with l2tpns one per initiator address
+/// at most, as it must be: l2tpns takes a second SCCRQ from an address and port whose first
+/// tunnel is still opening for a retransmission of the first ("Duplicate SCCRQ?"), and the
+/// second tunnel waits for its own retransmission.
+fn max_outstanding(args: &RunArgs) -> anyhow::Result<usize> {
+    let initiators = usize::from(args.initiators);
+    match (args.cluster.endpoint_kind, args.max_outstanding) {
+        (EndpointKind::L2tpns, None) => Ok(initiators),
+        (EndpointKind::L2tpns, Some(n)) if n > initiators => anyhow::bail!(
+            "--max-outstanding {n} cannot go with --endpoint-kind l2tpns and --initiators \
+             {initiators}: l2tpns takes a second SCCRQ from an initiator address whose first \
+             tunnel is still opening for a retransmission of the first, so at most one may be \
+             outstanding per address; leave --max-outstanding out (it is then --initiators)"
+        ),
+        (_, asked) => Ok(asked.unwrap_or(1000)),
+    }
+}
+
+/// All the run's tunnels are up at once: with l2tpns, the endpoints must hold them
+/// ([`super::l2tpns::MAX_TUNNELS`] each).
+fn check_room(args: &RunArgs) -> anyhow::Result<()> {
+    let each = super::l2tpns::MAX_TUNNELS as usize;
+    let room = usize::from(args.endpoints) * each;
+    if args.cluster.endpoint_kind == EndpointKind::L2tpns && args.tunnels > room {
+        anyhow::bail!(
+            "--tunnels {} cannot go with --endpoint-kind l2tpns and --endpoints {}: one l2tpns \
+             holds at most {each} tunnels (its table of 500 is compiled in), {room} in all; \
+             ask for fewer tunnels or more endpoints",
+            args.tunnels,
+            args.endpoints
+        );
+    }
+    Ok(())
+}
+
+fn drive(
+    lab: &Lab,
+    args: &RunArgs,
+    ppp: PppLevel,
+    max_outstanding: usize,
+) -> anyhow::Result<RunSummary> {
     let d = lab.description();
     let ti = lab
         .namespace(NodeKind::Initiator)
@@ -273,7 +320,14 @@ fn drive(lab: &Lab, args: &RunArgs, ppp: PppLevel) -> anyhow::Result<RunSummary>
         .initiator_addresses
         .first()
         .context("the lab has no initiator address")?;
-    let lac_args = lac_args(args, ppp, d.cluster_address, first, lab.run_dir());
+    let lac_args = lac_args(
+        args,
+        ppp,
+        max_outstanding,
+        d.cluster_address,
+        first,
+        lab.run_dir(),
+    );
     let live = Live::new(args.rate);
     let tui = args.wants_tui();
     // The LAC runs in this process, on a thread moved into the initiator namespace: the TUI
@@ -508,6 +562,42 @@ mod tests {
     }
 
     #[test]
+    fn l2tpns_endpoints_run_ppp_and_one_sccrq_per_initiator_address() {
+        let l2tpns = ["--endpoint-kind", "l2tpns"];
+        assert_eq!(level(&l2tpns).unwrap(), PppLevel::Ip);
+        assert_eq!(
+            level(&[&l2tpns[..], &["--ppp", "off"]].concat()).unwrap(),
+            PppLevel::Off
+        );
+        let outstanding = |flags: &[&str]| max_outstanding(&run_args(flags));
+        assert_eq!(outstanding(&[]).unwrap(), 1000);
+        assert_eq!(outstanding(&["--max-outstanding", "7"]).unwrap(), 7);
+        assert_eq!(outstanding(&l2tpns).unwrap(), 30);
+        let with = |more: &[&str]| outstanding(&[&l2tpns[..], more].concat());
+        assert_eq!(with(&["--initiators", "100"]).unwrap(), 100);
+        assert_eq!(with(&["--max-outstanding", "10"]).unwrap(), 10);
+        let room = |flags: &[&str]| check_room(&run_args(&[&l2tpns[..], flags].concat()));
+        assert!(room(&["--endpoints", "2", "--tunnels", "994"]).is_ok());
+        let error = room(&["--endpoints", "2", "--tunnels", "995"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--tunnels 995") && error.contains("--endpoints 2"),
+            "{error}"
+        );
+        // The default: 1000 tunnels over 3 endpoints.
+        assert!(room(&[]).is_ok());
+        assert!(check_room(&run_args(&["--endpoints", "1"])).is_ok());
+        let error = with(&["--max-outstanding", "31"]).unwrap_err().to_string();
+        assert!(
+            error.contains("--max-outstanding 31")
+                && error.contains("--endpoint-kind l2tpns")
+                && error.contains("--initiators 30"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_kind_defaults_to_l2tpkit_and_names_are_lowercase() {
         assert_eq!(run_args(&[]).cluster.endpoint_kind, EndpointKind::L2tpkit);
         assert_eq!(
@@ -516,7 +606,14 @@ mod tests {
                 .endpoint_kind,
             EndpointKind::Xl2tpd
         );
-        assert!(Cli::try_parse_from(["lab", "run", "--endpoint-kind", "l2tpns"]).is_err());
+        assert_eq!(
+            run_args(&["--endpoint-kind", "l2tpns"])
+                .cluster
+                .endpoint_kind,
+            EndpointKind::L2tpns
+        );
+        assert!(Cli::try_parse_from(["lab", "run", "--endpoint-kind", "accel-ppp"]).is_err());
+        assert_eq!(EndpointKind::L2tpns.to_string(), "l2tpns");
         assert_eq!(
             serde_json::to_value(EndpointKind::Xl2tpd).unwrap(),
             serde_json::json!("xl2tpd")

@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::netem::Netem;
 use super::plan::Topology;
 use super::sys;
-use super::xl2tpd;
+use super::{l2tpns, xl2tpd};
 
 /// What answers as the LNS in every endpoint namespace of a lab. The master and the NAT are
 /// always ours.
@@ -31,6 +31,10 @@ pub enum EndpointKind {
     /// An unmodified xl2tpd (its pppd a stand-in that echoes every frame), with `l2tpkit agent`
     /// beside it reporting its load to the master.
     Xl2tpd,
+    /// An unmodified l2tpns, which runs PPP itself (CHAP against a FreeRADIUS beside it, IPCP
+    /// from its slice of the pool), with `l2tpkit agent` beside it reporting its load to the
+    /// master.
+    L2tpns,
 }
 
 impl std::fmt::Display for EndpointKind {
@@ -38,6 +42,7 @@ impl std::fmt::Display for EndpointKind {
         f.write_str(match self {
             EndpointKind::L2tpkit => "l2tpkit",
             EndpointKind::Xl2tpd => "xl2tpd",
+            EndpointKind::L2tpns => "l2tpns",
         })
     }
 }
@@ -70,7 +75,8 @@ pub struct LabSpec {
     pub max_retransmits: Option<u32>,
     /// Every endpoint is a PPP server: CHAP against the lab's one user ([`super::roles::
     /// LAB_USER`]), IPCP addresses from its own slice of 198.19.128.0/17. Off for runs whose
-    /// LAC does no PPP (the endpoint would end their calls when LCP times out).
+    /// LAC does no PPP (the endpoint would end their calls when LCP times out). l2tpns
+    /// endpoints are PPP servers either way.
     pub ppp: bool,
     /// Every role serves `--metrics` on its LAN address (the NAT's and the master's too),
     /// port [`super::roles::METRICS_PORT`], and `RUN_DIR/prometheus.yml` lists them.
@@ -107,6 +113,19 @@ impl LabSpec {
                  echoes every frame (no kernel PPP here), so PPP never comes up; leave --ppp out"
             );
         }
+        if self.endpoint_kind == EndpointKind::L2tpns {
+            if let Some(n) = self
+                .max_retransmits
+                .filter(|&n| n != super::l2tpns::MAX_RETRANSMITS)
+            {
+                anyhow::bail!(
+                    "--max-retransmits {n} cannot go with --endpoint-kind l2tpns: l2tpns gives a \
+                     control message up after {} retransmissions, which no setting of it \
+                     changes; leave --max-retransmits out",
+                    super::l2tpns::MAX_RETRANSMITS
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -118,8 +137,10 @@ pub(super) fn preflight(kind: EndpointKind) -> anyhow::Result<()> {
     if !sys::have("ip", "-V") {
         anyhow::bail!("`ip` (iproute2) is not installed");
     }
-    if kind == EndpointKind::Xl2tpd {
-        xl2tpd::preflight()?;
+    match kind {
+        EndpointKind::L2tpkit => {}
+        EndpointKind::Xl2tpd => xl2tpd::preflight()?,
+        EndpointKind::L2tpns => l2tpns::preflight()?,
     }
     Ok(())
 }
@@ -164,5 +185,24 @@ mod tests {
         );
         assert!(spec(EndpointKind::Xl2tpd, false).check().is_ok());
         assert!(spec(EndpointKind::L2tpkit, true).check().is_ok());
+        // l2tpns runs PPP either way.
+        assert!(spec(EndpointKind::L2tpns, true).check().is_ok());
+        assert!(spec(EndpointKind::L2tpns, false).check().is_ok());
+    }
+
+    #[test]
+    fn l2tpns_endpoints_keep_their_own_retransmission_limit() {
+        let spec = |n| LabSpec {
+            endpoint_kind: EndpointKind::L2tpns,
+            max_retransmits: n,
+            ..LabSpec::new(Topology::Fig2, 2)
+        };
+        assert!(spec(None).check().is_ok());
+        assert!(spec(Some(5)).check().is_ok());
+        let error = spec(Some(8)).check().unwrap_err().to_string();
+        assert!(
+            error.contains("--max-retransmits 8") && error.contains("--endpoint-kind l2tpns"),
+            "{error}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::sys;
+use super::{lns_probe, sys};
 
 /// How a started process says that it is ready: never by a line in its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,13 @@ pub enum Readiness {
         namespace: String,
         addr: SocketAddrV4,
     },
+    /// An LNS in `namespace` answers an SCCRQ to `lns` with an SCCRP (the tunnel is closed at
+    /// once): for a daemon that is not ours and binds its port before it answers (the lab's
+    /// l2tpns, which answers once it has declared itself its cluster's master).
+    LnsAnswers {
+        namespace: String,
+        lns: SocketAddrV4,
+    },
 }
 
 /// The name the lab gives its cluster master (its files and its `--name`).
@@ -30,6 +37,9 @@ pub const MASTER: &str = "master";
 
 /// How long a role may take to get ready.
 pub(super) const READY: Duration = Duration::from_secs(10);
+
+/// How long one [`Readiness::LnsAnswers`] probe waits for the SCCRP.
+const PROBE_WAIT: Duration = Duration::from_millis(250);
 
 impl Readiness {
     /// Clears what an earlier life left, so that only the new process can make this true.
@@ -50,6 +60,9 @@ impl Readiness {
                 let args = ["netns", "exec", namespace, "cat", "/proc/net/udp"];
                 sys::run("ip", &args, None, Duration::from_secs(5))
                     .is_ok_and(|out| out.status.success() && udp_table_binds(&out.stdout, *addr))
+            }
+            Readiness::LnsAnswers { namespace, lns } => {
+                lns_probe::answers(namespace, *lns, PROBE_WAIT)
             }
         }
     }
@@ -79,6 +92,9 @@ impl std::fmt::Display for Readiness {
             Readiness::StatusFile(path) => write!(f, "write {}", path.display()),
             Readiness::UdpBound { namespace, addr } => {
                 write!(f, "bind UDP {addr} in {namespace}")
+            }
+            Readiness::LnsAnswers { namespace, lns } => {
+                write!(f, "answer an SCCRQ to {lns} in {namespace}")
             }
         }
     }

@@ -27,7 +27,7 @@ use anyhow::Context;
 
 use super::instance::Lab;
 use super::plan::{NodePlan, Segment};
-use super::roles::{address, metrics_arg, pool_slice, report_args, PoolSlice, METRICS_PORT};
+use super::roles::{address, isolated, pool_slice, start_agents, PoolSlice};
 use super::start::{Readiness, READY};
 use super::sys;
 
@@ -199,29 +199,15 @@ pub(super) fn start_endpoints(
             ..LnsConfig::for_endpoint(node, i, endpoints.len())?
         };
         let files = write_files(run, &node.short, &config, lab.secret.as_deref())?;
-        let mut args: Vec<String> = [
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
+        let args = isolated(
             INNER,
-            "sh",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(
-            [
+            &[
                 &stand_in,
                 &files.conf,
                 &files.secrets,
                 &files.pid,
                 &files.control,
-            ]
-            .map(|p| p.display().to_string()),
+            ],
         );
         let name = format!("{}-xl2tpd", node.short);
         let log = run.join(format!("{name}.log"));
@@ -236,37 +222,7 @@ pub(super) fn start_endpoints(
     for (process, ready) in &daemons {
         lab.wait_ready(process, ready, READY)?;
     }
-    let mut agents = Vec::new();
-    let mut targets = Vec::new();
-    for node in &endpoints {
-        let lan = address(node, Segment::Lan)?;
-        let status = run.join(format!("{}-status.json", node.short));
-        let mut args = vec!["agent".to_string(), format!("--lns={lan}:{L2TP_PORT}")];
-        args.extend(report_args(&node.short, key, master_lan));
-        if let Some(global) = node.interface(Segment::Public) {
-            let global = global.addresses.first().context("public address")?;
-            args.push(format!("--global={global}"));
-        }
-        args.extend([
-            format!("--status={}", status.display()),
-            format!(
-                "--control={}",
-                run.join(format!("{}.sock", node.short)).display()
-            ),
-        ]);
-        if lab.metrics {
-            args.push(metrics_arg(lan));
-            targets.push(format!("{lan}:{METRICS_PORT}"));
-        }
-        // The agent writes its status file once it watches its interfaces.
-        let ready = Readiness::StatusFile(status);
-        let process = lab.spawn_role(&node.short, &node.namespace, args, Some(ready.clone()))?;
-        agents.push((process, ready));
-    }
-    for (process, ready) in &agents {
-        lab.wait_ready(process, ready, READY)?;
-    }
-    Ok(targets)
+    start_agents(lab, key, master_lan, L2TP_PORT, None)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! instead of one per file. Each module is one area; `common` is what the lab tests share.
 //! Run one area with a filter: `cargo test -p l2tpkit --test it probe_lab::`.
 
+mod agent_bad_input;
 mod common;
 mod endpoint_ppp;
 mod endpoint_reports;

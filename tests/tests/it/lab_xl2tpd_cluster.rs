@@ -26,12 +26,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use l2tp::wire::message::ParseOptions;
+use l2tp::wire::MessageType;
 use l2tpkit::lab::{sys, EndpointKind, Lab, LabSpec, NodeKind, Topology};
 use l2tpkit::lac::{execute as run_lac, LacArgs, PppLevel};
 use l2tpkit::verify::{read_captures, read_roles, SequenceArg};
 use l2tpkit_tests::xl2tpd::{self, Xl2tpd, Xl2tpdEnd, Xl2tpdOptions};
 use probes::lac::LacReport;
-use probes::sequence::{self, Variant};
+use probes::sequence::{self, Kind, Observation, Variant};
 use reference::master::MasterStatus;
 
 use crate::cluster_loopback::one_cluster;
@@ -183,7 +184,8 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
     // Two LNSs that gave one initiator socket the same Tunnel ID: the second claim is refused
     // (the first holder keeps the key), as every refresh of it; nothing else conflicts.
     let established = established(&logs);
-    let shared = shared_across_lnss(&established);
+    let (report, observations) = verify(lab.run_dir());
+    let shared = shared_across_lnss(&observations, d.nat_global);
     assert_eq!(
         master.claims.conflict > 0,
         !shared.is_empty(),
@@ -196,7 +198,6 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
         master.claims
     );
 
-    let report = verify(lab.run_dir());
     let text = report.render_text(&["public.pcap".into(), "lan.pcap".into()]);
     let _ = std::fs::write(lab.run_dir().join("verify.txt"), &text);
     assert_eq!(report.totals.tunnels, 2 * TUNNELS + 1, "{topology}");
@@ -330,31 +331,37 @@ fn reused_within_an_lns(established: &[(String, SocketAddrV4, u16)]) -> BTreeSet
         .collect()
 }
 
-/// (initiator, Tunnel ID) that two xl2tpds gave the same initiator socket: LNSs that pick IDs
-/// themselves cannot be told apart by the packets of that socket (not by the master's claims,
-/// not by the NAT's Table 1), so the second of those tunnels cannot be served.
+/// (initiator, Tunnel ID) that two xl2tpds gave the same initiator socket, by the SCCRPs they
+/// sent (the captures, before any translation: the NAT's global address is not an LNS's):
+/// LNSs that pick IDs themselves cannot be told apart by the packets of that socket (not by
+/// the master's claims, not by the NAT's Table 1), so the second of those tunnels cannot be
+/// served, whether or not it came up at its LNS.
 fn shared_across_lnss(
-    established: &[(String, SocketAddrV4, u16)],
+    observations: &[Observation],
+    nat: Option<std::net::Ipv4Addr>,
 ) -> BTreeSet<(SocketAddrV4, u16)> {
-    let mut by_key: BTreeMap<(SocketAddrV4, u16), BTreeSet<&str>> = BTreeMap::new();
-    for (endpoint, initiator, id) in established {
-        by_key
-            .entry((*initiator, *id))
-            .or_default()
-            .insert(endpoint.as_str());
+    let mut by_key: BTreeMap<(SocketAddrV4, u16), BTreeSet<std::net::Ipv4Addr>> = BTreeMap::new();
+    for o in observations {
+        if o.message.kind != Kind::Control(MessageType::Sccrp) || Some(*o.src.ip()) == nat {
+            continue;
+        }
+        if let Some(id) = o.message.assigned_tunnel_id {
+            by_key.entry((o.dst, id)).or_default().insert(*o.src.ip());
+        }
     }
     by_key
         .into_iter()
-        .filter(|(_, endpoints)| endpoints.len() > 1)
+        .filter(|(_, lnss)| lnss.len() > 1)
         .map(|(key, _)| key)
         .collect()
 }
 
-fn verify(run_dir: &Path) -> sequence::Report {
+fn verify(run_dir: &Path) -> (sequence::Report, Vec<Observation>) {
     let roles = read_roles(&run_dir.join("roles.json")).expect("roles.json");
     let files = [run_dir.join("public.pcap"), run_dir.join("lan.pcap")];
     let (observations, counts) =
         read_captures(&files, 1701, &ParseOptions::default()).expect("reading the captures");
     assert_eq!(counts.malformed, 0, "malformed L2TP in the captures");
-    sequence::check(&observations, &roles, SequenceArg::Auto.into())
+    let report = sequence::check(&observations, &roles, SequenceArg::Auto.into());
+    (report, observations)
 }

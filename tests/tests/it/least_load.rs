@@ -117,7 +117,13 @@ fn a_burst_right_after_a_takeover_spreads_within_5_percent() {
         );
         assert_even(&status, "right after the takeover, two busy loops");
     }));
+    let run_dir = lab.run_dir().to_path_buf();
     let down = lab.down();
+    if outcome.is_ok() && down.is_ok() {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    } else {
+        eprintln!("run dir kept: {}", run_dir.display());
+    }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

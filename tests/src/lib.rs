@@ -156,6 +156,31 @@ fn parse_cols(cols: &[String]) -> TsharkPacket {
     }
 }
 
+/// Brings a lab up as `spec` says, runs `drive` on it, and takes it down whatever happened:
+/// the run dir goes after a clean pass and stays (its path printed) after a failure or with
+/// `L2TPKIT_KEEP_RUN=1`; a panic in `drive` goes on after the lab is down, and a lab that does
+/// not come down cleanly fails the test. `what` names the run in the messages.
+pub fn on_lab<T>(
+    what: &str,
+    spec: &l2tpkit::lab::LabSpec,
+    drive: impl FnOnce(&l2tpkit::lab::Lab) -> T,
+) -> T {
+    let lab = l2tpkit::lab::Lab::up(spec).unwrap_or_else(|err| panic!("{what}: lab up: {err:#}"));
+    let run_dir = lab.run_dir().to_path_buf();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(&lab)));
+    let down = lab.down();
+    let keep = outcome.is_err() || down.is_err() || std::env::var_os("L2TPKIT_KEEP_RUN").is_some();
+    if keep {
+        eprintln!("{what}: run dir kept: {}", run_dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    let value = outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let down = down.unwrap_or_else(|err| panic!("{what}: lab down: {err:#}"));
+    assert!(down.problems.is_empty(), "{what}: {:?}", down.problems);
+    value
+}
+
 /// Threads that spin until dropped (or `limit` has passed): the busy machine a test's cluster
 /// must work on. Bounded in time, so a test that never drops them still ends them.
 pub struct BusyLoops {

@@ -33,6 +33,7 @@ use probes::sequence::{self, Variant};
 use reference::master::{MasterStatus, MemberState};
 
 use crate::cluster_loopback::one_cluster;
+use l2tpkit_tests::on_lab;
 
 const ENDPOINTS: usize = 2;
 const TUNNELS: usize = 100;
@@ -56,28 +57,14 @@ fn fig4_two_l2tpns_lnss_with_freeradius_and_agents_answering_from_their_own_addr
 
 fn l2tpns_cluster(topology: Topology, variant: Variant) {
     let _alone = one_cluster();
-    let lab = Lab::up(&LabSpec {
+    let spec = LabSpec {
         initiators: TUNNELS,
         endpoint_kind: EndpointKind::L2tpns,
         ..LabSpec::new(topology, ENDPOINTS)
-    })
-    .unwrap_or_else(|err| panic!("{topology}: lab up: {err:#}"));
-    let run_dir = lab.run_dir().to_path_buf();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        drive(&lab, topology, variant)
-    }));
-    let down = lab.down();
-    let keep = outcome.is_err() || std::env::var_os("L2TPKIT_KEEP_RUN").is_some();
-    if keep {
-        eprintln!("{topology}: run dir kept: {}", run_dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&run_dir);
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    let down = down.unwrap_or_else(|err| panic!("{topology}: lab down: {err:#}"));
-    assert!(down.problems.is_empty(), "{topology}: {:?}", down.problems);
+    };
+    on_lab(&topology.to_string(), &spec, |lab| {
+        drive(lab, topology, variant)
+    });
 }
 
 fn lac_args(target: std::net::SocketAddrV4) -> LacArgs {

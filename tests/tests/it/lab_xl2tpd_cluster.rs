@@ -36,6 +36,7 @@ use probes::sequence::{self, Kind, Observation, Variant};
 use reference::master::MasterStatus;
 
 use crate::cluster_loopback::one_cluster;
+use l2tpkit_tests::on_lab;
 
 /// Per group: 500 tunnels × 2 sessions from 10 initiator addresses.
 const TUNNELS: usize = 500;
@@ -83,28 +84,14 @@ fn group(first: usize, stay_on_target: bool) -> LacArgs {
 
 fn xl2tpd_cluster(topology: Topology, [direct, via_master]: [Variant; 2]) {
     let _alone = one_cluster();
-    let lab = Lab::up(&LabSpec {
+    let spec = LabSpec {
         initiators: 2 * INITIATORS + 1,
         endpoint_kind: EndpointKind::Xl2tpd,
         ..LabSpec::new(topology, 3)
-    })
-    .unwrap_or_else(|err| panic!("{topology}: lab up: {err:#}"));
-    let run_dir = lab.run_dir().to_path_buf();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        drive(&lab, topology, direct, via_master)
-    }));
-    let down = lab.down();
-    let keep = outcome.is_err() || std::env::var_os("L2TPKIT_KEEP_RUN").is_some();
-    if keep {
-        eprintln!("{topology}: run dir kept: {}", run_dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&run_dir);
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    let down = down.unwrap_or_else(|err| panic!("{topology}: lab down: {err:#}"));
-    assert!(down.problems.is_empty(), "{topology}: {:?}", down.problems);
+    };
+    on_lab(&topology.to_string(), &spec, |lab| {
+        drive(lab, topology, direct, via_master)
+    });
 }
 
 fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {

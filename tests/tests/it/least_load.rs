@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use l2tpkit::lab::{Lab, LabSpec, Topology, MASTER};
+use l2tpkit::lab::{LabSpec, Topology, MASTER};
 use l2tpkit::lac::{execute as run_lac, LacArgs, PppLevel};
-use l2tpkit_tests::{require, BusyLoops};
+use l2tpkit_tests::{on_lab, require, BusyLoops};
 use reference::master::MasterStatus;
 
 use crate::cluster_loopback::{one_cluster, root, start_with};
@@ -72,12 +72,11 @@ fn a_burst_right_after_a_takeover_spreads_within_5_percent() {
         return;
     }
     let _alone = one_cluster();
-    let lab = Lab::up(&LabSpec {
+    let spec = LabSpec {
         initiators: 30,
         ..LabSpec::new(Topology::Fig4, 3)
-    })
-    .expect("lab up");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    };
+    on_lab("takeover burst", &spec, |lab| {
         let d = lab.description();
         let ti = lab
             .namespace(l2tpkit::lab::NodeKind::Initiator)
@@ -116,17 +115,5 @@ fn a_burst_right_after_a_takeover_spreads_within_5_percent() {
             status.drops.placement_held
         );
         assert_even(&status, "right after the takeover, two busy loops");
-    }));
-    let run_dir = lab.run_dir().to_path_buf();
-    let down = lab.down();
-    if outcome.is_ok() && down.is_ok() {
-        let _ = std::fs::remove_dir_all(&run_dir);
-    } else {
-        eprintln!("run dir kept: {}", run_dir.display());
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    let down = down.expect("lab down");
-    assert!(down.problems.is_empty(), "{:?}", down.problems);
+    });
 }

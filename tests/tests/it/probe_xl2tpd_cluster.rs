@@ -15,6 +15,7 @@ use probes::probe::report::ProbeReport;
 use probes::probe::{catalog, run_one, Scope, Target, VerdictKind};
 
 use crate::cluster_loopback::one_cluster;
+use l2tpkit_tests::on_lab;
 
 const SECRET: &str = "probe-cluster-secret";
 
@@ -40,25 +41,12 @@ fn probe_cluster_against_three_xl2tpd_lnss() {
         return;
     }
     let _alone = one_cluster();
-    let lab = Lab::up(&LabSpec {
+    let spec = LabSpec {
         secret: Some(SECRET.into()),
         endpoint_kind: EndpointKind::Xl2tpd,
         ..LabSpec::new(Topology::Fig2, 3)
-    })
-    .expect("lab up");
-    let run_dir = lab.run_dir().to_path_buf();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe(&lab)));
-    let down = lab.down();
-    if outcome.is_ok() && down.is_ok() {
-        let _ = std::fs::remove_dir_all(&run_dir);
-    } else {
-        eprintln!("run dir kept: {}", run_dir.display());
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    let down = down.expect("lab down");
-    assert!(down.problems.is_empty(), "{:?}", down.problems);
+    };
+    on_lab("probe --cluster", &spec, probe);
 }
 
 fn probe(lab: &Lab) {

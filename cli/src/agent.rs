@@ -104,10 +104,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             ..ServeOptions::default()
         },
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = crate::net::runtime()?;
     let status = runtime
         .block_on(serve_agent(setup))
         .with_context(|| format!("agent {} for the LNS at {}", args.name, args.lns))?;

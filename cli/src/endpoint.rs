@@ -434,10 +434,7 @@ pub fn execute_with(
         None => (1, u16::MAX),
     };
     let seed = os_seed();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = crate::net::runtime()?;
     runtime.block_on(async {
         let set = TunnelSet::with_ids(config, seed, true, ids.0..=ids.1);
         let reuse = takeover.is_some();

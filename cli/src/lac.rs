@@ -437,10 +437,7 @@ pub fn execute_with(
     let swarm =
         Rc::new(Swarm::new(Pace::new(setup.pace.clone(), live.control.clone())).with_ppp(args.ppp));
     let seed = os_seed();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = crate::net::runtime()?;
     let local = tokio::task::LocalSet::new();
     let epoch = std::time::Instant::now();
     let run_time = move || {

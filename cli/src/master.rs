@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use reference::claim::ClaimPlan;
 use reference::master::MasterConfig;
 use reference::serve::{serve_master, serve_master_claiming, MasterSetup, ServeOptions};
@@ -102,10 +101,7 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
         },
         ..MasterSetup::new(config, lan)
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = crate::net::runtime()?;
     let status = match claim {
         Some(plan) => runtime.block_on(serve_master_claiming(setup, plan))?,
         None => runtime.block_on(serve_master(setup))?,

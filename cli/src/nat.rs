@@ -110,10 +110,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
             ..ServeOptions::default()
         },
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = crate::net::runtime()?;
     let status = runtime.block_on(serve_nat(setup))?;
     if args.run.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

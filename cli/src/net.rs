@@ -46,6 +46,15 @@ pub fn tunnel_config(
     })
 }
 
+/// The single-threaded tokio runtime every serving command runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

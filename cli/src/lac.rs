@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use l2tp::conn::reliable::ReliableConfig;
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::time::Instant;
 use netio::runner::{Ended, Runner};
@@ -31,9 +32,6 @@ const TUNNELS_PER_INITIATOR: usize = 60_000;
 
 /// How often the live snapshot is published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-
-/// How long a teardown may take to have its StopCCNs acknowledged after the run's end.
-const DRAIN: Duration = netio::runner::DRAIN;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LacArgs {
@@ -61,8 +59,10 @@ pub struct LacArgs {
     #[arg(long, default_value_t = 1.0, value_parser = args::rate_upto(1000.0, ""))]
     pub echo_rate: f64,
     /// Give up on a tunnel (a session) not up this many seconds after its SCCRQ (its ICRQ).
-    #[arg(long, default_value = "40", value_parser = args::seconds_between(0.0, 3600.0))]
-    pub setup_timeout: Duration,
+    /// Default: from the retransmission schedule (--max-retransmits): a request's full cycle
+    /// plus one 8 s timeout (39 s with 5), and 30 s more for PPP's negotiation unless --ppp off.
+    #[arg(long, value_parser = args::seconds_between(0.0, 3600.0))]
+    pub setup_timeout: Option<Duration>,
     /// Host Name AVP.
     #[arg(long, default_value = "l2tpkit-lac")]
     pub host_name: String,
@@ -92,7 +92,8 @@ pub struct LacArgs {
     #[arg(long, default_value = "0", value_parser = args::seconds_between(0.0, 86_400.0))]
     pub ramp: Duration,
     /// Hard bound on the run in seconds: at this time everything is torn down, whatever the
-    /// phase (the StopCCNs then get 5 s more to be acknowledged). Default: --ramp, twice
+    /// phase (the StopCCNs are then retransmitted until acknowledged or given up: a full
+    /// cycle of --max-retransmits plus 8 s, 39 s with 5). Default: --ramp, twice
     /// --tunnels / --rate, --setup-timeout and --hold, plus 10 s.
     #[arg(long, value_parser = args::positive_seconds(86_400.0))]
     pub duration: Option<Duration>,
@@ -182,7 +183,7 @@ impl Default for LacArgs {
             hidden: false,
             hold: Duration::from_secs(5),
             echo_rate: 1.0,
-            setup_timeout: Duration::from_secs(40),
+            setup_timeout: None,
             host_name: "l2tpkit-lac".to_string(),
             pcap: None,
             json: false,
@@ -342,7 +343,15 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
     if args.traffic_target.is_some() && args.traffic_rate == 0.0 {
         anyhow::bail!("--traffic-target needs --traffic-rate");
     }
-    let (hold, setup_timeout, ramp) = (args.hold, args.setup_timeout, args.ramp);
+    let reliable = ReliableConfig {
+        max_retransmits: args.max_retransmits,
+        ..ReliableConfig::default()
+    };
+    let setup_timeout = args
+        .setup_timeout
+        .unwrap_or_else(|| probes::lac::setup_bound(&reliable, args.ppp));
+    let drain = probes::lac::drain_bound(&reliable, args.ppp);
+    let (hold, ramp) = (args.hold, args.ramp);
     let stop_at = match args.duration {
         Some(d) => d,
         None => {
@@ -377,7 +386,7 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
             echo_rate: args.echo_rate,
             setup_timeout,
             stop_at: Some(stop_at),
-            drain: DRAIN,
+            drain,
             ppp: PppPlan {
                 level: args.ppp,
                 auth: args.auth,
@@ -518,6 +527,7 @@ pub fn execute_with(
             let seed = seed.wrapping_add(i as u64);
             let swarm = Rc::clone(&swarm);
             let deadline = setup.deadline;
+            let drain = setup.plan.drain;
             tasks.spawn_local(async move {
                 let mut set = TunnelSet::new(config, seed, false);
                 set.set_follow_replies(follow_replies);
@@ -527,7 +537,7 @@ pub fn execute_with(
                     .elapsed()
                     .saturating_sub(Duration::from_micros(runner.now().as_micros()));
                 let mut lac = Lac::new(plan, (seed >> 32) as u32, swarm, i, offset);
-                let run = runner.run(&mut lac, Some(deadline), DRAIN).await;
+                let run = runner.run(&mut lac, Some(deadline), drain).await;
                 lac.finish(&runner.set);
                 runner.finish()?;
                 Ok::<_, anyhow::Error>(run?)

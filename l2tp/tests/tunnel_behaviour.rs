@@ -2024,6 +2024,52 @@ fn stopccn_receiver_acks_a_retransmitted_stopccn_then_closes() {
     assert!(w.node(w.lac).set.is_empty());
 }
 
+#[test]
+fn an_unacknowledged_stopccn_is_given_up_by_name_after_the_cycle() {
+    let mut w = World::new(config("lac"), config("lns"));
+    let (lac_t, _) = w.up();
+    w.run_for(secs(1));
+    w.lose_both_ways();
+    let closed_at = w.now();
+    let result = ResultCode::new(ResultCode::CLEAR_TUNNEL);
+    w.command(w.lac, lac_t, |t, now| t.close(now, result.clone()));
+    w.run_for(secs(60));
+    let lac = w.node(w.lac);
+    let retransmits = ReliableConfig::default().max_retransmits;
+    let stops = lac.sent_kind(MessageType::StopCcn);
+    assert_eq!(stops.len() as u32, 1 + retransmits, "{stops:?}");
+    let events: Vec<_> = lac
+        .events
+        .iter()
+        .filter(|(_, id, _)| *id == lac_t)
+        .collect();
+    let gave_up = events
+        .iter()
+        .find_map(|(at, _, e)| match e {
+            Event::GaveUp(g) => Some((*at, *g)),
+            _ => None,
+        })
+        .expect("a give-up");
+    assert_eq!(gave_up.0, closed_at + cycle());
+    assert_eq!(gave_up.1.message_type, Some(MessageType::StopCcn));
+    assert_eq!(gave_up.1.retransmits, retransmits);
+    assert_eq!(
+        gave_up.1.to_string(),
+        format!(
+            "no acknowledgement of StopCCN (Ns {}) after 5 retransmissions",
+            gave_up.1.ns
+        )
+    );
+    // Already down when the StopCCN went: one TunnelDown (ours), then Closed.
+    let downs = events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::TunnelDown { .. }))
+        .count();
+    assert_eq!(downs, 1);
+    assert_eq!(events.last().map(|(_, _, e)| e), Some(&Event::Closed));
+    assert!(lac.set.is_empty());
+}
+
 // ===== 10. giving up on a vanished peer =====
 
 #[test]
@@ -2048,18 +2094,26 @@ fn vanished_peer_gives_up_after_the_full_retransmit_cycle() {
         assert_eq!(offsets, [0, 1, 3, 7, 15, 23]);
         assert_eq!(first, last_heard_before(node, first) + secs(60));
         let events: Vec<_> = node.events.iter().filter(|(_, id, _)| *id == t).collect();
-        let tail: Vec<_> = events[events.len() - 3..].to_vec();
+        let tail: Vec<_> = events[events.len() - 4..].to_vec();
         let gave_up_at = first + cycle();
         assert!(tail.iter().all(|(at, _, _)| *at == gave_up_at), "{tail:?}");
+        // The give-up names the message nobody acknowledged.
         assert!(matches!(
             &tail[0].2,
-            Event::SessionDown { session_id, by_peer: false, .. } if *session_id == sid
+            Event::GaveUp(g) if g.message_type == Some(MessageType::Hello)
+                && g.retransmits as usize == retransmits
         ));
         assert!(matches!(
             &tail[1].2,
-            Event::TunnelDown { result, by_peer: false } if result.result == ResultCode::GENERAL_ERROR
+            Event::SessionDown { session_id, by_peer: false, .. } if *session_id == sid
         ));
-        assert_eq!(tail[2].2, Event::Closed);
+        assert!(matches!(
+            &tail[2].2,
+            Event::TunnelDown { result, by_peer: false }
+                if result.result == ResultCode::GENERAL_ERROR
+                    && result.message.as_deref().is_some_and(|m| m.contains(MessageType::Hello.name()))
+        ));
+        assert_eq!(tail[3].2, Event::Closed);
         assert!(node.set.is_empty());
     }
 }

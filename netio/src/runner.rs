@@ -13,10 +13,6 @@ use l2tp::conn::tunnels::TunnelSet;
 use l2tp::time::Instant;
 use tokio::net::UdpSocket;
 
-/// How long a role's teardown may take, after Ctrl-C or its deadline, to have its StopCCNs
-/// acknowledged. Whoever stops a role (the lab's supervisor) must wait longer than this.
-pub const DRAIN: Duration = Duration::from_secs(5);
-
 /// Datagrams taken from the socket per wake-up, at most.
 const RECV_BATCH: usize = 64;
 

@@ -15,6 +15,7 @@ use l2tp::ppp::LcpEcho;
 use l2tp::time::Instant;
 use serde::Serialize;
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub struct EndpointStats {
     /// Its watch over the master, when it may take over (FIG 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchStatus>,
+    /// Messages given up on after every retransmission (§5.8), by message type.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub given_up: BTreeMap<String, u64>,
 }
 
 /// An endpoint's part in master takeover: the sans-IO [`Watch`] and the two channels to the
@@ -188,6 +192,11 @@ impl TunnelDriver for Endpoint {
                 tracing::info!(tunnel, %result, by_peer, "tunnel down");
             }
             Event::Closed => self.stats.tunnels_closed += 1,
+            Event::GaveUp(gave_up) => {
+                tracing::warn!(tunnel, %gave_up, "gave up (§5.8)");
+                let name = gave_up.message_name().to_string();
+                *self.stats.given_up.entry(name).or_default() += 1;
+            }
             Event::SessionUp {
                 session_id,
                 peer_session_id,

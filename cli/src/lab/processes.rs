@@ -264,7 +264,7 @@ impl Lab {
         }
     }
 
-    /// Stops one process by name (SIGTERM, up to `sys::TERM_GRACE` (8 s), SIGKILL); its exit status.
+    /// Stops one process by name (SIGTERM, up to `sys::TERM_GRACE` (42 s), SIGKILL); its exit status.
     pub fn stop(&self, name: &str) -> anyhow::Result<String> {
         let mut inner = self.lock();
         let supervisor = inner

@@ -129,14 +129,13 @@ fn lac_args(
     run_dir: &Path,
 ) -> LacArgs {
     let max_retransmits = args.cluster.max_retransmits.unwrap_or(5);
-    // A setup is not given up while its SCCRQ may still be retransmitted (on a lossy link,
-    // with more retransmissions, that takes longer than the pacing alone would say).
-    let cycle = l2tp::conn::reliable::ReliableConfig {
+    // A setup is not given up while its requests may still be retransmitted (on a lossy
+    // link, with more retransmissions, that takes longer than the pacing alone would say).
+    let reliable = l2tp::conn::reliable::ReliableConfig {
         max_retransmits,
         ..Default::default()
-    }
-    .full_retransmit_cycle()
-    .as_secs_f64();
+    };
+    let schedule = probes::lac::setup_bound(&reliable, ppp).as_secs_f64();
     LacArgs {
         target: SocketAddrV4::new(cluster, 1701),
         bind: SocketAddrV4::new(first, 0),
@@ -144,9 +143,9 @@ fn lac_args(
         sessions_per_tunnel: args.sessions_per_tunnel,
         hold: args.hold,
         echo_rate: args.echo_rate,
-        setup_timeout: Duration::from_secs_f64(
-            (20.0 + args.tunnels as f64 / args.rate.max(1.0)).max(cycle),
-        ),
+        setup_timeout: Some(Duration::from_secs_f64(
+            (20.0 + args.tunnels as f64 / args.rate.max(1.0)).max(schedule),
+        )),
         json: true,
         any_source: true,
         max_retransmits,
@@ -357,7 +356,7 @@ fn drive(
     } else {
         false
     };
-    let budget = lac_args.setup_timeout + args.hold + Duration::from_secs(30);
+    let budget = lac_args.setup_timeout.unwrap_or_default() + args.hold + Duration::from_secs(30);
     let started = Instant::now();
     let mut interrupted = false;
     while !driver.is_finished() {

@@ -4,7 +4,7 @@
 //! does not reap orphans, so a capture or role whose parent had exited would stay a zombie once
 //! killed. The supervisor is their parent for the lab's whole life: it starts them on request,
 //! reaps every one that exits (and notes it in the state file), and on SIGTERM, SIGINT or a
-//! `shutdown` request stops them all by PID (SIGINT, up to `sys::TERM_GRACE` (8 s), SIGKILL) and waits on them.
+//! `shutdown` request stops them all by PID (SIGINT, up to `sys::TERM_GRACE` (42 s), SIGKILL) and waits on them.
 //! When the owner holds the lab in-process (`Lab::up`), the owner is the supervisor's parent and
 //! reaps it in turn: nothing is left, not even a zombie. After `lab up` returns, the supervisor
 //! itself is an orphan; when `lab down` stops it, it is a zombie until PID 1 reaps it.
@@ -39,7 +39,7 @@ pub enum Request {
         args: Vec<String>,
         log: PathBuf,
     },
-    /// Stop one process by name (SIGINT, up to `sys::TERM_GRACE` (8 s), SIGKILL) and reap it.
+    /// Stop one process by name (SIGINT, up to `sys::TERM_GRACE` (42 s), SIGKILL) and reap it.
     Stop { name: String },
     /// Kill one process by name at once (SIGKILL, no clean shutdown: a role that dies) and
     /// reap it.

@@ -12,10 +12,11 @@ use anyhow::Context;
 
 /// No `ip` or `sysctl` call here takes more than milliseconds; this only bounds a wedged one.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-/// SIGTERM (or SIGINT), then this long, then SIGKILL. Longer than a role's own teardown
-/// ([`netio::runner::DRAIN`]): an endpoint whose StopCCNs go unacknowledged uses all of
-/// it, and a SIGKILL at the same moment would lose its final counts.
-pub const TERM_GRACE: Duration = netio::runner::DRAIN.saturating_add(Duration::from_secs(3));
+/// SIGTERM (or SIGINT), then this long, then SIGKILL. Longer than a role's own teardown with
+/// the RFC's retransmission defaults (`ReliableConfig::teardown_bound`, 39 s): an endpoint
+/// whose StopCCNs go unacknowledged uses all of it, and a SIGKILL at the same moment would
+/// lose its final counts. A process that is done exits at once; only a stuck one waits this.
+pub const TERM_GRACE: Duration = Duration::from_secs(42);
 /// After SIGKILL a process is gone at once unless it is stuck in the kernel.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -386,6 +387,12 @@ pub fn step() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grace_outlasts_a_default_teardown() {
+        let bound = l2tp::conn::reliable::ReliableConfig::default().teardown_bound();
+        assert!(TERM_GRACE > bound, "{TERM_GRACE:?} vs {bound:?}");
+    }
 
     #[test]
     fn our_own_stat_reads() {

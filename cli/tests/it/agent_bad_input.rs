@@ -153,7 +153,7 @@ fn an_unanswering_lns_an_old_report_and_a_stolen_claim_are_refused_and_named() {
             tunnels: 4,
             sessions_per_tunnel: 1,
             hold: Duration::from_millis(500),
-            setup_timeout: Duration::from_secs(30),
+            setup_timeout: Some(Duration::from_secs(30)),
             // The SCCRP comes from te1's own address, not the one dialled.
             any_source: true,
             ppp: PppLevel::Off,

@@ -122,7 +122,7 @@ fn kill_one_of_three_endpoints_under_load(topology: Topology) {
         &lab,
         LacArgs {
             hold: Duration::from_secs(2),
-            setup_timeout: Duration::from_secs(40),
+            setup_timeout: Some(Duration::from_secs(40)),
             ..lac_args(900, 10, 100.0)
         },
     );
@@ -296,7 +296,7 @@ fn an_sccrq_flood_at_ten_times_the_bucket_is_held_to_the_bucket() {
         LacArgs {
             hold: Duration::from_millis(500),
             // Dropped SCCRQs are retransmitted after 1 s and 2 s more, then given up.
-            setup_timeout: Duration::from_secs(5),
+            setup_timeout: Some(Duration::from_secs(5)),
             ..lac_args(600, 4, 10.0 * rate)
         },
     );

@@ -94,7 +94,7 @@ fn lac(first: u8, count: usize, tunnels: usize) -> LacArgs {
         tunnels,
         sessions_per_tunnel: 1,
         any_source: true,
-        setup_timeout: Duration::from_secs(30),
+        setup_timeout: Some(Duration::from_secs(30)),
         json: true,
         ppp: PppLevel::Off,
         ..LacArgs::default()

@@ -66,7 +66,7 @@ fn combination(auth: AuthName, ipv6: bool, net: u8, users: Option<PathBuf>) {
         sessions_per_tunnel: SESSIONS_PER_TUNNEL,
         hold: Duration::from_secs(1),
         echo_rate: 1.0,
-        setup_timeout: Duration::from_secs(8),
+        setup_timeout: Some(Duration::from_secs(8)),
         ppp: PppLevel::Ip,
         auth: choice,
         username: "m{n}@example.net".to_string(),

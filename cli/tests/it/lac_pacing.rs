@@ -157,7 +157,7 @@ fn max_outstanding_caps_unanswered_sccrqs_and_retransmissions_are_counted() {
         sessions_per_tunnel: 0,
         max_outstanding: 5,
         // Past the first retransmission (1 s), before the second (3 s).
-        setup_timeout: Duration::from_millis(1500),
+        setup_timeout: Some(Duration::from_millis(1500)),
         hold: Duration::from_secs(0),
         echo_rate: 0.0,
         ppp: PppLevel::Off,

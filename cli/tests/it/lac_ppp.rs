@@ -101,7 +101,7 @@ fn args(target: SocketAddrV4, bind: &str, csv: Option<PathBuf>) -> LacArgs {
         hold: Duration::from_secs(2),
         // Keepalives from 0.5 s in (one interval), none in the last second of the hold.
         echo_rate: 2.0,
-        setup_timeout: Duration::from_secs(20),
+        setup_timeout: Some(Duration::from_secs(20)),
         csv,
         ..LacArgs::default()
     }

@@ -20,6 +20,7 @@ use std::net::SocketAddrV4;
 use std::rc::Rc;
 use std::time::Duration;
 
+use l2tp::conn::reliable::ReliableConfig;
 use l2tp::conn::tunnel::{Event, ResultCode, TunnelState};
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::ppp::session::Phase as PppPhase;
@@ -58,6 +59,30 @@ const RETRANSMISSION_SCAN: Duration = Duration::from_secs(1);
 /// How often a tearing-down initiator checks whether its StopCCNs are all acknowledged.
 const SETTLE_CHECK: Duration = Duration::from_millis(5);
 
+/// The default setup timeout: a request's full retransmission cycle, one capped timeout more
+/// for the reply's own retransmission, and with PPP its Configure-Request cycle on top (RFC 1661
+/// §4.6: Max-Configure × Restart, 30 s). 39 s for L2TP alone with the RFC's defaults.
+pub fn setup_bound(reliable: &ReliableConfig, ppp: PppLevel) -> Duration {
+    let l2tp = reliable.teardown_bound();
+    if ppp == PppLevel::Off {
+        return l2tp;
+    }
+    let fsm = l2tp::ppp::fsm::FsmConfig::default();
+    l2tp.saturating_add(fsm.restart.saturating_mul(u32::from(fsm.max_configure)))
+}
+
+/// How long a teardown waits for its StopCCNs: LCP Terminate first when PPP runs (at most
+/// [`TERMINATE_BOUND`]), then the StopCCN's retransmission schedule until acknowledged or
+/// given up (§5.7, §5.8).
+pub fn drain_bound(reliable: &ReliableConfig, ppp: PppLevel) -> Duration {
+    let terminate = if ppp == PppLevel::Off {
+        Duration::ZERO
+    } else {
+        TERMINATE_BOUND
+    };
+    terminate.saturating_add(reliable.teardown_bound())
+}
+
 /// What one initiator is asked to do.
 #[derive(Debug, Clone)]
 pub struct LacPlan {
@@ -72,7 +97,7 @@ pub struct LacPlan {
     pub setup_timeout: Duration,
     /// Run time at which everything is torn down, whatever the phase (`--duration`).
     pub stop_at: Option<Duration>,
-    /// How long a teardown waits for its StopCCNs to be acknowledged.
+    /// How long a teardown waits for its StopCCNs to be acknowledged ([`drain_bound`]).
     pub drain: Duration,
     /// What each session does on top of L2TP (`--ppp`, `--auth`, …).
     pub ppp: PppPlan,
@@ -530,7 +555,11 @@ impl Lac {
             let t = self.teardown_at + self.plan.drain;
             self.settle(set, t);
         }
-        self.swarm.stats_mut().tunnels_closed_cleanly += self.closed_cleanly;
+        let mut stats = self.swarm.stats_mut();
+        stats.tunnels_closed_cleanly += self.closed_cleanly;
+        // What the drain bound cut short: neither acknowledged nor given up.
+        stats.teardown_cut_off += self.unsettled.len() as u64;
+        drop(stats);
         if let Some(slot) = self.swarm.stats_mut().phases.get_mut(self.index) {
             *slot = RunPhase::Done;
         }
@@ -744,6 +773,11 @@ impl TunnelDriver for Lac {
                         }
                     }
                 }
+            }
+            Event::GaveUp(gave_up) => {
+                tracing::debug!(tunnel, %gave_up, "gave up (§5.8)");
+                let name = gave_up.message_name().to_string();
+                *self.swarm.stats_mut().given_up.entry(name).or_default() += 1;
             }
             Event::Closed | Event::WanError { .. } | Event::LinkInfo { .. } => {}
         }

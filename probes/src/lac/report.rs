@@ -94,6 +94,14 @@ pub struct LacReport {
     pub tunnels_terminated: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub sessions_terminated: u64,
+    /// Messages given up on after every retransmission (RFC 2661 §5.8), by message type
+    /// ("StopCCN", "CDN", "ICRQ", …). Absent from the JSON when none was.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub given_up: BTreeMap<String, u64>,
+    /// Tunnels whose StopCCN was neither acknowledged nor given up when the teardown's bound
+    /// ran out (only a peer whose window holds our StopCCN back gets there).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub teardown_cut_off: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -115,6 +123,14 @@ impl LacReport {
             && self.tunnels_closed_cleanly == self.tunnels_established
             && self.duplicate_addresses == 0
             && self.traffic_lost == 0
+    }
+
+    /// "StopCCN 2, CDN 1": the §5.8 give-ups, by message.
+    pub fn given_up_text(&self) -> String {
+        let parts: Vec<String> = (self.given_up.iter())
+            .map(|(message, n)| format!("{message} {n}"))
+            .collect();
+        parts.join(", ")
     }
 }
 
@@ -185,11 +201,26 @@ impl core::fmt::Display for LacReport {
                 self.traffic_unexpected
             )?;
         }
-        writeln!(
+        write!(
             f,
             "teardown {}/{} tunnels closed cleanly",
             self.tunnels_closed_cleanly, self.tunnels_established
         )?;
+        if !self.given_up.is_empty() {
+            write!(
+                f,
+                "; given up unacknowledged (§5.8): {}",
+                self.given_up_text()
+            )?;
+        }
+        if self.teardown_cut_off > 0 {
+            write!(
+                f,
+                "; {} StopCCNs still unacknowledged when the teardown bound ran out",
+                self.teardown_cut_off
+            )?;
+        }
+        writeln!(f)?;
         writeln!(
             f,
             "\n{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",

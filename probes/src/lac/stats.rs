@@ -201,6 +201,10 @@ pub struct Stats {
     /// Ended by the operator (see [`Termination`]).
     pub tunnels_terminated: u64,
     pub sessions_terminated: u64,
+    /// §5.8 give-ups, by the message that went unacknowledged ("StopCCN", "CDN", …).
+    pub given_up: BTreeMap<String, u64>,
+    /// Tunnels whose StopCCN was neither acknowledged nor given up when the drain ran out.
+    pub teardown_cut_off: u64,
     pub failures: BTreeMap<String, u64>,
     pub sccrq_to_sccrp: Histogram<u64>,
     pub tunnel_setup: Histogram<u64>,
@@ -273,6 +277,8 @@ impl Stats {
             echo_looped_back: 0,
             tunnels_closed_cleanly: 0,
             tunnels_terminated: 0,
+            given_up: BTreeMap::new(),
+            teardown_cut_off: 0,
             sessions_terminated: 0,
             failures: BTreeMap::new(),
             sccrq_to_sccrp: histogram(),
@@ -651,6 +657,8 @@ impl Swarm {
             echo_looped_back: s.echo_looped_back,
             tunnels_closed_cleanly: to_usize(s.tunnels_closed_cleanly),
             tunnels_terminated: s.tunnels_terminated,
+            given_up: s.given_up.clone(),
+            teardown_cut_off: s.teardown_cut_off,
             sessions_terminated: s.sessions_terminated,
             setup_phase_ms: phase.as_secs_f64() * 1000.0,
             tunnel_setups_per_second: if phase.is_zero() {

@@ -58,6 +58,8 @@ struct Lns {
     /// Every this many requests, one reply is dropped (0: none; 1: all).
     drop_every: u64,
     icmp_dropped: u64,
+    /// StopCCNs from the LAC lost on the way, before any arrives (u32::MAX: all of them).
+    lose_stopccns: u32,
 }
 
 impl Lns {
@@ -89,7 +91,23 @@ impl Lns {
             icmp_destinations: BTreeSet::new(),
             drop_every: 0,
             icmp_dropped: 0,
+            lose_stopccns: 0,
         }
+    }
+
+    /// A datagram from the LAC, unless the link loses it.
+    fn receive(&mut self, now: Instant, bytes: &[u8]) {
+        let options = l2tp::wire::message::ParseOptions::default();
+        let stopccn = matches!(
+            l2tp::wire::message::PacketRepr::parse(bytes, &options),
+            Ok(l2tp::wire::message::PacketRepr::Control(m))
+                if m.message_type() == Some(l2tp::wire::message::MessageType::StopCcn)
+        );
+        if stopccn && self.lose_stopccns > 0 {
+            self.lose_stopccns -= 1;
+            return;
+        }
+        self.set.handle(now, LAC_ADDR, bytes);
     }
 
     /// Answers an Echo Request as a host would, whatever its destination, unless it is one
@@ -238,7 +256,7 @@ fn run_steered(
         }
         let mut moved = false;
         while set.poll_transmit(now, &mut buf).is_some() {
-            lns.set.handle(now, LAC_ADDR, &buf);
+            lns.receive(now, &buf);
             buf.clear();
             moved = true;
         }
@@ -693,4 +711,61 @@ fn without_terminations_the_report_has_no_such_keys() {
     let json = serde_json::to_value(&report).unwrap();
     assert!(json.get("tunnels_terminated").is_none(), "{json}");
     assert!(json.get("sessions_terminated").is_none(), "{json}");
+}
+
+/// The plan as the CLI makes it: the drain from the retransmission schedule.
+fn plan_with_schedule(tunnels: usize) -> LacPlan {
+    let reliable = ReliableConfig::default();
+    LacPlan {
+        drain: drain_bound(&reliable, PppLevel::Off),
+        setup_timeout: setup_bound(&reliable, PppLevel::Off),
+        ..plan(tunnels, 1, users_ppp(PppLevel::Off))
+    }
+}
+
+#[test]
+fn a_stopccn_lost_three_times_is_retransmitted_until_acknowledged() {
+    // Retransmitted after 1, 2 and 4 s: the fourth copy arrives 7 s into the teardown, past
+    // the fixed 5 s drain the LAC had before.
+    let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
+    lns.lose_stopccns = 3;
+    let report = run(plan_with_schedule(1), &mut lns);
+    assert_eq!(report.tunnels_closed_cleanly, 1, "{report}");
+    assert!(report.given_up.is_empty(), "{report}");
+    assert_eq!(report.teardown_cut_off, 0, "{report}");
+    assert!(report.success(), "{report}");
+}
+
+#[test]
+fn a_stopccn_never_acknowledged_is_given_up_by_name() {
+    let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
+    lns.lose_stopccns = u32::MAX;
+    let report = run(plan_with_schedule(2), &mut lns);
+    assert_eq!(report.tunnels_closed_cleanly, 0, "{report}");
+    assert_eq!(report.given_up.get("StopCCN"), Some(&2), "{report}");
+    // Given up on the RFC's schedule, inside the drain: nothing was cut off.
+    assert_eq!(report.teardown_cut_off, 0, "{report}");
+    assert!(!report.success(), "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("given up unacknowledged (§5.8): StopCCN 2"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["given_up"]["StopCCN"], 2, "{json}");
+}
+
+#[test]
+fn the_bounds_follow_the_retransmission_schedule() {
+    let five = ReliableConfig::default();
+    let ten = ReliableConfig {
+        max_retransmits: 10,
+        ..ReliableConfig::default()
+    };
+    // 1+2+4+8+8+8 = 31 s to give up, 8 s more for what rides ahead of the StopCCN.
+    assert_eq!(drain_bound(&five, PppLevel::Off), Duration::from_secs(39));
+    assert_eq!(drain_bound(&ten, PppLevel::Off), Duration::from_secs(79));
+    assert_eq!(drain_bound(&ten, PppLevel::Ip), Duration::from_secs(80));
+    assert_eq!(setup_bound(&five, PppLevel::Off), Duration::from_secs(39));
+    assert_eq!(setup_bound(&ten, PppLevel::Ip), Duration::from_secs(109));
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use netio::runner::{RunError, Runner, DRAIN};
+use netio::runner::{RunError, Runner};
 use tokio::sync::{mpsc, watch};
 
 use super::{serve_takeover, MasterSetup, ServeError};
@@ -29,7 +29,8 @@ pub struct EndpointSetup {
     pub reporting: Option<Reporting>,
     /// Taking the master over; needs `reporting` (the acks of its reports are the watch).
     pub takeover: Option<TakeoverSetup>,
-    /// Run until then (Ctrl-C otherwise), then drain for [`DRAIN`].
+    /// Run until then (Ctrl-C otherwise), then drain: the StopCCNs get the teardown bound of
+    /// the tunnels' retransmission schedule (`ReliableConfig::teardown_bound`).
     pub duration: Option<Duration>,
     /// Be the PPP server of every session; without it only LCP Echo is answered.
     pub ppp: Option<PppServerConfig>,
@@ -78,6 +79,8 @@ pub async fn serve_endpoint(
     if let Some(config) = &setup.ppp {
         endpoint = endpoint.with_ppp(PppServer::new(config, u64::from(setup.seed))?);
     }
+    // StopCCNs are acknowledged or given up on the RFC's schedule, never cut off by a constant.
+    let drain = runner.set.config().reliable.teardown_bound();
     let mut takeover_task = None;
     match (setup.reporting, setup.takeover) {
         (None, Some(_)) => return Err(EndpointError::TakeoverWithoutReporting),
@@ -108,7 +111,7 @@ pub async fn serve_endpoint(
     let (run, master) = match takeover_task {
         Some((task, stop)) => {
             let endpoint_run = async {
-                let run = runner.run(&mut endpoint, setup.duration, DRAIN).await;
+                let run = runner.run(&mut endpoint, setup.duration, drain).await;
                 // A master running here stops with the endpoint.
                 let _ = stop.send(true);
                 run
@@ -117,7 +120,7 @@ pub async fn serve_endpoint(
             (run, master)
         }
         None => (
-            runner.run(&mut endpoint, setup.duration, DRAIN).await,
+            runner.run(&mut endpoint, setup.duration, drain).await,
             Ok(None),
         ),
     };

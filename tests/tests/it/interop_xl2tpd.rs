@@ -89,7 +89,7 @@ fn lac_against_xl2tpd(name: &str, secret: bool, hidden: bool) {
         hidden,
         hold: Duration::from_secs(5),
         echo_rate: 2.0,
-        setup_timeout: Duration::from_secs(20),
+        setup_timeout: Some(Duration::from_secs(20)),
         host_name: "l2tpkit-interop".to_string(),
         pcap: Some(pcap.clone()),
         json: false,

@@ -82,7 +82,7 @@ fn lac_args(target: std::net::SocketAddrV4) -> LacArgs {
         rate: 50.0,
         hold: Duration::from_secs(3),
         echo_rate: 1.0,
-        setup_timeout: Duration::from_secs(30),
+        setup_timeout: Some(Duration::from_secs(30)),
         ppp: PppLevel::Ip,
         auth: AuthChoice::Chap,
         username: LAB_USER.to_string(),

@@ -75,7 +75,7 @@ fn group(first: usize, stay_on_target: bool) -> LacArgs {
         // our LAC's fixed 5 s drain (measured: 90 to 210 of 1000 tunnels).
         hold: Duration::from_secs(2),
         echo_rate: 0.0,
-        setup_timeout: Duration::from_secs(30),
+        setup_timeout: Some(Duration::from_secs(30)),
         ppp: PppLevel::Off,
         json: true,
         ..LacArgs::default()

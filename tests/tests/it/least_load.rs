@@ -26,7 +26,7 @@ fn burst(target: &str, bind: &str) -> LacArgs {
         tunnels: 300,
         sessions_per_tunnel: 1,
         hold: Duration::from_secs(1),
-        setup_timeout: Duration::from_secs(30),
+        setup_timeout: Some(Duration::from_secs(30)),
         any_source: true,
         initiators: 30,
         ppp: PppLevel::Off,

@@ -387,7 +387,7 @@ fn run(scenario: &Scenario, dir: &Path) -> Run {
         sessions_per_tunnel: SESSIONS_PER_TUNNEL,
         hold: Duration::from_secs(1),
         echo_rate: 2.0,
-        setup_timeout: Duration::from_secs(5),
+        setup_timeout: Some(Duration::from_secs(5)),
         pcap: Some(lac_pcap.clone()),
         ppp: PppLevel::Ip,
         auth: scenario.choice,

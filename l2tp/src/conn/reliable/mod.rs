@@ -89,6 +89,16 @@ impl ReliableConfig {
             .min(self.max_timeout)
     }
 
+    /// How long a teardown (CDNs, then the StopCCN) may take to be acknowledged or given up:
+    /// the StopCCN's full cycle, plus one capped timeout for the CDNs and any message already
+    /// in flight ahead of it in the peer's window (39 s with the defaults). A role that stops
+    /// waits this long for its StopCCNs, so that what is not acknowledged ends as the RFC's
+    /// give-up rather than as a cut-off.
+    pub fn teardown_bound(&self) -> Duration {
+        self.full_retransmit_cycle()
+            .saturating_add(self.max_timeout)
+    }
+
     /// From the first send of a message until giving up on it: every timeout up to and
     /// including the one after the last retransmission (31 s with the defaults, as in §5.7).
     pub fn full_retransmit_cycle(&self) -> Duration {
@@ -127,11 +137,18 @@ pub enum Received {
 
 /// The peer stopped acknowledging: the tunnel and its sessions must be cleared (§5.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no acknowledgement of Ns {ns} after {retransmits} retransmissions")]
+#[error("no acknowledgement of {} (Ns {ns}) after {retransmits} retransmissions", self.message_name())]
 pub struct GaveUp {
     pub ns: u16,
     pub message_type: Option<MessageType>,
     pub retransmits: u32,
+}
+
+impl GaveUp {
+    /// The name of the message given up on ("StopCCN"), or "a message" when it had no type.
+    pub fn message_name(&self) -> &'static str {
+        self.message_type.map_or("a message", MessageType::name)
+    }
 }
 
 /// Counters of one reliable transport.

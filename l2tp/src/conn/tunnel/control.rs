@@ -427,10 +427,14 @@ impl Tunnel {
         if self.state == TunnelState::Closed {
             return;
         }
-        if self.reliable.handle_timeout(now).is_err() {
+        if let Err(gave_up) = self.reliable.handle_timeout(now) {
             // The peer stopped acknowledging: nothing can be delivered, not even a StopCCN.
-            let result =
-                ResultCode::error(ResultCode::GENERAL_ERROR, 0, "peer stopped acknowledging");
+            self.events.push_back(Event::GaveUp(gave_up));
+            let result = ResultCode::error(
+                ResultCode::GENERAL_ERROR,
+                0,
+                format!("peer stopped acknowledging: {gave_up}"),
+            );
             if self.state != TunnelState::Closing {
                 self.drop_sessions(&result, false);
                 self.events.push_back(Event::TunnelDown {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng as StdRng;
 
-use super::reliable::{Reliable, ReliableConfig};
+use super::reliable::{GaveUp, Reliable, ReliableConfig};
 use crate::time::Instant;
 use crate::wire::avp::{AvpRepr, AvpType, AvpValue};
 use crate::wire::message::{ControlMessage, MessageType};
@@ -236,6 +236,9 @@ pub enum Event {
         send_accm: u32,
         receive_accm: u32,
     },
+    /// §5.8: a message went unacknowledged through every retransmission; the tunnel is
+    /// cleared (a `TunnelDown` follows unless the tunnel was already closing, then `Closed`).
+    GaveUp(GaveUp),
     /// All state is gone; the owner may drop the tunnel and reuse its ID.
     Closed,
 }

@@ -1477,6 +1477,38 @@ fn sccrq_without_host_name_is_answered_with_stopccn_error_6() {
 }
 
 #[test]
+fn sccrq_without_assigned_tunnel_id_is_answered_with_stopccn_to_tunnel_0() {
+    for assigned in [None, Some(0)] {
+        let mut raw = Raw::new(config("lns"), true);
+        let avps = sccrq_avps(RAW_TID)
+            .into_iter()
+            .filter_map(|a| match a.value {
+                AvpValue::AssignedTunnelId(_) => {
+                    assigned.map(|id| AvpRepr::mandatory(AvpValue::AssignedTunnelId(id)))
+                }
+                _ => Some(a),
+            })
+            .collect();
+        raw.send(0, 0, MessageType::Sccrq, avps);
+        // §3.1: an ID not yet assigned by the peer is sent as 0; silence would leave the
+        // initiator retransmitting for a full cycle.
+        let stop = raw.expect(MessageType::StopCcn);
+        assert_eq!(stop.header.tunnel_id, 0, "{assigned:?}");
+        assert_eq!(
+            result_of(&stop).result,
+            ResultCode::GENERAL_ERROR,
+            "{assigned:?}"
+        );
+        assert!(
+            raw.set.stats().refused == 0,
+            "refused by the tunnel, not the set"
+        );
+        raw.advance(cycle() + secs(1));
+        assert!(raw.set.is_empty(), "{assigned:?}");
+    }
+}
+
+#[test]
 fn icrq_without_call_serial_number_is_answered_with_cdn_error_6() {
     let (mut raw, tid) = Raw::established(config("lns"));
     let avps = icrq_avps(0x55)
@@ -2231,9 +2263,9 @@ fn retransmitted_sccrq_does_not_open_a_second_tunnel() {
 }
 
 /// Found by the node fuzz target: an SCCRQ whose Ns is ahead (held back by the reliable layer),
-/// then the "retransmission" with Ns 0, refused as it lacks its Assigned Tunnel ID. With no
-/// peer Tunnel ID the tunnel closes at once, but the duplicate-SCCRQ path did not collect its
-/// events, and a Closed tunnel has no timer: it stayed in the set for ever.
+/// then the "retransmission" with Ns 0, refused as it lacks its Assigned Tunnel ID. The
+/// duplicate-SCCRQ path did not collect the refused tunnel's events: it stayed in the set for
+/// ever. (It now answers with a StopCCN to Tunnel ID 0 and goes after the §5.7 hold.)
 #[test]
 fn a_tunnel_closed_by_a_retransmitted_sccrq_leaves_the_set() {
     let mut raw = Raw::new(config("lns"), true);
@@ -2247,6 +2279,7 @@ fn a_tunnel_closed_by_a_retransmitted_sccrq_leaves_the_set() {
     raw.ns = 0;
     raw.send(0, 0, MessageType::Sccrq, avps);
     assert_eq!(raw.set.stats().duplicate_sccrq, 1);
+    raw.advance(cycle() + secs(1));
     assert!(raw.set.is_empty(), "the closed tunnel is still held");
     assert!(raw.events.iter().any(|(_, e)| matches!(
         e,

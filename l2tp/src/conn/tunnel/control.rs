@@ -295,9 +295,11 @@ impl Tunnel {
             return;
         }
         self.drop_sessions(&result, false);
-        if self.peer_id == 0 {
-            // No Assigned Tunnel ID from the peer yet: a StopCCN could name no tunnel there,
-            // so the tunnel ends here without one.
+        if self.peer_id == 0 && self.role == TunnelEnd::Initiator {
+            // No SCCRP yet: the peer has no tunnel of ours to clear, so ours ends here without
+            // a StopCCN. A responder refusing an SCCRQ that named no tunnel (no or a zero
+            // Assigned Tunnel ID) answers to Tunnel ID 0 (§3.1: the ID not yet assigned is
+            // sent as 0), so that the initiator hears the refusal instead of silence.
             self.events.push_back(Event::TunnelDown {
                 result,
                 by_peer: false,

@@ -2056,6 +2056,34 @@ fn stopccn_receiver_acks_a_retransmitted_stopccn_then_closes() {
     assert!(w.node(w.lac).set.is_empty());
 }
 
+/// Seen in a lab run on a lossy link: the endpoint's CDN crossed the LAC's StopCCN and was
+/// retransmitted for a full cycle to a LAC that had cleaned up, never acknowledged.
+#[test]
+fn stopccn_receiver_stops_retransmitting_what_crossed_it() {
+    let mut w = World::new(config("lac"), config("lns"));
+    let (lac_t, lns_t) = w.up();
+    let (_, lns_sid) = w.incoming_call(lac_t);
+    w.run_for(secs(1));
+    // The LNS's CDN is lost; the LAC's StopCCN reaches the LNS, whose ack is lost too.
+    w.sim.node_mut(w.lns).lose = Some(Box::new(|_: &Wire| true));
+    w.command(w.lns, lns_t, |t, _| {
+        t.close_session(lns_sid, ResultCode::new(ResultCode::ADMIN_CALL))
+    });
+    w.run_for(ms(100));
+    w.command(w.lac, lac_t, |t, now| {
+        t.close(now, ResultCode::new(ResultCode::CLEAR_TUNNEL))
+    });
+    w.run_for(secs(60));
+    let lns = w.node(w.lns);
+    let cdns = lns.sent_kind(MessageType::Cdn);
+    assert_eq!(cdns.len(), 1, "retransmitted after the StopCCN: {cdns:?}");
+    // The StopCCN's own retransmissions are still acknowledged: one ZLB per copy.
+    let stops = w.node(w.lac).sent_kind(MessageType::StopCcn).len();
+    let zlbs = lns.sent().into_iter().filter(|(_, m)| m.is_zlb()).count();
+    assert!(stops > 1 && zlbs >= stops, "{stops} StopCCNs, {zlbs} ZLBs");
+    assert!(lns.set.is_empty());
+}
+
 #[test]
 fn an_unacknowledged_stopccn_is_given_up_by_name_after_the_cycle() {
     let mut w = World::new(config("lac"), config("lns"));

@@ -336,6 +336,23 @@ struct Negotiation {
     /// Index 0: from the initiator, 1: from the endpoint.
     acked: [bool; 2],
     opened: bool,
+    /// Opened before a lost Ack took it back: opening again is not counted again.
+    counted: bool,
+    /// The Identifier of the last Configure-Request each way.
+    last_request: [Option<u8>; 2],
+}
+
+/// What a Configure-Request on an opened negotiation means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnOpened {
+    /// Not opened: an ordinary request.
+    Negotiating,
+    /// The same Identifier as the sender's last request: a retransmission (RFC 1661 §5.1: the
+    /// Identifier changes once a valid reply was received), so the Ack of it, which a capture
+    /// before the lossy hop saw, never reached the sender.
+    AckLost,
+    /// A new request: the link starts over (§3.4).
+    Renegotiation,
 }
 
 impl Negotiation {
@@ -348,6 +365,30 @@ impl Negotiation {
         self.acked[dir] = true;
         self.opened = self.acked == [true, true];
         Some(self.opened)
+    }
+
+    /// Whether this opening is the first (counted once per negotiation).
+    fn count_opening(&mut self) -> bool {
+        !std::mem::replace(&mut self.counted, true)
+    }
+
+    /// Records a Configure-Request from `dir`; a lost Ack takes the opening back here.
+    fn request(&mut self, dir: usize, identifier: u8) -> OnOpened {
+        let repeated = self.last_request[dir] == Some(identifier);
+        self.last_request[dir] = Some(identifier);
+        if !self.opened {
+            return OnOpened::Negotiating;
+        }
+        if !repeated {
+            return OnOpened::Renegotiation;
+        }
+        // The other side's Ack of this request did not arrive; the sender's own Ack of the
+        // other side's request stands.
+        if let Some(acked) = self.acked.get_mut(1 - dir.min(1)) {
+            *acked = false;
+        }
+        self.opened = false;
+        OnOpened::AckLost
     }
 }
 
@@ -508,8 +549,15 @@ impl Step<'_, '_, '_> {
                 code,
                 address,
                 interface_id,
+                identifier,
                 ..
-            } => self.ncp(session, *protocol, *code, *address, *interface_id),
+            } => self.ncp(
+                session,
+                *protocol,
+                (*code, *identifier),
+                *address,
+                *interface_id,
+            ),
             Frame::AuthResult {
                 protocol,
                 success,
@@ -570,16 +618,19 @@ impl Step<'_, '_, '_> {
     fn lcp(&mut self, session: &mut Session, code: u8, identifier: u8, auth: Option<u16>) {
         let dir = self.dir;
         match code {
-            CONFIGURE_REQUEST if session.lcp.opened => {
-                // Renegotiation takes the link back to establishment; the NCPs and the
-                // authentication start over (RFC 1661 §3.4).
-                *session = Session {
-                    flags: session.flags,
-                    counted: session.counted,
-                    last_echo: session.last_echo,
-                    ..Session::default()
-                };
-                self.mark(PppEvent::LcpRenegotiation);
+            CONFIGURE_REQUEST => {
+                if session.lcp.request(dir, identifier) == OnOpened::Renegotiation {
+                    // Renegotiation takes the link back to establishment; the NCPs and the
+                    // authentication start over (RFC 1661 §3.4).
+                    *session = Session {
+                        flags: session.flags,
+                        counted: session.counted,
+                        last_echo: session.last_echo,
+                        ..Session::default()
+                    };
+                    session.lcp.last_request[dir] = Some(identifier);
+                    self.mark(PppEvent::LcpRenegotiation);
+                }
             }
             CONFIGURE_ACK => {
                 let Some(opened) = session.lcp.ack(dir) else {
@@ -589,7 +640,9 @@ impl Step<'_, '_, '_> {
                 session.auth = session.auth.or(auth);
                 let auth_protocol = session.auth.map(name);
                 if opened {
-                    self.outcome.counts.lcp_opened += 1;
+                    if session.lcp.count_opening() {
+                        self.outcome.counts.lcp_opened += 1;
+                    }
                     self.mark(PppEvent::LcpOpened { auth_protocol });
                 } else {
                     self.mark(PppEvent::LcpConfigureAck { auth_protocol });
@@ -624,7 +677,7 @@ impl Step<'_, '_, '_> {
         &mut self,
         session: &mut Session,
         protocol: u16,
-        code: u8,
+        (code, identifier): (u8, u8),
         address: Option<Ipv4Addr>,
         interface_id: Option<u64>,
     ) {
@@ -667,7 +720,12 @@ impl Step<'_, '_, '_> {
             &mut session.ipcp
         };
         match code {
-            CONFIGURE_REQUEST if negotiation.opened => *negotiation = Negotiation::default(),
+            CONFIGURE_REQUEST => {
+                if negotiation.request(dir, identifier) == OnOpened::Renegotiation {
+                    *negotiation = Negotiation::default();
+                    negotiation.last_request[dir] = Some(identifier);
+                }
+            }
             CONFIGURE_ACK => {
                 let Some(opened) = negotiation.ack(dir) else {
                     return;
@@ -678,8 +736,10 @@ impl Step<'_, '_, '_> {
                     session.interface_ids[dir] = interface_id;
                     let [from_initiator, from_endpoint] =
                         session.interface_ids.map(|id| id.map(InterfaceId));
-                    if opened {
+                    if opened && negotiation.count_opening() {
                         self.outcome.counts.ipv6cp_opened += 1;
+                    }
+                    if opened {
                         PppEvent::Ipv6cpOpened {
                             initiator_interface_id: from_endpoint,
                             endpoint_interface_id: from_initiator,
@@ -692,8 +752,10 @@ impl Step<'_, '_, '_> {
                 } else {
                     session.addresses[dir] = address;
                     let [from_initiator, from_endpoint] = session.addresses;
-                    if opened {
+                    if opened && negotiation.count_opening() {
                         self.outcome.counts.ipcp_opened += 1;
+                    }
+                    if opened {
                         PppEvent::IpcpOpened {
                             initiator_address: from_endpoint,
                             endpoint_address: from_initiator,

@@ -1,5 +1,7 @@
 //! PPP phases against crafted sessions: in order, each phase out of order, no PPP, garbage.
 
+use std::time::Duration;
+
 use proptest::prelude::*;
 
 use super::super::craft::{self, Plan, PppScript, ENDPOINT_ADDRESS, INITIATOR_ADDRESS};
@@ -225,6 +227,73 @@ fn ipcp_before_lcp_opened_is_a_deviation() {
             "session 256: IPv6CP before LCP opened: IPv6CP Configure-Request from the initiator before LCP opened",
         ]
     );
+}
+
+/// Seen in a lab run behind a lossy link: the initiator's LCP Configure-Ack was captured before
+/// the link lost it, so LCP looked opened; the endpoint then retransmitted its Configure-Request
+/// with the same Identifier and was acknowledged again. That is no renegotiation, and the NCPs
+/// after it are in order.
+#[test]
+fn a_retransmitted_request_after_a_lost_ack_is_no_renegotiation() {
+    let (observations, roles) = run(Variant::Fig5, PppScript::Subscriber);
+    let is_lcp = |o: &Observation, code: u8| matches!(o.ppp, Some(Frame::Negotiation { protocol: protocol::LCP, code: c, .. }) if c == code);
+    let initiator = roles_initiator(&observations);
+    let from_endpoint = |o: &Observation| *o.src.ip() != initiator;
+    let request = observations
+        .iter()
+        .find(|o| is_lcp(o, CONFIGURE_REQUEST) && from_endpoint(o))
+        .cloned()
+        .expect("the endpoint's Configure-Request");
+    let ack = observations
+        .iter()
+        .find(|o| is_lcp(o, CONFIGURE_ACK) && !from_endpoint(o))
+        .cloned()
+        .expect("the initiator's Configure-Ack");
+    let opened_at = observations
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| is_lcp(o, CONFIGURE_ACK))
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("two Configure-Acks");
+    let mut edited = observations.clone();
+    let at = edited[opened_at].time;
+    for (n, mut o) in [request, ack].into_iter().enumerate() {
+        o.time = at + Duration::from_micros(1 + n as u64);
+        edited.insert(opened_at + 1 + n, o);
+    }
+    let report = check(&edited, &roles, Sequence::Auto);
+    assert!(report.conforms(), "{}", report.render_text(&[]));
+    let events: Vec<PppEvent> = marks(&report)
+        .into_iter()
+        .map(|m| m.event.clone())
+        .collect();
+    assert!(!events.contains(&PppEvent::LcpRenegotiation), "{events:?}");
+    assert_eq!(report.tunnels[0].ppp.lcp_opened, 1);
+
+    // A request with a new Identifier is a renegotiation, as before.
+    let mut renegotiated = observations;
+    let mut request = renegotiated
+        .iter()
+        .find(|o| is_lcp(o, CONFIGURE_REQUEST) && from_endpoint(o))
+        .cloned()
+        .unwrap();
+    if let Some(Frame::Negotiation { identifier, .. }) = request.ppp.as_mut() {
+        *identifier = identifier.wrapping_add(1);
+    }
+    request.time = renegotiated[opened_at].time + Duration::from_micros(1);
+    renegotiated.insert(opened_at + 1, request);
+    let report = check(&renegotiated, &roles, Sequence::Auto);
+    let events: Vec<PppEvent> = marks(&report)
+        .into_iter()
+        .map(|m| m.event.clone())
+        .collect();
+    assert!(events.contains(&PppEvent::LcpRenegotiation), "{events:?}");
+}
+
+/// The initiator's address: the source of the first observation (its SCCRQ).
+fn roles_initiator(observations: &[Observation]) -> std::net::Ipv4Addr {
+    *observations[0].src.ip()
 }
 
 #[test]

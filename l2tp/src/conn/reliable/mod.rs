@@ -293,6 +293,18 @@ impl Reliable {
         self.peer_tunnel_id = id;
     }
 
+    /// The peer ended the control connection (its StopCCN): what we still had to deliver can
+    /// no longer matter, and a peer that has cleaned up will never acknowledge it. Drops it and
+    /// stops retransmitting; receiving and acknowledging go on (§5.7: a retransmitted StopCCN
+    /// is still acknowledged). Returns how many messages were dropped.
+    pub fn abandon_outgoing(&mut self) -> usize {
+        let dropped = self.unacked.len() + self.waiting.len();
+        self.unacked.clear();
+        self.waiting.clear();
+        self.timers.set(Timer::Retransmit, None);
+        dropped
+    }
+
     /// Queues a message for reliable delivery. Its header's IDs are the caller's; Ns/Nr are
     /// set when it goes out. Messages beyond the send window wait in order. After giving up
     /// the message is dropped.

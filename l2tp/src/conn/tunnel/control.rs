@@ -280,6 +280,9 @@ impl Tunnel {
     }
 
     fn on_stopccn(&mut self, now: Instant, message: &ControlMessage) {
+        // A CDN of ours that crossed the StopCCN would be retransmitted to a peer that has
+        // cleaned up (§5.7), for a full cycle, and never acknowledged: it goes unsent.
+        self.reliable.abandon_outgoing();
         let result = ResultCode::from_avp(message.avp(AvpType::ResultCode));
         self.drop_sessions(&result, true);
         self.events.push_back(Event::TunnelDown {

@@ -126,6 +126,7 @@ mod tests {
     use super::craft::{self, Plan};
     use super::*;
     use l2tp::wire::MessageType;
+    use std::time::Duration;
 
     /// One FIG 5 tunnel (eight control messages on the public side, one on the LAN), for
     /// mutating one field at a time.
@@ -182,6 +183,56 @@ mod tests {
             "ICCN from the initiator with Ns 4, expected 3: 1 message(s) never seen"
         );
         assert!(found.contains(&"ICCN (Ns 4) from the initiator was never acknowledged".into()));
+    }
+
+    /// The endpoint's CDN crossing the initiator's StopCCN: the initiator cleans up once its
+    /// StopCCN is acknowledged (§5.7) and never acknowledges the CDN. Seen in lab runs on a
+    /// lossy link; no deviation, a note. A message sent after the StopCCN was acknowledged
+    /// still owes its acknowledgement.
+    #[test]
+    fn a_message_that_crossed_the_peers_stopccn_owes_no_acknowledgement() {
+        let (observations, roles) = one_tunnel();
+        let iccn = find(&observations, control(MessageType::Iccn), 0);
+        let zlb = find(&observations, Kind::Zlb, 1);
+        let at = |o: &Observation, us: u64| o.time + Duration::from_micros(us);
+        let with = |template: &Observation, kind: Kind, (ns, nr): (u16, u16), us: u64| {
+            let mut o = template.clone();
+            o.message.kind = kind;
+            (o.message.ns, o.message.nr) = (ns, nr);
+            o.time = at(template, us);
+            o
+        };
+        for crossed in [true, false] {
+            let mut edited = observations.clone();
+            // The initiator's StopCCN (Ns 3 was its ICCN); the endpoint's CDN (Ns 2), before
+            // or after its ZLB acknowledging the StopCCN.
+            edited.push(with(
+                &observations[iccn],
+                control(MessageType::StopCcn),
+                (4, 2),
+                1000,
+            ));
+            let (cdn_us, zlb_ns) = if crossed { (1050, 3) } else { (1200, 2) };
+            edited.push(with(
+                &observations[zlb],
+                control(MessageType::Cdn),
+                (2, 4),
+                cdn_us,
+            ));
+            edited.push(with(&observations[zlb], Kind::Zlb, (zlb_ns, 5), 1100));
+            let report = check(&edited, &roles, Sequence::Auto);
+            let tunnel = &report.tunnels[0];
+            let texts: Vec<&str> = tunnel.deviations.iter().map(|d| d.text.as_str()).collect();
+            if crossed {
+                assert!(texts.is_empty(), "{}", report.render_text(&[]));
+                let note = "CDN (Ns 2) from the endpoint crossed the initiator's StopCCN: no \
+                            acknowledgement was due (§5.7)";
+                assert!(tunnel.notes.iter().any(|n| n == note), "{:?}", tunnel.notes);
+            } else {
+                let unacked = "CDN (Ns 2) from the endpoint was never acknowledged";
+                assert!(texts.contains(&unacked), "{}", report.render_text(&[]));
+            }
+        }
     }
 
     #[test]

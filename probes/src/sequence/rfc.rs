@@ -217,11 +217,29 @@ pub(crate) fn check(
         }
     }
 
+    // When each side acknowledged the other's StopCCN: the control connection is over for it
+    // then (§5.7), and what it had sent that crossed the StopCCN is owed no acknowledgement
+    // (the peer may have cleaned up as soon as its StopCCN was acknowledged).
+    let stop_acked_at = |from_initiator: bool| -> Option<Duration> {
+        let peer = sides.get(usize::from(from_initiator))?;
+        let stop_ns = peer.order.iter().find(|ns| {
+            peer.sent.get(ns).map(|s| s.kind) == Some(Kind::Control(MessageType::StopCcn))
+        })?;
+        control
+            .iter()
+            .filter(|e| e.from_initiator == from_initiator)
+            .map(|e| ctx.obs(*e))
+            .filter(|o| acknowledges(o.message.nr, *stop_ns))
+            .map(|o| o.time)
+            .min()
+    };
+
     // Every message acknowledged by a later Nr from the peer.
     let mut retransmissions = 0;
     let mut notes = Vec::new();
     for (index, direction) in sides.iter().enumerate() {
         let from_initiator = index == 0;
+        let stop_acked = stop_acked_at(from_initiator);
         for ns in &direction.order {
             let sent = &direction.sent[ns];
             let again = sent.per_hop.values().max().map_or(0, |n| n - 1);
@@ -240,7 +258,14 @@ pub(crate) fn check(
                     && o.time >= sent.first
                     && acknowledges(o.message.nr, *ns)
             });
-            if !acked {
+            if !acked && stop_acked.is_some_and(|at| sent.first <= at) {
+                notes.push(format!(
+                    "{} (Ns {ns}) from {} crossed {}'s StopCCN: no acknowledgement was due (§5.7)",
+                    sent.kind,
+                    name(from_initiator),
+                    name(!from_initiator)
+                ));
+            } else if !acked {
                 let o = &ctx.observations[sent.first_obs];
                 flag(
                     o,

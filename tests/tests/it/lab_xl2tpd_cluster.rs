@@ -71,8 +71,8 @@ fn group(first: usize, stay_on_target: bool) -> LacArgs {
         // overflows and SCCRQs wait for their fourth retransmission.
         rate: 60.0,
         // No echoes: xl2tpd loops each through a pty and a `cat` per call in one select loop,
-        // and with an echo a second on 2000 sessions it acks a fifth of the teardown after
-        // our LAC's fixed 5 s drain (measured: 90 to 210 of 1000 tunnels).
+        // and with an echo a second on 2000 sessions it acks the teardown late (the LAC waits
+        // for it on the RFC's schedule, but the run gets long).
         hold: Duration::from_secs(2),
         echo_rate: 0.0,
         setup_timeout: Some(Duration::from_secs(30)),
@@ -224,26 +224,19 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
             excused += 1;
             continue;
         }
-        // The figure's steps, addresses and dispatch hold for every tunnel; what may deviate is
-        // the Ns/Nr bookkeeping once the tunnel is up: xl2tpd, handed 2000 CDNs at once, acks
-        // some after our LAC's fixed 5 s drain (issue 16 gives the LAC the RFC schedule), and
-        // on 2 busy cores a capture can miss a message its ack then shows. A fault of ours
-        // shows as packets going elsewhere (above), drops at the master, or another rule.
-        assert!(
-            tunnel
-                .deviations
-                .iter()
-                .all(|d| matches!(d.rule, sequence::Rule::Unacknowledged | sequence::Rule::Nr)),
-            "{topology}: {} ⇄ {endpoint} tid {id} deviates, and no xl2tpd handed that ID out \
-             twice, nor two of them to that initiator: {:?}",
-            tunnel.initiator,
-            tunnel.deviations
-        );
+        // Every other tunnel conforms: the teardown waits for xl2tpd's late acks on the RFC's
+        // schedule (it used to leave after a fixed 5 s and left 90 to 210 of 1000 tunnels
+        // with unacknowledged CDNs and StopCCNs).
         unanswered += 1;
+        eprintln!(
+            "{topology}: {} ⇄ {endpoint} tid {id} deviates: {:?}",
+            tunnel.initiator, tunnel.deviations
+        );
     }
-    eprintln!(
-        "{topology}: {unanswered} tunnels with Ns/Nr bookkeeping off once up (late acks of the \
-         teardown, or a capture that missed a message)"
+    assert_eq!(
+        unanswered, 0,
+        "{topology}: tunnels deviate where no xl2tpd handed their ID out twice, nor two of them \
+         to that initiator"
     );
     eprintln!(
         "{topology}: verify: {} of {} conform; {excused} deviate where an xl2tpd gave one Tunnel \

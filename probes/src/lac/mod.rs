@@ -693,8 +693,7 @@ impl TunnelDriver for Lac {
                     }
                 }
                 if ppp && !tearing_down {
-                    self.ppp_start(now, (tunnel, session_id));
-                    self.ppp_pump(set, now);
+                    self.ppp_when_connected(set, now, (tunnel, session_id));
                 }
             }
             Event::SessionDown {

@@ -184,6 +184,10 @@ pub(super) struct Subscribers {
     deadlines: VecDeque<(Instant, Key)>,
     /// Tunnels whose StopCCN waits for their sessions' CDNs (teardown).
     stop_after: BTreeSet<u16>,
+    /// Sessions up at our end whose PPP waits for the peer to have the call too: its ack of
+    /// our ICCN, or its first PPP frame. Before that the peer drops our frames, and on a lossy
+    /// link a late ICCN would use up LCP's Configure-Requests (RFC 1661 §4.6) for nothing.
+    awaiting_peer: Vec<Key>,
     /// ICMP echoes in the IP-up sessions, with `--traffic-rate`.
     pub traffic: Option<Traffic>,
 }
@@ -201,6 +205,7 @@ impl Subscribers {
             closing: BTreeSet::new(),
             deadlines: VecDeque::new(),
             stop_after: BTreeSet::new(),
+            awaiting_peer: Vec::new(),
         }
     }
 
@@ -248,6 +253,7 @@ impl Subscribers {
 
     /// The session's traffic stops.
     fn forget(&mut self, key: Key) {
+        self.awaiting_peer.retain(|&k| k != key);
         if let Some(traffic) = self.traffic.as_mut() {
             traffic.forget(key);
         }
@@ -316,9 +322,59 @@ impl Lac {
         ppp.table.insert(now, key, session);
     }
 
+    /// The L2TP session `key` is up at our end: PPP starts once the peer has it too (at once
+    /// when it already acknowledged our ICCN).
+    pub(super) fn ppp_when_connected(&mut self, set: &mut TunnelSet, now: Instant, key: Key) {
+        let connected = set
+            .tunnel(key.0)
+            .is_some_and(|t| t.session_connected_at_peer(key.1));
+        if connected {
+            self.ppp_start(now, key);
+            self.ppp_pump(set, now);
+        } else if let Some(ppp) = self.ppp.as_mut() {
+            ppp.awaiting_peer.push(key);
+        }
+    }
+
+    /// Starts the PPP of the sessions the peer now has (its ack of our ICCN came); forgets
+    /// those that went.
+    fn ppp_start_connected(&mut self, set: &TunnelSet, now: Instant) {
+        let Some(ppp) = self.ppp.as_mut() else {
+            return;
+        };
+        if ppp.awaiting_peer.is_empty() {
+            return;
+        }
+        let mut ready = Vec::new();
+        ppp.awaiting_peer.retain(|&key| {
+            let Some(tunnel) = set.tunnel(key.0) else {
+                return false;
+            };
+            if tunnel.session_state(key.1).is_none() {
+                return false;
+            }
+            let connected = tunnel.session_connected_at_peer(key.1);
+            if connected {
+                ready.push(key);
+            }
+            !connected
+        });
+        for key in ready {
+            self.ppp_start(now, key);
+        }
+    }
+
     /// A PPP frame on session `key`.
     pub(super) fn ppp_data(&mut self, set: &mut TunnelSet, now: Instant, key: Key, frame: &[u8]) {
         let t = self.run_time(now);
+        // The peer's first frame says it has the call, whatever became of its ack.
+        let waiting = self.ppp.as_mut().and_then(|ppp| {
+            let at = ppp.awaiting_peer.iter().position(|&k| k == key)?;
+            Some(ppp.awaiting_peer.swap_remove(at))
+        });
+        if let Some(key) = waiting {
+            self.ppp_start(now, key);
+        }
         if let Some(ppp) = self.ppp.as_mut() {
             let received = ppp.table.handle(now, key, frame);
             if let (Some(Received::Ip { protocol, packet }), Some(traffic)) =
@@ -407,6 +463,7 @@ impl Lac {
 
     /// PPP timers and Terminate bounds due at `now`.
     pub(super) fn ppp_tick(&mut self, set: &mut TunnelSet, now: Instant) {
+        self.ppp_start_connected(set, now);
         let Some(ppp) = self.ppp.as_mut() else {
             return;
         };

@@ -60,6 +60,8 @@ struct Lns {
     icmp_dropped: u64,
     /// StopCCNs from the LAC lost on the way, before any arrives (u32::MAX: all of them).
     lose_stopccns: u32,
+    /// The same for ICCNs.
+    lose_iccns: u32,
 }
 
 impl Lns {
@@ -92,19 +94,24 @@ impl Lns {
             drop_every: 0,
             icmp_dropped: 0,
             lose_stopccns: 0,
+            lose_iccns: 0,
         }
     }
 
     /// A datagram from the LAC, unless the link loses it.
     fn receive(&mut self, now: Instant, bytes: &[u8]) {
-        let options = l2tp::wire::message::ParseOptions::default();
-        let stopccn = matches!(
-            l2tp::wire::message::PacketRepr::parse(bytes, &options),
-            Ok(l2tp::wire::message::PacketRepr::Control(m))
-                if m.message_type() == Some(l2tp::wire::message::MessageType::StopCcn)
-        );
-        if stopccn && self.lose_stopccns > 0 {
-            self.lose_stopccns -= 1;
+        use l2tp::wire::message::{MessageType, PacketRepr, ParseOptions};
+        let kind = match PacketRepr::parse(bytes, &ParseOptions::default()) {
+            Ok(PacketRepr::Control(m)) => m.message_type(),
+            _ => None,
+        };
+        let lose = match kind {
+            Some(MessageType::StopCcn) => &mut self.lose_stopccns,
+            Some(MessageType::Iccn) => &mut self.lose_iccns,
+            _ => &mut 0,
+        };
+        if *lose > 0 {
+            *lose -= 1;
             return;
         }
         self.set.handle(now, LAC_ADDR, bytes);
@@ -218,13 +225,14 @@ fn run(plan: LacPlan, lns: &mut Lns) -> LacReport {
 
 /// The same, with the swarm's figures at the end.
 fn run_swarm(plan: LacPlan, lns: &mut Lns) -> (LacReport, Rc<Swarm>) {
-    run_steered(plan, lns, |_, _, _| {})
+    run_steered(plan, lns, TunnelConfig::default(), |_, _, _| {})
 }
 
 /// The same, with `steer` called at every step (an operator's hand on the swarm).
 fn run_steered(
     plan: LacPlan,
     lns: &mut Lns,
+    config: TunnelConfig,
     mut steer: impl FnMut(Instant, &Swarm, &TunnelSet),
 ) -> (LacReport, Rc<Swarm>) {
     let control = Arc::new(LiveControl::default());
@@ -237,7 +245,7 @@ fn run_steered(
         control,
     );
     let swarm = Rc::new(Swarm::new(pace).with_ppp(plan.ppp.level));
-    let mut set = TunnelSet::new(TunnelConfig::default(), 3, false);
+    let mut set = TunnelSet::new(config, 3, false);
     let mut lac = Lac::new(plan, 0xdead_beef, Rc::clone(&swarm), 0, Duration::ZERO);
     let mut now = Instant::ZERO;
     let mut buf = Vec::new();
@@ -658,35 +666,41 @@ fn an_operators_termination_ends_one_tunnel_and_one_session_and_is_no_failure() 
     let mut lns = Lns::new(LnsPpp::EchoOnly, 0, "");
     let mut asked = false;
     let mut targets = None;
-    let (report, _) = run_steered(plan(3, 2, PppPlan::off()), &mut lns, |now, swarm, set| {
-        // Everything is up well before 1.5 s; the hold lasts 3 s.
-        if asked || now < Instant::ZERO + Duration::from_millis(1500) {
-            return;
-        }
-        asked = true;
-        let ids: Vec<u16> = set.tunnel_ids().collect();
-        assert_eq!(ids.len(), 3);
-        let (first, second) = (ids[0], ids[1]);
-        let session = set
-            .tunnel(second)
-            .and_then(|t| t.session_ids().next())
-            .expect("a session");
-        swarm.terminate(Termination::Tunnel {
-            tunnel: first,
-            result: 6,
-        });
-        swarm.terminate(Termination::Session {
-            tunnel: second,
-            session,
-            result: 3,
-        });
-        // Not ours, or already gone: nothing happens.
-        swarm.terminate(Termination::Tunnel {
-            tunnel: first ^ 0x8000,
-            result: 1,
-        });
-        targets = Some((first, second, session));
-    });
+    let config = TunnelConfig::default();
+    let (report, _) = run_steered(
+        plan(3, 2, PppPlan::off()),
+        &mut lns,
+        config,
+        |now, swarm, set| {
+            // Everything is up well before 1.5 s; the hold lasts 3 s.
+            if asked || now < Instant::ZERO + Duration::from_millis(1500) {
+                return;
+            }
+            asked = true;
+            let ids: Vec<u16> = set.tunnel_ids().collect();
+            assert_eq!(ids.len(), 3);
+            let (first, second) = (ids[0], ids[1]);
+            let session = set
+                .tunnel(second)
+                .and_then(|t| t.session_ids().next())
+                .expect("a session");
+            swarm.terminate(Termination::Tunnel {
+                tunnel: first,
+                result: 6,
+            });
+            swarm.terminate(Termination::Session {
+                tunnel: second,
+                session,
+                result: 3,
+            });
+            // Not ours, or already gone: nothing happens.
+            swarm.terminate(Termination::Tunnel {
+                tunnel: first ^ 0x8000,
+                result: 1,
+            });
+            targets = Some((first, second, session));
+        },
+    );
     assert!(
         targets.is_some(),
         "the run ended before the operator's turn"
@@ -768,4 +782,24 @@ fn the_bounds_follow_the_retransmission_schedule() {
     assert_eq!(drain_bound(&ten, PppLevel::Ip), Duration::from_secs(80));
     assert_eq!(setup_bound(&five, PppLevel::Off), Duration::from_secs(39));
     assert_eq!(setup_bound(&ten, PppLevel::Ip), Duration::from_secs(109));
+}
+
+#[test]
+fn ppp_waits_for_the_peer_to_have_the_call_when_the_iccn_is_late() {
+    // Seen in a lab run at 20 % loss: the ICCN got through on its seventh copy, 31 s after the
+    // first, and the LAC's LCP had used its ten Configure-Requests (30 s) on a peer that had
+    // no call to take them. LCP now starts once the peer acknowledged the ICCN.
+    let mut lns = chap_lns(1);
+    lns.lose_iccns = 6;
+    let mut config = TunnelConfig::default();
+    config.reliable.max_retransmits = 10;
+    let plan = LacPlan {
+        setup_timeout: Duration::from_secs(100),
+        ..plan(1, 1, users_ppp(PppLevel::Ip))
+    };
+    let (report, _) = run_steered(plan, &mut lns, config, |_, _, _| {});
+    assert_eq!(report.sessions_ip_up, 1, "{report}");
+    assert_eq!(report.sessions_failed, 0, "{report}");
+    // ICRQ→IP up includes the 31 s the ICCN took.
+    assert!(report.icrq_to_ip_up.max_ms > 31_000.0, "{report}");
 }

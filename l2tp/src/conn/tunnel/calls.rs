@@ -27,6 +27,7 @@ impl Tunnel {
                 data_ns: 0,
                 data_nr: 0,
                 connect_ticket: None,
+                connect_acked_at: 0,
             },
         );
         let sid = self.hideable(AvpValue::AssignedSessionId(local_id));
@@ -52,6 +53,7 @@ impl Tunnel {
                 data_ns: 0,
                 data_nr: 0,
                 connect_ticket: None,
+                connect_acked_at: 0,
             },
         );
         // The simulated LAC places the call at once: OCRP, then OCCN.
@@ -216,6 +218,7 @@ impl Tunnel {
                 data_ns: 0,
                 data_nr: 0,
                 connect_ticket: None,
+                connect_acked_at: 0,
             },
         );
         let sid = self.hideable(AvpValue::AssignedSessionId(local_id));
@@ -247,13 +250,15 @@ impl Tunnel {
 
     /// The ICCN/OCCN just queued for `session_id` waits behind a full send window: its data
     /// waits for it (see `Session::connect_ticket`).
+    /// Also notes when the peer will have acknowledged it (`session_connected_at_peer`).
     fn hold_data_behind_connect(&mut self, session_id: u16) {
-        if self.reliable.queued() == 0 {
-            return;
-        }
         let ticket = self.reliable.last_queued_ticket();
+        let queued = self.reliable.queued() > 0;
         if let Some(session) = self.sessions.get_mut(&session_id) {
-            session.connect_ticket = Some(ticket);
+            session.connect_acked_at = ticket;
+            if queued {
+                session.connect_ticket = Some(ticket);
+            }
         }
     }
 

@@ -268,6 +268,9 @@ struct Session {
     /// the reliable layer's first-send count reaches this ticket. The peer drops data of a
     /// session it has no ICCN for, and PPP would wait a Restart time for nothing.
     connect_ticket: Option<u64>,
+    /// Our ICCN/OCCN is acknowledged once the reliable layer's ack count reaches this (0: the
+    /// peer connected the call, or we have not sent it yet).
+    connect_acked_at: u64,
 }
 
 /// One L2TP tunnel and its sessions.
@@ -399,5 +402,16 @@ impl Tunnel {
     }
     pub fn session_ids(&self) -> impl Iterator<Item = u16> + '_ {
         self.sessions.keys().copied()
+    }
+
+    /// The session exists at the peer too: the peer acknowledged the ICCN (OCCN) that we sent
+    /// for it, or it was the peer that connected the call. Until then the peer drops the
+    /// session's data (§5.2 has no data before the call is connected), so PPP's restart
+    /// counters would run down for nothing.
+    pub fn session_connected_at_peer(&self, session_id: u16) -> bool {
+        self.sessions.get(&session_id).is_some_and(|s| {
+            s.state == SessionState::Established
+                && self.reliable.stats().acked >= s.connect_acked_at
+        })
     }
 }

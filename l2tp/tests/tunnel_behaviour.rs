@@ -2084,6 +2084,55 @@ fn stopccn_receiver_stops_retransmitting_what_crossed_it() {
     assert!(lns.set.is_empty());
 }
 
+/// Seen as tunnels that vanished from a lossy lab run's teardown, neither acknowledged nor
+/// given up: a StopCCN that waited behind an unacknowledged message (a window of 1) started
+/// its retransmissions late, and the §5.7 hold, counted from `close`, ended the tunnel while
+/// the StopCCN was still being retransmitted.
+#[test]
+fn a_late_stopccn_is_retransmitted_past_the_hold_until_acknowledged() {
+    let mut lns_config = config("lns");
+    lns_config.reliable.receive_window = 1;
+    let mut w = World::new(config("lac"), lns_config);
+    let (lac_t, _) = w.up();
+    w.run_for(secs(1));
+    // The LNS's acks are lost: the ICRQ stays unacknowledged and fills the window of 1.
+    w.sim.node_mut(w.lns).lose = Some(Box::new(|_: &Wire| true));
+    w.command(w.lac, lac_t, |t, _| t.open_incoming_call());
+    w.run_for(ms(100));
+    let closed_at = w.now();
+    w.command(w.lac, lac_t, |t, now| {
+        t.close(now, ResultCode::new(ResultCode::CLEAR_TUNNEL))
+    });
+    w.run_for(secs(12));
+    // Acks flow again, but every copy of the StopCCN is lost until well past the hold.
+    w.sim.node_mut(w.lns).lose = None;
+    w.sim.node_mut(w.lac).lose = Some(Box::new(|wire: &Wire| wire.is(MessageType::StopCcn)));
+    w.run_to(closed_at + cycle() + secs(4));
+    assert_eq!(w.tunnel(w.lac, lac_t).state(), TunnelState::Closing);
+    w.sim.node_mut(w.lac).lose = None;
+    w.run_for(secs(60));
+    let lac = w.node(w.lac);
+    let stops = lac.sent_kind(MessageType::StopCcn);
+    let heard = w
+        .node(w.lns)
+        .received()
+        .into_iter()
+        .filter(|(_, m)| m.is(MessageType::StopCcn))
+        .count();
+    assert!(heard >= 1, "the LNS never got the StopCCN: {stops:?}");
+    assert!(!lac
+        .events
+        .iter()
+        .any(|(_, _, e)| matches!(e, Event::GaveUp(_))));
+    let closed = lac.events_matching(|e| *e == Event::Closed);
+    assert_eq!(closed.len(), 1, "{:?}", lac.events);
+    assert!(
+        closed[0].0 > closed_at + cycle(),
+        "closed while the StopCCN was unacknowledged"
+    );
+    assert!(lac.set.is_empty());
+}
+
 #[test]
 fn an_unacknowledged_stopccn_is_given_up_by_name_after_the_cycle() {
     let mut w = World::new(config("lac"), config("lns"));

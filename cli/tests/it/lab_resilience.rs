@@ -478,6 +478,16 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
         "{stats}"
     );
     assert!(summary["lac"]["retransmissions"].as_u64().unwrap() > 1000);
+    // The teardown runs on the RFC's schedule (issue 16): every StopCCN is acknowledged, or
+    // given up after its 10 retransmissions and reported by name; none is cut off by a fixed
+    // drain (which left 54 of 1000 unacknowledged before). A give-up needs 11 lost rounds in
+    // a row (0.36^11 × 5000 ≈ 0.07 a run).
+    let lac = &summary["lac"];
+    let clean = lac["tunnels_closed_cleanly"].as_u64().unwrap();
+    let given_up = lac["given_up"]["StopCCN"].as_u64().unwrap_or(0);
+    assert_eq!(clean + given_up, 5000, "{lac}");
+    assert!(given_up <= 1, "{lac}");
+    assert!(lac.get("teardown_cut_off").is_none(), "{lac}");
 
     // The endpoints' counts (printed when the lab stopped them).
     let mut established = 0;

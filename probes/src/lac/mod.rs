@@ -132,6 +132,8 @@ struct TunnelTrack {
     endpoint: usize,
     /// Retransmissions already counted.
     retransmitted: u64,
+    /// A message of it went unacknowledged through every retransmission (§5.8).
+    gave_up: bool,
     sessions: BTreeMap<u16, SessionTrack>,
 }
 
@@ -514,8 +516,12 @@ impl Lac {
                 false
             }
             Some(tunnel) => tunnel.state() != TunnelState::Closed,
-            // Gone before its StopCCN was acknowledged: the peer stopped answering.
-            None => false,
+            // Gone: after its StopCCN was acknowledged (between two looks), unless it was given
+            // up on (§5.8), which is counted by message instead.
+            None => {
+                clean += u64::from(tunnels.get(&id).is_some_and(|tr| tr.was_up && !tr.gave_up));
+                false
+            }
         });
         self.closed_cleanly += clean;
         self.settled = self.unsettled.is_empty()
@@ -775,6 +781,7 @@ impl TunnelDriver for Lac {
             }
             Event::GaveUp(gave_up) => {
                 tracing::debug!(tunnel, %gave_up, "gave up (§5.8)");
+                track.gave_up = true;
                 let name = gave_up.message_name().to_string();
                 *self.swarm.stats_mut().given_up.entry(name).or_default() += 1;
             }

@@ -450,7 +450,18 @@ impl Tunnel {
             return self.finish();
         }
         if self.close_at.is_some_and(|at| now >= at) {
-            return self.finish();
+            if self.reliable.in_flight() + self.reliable.queued() == 0 {
+                return self.finish();
+            }
+            // Our StopCCN went out late (behind earlier messages in a small window) and is
+            // still being retransmitted: its ack or its give-up (§5.8) ends the tunnel, not
+            // this hold. Look again at the next retransmission.
+            self.close_at = Some(
+                self.reliable
+                    .poll_timeout()
+                    .filter(|&at| at > now)
+                    .unwrap_or(now + self.reliable.config().initial_timeout),
+            );
         }
         if self.setup_due().is_some_and(|at| now >= at) {
             let result = ResultCode::error(

@@ -145,6 +145,10 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             format!("--status={}", run.join("nat-status.json").display()),
             format!("--control={}", run.join("nat.sock").display()),
         ];
+        // Its entries outlive the StopCCNs' retransmissions.
+        if let Some(n) = lab.max_retransmits {
+            args.push(format!("--max-retransmits={n}"));
+        }
         if lab.metrics {
             args.push(metrics_arg(nat_lan));
             targets.push(("nat", vec![format!("{nat_lan}:{METRICS_PORT}")]));

@@ -617,20 +617,20 @@ impl Step<'_, '_, '_> {
 
     fn lcp(&mut self, session: &mut Session, code: u8, identifier: u8, auth: Option<u16>) {
         let dir = self.dir;
+        let renegotiation = code == CONFIGURE_REQUEST
+            && session.lcp.request(dir, identifier) == OnOpened::Renegotiation;
         match code {
-            CONFIGURE_REQUEST => {
-                if session.lcp.request(dir, identifier) == OnOpened::Renegotiation {
-                    // Renegotiation takes the link back to establishment; the NCPs and the
-                    // authentication start over (RFC 1661 §3.4).
-                    *session = Session {
-                        flags: session.flags,
-                        counted: session.counted,
-                        last_echo: session.last_echo,
-                        ..Session::default()
-                    };
-                    session.lcp.last_request[dir] = Some(identifier);
-                    self.mark(PppEvent::LcpRenegotiation);
-                }
+            CONFIGURE_REQUEST if renegotiation => {
+                // Renegotiation takes the link back to establishment; the NCPs and the
+                // authentication start over (RFC 1661 §3.4).
+                *session = Session {
+                    flags: session.flags,
+                    counted: session.counted,
+                    last_echo: session.last_echo,
+                    ..Session::default()
+                };
+                session.lcp.last_request[dir] = Some(identifier);
+                self.mark(PppEvent::LcpRenegotiation);
             }
             CONFIGURE_ACK => {
                 let Some(opened) = session.lcp.ack(dir) else {
@@ -719,12 +719,12 @@ impl Step<'_, '_, '_> {
         } else {
             &mut session.ipcp
         };
+        let renegotiation = code == CONFIGURE_REQUEST
+            && negotiation.request(dir, identifier) == OnOpened::Renegotiation;
         match code {
-            CONFIGURE_REQUEST => {
-                if negotiation.request(dir, identifier) == OnOpened::Renegotiation {
-                    *negotiation = Negotiation::default();
-                    negotiation.last_request[dir] = Some(identifier);
-                }
+            CONFIGURE_REQUEST if renegotiation => {
+                *negotiation = Negotiation::default();
+                negotiation.last_request[dir] = Some(identifier);
             }
             CONFIGURE_ACK => {
                 let Some(opened) = negotiation.ack(dir) else {

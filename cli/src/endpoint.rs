@@ -55,6 +55,11 @@ pub struct PppArgs {
     /// DNS servers handed out in IPCP when asked (RFC 1877), A[,B].
     #[arg(long, value_parser = args::dns_servers)]
     pub dns: Option<DnsServers>,
+    /// PPP's Max-Configure (RFC 1661 §4.6) for LCP and the NCPs, and the most CHAP
+    /// Challenges: Restart periods (3 s) a negotiation may take before giving up.
+    #[arg(long, default_value_t = reference::endpoint::ppp::DEFAULT_MAX_CONFIGURE,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    pub ppp_max_configure: u8,
 }
 
 impl Default for PppArgs {
@@ -67,6 +72,7 @@ impl Default for PppArgs {
             ppp_address: None,
             ipv6: false,
             dns: None,
+            ppp_max_configure: reference::endpoint::ppp::DEFAULT_MAX_CONFIGURE,
         }
     }
 }
@@ -107,6 +113,7 @@ impl PppArgs {
             ipv6: self.ipv6,
             dns: self.dns.map_or([None; 2], |d| d.0),
             name: host_name.to_string(),
+            max_configure: self.ppp_max_configure,
         };
         // Pool and users checked now, with the flags' names in the error.
         PppServer::new(&config, 0)?;

@@ -156,6 +156,11 @@ pub struct LacArgs {
     /// Negotiate IPv6CP too: a session is IP up when both IPCP and IPv6CP are opened.
     #[arg(long)]
     pub ipv6: bool,
+    /// PPP's Max-Configure (RFC 1661 §4.6) for LCP and the NCPs, and the most PAP/CHAP
+    /// requests: Restart periods (3 s) a negotiation may take before giving up. More helps
+    /// on a lossy link, where lost Acks make both ends start over.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..))]
+    pub ppp_max_configure: u8,
     /// Ask for DNS servers in IPCP (RFC 1877); the report counts the sessions given some and
     /// names the servers.
     #[arg(long)]
@@ -208,6 +213,7 @@ impl Default for LacArgs {
             username: PppPlan::default().username,
             password: PppPlan::default().password,
             ipv6: false,
+            ppp_max_configure: 10,
             dns: false,
             traffic_rate: 0.0,
             traffic_target: None,
@@ -347,9 +353,22 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
         max_retransmits: args.max_retransmits,
         ..ReliableConfig::default()
     };
+    let ppp = PppPlan {
+        level: args.ppp,
+        auth: args.auth,
+        username: args.username.clone(),
+        password: args.password.clone(),
+        ipv6: args.ipv6,
+        request_dns: args.dns,
+        traffic: TrafficPlan {
+            rate: args.traffic_rate,
+            target: args.traffic_target,
+        },
+        max_configure: args.ppp_max_configure,
+    };
     let setup_timeout = args
         .setup_timeout
-        .unwrap_or_else(|| probes::lac::setup_bound(&reliable, args.ppp));
+        .unwrap_or_else(|| probes::lac::setup_bound(&reliable, &ppp));
     let drain = probes::lac::drain_bound(&reliable, args.ppp);
     let (hold, ramp) = (args.hold, args.ramp);
     let stop_at = match args.duration {
@@ -387,18 +406,7 @@ fn check(args: &LacArgs) -> anyhow::Result<Setup> {
             setup_timeout,
             stop_at: Some(stop_at),
             drain,
-            ppp: PppPlan {
-                level: args.ppp,
-                auth: args.auth,
-                username: args.username.clone(),
-                password: args.password.clone(),
-                ipv6: args.ipv6,
-                request_dns: args.dns,
-                traffic: TrafficPlan {
-                    rate: args.traffic_rate,
-                    target: args.traffic_target,
-                },
-            },
+            ppp,
         },
         pace: PaceConfig {
             max_outstanding: args.max_outstanding,

@@ -94,7 +94,9 @@ pub struct ClusterFlags {
     #[arg(long)]
     pub netem: Option<String>,
     /// Control-message retransmissions before an endpoint (and `lab run`'s LAC) gives a
-    /// tunnel up [default: 5, RFC 2661 §5.8]; raise it for lossy links.
+    /// tunnel up [default: 5, RFC 2661 §5.8]; raise it for lossy links. The StopCCNs are
+    /// retransmitted on the same schedule (the NAT keeps their entries that long), and PPP's
+    /// Max-Configure on the lab's own roles becomes twice this, at least RFC 1661's 10.
     #[arg(long, value_parser = args::max_retransmits)]
     pub max_retransmits: Option<u32>,
     /// The master's dispatch policy.

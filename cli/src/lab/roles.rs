@@ -225,6 +225,10 @@ fn start_endpoints(
         }
         if lab.ppp {
             args.extend([
+                format!(
+                    "--ppp-max-configure={}",
+                    super::spec::ppp_max_configure(lab.max_retransmits)
+                ),
                 "--auth=chap".to_string(),
                 format!("--users={}", users.display()),
                 format!("--pool={}", pool_slice(i, endpoints.len())),

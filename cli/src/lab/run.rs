@@ -135,7 +135,13 @@ fn lac_args(
         max_retransmits,
         ..Default::default()
     };
-    let schedule = probes::lac::setup_bound(&reliable, ppp).as_secs_f64();
+    let ppp_max_configure = super::spec::ppp_max_configure(args.cluster.max_retransmits);
+    let plan = probes::lac::PppPlan {
+        level: ppp,
+        max_configure: ppp_max_configure,
+        ..probes::lac::PppPlan::default()
+    };
+    let schedule = probes::lac::setup_bound(&reliable, &plan).as_secs_f64();
     LacArgs {
         target: SocketAddrV4::new(cluster, 1701),
         bind: SocketAddrV4::new(first, 0),
@@ -161,6 +167,7 @@ fn lac_args(
             .metrics
             .then(|| std::net::SocketAddr::new(first.into(), super::roles::METRICS_PORT)),
         ppp,
+        ppp_max_configure,
         username: super::roles::LAB_USER.to_string(),
         password: super::roles::LAB_PASSWORD.to_string(),
         ..LacArgs::default()

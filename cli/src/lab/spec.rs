@@ -164,9 +164,27 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// PPP's Max-Configure for the lab's own roles (its l2tpkit endpoints and `lab run`'s LAC):
+/// twice `--max-retransmits`, and never under RFC 1661's 10. A link lossy enough to need more
+/// control-message retransmissions loses PPP's Acks as often, and each lost Ack makes both ends
+/// of a negotiation start over (measured at 20 % loss with 10: 1 to 4 of 2000 sessions failed
+/// in LCP, authentication or IPCP with 10; none with 20).
+pub fn ppp_max_configure(max_retransmits: Option<u32>) -> u8 {
+    let twice = max_retransmits.unwrap_or(5).saturating_mul(2);
+    u8::try_from(twice).unwrap_or(u8::MAX).max(10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ppp_max_configure_is_twice_the_retransmissions_and_at_least_ten() {
+        assert_eq!(ppp_max_configure(None), 10);
+        assert_eq!(ppp_max_configure(Some(5)), 10);
+        assert_eq!(ppp_max_configure(Some(10)), 20);
+        assert_eq!(ppp_max_configure(Some(50)), 100);
+    }
 
     #[test]
     fn xl2tpd_endpoints_refuse_ppp_naming_both_flags() {

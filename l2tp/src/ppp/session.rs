@@ -136,6 +136,17 @@ impl SessionConfig {
         }
     }
 
+    /// Max-Configure (RFC 1661 §4.6) for LCP and the NCPs, and the same count for PAP
+    /// Authenticate-Requests and CHAP Challenges (and Responses): how many Restart periods a
+    /// negotiation may take on a lossy link before it gives up. At least 1.
+    pub fn with_max_configure(mut self, n: u8) -> SessionConfig {
+        let n = n.max(1);
+        self.fsm.max_configure = n;
+        self.peer.max_transmit = n;
+        Arc::make_mut(&mut self.authenticator).max_transmit = n;
+        self
+    }
+
     fn base(side: Side) -> SessionConfig {
         SessionConfig {
             side,

@@ -61,14 +61,14 @@ const SETTLE_CHECK: Duration = Duration::from_millis(5);
 
 /// The default setup timeout: a request's full retransmission cycle, one capped timeout more
 /// for the reply's own retransmission, and with PPP its Configure-Request cycle on top (RFC 1661
-/// §4.6: Max-Configure × Restart, 30 s). 39 s for L2TP alone with the RFC's defaults.
-pub fn setup_bound(reliable: &ReliableConfig, ppp: PppLevel) -> Duration {
+/// §4.6: Max-Configure × Restart, 30 s with 10). 39 s for L2TP alone with the RFC's defaults.
+pub fn setup_bound(reliable: &ReliableConfig, ppp: &PppPlan) -> Duration {
     let l2tp = reliable.teardown_bound();
-    if ppp == PppLevel::Off {
+    if ppp.level == PppLevel::Off {
         return l2tp;
     }
-    let fsm = l2tp::ppp::fsm::FsmConfig::default();
-    l2tp.saturating_add(fsm.restart.saturating_mul(u32::from(fsm.max_configure)))
+    let restart = l2tp::ppp::fsm::FsmConfig::default().restart;
+    l2tp.saturating_add(restart.saturating_mul(u32::from(ppp.max_configure)))
 }
 
 /// How long a teardown waits for its StopCCNs: LCP Terminate first when PPP runs (at most

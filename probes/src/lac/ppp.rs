@@ -112,6 +112,8 @@ pub struct PppPlan {
     pub request_dns: bool,
     /// ICMP echo traffic in every IP-up session while the run holds (`--traffic-rate`).
     pub traffic: TrafficPlan,
+    /// Max-Configure (RFC 1661 §4.6), also the most PAP/CHAP requests (`--ppp-max-configure`).
+    pub max_configure: u8,
 }
 
 impl PppPlan {
@@ -133,7 +135,7 @@ impl PppPlan {
         config.lcp.accept = self.auth.set();
         config.ipv6 = self.ipv6;
         config.request_dns = self.request_dns;
-        config
+        config.with_max_configure(self.max_configure)
     }
 }
 
@@ -148,6 +150,7 @@ impl Default for PppPlan {
             ipv6: false,
             request_dns: false,
             traffic: TrafficPlan::default(),
+            max_configure: l2tp::ppp::fsm::FsmConfig::default().max_configure,
         }
     }
 }

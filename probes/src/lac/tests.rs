@@ -732,7 +732,7 @@ fn plan_with_schedule(tunnels: usize) -> LacPlan {
     let reliable = ReliableConfig::default();
     LacPlan {
         drain: drain_bound(&reliable, PppLevel::Off),
-        setup_timeout: setup_bound(&reliable, PppLevel::Off),
+        setup_timeout: setup_bound(&reliable, &PppPlan::off()),
         ..plan(tunnels, 1, users_ppp(PppLevel::Off))
     }
 }
@@ -780,8 +780,16 @@ fn the_bounds_follow_the_retransmission_schedule() {
     assert_eq!(drain_bound(&five, PppLevel::Off), Duration::from_secs(39));
     assert_eq!(drain_bound(&ten, PppLevel::Off), Duration::from_secs(79));
     assert_eq!(drain_bound(&ten, PppLevel::Ip), Duration::from_secs(80));
-    assert_eq!(setup_bound(&five, PppLevel::Off), Duration::from_secs(39));
-    assert_eq!(setup_bound(&ten, PppLevel::Ip), Duration::from_secs(109));
+    assert_eq!(setup_bound(&five, &PppPlan::off()), Duration::from_secs(39));
+    assert_eq!(
+        setup_bound(&ten, &users_ppp(PppLevel::Ip)),
+        Duration::from_secs(109)
+    );
+    let twenty = PppPlan {
+        max_configure: 20,
+        ..users_ppp(PppLevel::Ip)
+    };
+    assert_eq!(setup_bound(&ten, &twenty), Duration::from_secs(139));
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub const CDN_PPP_FAILED: u16 = ResultCode::ADMIN_CALL;
 /// CDN result code for a call refused for want of an address.
 pub const CDN_POOL_EXHAUSTED: u16 = 4;
 
+/// RFC 1661 §4.6's default Max-Configure.
+pub const DEFAULT_MAX_CONFIGURE: u8 = 10;
+
 /// What the endpoint's PPP does, from its flags.
 #[derive(Debug, Clone)]
 pub struct PppServerConfig {
@@ -47,6 +50,8 @@ pub struct PppServerConfig {
     pub dns: [Option<Ipv4Addr>; 2],
     /// The CHAP Name of its Challenges.
     pub name: String,
+    /// Max-Configure (RFC 1661 §4.6), also the most CHAP Challenges: 10.
+    pub max_configure: u8,
 }
 
 impl Default for PppServerConfig {
@@ -59,6 +64,7 @@ impl Default for PppServerConfig {
             ipv6: false,
             dns: [None; 2],
             name: "l2tpkit-endpoint".into(),
+            max_configure: DEFAULT_MAX_CONFIGURE,
         }
     }
 }
@@ -152,6 +158,7 @@ impl PppServer {
             name: config.name.as_bytes().to_vec(),
             ..AuthenticatorConfig::default()
         });
+        let session = session.with_max_configure(config.max_configure);
         Ok(PppServer {
             config: Arc::new(session),
             table: PppTable::new(),

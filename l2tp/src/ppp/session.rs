@@ -138,12 +138,19 @@ impl SessionConfig {
 
     /// Max-Configure (RFC 1661 §4.6) for LCP and the NCPs, and the same count for PAP
     /// Authenticate-Requests and CHAP Challenges (and Responses): how many Restart periods a
-    /// negotiation may take on a lossy link before it gives up. At least 1.
+    /// negotiation may take on a lossy link before it gives up. The waits for the other side
+    /// to begin authenticating (the first Challenge, the first Authenticate-Request) last as
+    /// many Restart periods (30 s with the default 10). At least 1.
     pub fn with_max_configure(mut self, n: u8) -> SessionConfig {
         let n = n.max(1);
         self.fsm.max_configure = n;
         self.peer.max_transmit = n;
-        Arc::make_mut(&mut self.authenticator).max_transmit = n;
+        self.peer.wait = self.peer.restart.saturating_mul(u32::from(n));
+        let authenticator = Arc::make_mut(&mut self.authenticator);
+        authenticator.max_transmit = n;
+        if authenticator.wait.is_some() {
+            authenticator.wait = Some(authenticator.restart.saturating_mul(u32::from(n)));
+        }
         self
     }
 

@@ -437,3 +437,30 @@ fn a_challenge_before_a_renegotiated_lcp_opens_is_left_for_the_retransmission() 
     // One restart period: the server's second Challenge.
     assert_eq!(took, Duration::from_secs(3));
 }
+
+#[test]
+fn max_configure_sets_every_count_and_the_waits_in_restart_periods() {
+    let ten = SessionConfig::client("pw").with_max_configure(10);
+    let base = SessionConfig::client("pw");
+    // 10 is RFC 1661's default: nothing changes.
+    assert_eq!(ten.fsm, base.fsm);
+    assert_eq!(ten.peer, base.peer);
+    assert_eq!(*ten.authenticator, *base.authenticator);
+    let twenty =
+        SessionConfig::server(crate::ppp::lcp::AuthSet::CHAP_MD5, None).with_max_configure(20);
+    assert_eq!(twenty.fsm.max_configure, 20);
+    assert_eq!(twenty.peer.max_transmit, 20);
+    assert_eq!(twenty.peer.wait, std::time::Duration::from_secs(60));
+    assert_eq!(twenty.authenticator.max_transmit, 20);
+    assert_eq!(
+        twenty.authenticator.wait,
+        Some(std::time::Duration::from_secs(60))
+    );
+    assert_eq!(
+        SessionConfig::client("pw")
+            .with_max_configure(0)
+            .fsm
+            .max_configure,
+        1
+    );
+}

@@ -435,6 +435,51 @@ fn about_lost_scccn(finding: &str, lost: &[String]) -> bool {
         })
 }
 
+/// Issue 16's acceptance, as its user types it: a thousand subscribers (two PPP sessions per
+/// tunnel, CHAP, IPCP) through FIG 2 while the public side loses a fifth of every frame and
+/// reorders a quarter. Every tunnel and session comes up, every tunnel closes cleanly (its
+/// StopCCN retransmitted on the RFC's schedule until acknowledged, not cut off after 5 s), and
+/// `verify` finds every tunnel conforming; the run exits 0. Before the teardown followed the
+/// schedule 946 of 1000 closed cleanly; before PPP waited for the ICCN's ack and its
+/// Max-Configure followed `--max-retransmits`, 1 to 4 of 2000 sessions failed in PPP.
+#[test]
+fn a_thousand_subscribers_over_a_lossy_link_come_up_and_close_cleanly() {
+    if !lab_available("a_thousand_subscribers_over_a_lossy_link_come_up_and_close_cleanly") {
+        return;
+    }
+    let run_dir = std::env::temp_dir().join(format!("l2tpkit-lab-subs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let _scratch = Scratch::new(run_dir.clone());
+    let out = Command::new(BIN)
+        .args(["lab", "run", "--no-tui", "--json"])
+        .args(["--netem", "loss 20% reorder 25% delay 10ms"])
+        .args(["--max-retransmits", "10", "--tunnels", "1000"])
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .output()
+        .expect("run l2tpkit lab run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n");
+    assert!(out.status.success(), "lab run failed:\n{stdout}\n{tail}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    let lac = &summary["lac"];
+    assert_eq!(lac["tunnels_established"], 1000, "{lac}");
+    assert_eq!(lac["sessions_established"], 2000, "{lac}");
+    assert_eq!(lac["sessions_ip_up"], 2000, "{lac}");
+    assert_eq!(lac["tunnels_closed_cleanly"], 1000, "{lac}");
+    assert!(lac.get("given_up").is_none(), "{lac}");
+    assert_eq!(summary["verify_tunnels"], 1000, "{summary}");
+    assert_eq!(summary["verify_conforming"], 1000, "{summary}");
+    // The impairment did happen.
+    let stats = &summary["impair"]["stats"];
+    let received = stats["received"].as_u64().unwrap();
+    assert!(
+        stats["lost"].as_u64().unwrap() * 100 > received * 15,
+        "{stats}"
+    );
+}
+
 /// 20% loss and 25% reordering (behind a 10 ms delay) on the public side, 5000 tunnels from
 /// 30 initiator addresses through `lab run`: all 5000 come up at the LAC, none failed, and
 /// none twice. The endpoints' own counts of established tunnels sum to 5000; on the LAN each

@@ -1769,6 +1769,41 @@ fn tie_breaker_lower_value_wins_and_one_tunnel_survives() {
     assert_single_tunnel(&w, w.lns, b_t, w.lac, a_t);
 }
 
+/// Under loss the loser's SCCRQ may be retransmitted before it hears ours, and a late copy can
+/// reach the winner after the winner's own tunnel is up: with no SCCRQ of its own outstanding
+/// any more, the winner used to accept it and open a second tunnel.
+#[test]
+fn a_late_copy_of_the_losers_sccrq_opens_no_second_tunnel() {
+    let low = [0, 0, 0, 0, 0, 0, 0, 1];
+    let high = [0, 0, 0, 0, 0, 0, 0, 2];
+    let (mut w, a_t, b_t) = collide(Some(low), Some(high));
+    assert_single_tunnel(&w, w.lac, a_t, w.lns, b_t);
+    let loser = w.node(w.lns);
+    let copy = loser
+        .sent
+        .iter()
+        .find(|(_, bytes, _)| loser.decode(bytes).is(MessageType::Sccrq))
+        .map(|(_, bytes, _)| bytes.clone())
+        .expect("the loser's SCCRQ");
+    let now = w.now();
+    w.sim.node_mut(w.lac).set.handle(now, addr(LNS), &copy);
+    w.run_for(secs(5));
+    let winner = w.node(w.lac);
+    assert_eq!(winner.set.tunnel_ids().collect::<Vec<_>>(), [a_t]);
+    assert!(winner.sent_kind(MessageType::Sccrp).is_empty());
+    assert_eq!(
+        winner.set.stats().tie_breaker_won,
+        2,
+        "the first copy and the late one"
+    );
+    // A cycle later the same IDs are a new request again.
+    w.run_for(cycle());
+    let now = w.now();
+    w.sim.node_mut(w.lac).set.handle(now, addr(LNS), &copy);
+    w.run_for(secs(1));
+    assert_eq!(w.node(w.lac).set.len(), 2);
+}
+
 #[test]
 fn equal_tie_breakers_discard_both_tunnels() {
     let same = [7; 8];

@@ -30,6 +30,9 @@ pub struct TunnelSetStats {
     /// SCCRQs refused: not accepting, or no free Tunnel ID.
     pub refused: u64,
     pub tie_breaker_lost: u64,
+    /// Their SCCRQs dropped because ours won the tie (§4.4.3), retransmissions of a beaten
+    /// one included.
+    pub tie_breaker_won: u64,
 }
 
 struct Entry {
@@ -53,6 +56,10 @@ pub struct TunnelSet {
     /// (initiator address, its Assigned Tunnel ID) → our tunnel: a retransmitted SCCRQ must
     /// not open a second tunnel.
     by_initiator: BTreeMap<(SocketAddrV4, u16), u16>,
+    /// (initiator address, its Assigned Tunnel ID) of SCCRQs that lost the tie to ours, until
+    /// when their retransmissions may still come: once our tunnel is past its SCCRQ there is
+    /// nothing left to compare with, and a late copy must not open a second tunnel.
+    beaten: BTreeMap<(SocketAddrV4, u16), Instant>,
     /// Tunnels that may have something to send.
     ready: BTreeSet<u16>,
     /// Tunnels given commands through `tunnel_mut`: they may hold events not collected yet.
@@ -93,6 +100,7 @@ impl TunnelSet {
             next_id,
             tunnels: BTreeMap::new(),
             by_initiator: BTreeMap::new(),
+            beaten: BTreeMap::new(),
             ready: BTreeSet::new(),
             touched: BTreeSet::new(),
             timers: BTreeSet::new(),
@@ -259,7 +267,20 @@ impl TunnelSet {
             self.stats.refused += 1;
             return;
         }
+        if let Some(&until) = self.beaten.get(&(from, their_id)) {
+            if now < until {
+                self.stats.tie_breaker_won += 1;
+                return;
+            }
+            self.beaten.remove(&(from, their_id));
+        }
         if !self.tie_breaker_allows(from, &message) {
+            self.stats.tie_breaker_won += 1;
+            // Entries are made only while an SCCRQ of ours is outstanding to that peer, and
+            // live one retransmission cycle.
+            self.beaten.retain(|_, until| *until > now);
+            let cycle = self.config.reliable.full_retransmit_cycle();
+            self.beaten.insert((from, their_id), now + cycle);
             return;
         }
         let Some(id) = self.allocate_id() else {

@@ -179,6 +179,10 @@ pub struct EndpointArgs {
     /// "a recommended default is 5, but SHOULD be configurable"); more for lossy links.
     #[arg(long, default_value_t = 5, value_parser = args::max_retransmits)]
     pub max_retransmits: u32,
+    /// Refuse every OCRQ with a CDN (result 5: no facilities, RFC 2661 §6.7) instead of
+    /// placing the call at once.
+    #[arg(long)]
+    pub refuse_outgoing: bool,
     /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address,
     /// refreshed every second: tunnels, sessions, echoes, and with PPP its subscribers.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -212,6 +216,7 @@ impl Default for EndpointArgs {
             capacity: 60_000,
             takeover: TakeoverArgs::default(),
             max_retransmits: 5,
+            refuse_outgoing: false,
             metrics: None,
         }
     }
@@ -434,6 +439,7 @@ pub fn execute_with(
     let (listen, duration) = (args.listen, args.duration);
     let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
     config.reliable.max_retransmits = args.max_retransmits;
+    config.refuse_outgoing = args.refuse_outgoing;
     let reporting = reporting(args, listen)?;
     let takeover = takeover(args, reporting.as_ref())?;
     let ids = match &args.tunnel_ids {

@@ -711,6 +711,37 @@ fn incoming_call_comes_up_on_both_sides_with_matching_ids() {
 }
 
 #[test]
+fn a_lac_that_refuses_outgoing_calls_answers_an_ocrq_with_a_cdn() {
+    let lac = TunnelConfig {
+        refuse_outgoing: true,
+        ..config("lac")
+    };
+    let mut w = World::new(lac, config("lns"));
+    let (lac_t, lns_t) = w.up();
+    let lns_sid = w
+        .command(w.lns, lns_t, |t, _| t.open_outgoing_call("5551234"))
+        .expect("established");
+    w.run_for(secs(2));
+    let lac = w.node(w.lac);
+    assert!(lac.sent_kind(MessageType::Ocrp).is_empty());
+    let cdn = &lac.sent_kind(MessageType::Cdn)[0].1;
+    // §6.7: to the LNS's session, with the reason.
+    assert_eq!((cdn.tunnel_id(), cdn.session_id()), (lns_t, lns_sid));
+    let result = result_of(cdn.control().unwrap());
+    assert_eq!(result.result, 5, "{result:?}");
+    assert_eq!(lac.set.tunnel(lac_t).unwrap().session_ids().count(), 0);
+    assert!(lac
+        .events_matching(|e| matches!(e, Event::SessionUp { .. }))
+        .is_empty());
+    // The LNS hears the refusal as the call's end; the tunnel stays up.
+    let downs = w
+        .node(w.lns)
+        .events_matching(|e| matches!(e, Event::SessionDown { by_peer: true, .. }));
+    assert_eq!(downs.len(), 1, "{:?}", w.node(w.lns).events);
+    assert_eq!(w.tunnel(w.lns, lns_t).state(), TunnelState::Established);
+}
+
+#[test]
 fn outgoing_call_comes_up_on_both_sides_with_matching_ids() {
     let mut w = World::new(config("lac"), config("lns"));
     let (lac_t, lns_t) = w.up();

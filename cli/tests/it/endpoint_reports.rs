@@ -32,6 +32,7 @@ fn endpoint_reports_its_load_to_the_master() {
         capacity: 123,
         takeover: Default::default(),
         max_retransmits: 5,
+        refuse_outgoing: false,
         metrics: None,
     };
     let server = std::thread::spawn(move || execute(&args, |_| {}));
@@ -80,6 +81,7 @@ fn reporting_flags_are_checked() {
         capacity: 10,
         takeover: Default::default(),
         max_retransmits: 5,
+        refuse_outgoing: false,
         metrics: None,
     };
     let err = execute(&base, |_| {}).unwrap_err().to_string();

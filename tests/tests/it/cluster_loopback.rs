@@ -148,6 +148,7 @@ pub(crate) fn start_with(
                 capacity: 10_000,
                 takeover: Default::default(),
                 max_retransmits: 5,
+                refuse_outgoing: false,
                 metrics: metrics
                     .map(|m| std::net::SocketAddr::new(ip(10 + i).parse().unwrap(), m.port())),
             };

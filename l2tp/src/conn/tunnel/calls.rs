@@ -39,6 +39,11 @@ impl Tunnel {
         else {
             return;
         };
+        if self.config.refuse_outgoing {
+            // §6.7: the call cannot be placed; result 5, no facilities (permanent).
+            let result = ResultCode::error(5, 0, "this LAC places no outgoing calls");
+            return self.refuse_call(*peer_id, result);
+        }
         let Some(local_id) = self.allocate_session_id() else {
             return self.refuse_exhausted(*peer_id);
         };

@@ -49,6 +49,9 @@ pub struct TunnelConfig {
     /// Keep a log of every control message queued and delivered (tests and tracing only: it
     /// grows with the tunnel's life).
     pub record_messages: bool,
+    /// Refuse every OCRQ with a CDN (§6.7: the LAC cannot place the call) instead of placing
+    /// the call at once as the simulated LAC does.
+    pub refuse_outgoing: bool,
 }
 
 impl Default for TunnelConfig {
@@ -66,6 +69,7 @@ impl Default for TunnelConfig {
             sequencing_required: false,
             data_offset: None,
             record_messages: false,
+            refuse_outgoing: false,
         }
     }
 }

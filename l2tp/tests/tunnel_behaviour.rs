@@ -1145,6 +1145,58 @@ fn a_sessions_first_frame_follows_its_iccn_when_the_window_is_full() {
     assert_eq!(dropped, 0, "data came before its ICCN");
 }
 
+/// §5.4: with sequencing, Ns shows what the data channel lost and reordered; nothing is
+/// retransmitted, a gap is counted as it is skipped, and a message older than one already
+/// delivered is counted and dropped.
+#[test]
+fn sequenced_data_counts_loss_and_reordering_per_session() {
+    let lac_config = TunnelConfig {
+        sequencing_required: true,
+        ..config("lac")
+    };
+    let mut w = World::new(lac_config, config("lns"));
+    let (lac_t, lns_t) = w.up();
+    let (lac_sid, lns_sid) = w.incoming_call(lac_t);
+    // The LNS's second and third data messages (Ns 1, 2) are lost on the way.
+    let mut data = 0;
+    w.sim.node_mut(w.lns).lose = Some(Box::new(move |wire: &Wire| {
+        if wire.control().is_some() {
+            return false;
+        }
+        data += 1;
+        data == 2 || data == 3
+    }));
+    for _ in 0..5 {
+        assert!(w.command(w.lns, lns_t, |t, _| t.send_data(lns_sid, FRAME_DOWN)));
+        w.run_for(ms(10));
+    }
+    let frames = |w: &World| {
+        w.node(w.lac)
+            .events_matching(|e| matches!(e, Event::Data { .. }))
+            .len()
+    };
+    assert_eq!(frames(&w), 3);
+    let seq = w.tunnel(w.lac, lac_t).data_sequence(lac_sid).unwrap();
+    assert_eq!((seq.sequenced, seq.lost, seq.reordered), (3, 2, 0));
+    // One of them comes late after all: counted as reordered and dropped.
+    let late = w
+        .node(w.lns)
+        .sent
+        .iter()
+        .filter(|(_, b, _)| b[0] & 0x80 == 0)
+        .nth(1)
+        .map(|(_, b, _)| b.clone())
+        .unwrap();
+    let now = w.now();
+    w.sim.node_mut(w.lac).set.handle(now, addr(LNS), &late);
+    w.run_for(ms(10));
+    assert_eq!(frames(&w), 3, "the late one is not delivered");
+    let seq = w.tunnel(w.lac, lac_t).data_sequence(lac_sid).unwrap();
+    assert_eq!((seq.sequenced, seq.lost, seq.reordered), (4, 2, 1));
+    let stats = w.tunnel(w.lac, lac_t).stats();
+    assert_eq!((stats.data_lost, stats.data_reordered), (2, 1));
+}
+
 #[test]
 fn sequencing_required_puts_ns_nr_in_data_headers() {
     let lac_config = TunnelConfig {

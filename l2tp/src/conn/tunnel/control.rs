@@ -24,6 +24,24 @@ impl Tunnel {
         match self.sessions.get_mut(&header.session_id) {
             Some(session) if session.state == SessionState::Established => {
                 if let Some(seq) = header.sequence {
+                    // §5.4: Ns detects loss and reordering; the data is not retransmitted. The
+                    // first sequenced message sets the count going (a peer may turn sequencing
+                    // on mid-session).
+                    let first = session.data_seq.sequenced == 0;
+                    session.data_seq.sequenced += 1;
+                    if first {
+                        session.data_nr = seq.ns;
+                    }
+                    let ahead = crate::conn::reliable::seq_diff(seq.ns, session.data_nr);
+                    if ahead >= crate::conn::reliable::MAX_WINDOW {
+                        // Older than one already delivered: out of order, dropped.
+                        session.data_seq.reordered += 1;
+                        self.stats.data_reordered += 1;
+                        return;
+                    }
+                    let skipped = u64::from(ahead);
+                    session.data_seq.lost += skipped;
+                    self.stats.data_lost += skipped;
                     session.data_nr = seq.ns.wrapping_add(1);
                 }
                 self.stats.data_received += 1;

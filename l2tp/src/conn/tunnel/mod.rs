@@ -247,6 +247,17 @@ pub enum Event {
     Closed,
 }
 
+/// What the Ns of one session's sequenced data messages showed (§5.4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataSequence {
+    /// Data messages with an Ns.
+    pub sequenced: u64,
+    /// Ns values skipped over: lost, or coming late.
+    pub lost: u64,
+    /// Messages older than one already received: dropped.
+    pub reordered: u64,
+}
+
 /// Counters a runner exports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TunnelStats {
@@ -254,6 +265,11 @@ pub struct TunnelStats {
     pub data_received: u64,
     /// Data messages for a session that is not established (dropped).
     pub data_dropped: u64,
+    /// Sequenced data (§5.4), over every session: Ns values skipped over (lost, or yet to
+    /// come late), and messages that came after a later one (dropped, as a PPP with
+    /// stateful compression needs its frames in order).
+    pub data_lost: u64,
+    pub data_reordered: u64,
     pub control_received: u64,
     /// Control messages that arrived in a state that does not take them.
     pub unexpected: u64,
@@ -268,6 +284,8 @@ struct Session {
     sequencing: bool,
     data_ns: u16,
     data_nr: u16,
+    /// The same two counts as [`TunnelStats`], for this session.
+    data_seq: DataSequence,
     /// Our ICCN still waits behind a full send window: the session's data waits too, until
     /// the reliable layer's first-send count reaches this ticket. The peer drops data of a
     /// session it has no ICCN for, and PPP would wait a Restart time for nothing.
@@ -406,6 +424,11 @@ impl Tunnel {
     }
     pub fn session_ids(&self) -> impl Iterator<Item = u16> + '_ {
         self.sessions.keys().copied()
+    }
+
+    /// The Ns bookkeeping of one session's incoming data (§5.4).
+    pub fn data_sequence(&self, session_id: u16) -> Option<DataSequence> {
+        self.sessions.get(&session_id).map(|s| s.data_seq)
     }
 
     /// The session exists at the peer too: the peer acknowledged the ICCN (OCCN) that we sent

@@ -1145,18 +1145,25 @@ fn a_sessions_first_frame_follows_its_iccn_when_the_window_is_full() {
     assert_eq!(dropped, 0, "data came before its ICCN");
 }
 
-/// §5.4: with sequencing, Ns shows what the data channel lost and reordered; nothing is
-/// retransmitted, a gap is counted as it is skipped, and a message older than one already
-/// delivered is counted and dropped.
-#[test]
-fn sequenced_data_counts_loss_and_reordering_per_session() {
+/// A tunnel and one incoming call whose LAC asked for sequenced data (Sequencing Required):
+/// the world, (LAC, LNS) Tunnel IDs, (LAC, LNS) Session IDs.
+fn sequenced_call() -> (World, (u16, u16), (u16, u16)) {
     let lac_config = TunnelConfig {
         sequencing_required: true,
         ..config("lac")
     };
     let mut w = World::new(lac_config, config("lns"));
-    let (lac_t, lns_t) = w.up();
-    let (lac_sid, lns_sid) = w.incoming_call(lac_t);
+    let tunnels = w.up();
+    let sessions = w.incoming_call(tunnels.0);
+    (w, tunnels, sessions)
+}
+
+/// §5.4: with sequencing, Ns shows what the data channel lost and reordered; nothing is
+/// retransmitted, a gap is counted as it is skipped, and a message older than one already
+/// delivered is counted and dropped.
+#[test]
+fn sequenced_data_counts_loss_and_reordering_per_session() {
+    let (mut w, (lac_t, lns_t), (lac_sid, lns_sid)) = sequenced_call();
     // The LNS's second and third data messages (Ns 1, 2) are lost on the way.
     let mut data = 0;
     w.sim.node_mut(w.lns).lose = Some(Box::new(move |wire: &Wire| {
@@ -1199,13 +1206,7 @@ fn sequenced_data_counts_loss_and_reordering_per_session() {
 
 #[test]
 fn sequencing_required_puts_ns_nr_in_data_headers() {
-    let lac_config = TunnelConfig {
-        sequencing_required: true,
-        ..config("lac")
-    };
-    let mut w = World::new(lac_config, config("lns"));
-    let (lac_t, lns_t) = w.up();
-    let (lac_sid, lns_sid) = w.incoming_call(lac_t);
+    let (mut w, (lac_t, lns_t), (lac_sid, lns_sid)) = sequenced_call();
     let iccn = &w.node(w.lac).sent_kind(MessageType::Iccn)[0].1;
     assert_eq!(
         iccn.control().unwrap().avp(AvpType::SequencingRequired),

@@ -86,6 +86,33 @@ impl Drop for Scratch {
     }
 }
 
+/// `l2tpkit lab run --no-tui --json ARGS --run-dir DIR`, with `env` added to its environment:
+/// its JSON summary. A failed run fails the test with its output (stderr's last lines).
+#[allow(dead_code)] // not every test file runs a lab
+pub fn lab_run_json(
+    args: &[&str],
+    run_dir: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
+        .envs(env.iter().copied())
+        .args(["lab", "run", "--no-tui", "--json"])
+        .args(args)
+        .arg("--run-dir")
+        .arg(run_dir)
+        .output()
+        .expect("run l2tpkit lab run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+    assert!(
+        out.status.success(),
+        "lab run failed:\n{stdout}\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    serde_json::from_str(&stdout).expect("JSON summary")
+}
+
 /// Runs the `l2tpkit` binary: exit code, stdout, stderr.
 #[allow(dead_code)] // not every test file runs it
 pub fn l2tpkit(args: &[&str]) -> (i32, String, String) {

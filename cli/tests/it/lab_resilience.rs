@@ -10,7 +10,6 @@ use common::{lab_available, wait_until, Scratch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use l2tp::capture::{CaptureReader, RecordKind};
@@ -435,6 +434,17 @@ fn about_lost_scccn(finding: &str, lost: &[String]) -> bool {
         })
 }
 
+/// `lab run --no-tui --json` with the public side losing a fifth and reordering a quarter of
+/// every frame, and `args`; its JSON summary, and the run dir (removed when dropped).
+fn lossy_lab_run(tag: &str, args: &[&str]) -> (serde_json::Value, Scratch) {
+    let run_dir = std::env::temp_dir().join(format!("l2tpkit-lab-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let scratch = Scratch::new(run_dir.clone());
+    let netem = ["--netem", "loss 20% reorder 25% delay 10ms"];
+    let args: Vec<&str> = netem.iter().chain(args).copied().collect();
+    (common::lab_run_json(&args, &run_dir, &[]), scratch)
+}
+
 /// Issue 16's acceptance, as its user types it: a thousand subscribers (two PPP sessions per
 /// tunnel, CHAP, IPCP) through FIG 2 while the public side loses a fifth of every frame and
 /// reorders a quarter. Every tunnel and session comes up, every tunnel closes cleanly (its
@@ -447,22 +457,8 @@ fn a_thousand_subscribers_over_a_lossy_link_come_up_and_close_cleanly() {
     if !lab_available("a_thousand_subscribers_over_a_lossy_link_come_up_and_close_cleanly") {
         return;
     }
-    let run_dir = std::env::temp_dir().join(format!("l2tpkit-lab-subs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let _scratch = Scratch::new(run_dir.clone());
-    let out = Command::new(BIN)
-        .args(["lab", "run", "--no-tui", "--json"])
-        .args(["--netem", "loss 20% reorder 25% delay 10ms"])
-        .args(["--max-retransmits", "10", "--tunnels", "1000"])
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .output()
-        .expect("run l2tpkit lab run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n");
-    assert!(out.status.success(), "lab run failed:\n{stdout}\n{tail}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    let (summary, _scratch) =
+        lossy_lab_run("subs", &["--max-retransmits", "10", "--tunnels", "1000"]);
     let lac = &summary["lac"];
     assert_eq!(lac["tunnels_established"], 1000, "{lac}");
     assert_eq!(lac["sessions_established"], 2000, "{lac}");
@@ -493,24 +489,25 @@ fn five_thousand_tunnels_over_a_lossy_reordering_public_side_all_come_up_once() 
     {
         return;
     }
-    let run_dir = std::env::temp_dir().join(format!("l2tpkit-lab-netem-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let _scratch = Scratch::new(run_dir.clone());
-    let out = Command::new(BIN)
-        .args(["lab", "run", "--no-tui", "--json"])
-        .args(["--netem", "loss 20% reorder 25% delay 10ms"])
-        .args(["--tunnels", "5000", "--sessions-per-tunnel", "0"])
-        .args(["--initiators", "30", "--rate", "250", "--hold", "20"])
-        .args(["--max-retransmits", "10"])
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .output()
-        .expect("run l2tpkit lab run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n");
-    assert!(out.status.success(), "lab run failed:\n{stdout}\n{tail}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    let (summary, scratch) = lossy_lab_run(
+        "netem",
+        &[
+            "--tunnels",
+            "5000",
+            "--sessions-per-tunnel",
+            "0",
+            "--initiators",
+            "30",
+            "--rate",
+            "250",
+            "--hold",
+            "20",
+            "--max-retransmits",
+            "10",
+        ],
+    );
+    let run_dir = scratch.0.clone();
+    let stdout = summary.to_string();
     assert_eq!(summary["netem"], "delay 10ms loss 20% reorder 25%");
     assert_eq!(summary["lac"]["tunnels_established"], 5000, "{stdout}");
     assert_eq!(summary["lac"]["tunnels_failed"], 0, "{stdout}");

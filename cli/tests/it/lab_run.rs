@@ -24,17 +24,13 @@ fn lab_run(topology: &str, sequence: &str, extra: &[&str]) {
     };
     let run_dir =
         std::env::temp_dir().join(format!("l2tpkit-labrun-{topology}-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
-        .args(["lab", "run", "--no-tui", "--json", "--topology", topology])
-        .args(extra)
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .output()
-        .expect("run l2tpkit lab run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "lab run failed:\n{stdout}\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    let args: Vec<&str> = ["--topology", topology]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let summary = common::lab_run_json(&args, &run_dir, &[]);
+    let stdout = summary.to_string();
     assert_eq!(summary["lac"]["tunnels_established"], tunnels, "{stdout}");
     assert_eq!(summary["lac"]["sessions_established"], sessions, "{stdout}");
     assert_eq!(summary["lac"]["tunnels_failed"], 0, "{stdout}");
@@ -355,24 +351,21 @@ fn lab_run_needs_no_tcpdump() {
     }
     let run_dir = scratch.join("run");
     let tunnels = 60;
-    let out = Command::new(env!("CARGO_BIN_EXE_l2tpkit"))
-        .env("PATH", &bin)
-        .args(["lab", "run", "--no-tui", "--json", "--topology", "fig2"])
-        .args([
-            "--tunnels",
-            &tunnels.to_string(),
-            "--sessions-per-tunnel",
-            "1",
-        ])
-        .args(["--rate", "0", "--hold", "1"])
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .output()
-        .expect("run l2tpkit lab run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "lab run failed:\n{stdout}\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    let count = tunnels.to_string();
+    let args = [
+        "--topology",
+        "fig2",
+        "--tunnels",
+        &count,
+        "--sessions-per-tunnel",
+        "1",
+        "--rate",
+        "0",
+        "--hold",
+        "1",
+    ];
+    let summary = common::lab_run_json(&args, &run_dir, &[("PATH", bin.as_os_str())]);
+    let stdout = summary.to_string();
     assert_eq!(summary["lac"]["tunnels_established"], tunnels, "{stdout}");
     assert_eq!(summary["verify_conforming"], tunnels, "{stdout}");
     for file in ["public.pcap", "lan.pcap"] {

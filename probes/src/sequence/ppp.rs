@@ -447,6 +447,9 @@ pub(crate) fn check(ctx: &Context, tunnel: &Tunnel) -> Outcome {
     let mut sessions: HashMap<(u16, bool), Session> = HashMap::new();
     // The endpoint's Session ID -> the initiator's, from the ICRPs.
     let mut calls: HashMap<u16, u16> = HashMap::new();
+    // The initiator's Session ID -> the Ns of the ICRQ that opened the call: a retransmission
+    // of that ICRQ, or its copy on the other hop, is not a new call.
+    let mut icrqs: HashMap<u16, u16> = HashMap::new();
     let mut outcome = Outcome {
         marks: HashMap::new(),
         deviations: Vec::new(),
@@ -456,9 +459,13 @@ pub(crate) fn check(ctx: &Context, tunnel: &Tunnel) -> Outcome {
         let o = ctx.obs(*entry);
         let m = &o.message;
         match (m.kind, entry.from_initiator, m.assigned_session_id) {
-            // A new call: fresh state, also when a Session ID comes back after a CDN.
+            // A new call: fresh state, also when a Session ID comes back after a CDN (in a new
+            // ICRQ, with another Ns).
             (Kind::Control(MessageType::Icrq), true, Some(sid)) => {
-                sessions.insert((sid, true), Session::default());
+                let new_call = icrqs.insert(sid, m.ns) != Some(m.ns);
+                if new_call {
+                    sessions.insert((sid, true), Session::default());
+                }
             }
             (Kind::Control(MessageType::Icrp), false, Some(theirs)) => {
                 calls.insert(theirs, m.session_id);

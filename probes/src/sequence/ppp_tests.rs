@@ -291,6 +291,48 @@ fn a_retransmitted_request_after_a_lost_ack_is_no_renegotiation() {
     assert!(events.contains(&PppEvent::LcpRenegotiation), "{events:?}");
 }
 
+/// Seen in a lossy lab run: a retransmitted ICRQ's copy reached the LAN capture after LCP had
+/// opened (the LAC's Ack was seen on the public side); it reset the session as a new call, and
+/// the endpoint's IPCP was flagged "before LCP opened".
+#[test]
+fn a_late_copy_of_the_icrq_is_not_a_new_call() {
+    let (observations, roles) = run(Variant::Fig5, PppScript::Subscriber);
+    let icrq = observations
+        .iter()
+        .find(|o| {
+            o.message.kind
+                == crate::sequence::observation::Kind::Control(l2tp::wire::MessageType::Icrq)
+        })
+        .cloned()
+        .expect("the ICRQ");
+    let opened_at = observations
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            matches!(
+                o.ppp,
+                Some(Frame::Negotiation {
+                    protocol: protocol::LCP,
+                    code: CONFIGURE_ACK,
+                    ..
+                })
+            )
+        })
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("two Configure-Acks");
+    let mut edited = observations.clone();
+    let mut copy = icrq;
+    copy.time = edited[opened_at].time + Duration::from_micros(1);
+    edited.insert(opened_at + 1, copy);
+    let report = check(&edited, &roles, Sequence::Auto);
+    assert!(
+        ppp_deviations(&report).is_empty(),
+        "{}",
+        report.render_text(&[])
+    );
+}
+
 /// The initiator's address: the source of the first observation (its SCCRQ).
 fn roles_initiator(observations: &[Observation]) -> std::net::Ipv4Addr {
     *observations[0].src.ip()

@@ -19,6 +19,7 @@
 //! resend its Response on its own restart timer while no verdict has come: this keeps a lossy
 //! link from stalling after the authenticator has stopped challenging.
 
+use core::time::Duration;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
@@ -269,15 +270,30 @@ enum PeerState {
 }
 
 /// The peer: answers every Challenge with a Response and waits for the verdict.
+///
+/// Two Challenges may be outstanding at once. After an LCP renegotiation the authenticator's
+/// Challenge of its earlier round (a new Identifier) can reach us after the Challenge of its new
+/// round, and only the authenticator knows which one it is waiting on: both are answered, both
+/// Responses resent on the restart timer, and a verdict for either counts. Found under 20% loss
+/// and reordering: the stale Challenge replaced the live one, the Success to the live one was
+/// then dropped as stale, and the session timed out while the LNS waited in IPCP.
 #[derive(Debug, Clone)]
 pub struct ChapPeer {
-    config: PeerConfig,
+    /// [`PeerConfig`] without the first wait, which only `new` needs: the state stays small.
+    restart: Duration,
+    max_transmit: u8,
     state: PeerState,
     /// The Identifier of the last Challenge, and our Response Value to it.
     identifier: u8,
     response: [u8; VALUE_LEN],
+    /// The Challenge answered before the last one, still without a verdict.
+    earlier: Option<(u8, [u8; VALUE_LEN])>,
     retry: Retry,
     send: bool,
+    send_earlier: bool,
+    /// A Success came in this LCP round: a later Challenge that gets no verdict (a stale one,
+    /// or a rechallenge the authenticator gave up on) does not undo it.
+    authenticated: bool,
     outcome: Reported<PeerOutcome>,
 }
 
@@ -286,45 +302,56 @@ impl ChapPeer {
     /// [`PeerConfig::wait`].
     pub fn new(config: PeerConfig, now: Instant) -> ChapPeer {
         ChapPeer {
-            config,
+            restart: config.restart,
+            max_transmit: config.max_transmit,
             state: PeerState::Waiting,
             identifier: 0,
             response: [0; VALUE_LEN],
+            earlier: None,
             retry: Retry::start(now, config.wait),
             send: false,
+            send_earlier: false,
+            authenticated: false,
             outcome: Reported::new(),
         }
     }
 
     /// Takes a CHAP packet from the authenticator. A Challenge is answered with a Response
     /// computed from `credentials`' secret (a repeated one, same Identifier, with the same
-    /// Response); a verdict counts only for the Identifier we last answered.
+    /// Response); a verdict counts for either Challenge still outstanding.
     pub fn handle(
         &mut self,
         now: Instant,
         packet: PacketRepr<'_>,
         credentials: &Credentials<'_>,
     ) -> Result<Handled> {
+        let id = packet.identifier;
         let (success, message) = match ChapPacket::parse(&packet)? {
             ChapPacket::Challenge { value, .. } => {
-                let repeat =
-                    self.state != PeerState::Waiting && packet.identifier == self.identifier;
-                self.identifier = packet.identifier;
-                self.response = response_value(packet.identifier, credentials.secret(), value);
-                self.send = true;
-                // A new Challenge (the first, or a rechallenge after a verdict) waits for its
-                // own verdict; a repeat keeps the count of the Responses already sent.
-                if !repeat {
-                    self.state = PeerState::Answered;
-                    self.retry = Retry::start(now, self.config.restart);
+                let answered = self.state == PeerState::Answered;
+                if answered && self.earlier.is_some_and(|(earlier, _)| earlier == id) {
+                    self.send_earlier = true;
+                    return Ok(Handled::Used);
                 }
+                let repeat = self.state != PeerState::Waiting && id == self.identifier;
+                if !repeat {
+                    // A new Challenge (the first, a rechallenge after a verdict, or one of
+                    // another round) waits for its own verdict; one still unanswered stays.
+                    self.earlier = answered.then_some((self.identifier, self.response));
+                    self.state = PeerState::Answered;
+                    self.retry = Retry::start(now, self.restart);
+                }
+                self.identifier = id;
+                self.response = response_value(id, credentials.secret(), value);
+                self.send = true;
                 return Ok(Handled::Used);
             }
             ChapPacket::Response { .. } => return Ok(Handled::Ignored(Ignored::WrongRole)),
             ChapPacket::Success { message } => (true, message),
             ChapPacket::Failure { message } => (false, message),
         };
-        if self.state == PeerState::Waiting || packet.identifier != self.identifier {
+        let outstanding = id == self.identifier || self.earlier.is_some_and(|(e, _)| e == id);
+        if self.state == PeerState::Waiting || !outstanding {
             return Ok(Handled::Ignored(Ignored::StaleIdentifier));
         }
         if self.state == PeerState::Done {
@@ -333,22 +360,33 @@ impl ChapPeer {
         self.state = PeerState::Done;
         self.retry.stop();
         self.send = false;
+        self.send_earlier = false;
+        self.earlier = None;
+        self.authenticated |= success;
         self.outcome.set(PeerOutcome::verdict(success, message));
         Ok(Handled::Used)
     }
 
     /// Appends the Response that is due, if any, with `credentials`' name (the same
-    /// credentials as given to [`ChapPeer::handle`]).
+    /// credentials as given to [`ChapPeer::handle`]): the last Challenge's first, then the
+    /// earlier one's.
     pub fn poll_transmit(&mut self, credentials: &Credentials<'_>, out: &mut Vec<u8>) -> bool {
-        if !core::mem::take(&mut self.send) {
+        let (identifier, value) = if core::mem::take(&mut self.send) {
+            self.retry.count();
+            (self.identifier, &self.response)
+        } else if core::mem::take(&mut self.send_earlier) {
+            match &self.earlier {
+                Some((identifier, value)) => (*identifier, value),
+                None => return false,
+            }
+        } else {
             return false;
-        }
-        self.retry.count();
+        };
         let response = ChapPacket::Response {
-            value: &self.response,
+            value,
             name: credentials.name(),
         };
-        response.emit_to_vec(self.identifier, out).is_ok()
+        response.emit_to_vec(identifier, out).is_ok()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -359,18 +397,18 @@ impl ChapPeer {
         if !self.retry.expired(now) {
             return;
         }
-        let PeerConfig {
-            restart,
-            max_transmit,
-            ..
-        } = self.config;
+        let (restart, max_transmit) = (self.restart, self.max_transmit);
         if self.state == PeerState::Answered && self.retry.again(now, restart, max_transmit) {
             self.send = true;
+            self.send_earlier = self.earlier.is_some();
             return;
         }
         self.retry.stop();
         self.state = PeerState::Done;
-        self.outcome.set(PeerOutcome::Timeout);
+        self.earlier = None;
+        if !self.authenticated {
+            self.outcome.set(PeerOutcome::Timeout);
+        }
     }
 
     pub fn outcome(&self) -> Option<&PeerOutcome> {

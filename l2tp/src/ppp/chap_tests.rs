@@ -351,10 +351,10 @@ fn peer_answers_a_repeated_challenge_the_same() {
             }
         )
     );
-    // A verdict for the Challenge answered before the last one is stale.
-    let old = PacketRepr::parse_bytes(&[3, 3, 0, 4]).unwrap();
+    // A verdict for an Identifier never challenged is stale.
+    let never = PacketRepr::parse_bytes(&[3, 7, 0, 4]).unwrap();
     assert_eq!(
-        peer.handle(at(2), old, &alice()),
+        peer.handle(at(2), never, &alice()),
         Ok(Handled::Ignored(Ignored::StaleIdentifier))
     );
     let current = PacketRepr::parse_bytes(&[4, 4, 0, 6, b'n', b'o']).unwrap();
@@ -369,6 +369,119 @@ fn peer_answers_a_repeated_challenge_the_same() {
         peer.handle(at(3), current, &alice()),
         Ok(Handled::Ignored(Ignored::Finished))
     );
+}
+
+/// After an LCP renegotiation the authenticator's Challenge of the earlier round (id 143)
+/// overtook by the new one (id 230): both are answered, and the Success to the new one counts.
+/// Before, the late Challenge replaced the live one and the Success was dropped as stale.
+#[test]
+fn a_late_challenge_of_another_round_does_not_hide_the_live_one() {
+    let users = users();
+    let mut peer = ChapPeer::new(PeerConfig::default(), Instant::ZERO);
+    let mut auth = ChapAuthenticator::new(config(), 230, CHALLENGE, Instant::ZERO);
+    let mut live = Vec::new();
+    assert!(auth.poll_transmit(&mut live));
+    assert_eq!(
+        peer.handle(at(10), packet(&live), &alice()),
+        Ok(Handled::Used)
+    );
+    let mut out = Vec::new();
+    assert!(peer.poll_transmit(&alice(), &mut out));
+    assert_eq!(auth.handle(at(20), packet(&out), &users), Ok(Handled::Used));
+    let mut success = Vec::new();
+    assert!(auth.poll_transmit(&mut success));
+    // The late Challenge arrives before the Success; its Response goes out too.
+    let late = challenge(143, &[7; 16]);
+    assert_eq!(
+        peer.handle(at(25), packet(&late), &alice()),
+        Ok(Handled::Used)
+    );
+    out.clear();
+    assert!(peer.poll_transmit(&alice(), &mut out));
+    assert_eq!(read(&out).0, 143);
+    assert_eq!(
+        auth.handle(at(30), packet(&out), &users),
+        Ok(Handled::Ignored(Ignored::StaleIdentifier))
+    );
+    assert_eq!(
+        peer.handle(at(30), packet(&success), &alice()),
+        Ok(Handled::Used)
+    );
+    assert!(matches!(
+        peer.poll_event(),
+        Some(PeerOutcome::Success { .. })
+    ));
+    assert_eq!(peer.poll_timeout(), None);
+}
+
+/// The same, with the Success lost: the restart timer resends both Responses, the
+/// authenticator repeats its Success to the one it was waiting on.
+#[test]
+fn with_two_challenges_outstanding_both_responses_are_resent() {
+    let users = users();
+    let mut peer = ChapPeer::new(PeerConfig::default(), Instant::ZERO);
+    let mut auth = ChapAuthenticator::new(config(), 230, CHALLENGE, Instant::ZERO);
+    let mut out = Vec::new();
+    assert!(auth.poll_transmit(&mut out));
+    let _ = peer.handle(at(10), packet(&out), &alice());
+    out.clear();
+    assert!(peer.poll_transmit(&alice(), &mut out));
+    let _ = auth.handle(at(20), packet(&out), &users);
+    out.clear();
+    assert!(auth.poll_transmit(&mut out), "the Success, lost on the way");
+    let _ = peer.handle(at(25), packet(&challenge(143, &[7; 16])), &alice());
+    out.clear();
+    assert!(peer.poll_transmit(&alice(), &mut out));
+    // The restart period of the later Challenge: both Responses, the later first.
+    let deadline = peer.poll_timeout().unwrap();
+    assert_eq!(deadline, at(3025));
+    peer.handle_timeout(deadline);
+    let mut resent = Vec::new();
+    out.clear();
+    while peer.poll_transmit(&alice(), &mut out) {
+        resent.push(std::mem::take(&mut out));
+    }
+    let ids: Vec<u8> = resent.iter().map(|r| read(r).0).collect();
+    assert_eq!(ids, [143, 230]);
+    assert_eq!(
+        auth.handle(at(3030), packet(&resent[0]), &users),
+        Ok(Handled::Ignored(Ignored::StaleIdentifier))
+    );
+    assert_eq!(
+        auth.handle(at(3030), packet(&resent[1]), &users),
+        Ok(Handled::Used)
+    );
+    out.clear();
+    assert!(auth.poll_transmit(&mut out));
+    assert_eq!(read(&out).0, 230);
+    assert_eq!(
+        peer.handle(at(3040), packet(&out), &alice()),
+        Ok(Handled::Used)
+    );
+    assert!(matches!(peer.outcome(), Some(PeerOutcome::Success { .. })));
+}
+
+/// A Challenge that comes after the Success and never gets a verdict (a late one of an earlier
+/// round, or a rechallenge the authenticator dropped) is answered, but its timeout does not
+/// turn the Success into a failure: the session stays up.
+#[test]
+fn an_unanswered_challenge_after_success_does_not_undo_it() {
+    let mut peer = ChapPeer::new(PeerConfig::default(), Instant::ZERO);
+    let mut auth = ChapAuthenticator::new(config(), 230, CHALLENGE, Instant::ZERO);
+    exchange(&mut peer, &mut auth, &alice());
+    assert!(matches!(
+        peer.poll_event(),
+        Some(PeerOutcome::Success { .. })
+    ));
+    let _ = peer.handle(at(100), packet(&challenge(143, &[7; 16])), &alice());
+    let mut out = Vec::new();
+    assert!(peer.poll_transmit(&alice(), &mut out));
+    while let Some(deadline) = peer.poll_timeout() {
+        peer.handle_timeout(deadline);
+        while peer.poll_transmit(&alice(), &mut out) {}
+    }
+    assert_eq!(peer.poll_event(), None);
+    assert!(matches!(peer.outcome(), Some(PeerOutcome::Success { .. })));
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use probes::probe::report::ProbeReport;
-use probes::probe::{catalog, run_one, select, Target};
+use probes::probe::runner::{self, Progress};
+use probes::probe::{catalog, select, Target};
 
 use crate::args;
 
@@ -56,6 +57,11 @@ pub struct ProbeArgs {
     /// Live tunnels for the Tunnel ID uniqueness probe.
     #[arg(long, default_value_t = 5000)]
     pub live_tunnels: usize,
+    /// Seconds to wait, before each probe, for a target that answers no fresh SCCRQ (one still
+    /// busy after the probe before, say), retrying with backoff; past it the remaining probes
+    /// are not run (inconclusive). 0: one round of SCCRQs only.
+    #[arg(long, default_value = "180", value_name = "SECS", value_parser = args::seconds_between(0.0, 3600.0))]
+    pub wait_for_target: Duration,
 }
 
 pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
@@ -63,13 +69,16 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     if args.list {
         for p in &all {
             println!(
-                "{}  [{}]{}",
+                "{}  [{}]{}{}",
                 p.name,
                 p.reference,
                 match p.scope {
                     probes::probe::Scope::Cluster => "  (--cluster)",
                     probes::probe::Scope::Any => "",
-                }
+                },
+                catalog::heavy(p.name)
+                    .map(|what| format!("  (heavy: holds {what} at once; runs last)"))
+                    .unwrap_or_default()
             );
             println!("    sends:   {}", p.sends);
             println!("    expects: {}", p.expects);
@@ -98,17 +107,35 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     }
     use std::io::IsTerminal;
     let show = !args.json && std::io::stderr().is_terminal();
-    let mut results = Vec::new();
-    for probe in chosen {
-        let pcap = args
-            .pcap_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}.pcap", probe.name)));
-        if show {
-            eprint!("\r{:<60}", format!("probing: {}", probe.name));
+    let options = runner::Options {
+        pcap_dir: args.pcap_dir.as_deref(),
+        wait_for_target: args.wait_for_target,
+    };
+    let results = runner::run_all(&chosen, &target, &options, |progress| {
+        match progress {
+        Progress::Probing(name) if show => {
+            eprint!("\r{:<60}", format!("probing: {name}"));
         }
-        results.push(run_one(probe, &target, pcap));
+        Progress::Probing(_) => {}
+        // Waiting is said whatever the output: it explains a run that takes longer.
+        Progress::Waiting {
+            after,
+            waited,
+            bound,
+        } => eprintln!(
+            "{}target {} answers no fresh SCCRQ after `{after}`: waiting ({:.0} s of at most {:.0} s, --wait-for-target)",
+            if show { "\r" } else { "" },
+            target.addr,
+            waited.as_secs_f64(),
+            bound.as_secs_f64()
+        ),
+        Progress::Answering { after, waited } => eprintln!(
+            "target {} answers again, {:.0} s after `{after}`",
+            target.addr,
+            waited.as_secs_f64()
+        ),
     }
+    });
     if show {
         eprint!("\r{:<60}\r", "");
     }

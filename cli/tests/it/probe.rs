@@ -225,6 +225,25 @@ fn only_runs_the_named_probes_and_the_table_says_so() {
     );
 }
 
+/// `--list` marks the probes that load the target, and they come last (they run last).
+#[test]
+fn list_marks_the_heavy_probes_and_they_come_last() {
+    let out = probe(&["--list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = stdout.lines().filter(|l| !l.starts_with(' ')).collect();
+    let heavy: Vec<usize> = (names.iter().enumerate())
+        .filter(|(_, l)| l.contains("(heavy: "))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(heavy, [names.len() - 2, names.len() - 1], "{stdout}");
+    assert!(
+        names[names.len() - 1].starts_with("tunnel-id-uniqueness")
+            && names[names.len() - 1].contains("--live-tunnels"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn only_with_an_unknown_name_exits_2() {
     let target = endpoint().to_string();

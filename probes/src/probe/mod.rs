@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod report;
+pub mod runner;
 pub mod script;
 pub mod transport;
 
@@ -394,20 +395,5 @@ pub fn select<'p>(all: &[&'p Probe], only: &[String]) -> Result<Vec<&'p Probe>, 
 /// Whether the target answers an SCCRQ at all (with anything); the tunnel it opens is closed
 /// at once. Probing a silent target would only produce a column of "inconclusive".
 pub fn reachable(target: &Target) -> bool {
-    let network = UdpNetwork::new();
-    let log = Rc::new(RefCell::new(Log::new(network.now(), Duration::ZERO)));
-    let Ok(mut ctl) = script::Ctl::open(target, &network, log) else {
-        return false;
-    };
-    ctl.our_tid = ctl.fresh_id();
-    let avps = ctl.sccrq_avps();
-    match ctl.sccrq_with(avps) {
-        Ok(Some(reply)) => {
-            if reply.message_type() == Some(l2tp::wire::MessageType::Sccrp) {
-                let _ = ctl.close();
-            }
-            true
-        }
-        _ => false,
-    }
+    runner::answers(target, &UdpNetwork::new())
 }

@@ -54,6 +54,8 @@ pub trait Network {
     fn raw(&self) -> io::Result<Box<dyn RawIp>>;
     /// The source address our packets to `to` carry (what the target answers).
     fn source_towards(&self, to: SocketAddrV4) -> io::Result<Ipv4Addr>;
+    /// Waits until `deadline` (a pause between tries; the simulator just moves on).
+    fn sleep_until(&self, deadline: Instant);
 }
 
 /// Real UDP sockets; the clock is the monotonic one.
@@ -131,6 +133,10 @@ impl Network for UdpNetwork {
             SocketAddr::V4(v4) => Ok(*v4.ip()),
             SocketAddr::V6(_) => Err(io::Error::other("no IPv4 route")),
         }
+    }
+
+    fn sleep_until(&self, deadline: Instant) {
+        std::thread::sleep(deadline.saturating_duration_since(self.now()));
     }
 }
 
@@ -268,6 +274,10 @@ impl Network for SimNetwork {
 
     fn source_towards(&self, _to: SocketAddrV4) -> io::Result<Ipv4Addr> {
         Ok(self.state.borrow().host)
+    }
+
+    fn sleep_until(&self, deadline: Instant) {
+        let _ = self.state.borrow_mut().sim.run_until(deadline);
     }
 }
 

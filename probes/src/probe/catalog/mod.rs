@@ -16,7 +16,7 @@ pub mod tunnel_ids;
 
 mod sccrq;
 #[cfg(test)]
-mod sim_lns;
+pub(crate) mod sim_lns;
 
 /// The families, each a slice of probes.
 const FAMILIES: &[&[Probe]] = &[
@@ -33,9 +33,9 @@ const FAMILIES: &[&[Probe]] = &[
 
 /// The run order users' reports show (and snapshots keep). Tunnel-level probes interleave
 /// across families as they always ran; a probe that is not named here does not run (a test
-/// checks every probe is named exactly once). The heavy probe (`tunnel-id-uniqueness`, 1500
-/// to 5000 live tunnels) runs last: an LNS still tearing its tunnels down answered the probes
-/// after it late or not at all (xl2tpd lost an SCCRP and ignored its retransmissions).
+/// checks every probe is named exactly once). The [`HEAVY`] probes run last: an LNS still
+/// tearing their tunnels down answered the probes after them late or not at all (xl2tpd lost
+/// an SCCRP and ignored its retransmissions).
 pub const RUN_ORDER: &[&str] = &[
     "establishment",
     "stopccn-cleans-up",
@@ -62,7 +62,6 @@ pub const RUN_ORDER: &[&str] = &[
     "retransmission-schedule-and-give-up",
     "session-lifecycle",
     "cdn-wrong-session-id",
-    "session-id-uniqueness",
     "data-plane-echo",
     "ppp-lcp-negotiation",
     "ppp-magic-loopback",
@@ -76,8 +75,24 @@ pub const RUN_ORDER: &[&str] = &[
     "cluster-sccrp-address-reported",
     "cluster-every-endpoint-reachable",
     "cluster-nat-no-open-relay",
+    "session-id-uniqueness",
     "tunnel-id-uniqueness",
 ];
+
+/// The probes that load the target: what each holds open at once. They run last, and close
+/// everything they opened; `--list` marks them.
+pub const HEAVY: &[(&str, &str)] = &[
+    ("session-id-uniqueness", "1500 calls on one tunnel"),
+    ("tunnel-id-uniqueness", "--live-tunnels tunnels (5000)"),
+];
+
+/// What a heavy probe holds open at once; `None` for the others.
+pub fn heavy(name: &str) -> Option<&'static str> {
+    HEAVY
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, what)| *what)
+}
 
 /// The probe of that name.
 pub fn by_name(name: &str) -> Option<&'static Probe> {
@@ -114,6 +129,17 @@ mod tests {
             );
             assert!(!p.reference.is_empty() && !p.sends.is_empty() && !p.expects.is_empty());
         }
+    }
+
+    #[test]
+    fn the_heavy_probes_exist_and_run_last() {
+        let n = HEAVY.len();
+        let last: Vec<&str> = RUN_ORDER[RUN_ORDER.len() - n..].to_vec();
+        let heavy: Vec<&str> = HEAVY.iter().map(|(name, _)| *name).collect();
+        assert_eq!(last, heavy);
+        assert!(heavy.iter().all(|name| by_name(name).is_some()));
+        assert!(super::heavy("tunnel-id-uniqueness").is_some());
+        assert!(super::heavy("establishment").is_none());
     }
 
     #[test]

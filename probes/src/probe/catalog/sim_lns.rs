@@ -3,11 +3,14 @@
 //! that one).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
 
 use l2tp::conn::tunnel::TunnelConfig;
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::sim::{Datagram, Node, Simulator};
 use l2tp::time::Instant;
+use l2tp::wire::message::ParseOptions;
+use l2tp::wire::{MessageType, PacketRepr};
 
 use crate::probe::transport::SimNetwork;
 use crate::probe::{run_one_on, Probe, ProbeResult, Target, VerdictKind};
@@ -15,23 +18,81 @@ use crate::probe::{run_one_on, Probe, ProbeResult, Target, VerdictKind};
 pub const LNS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1701);
 pub const SECRET: &[u8] = b"sim-secret";
 
+/// What makes the simulated LNS stop answering for a while (as a real one busy tearing down
+/// thousands of tunnels does): the probe runner's tests.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    /// Once it holds this many tunnels.
+    LiveTunnels(usize),
+    /// At the first HELLO it receives (which it drops).
+    Hello,
+}
+
+/// Deaf and mute for `length` from the trigger on: everything in and out is dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Outage {
+    pub trigger: Trigger,
+    pub length: Duration,
+}
+
 struct Lns {
     set: TunnelSet,
     buf: Vec<u8>,
+    outage: Option<Outage>,
+    silent_until: Option<Instant>,
+}
+
+impl Lns {
+    fn silent(&self, now: Instant) -> bool {
+        self.silent_until.is_some_and(|until| now < until)
+    }
+
+    fn fall_silent(&mut self, now: Instant) {
+        if let Some(outage) = self.outage.take() {
+            self.silent_until = Some(now + outage.length);
+        }
+    }
+}
+
+fn is_hello(bytes: &[u8]) -> bool {
+    matches!(
+        PacketRepr::parse(bytes, &ParseOptions::default()),
+        Ok(PacketRepr::Control(m)) if m.message_type() == Some(MessageType::Hello)
+    )
 }
 
 impl Node for Lns {
     fn handle(&mut self, now: Instant, from: SocketAddrV4, _to: SocketAddrV4, bytes: &[u8]) {
+        if matches!(self.outage, Some(o) if matches!(o.trigger, Trigger::Hello)) && is_hello(bytes)
+        {
+            self.fall_silent(now);
+        }
+        if self.silent(now) {
+            return;
+        }
         self.set.handle(now, from, bytes);
         while self.set.poll_event().is_some() {}
+        if let Some(Outage {
+            trigger: Trigger::LiveTunnels(n),
+            ..
+        }) = self.outage
+        {
+            if self.set.len() >= n {
+                self.fall_silent(now);
+            }
+        }
     }
     fn poll_transmit(&mut self, now: Instant) -> Option<Datagram> {
-        let to = self.set.poll_transmit(now, &mut self.buf)?;
-        Some(Datagram {
-            from: LNS,
-            to,
-            bytes: self.buf.clone(),
-        })
+        loop {
+            let to = self.set.poll_transmit(now, &mut self.buf)?;
+            if !self.silent(now) {
+                return Some(Datagram {
+                    from: LNS,
+                    to,
+                    bytes: self.buf.clone(),
+                });
+            }
+        }
     }
     fn poll_timeout(&self) -> Option<Instant> {
         self.set.poll_timeout()
@@ -52,6 +113,12 @@ pub fn run(probe: &Probe, secret: bool, edit: impl FnOnce(&mut Target)) -> Probe
 
 /// As [`run`], with a target made by the caller (one shared by several probes, say).
 pub fn run_on(probe: &Probe, target: &Target) -> ProbeResult {
+    run_one_on(probe, target, &network(target, None), None)
+}
+
+/// A simulated network holding one fresh LNS at [`LNS`] for `target` (its secret), with an
+/// outage when given.
+pub fn network(target: &Target, outage: Option<Outage>) -> SimNetwork {
     let config = TunnelConfig {
         secret: target.secret.clone(),
         ..TunnelConfig::default()
@@ -60,10 +127,11 @@ pub fn run_on(probe: &Probe, target: &Target) -> ProbeResult {
     let lns = Lns {
         set: TunnelSet::new(config, 3, true),
         buf: Vec::new(),
+        outage,
+        silent_until: None,
     };
     sim.add_node(Box::new(lns), &[LNS]);
-    let network = SimNetwork::new(sim, Ipv4Addr::new(198, 18, 0, 2), 5);
-    run_one_on(probe, target, &network, None)
+    SimNetwork::new(sim, Ipv4Addr::new(198, 18, 0, 2), 5)
 }
 
 /// Each named probe of `family`, run as [`run`] does, comes to `want`.

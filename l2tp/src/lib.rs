@@ -11,4 +11,5 @@ pub mod ppp;
 pub mod seed;
 pub mod sim;
 pub mod time;
+pub mod vec_map;
 pub mod wire;

@@ -10,12 +10,14 @@
 //! - [`ring`]: the memory-mapped TPACKET_V2 receive ring;
 //! - [`sniff`]: a read-only sniffer of one UDP port, both ways, on one interface or all;
 //! - [`filter`]: classic BPF programs and their attachment;
+//! - [`alloc`]: a counting global allocator for the memory benchmarks;
 //! - [`arp`], [`iface`], [`poll`], [`netns`], and [`reactor`] (packet sockets on tokio).
 //!
 //! Sockets are made and configured through `socket2` and `nix`. What is left by hand (the
 //! ring's mapping, the mmsg batches, one `sockaddr_ll`, poll over a caller's array, tokio
 //! registration) sits in small blocks, each with a `// SAFETY:` line.
 
+pub mod alloc;
 pub mod arp;
 pub mod filter;
 pub mod iface;

@@ -52,7 +52,9 @@ pub struct TunnelSet {
     follow_replies: bool,
     ids: RangeInclusive<u16>,
     next_id: u16,
-    tunnels: BTreeMap<u16, Entry>,
+    /// Boxed: a tree node holds eleven values, and most of a node of whole tunnels (~700
+    /// octets each) would be empty room.
+    tunnels: BTreeMap<u16, Box<Entry>>,
     /// (initiator address, its Assigned Tunnel ID) → our tunnel: a retransmitted SCCRQ must
     /// not open a second tunnel.
     by_initiator: BTreeMap<(SocketAddrV4, u16), u16>,
@@ -180,12 +182,12 @@ impl TunnelSet {
         let initiator = None;
         self.tunnels.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 peer,
                 answered_from: None,
                 tunnel,
                 initiator,
-            },
+            }),
         );
         self.ready.insert(id);
         self.stale.insert(id);
@@ -291,12 +293,12 @@ impl TunnelSet {
         let tunnel = Tunnel::accept(Arc::clone(&self.config), id, seed, now, message);
         self.tunnels.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 peer: from,
                 answered_from: None,
                 tunnel,
                 initiator: Some((from, their_id)),
-            },
+            }),
         );
         self.by_initiator.insert((from, their_id), id);
         self.ready.insert(id);
@@ -458,7 +460,12 @@ impl TunnelSet {
         while let Some(id) = self.touched.pop_first() {
             self.collect_events(id);
         }
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            // A burst of thousands of setups leaves a big buffer behind.
+            crate::conn::reliable::release(&mut self.events);
+        }
+        event
     }
 }
 

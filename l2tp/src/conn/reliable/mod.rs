@@ -251,7 +251,23 @@ pub struct Reliable {
     stats: ReliableStats,
 }
 
+/// An empty queue's buffer goes back to the allocator.
+pub(crate) fn release<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
+    }
+}
+
 impl Reliable {
+    /// Gives back the buffers of queues that are empty (after a burst they keep their
+    /// capacity; an idle tunnel needs none).
+    pub(crate) fn release_idle(&mut self) {
+        release(&mut self.unacked);
+        release(&mut self.waiting);
+        release(&mut self.reorder);
+        release(&mut self.delivered);
+    }
+
     pub fn new(config: ReliableConfig) -> Self {
         Reliable {
             config,

@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use rand_chacha::rand_core::RngCore;
-
 use super::{ResultCode, Tunnel, HIDDEN_AVPS, PROTOCOL_VERSION};
 use crate::wire::avp::{AvpRepr, AvpType, AvpValue};
 use crate::wire::header::HeaderRepr;
@@ -35,8 +33,7 @@ impl Tunnel {
             ))));
         }
         if config.secret.is_some() {
-            let mut challenge = [0u8; 16];
-            self.rng.fill_bytes(&mut challenge);
+            let challenge = self.random_value();
             self.our_challenge = Some(challenge);
             avps.push(AvpRepr::mandatory(AvpValue::Challenge(Cow::Owned(
                 challenge.to_vec(),
@@ -72,15 +69,14 @@ impl Tunnel {
         let mut all = Vec::with_capacity(avps.len() + 2);
         all.push(AvpRepr::mandatory(AvpValue::MessageType(kind)));
         if avps.iter().any(|avp| avp.hidden) {
-            let mut vector = [0u8; 16];
-            self.rng.fill_bytes(&mut vector);
+            let vector = self.random_value();
             all.push(AvpRepr::mandatory(AvpValue::RandomVector(Cow::Owned(
                 vector.to_vec(),
             ))));
         }
         all.extend(avps);
         if self.config.record_messages {
-            self.log.queued.push(kind);
+            self.log.get_or_insert_default().queued.push(kind);
         }
         let header = HeaderRepr::control(self.peer_id, session_id, 0, 0);
         self.reliable.send(ControlMessage { header, avps: all });

@@ -3,6 +3,7 @@
 
 use super::build::unknown_mandatory;
 use super::{Event, ResultCode, SessionState, Tunnel, TunnelEnd, TunnelState, PROTOCOL_VERSION};
+use crate::conn::reliable::release;
 use crate::time::Instant;
 use crate::wire::avp::{AvpRepr, AvpType, AvpValue};
 use crate::wire::header::HeaderRepr;
@@ -73,7 +74,7 @@ impl Tunnel {
         };
         if self.config.record_messages {
             let ns = message.header.sequence.map_or(0, |s| s.ns);
-            self.log.delivered.push((ns, kind));
+            self.log.get_or_insert_default().delivered.push((ns, kind));
         }
         if self.state == TunnelState::Closing {
             // Only the reliable layer still works: it acknowledges, nothing else happens.
@@ -369,6 +370,7 @@ impl Tunnel {
         };
         let Some(message) = message else {
             let Some(bytes) = self.next_data() else {
+                self.release_idle();
                 return false;
             };
             buf.extend_from_slice(&bytes);
@@ -502,6 +504,17 @@ impl Tunnel {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release(&mut self.events);
+        }
+        event
+    }
+
+    /// Gives back the buffers a burst left empty: an idle tunnel holds none (a queue keeps its
+    /// capacity after draining, four entries each, a kilobyte a tunnel in all).
+    fn release_idle(&mut self) {
+        release(&mut self.data_out);
+        self.reliable.release_idle();
     }
 }

@@ -13,15 +13,17 @@ mod control;
 pub use build::challenge_response;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha12Rng as StdRng;
+use rand_chacha::ChaCha12Rng;
 
 use super::reliable::{GaveUp, Reliable, ReliableConfig};
+use crate::seed::splitmix64;
 use crate::time::Instant;
+use crate::vec_map::VecMap;
 use crate::wire::avp::{AvpRepr, AvpType, AvpValue};
 use crate::wire::message::{ControlMessage, MessageType};
 
@@ -305,10 +307,13 @@ pub struct Tunnel {
     peer_id: u16,
     peer_host_name: String,
     reliable: Reliable,
-    rng: StdRng,
+    /// A splitmix64 state (8 octets, not a 300-octet ChaCha per tunnel): Session IDs come from
+    /// it, and it seeds a ChaCha for the rare random values ([`Tunnel::random_value`]).
+    rng: u64,
     /// The Challenge we sent; the peer's response must match it.
     our_challenge: Option<[u8; 16]>,
-    sessions: BTreeMap<u16, Session>,
+    /// A sorted Vec, not a BTreeMap: see [`VecMap`].
+    sessions: VecMap<u16, Session>,
     next_session_id: u16,
     next_call_serial: u32,
     events: VecDeque<Event>,
@@ -324,7 +329,8 @@ pub struct Tunnel {
     /// sends the SCCRP / SCCCN would hold the tunnel (and its ID) for ever.
     setup_deadline: Instant,
     stats: TunnelStats,
-    log: MessageLog,
+    /// Only with `record_messages`.
+    log: Option<Box<MessageLog>>,
 }
 
 /// With `record_messages`: what this tunnel queued for the peer and what it delivered upward,
@@ -344,8 +350,8 @@ impl Tunnel {
         seed: u64,
         now: Instant,
     ) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let next_session_id = (rng.next_u32() as u16).max(1);
+        let mut rng = seed;
+        let next_session_id = (splitmix64(&mut rng) as u16).max(1);
         let setup_deadline = now + setup_time(&config);
         Tunnel {
             reliable: Reliable::new(config.reliable.clone()),
@@ -357,7 +363,7 @@ impl Tunnel {
             peer_host_name: String::new(),
             rng,
             our_challenge: None,
-            sessions: BTreeMap::new(),
+            sessions: VecMap::new(),
             next_session_id,
             next_call_serial: 1,
             events: VecDeque::new(),
@@ -367,7 +373,7 @@ impl Tunnel {
             close_at: None,
             setup_deadline,
             stats: TunnelStats::default(),
-            log: MessageLog::default(),
+            log: None,
         }
     }
 
@@ -397,6 +403,14 @@ impl Tunnel {
         tunnel
     }
 
+    /// 16 random octets (a Challenge, a Random Vector): from a ChaCha seeded by the tunnel's
+    /// own generator, made when needed.
+    fn random_value(&mut self) -> [u8; 16] {
+        let mut value = [0u8; 16];
+        ChaCha12Rng::seed_from_u64(splitmix64(&mut self.rng)).fill_bytes(&mut value);
+        value
+    }
+
     pub fn role(&self) -> TunnelEnd {
         self.role
     }
@@ -414,7 +428,11 @@ impl Tunnel {
         self.stats
     }
     pub fn message_log(&self) -> &MessageLog {
-        &self.log
+        static EMPTY: MessageLog = MessageLog {
+            queued: Vec::new(),
+            delivered: Vec::new(),
+        };
+        self.log.as_deref().unwrap_or(&EMPTY)
     }
     pub fn reliable(&self) -> &Reliable {
         &self.reliable

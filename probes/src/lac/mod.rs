@@ -371,6 +371,13 @@ impl Lac {
                 }
             }
         }
+        // A setup burst leaves big buffers behind (24 octets a tunnel); a holding LAC needs none.
+        if self.awaiting_reply.is_empty() && self.awaiting_reply.capacity() > 0 {
+            self.awaiting_reply = VecDeque::new();
+        }
+        if self.awaiting_session.is_empty() && self.awaiting_session.capacity() > 0 {
+            self.awaiting_session = VecDeque::new();
+        }
         if t >= self.next_retransmission_scan {
             self.next_retransmission_scan = t + RETRANSMISSION_SCAN;
             self.count_retransmissions(set);

@@ -360,17 +360,30 @@ pub fn run_one_on(
         None => false,
     };
     ProbeResult {
-        name: probe.name,
-        reference: probe.reference,
-        sends: probe.sends,
-        expects: probe.expects,
-        scope: probe.scope,
-        verdict: verdict.kind(),
-        reason: verdict.reason().map(str::to_string),
         evidence: std::mem::take(&mut log.lines),
         answered_by: std::mem::take(&mut log.answered_by).into_iter().collect(),
         pcap: pcap.filter(|_| wrote),
         duration_ms,
+        ..ProbeResult::of(probe, &verdict)
+    }
+}
+
+impl ProbeResult {
+    /// `probe` judged `verdict`, with no evidence, capture or time yet.
+    fn of(probe: &Probe, verdict: &Verdict) -> ProbeResult {
+        ProbeResult {
+            name: probe.name,
+            reference: probe.reference,
+            sends: probe.sends,
+            expects: probe.expects,
+            scope: probe.scope,
+            verdict: verdict.kind(),
+            reason: verdict.reason().map(str::to_string),
+            evidence: Vec::new(),
+            answered_by: Vec::new(),
+            pcap: None,
+            duration_ms: 0.0,
+        }
     }
 }
 

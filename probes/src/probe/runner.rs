@@ -16,7 +16,7 @@ use std::time::Duration;
 use l2tp::wire::MessageType;
 
 use super::transport::{Network, UdpNetwork};
-use super::{run_one_on, script, Log, Probe, ProbeResult, Scope, Target, VerdictKind};
+use super::{run_one_on, script, Log, Probe, ProbeResult, Scope, Target, Verdict, VerdictKind};
 
 /// The pauses between fresh SCCRQs while the target is silent: 1, 2, 4 … 32 s.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -201,23 +201,11 @@ pub fn run_all_on(
 
 /// The result of a probe that did not run because the target went silent after `after`.
 fn not_run(probe: &Probe, after: &str, waited: Duration) -> ProbeResult {
-    ProbeResult {
-        name: probe.name,
-        reference: probe.reference,
-        sends: probe.sends,
-        expects: probe.expects,
-        scope: probe.scope,
-        verdict: VerdictKind::Inconclusive,
-        reason: Some(format!(
-            "not run: the target answered no SCCRQ for {:.0} s after `{after}` \
-             (--wait-for-target)",
-            waited.as_secs_f64()
-        )),
-        evidence: Vec::new(),
-        pcap: None,
-        duration_ms: 0.0,
-        answered_by: Vec::new(),
-    }
+    let why = format!(
+        "not run: the target answered no SCCRQ for {:.0} s after `{after}` (--wait-for-target)",
+        waited.as_secs_f64()
+    );
+    ProbeResult::of(probe, &Verdict::Inconclusive(why))
 }
 
 #[cfg(test)]

@@ -202,8 +202,13 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
             direct
         };
         assert_eq!(tunnel.variant, expected, "{topology}: {}", tunnel.initiator);
-        // Nothing forwarded to the wrong LNS: every packet of the initiator's that the LAN
-        // carried went to the tunnel's own endpoint.
+        let id = tunnel.endpoint_tunnel_id.unwrap_or(0);
+        // Two LNSs gave this initiator socket this ID: its packets carry nothing else to tell
+        // the two tunnels apart, so the master sends both to the first claim's LNS (a CI run
+        // had 5 such claims refused among 500 tunnels from one socket, and failed below).
+        let shared_id = shared.contains(&(tunnel.initiator, id));
+        // Nothing else forwarded to the wrong LNS: every packet of the initiator's that the
+        // LAN carried went to the tunnel's own endpoint.
         let own = format!("{endpoint} lan");
         let stray: Vec<_> = tunnel
             .timeline
@@ -211,16 +216,14 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
             .filter(|e| e.from == "TI" && e.to.ends_with(" lan") && e.to != own)
             .collect();
         assert!(
-            stray.is_empty(),
+            stray.is_empty() || shared_id,
             "{topology}: {} ⇄ {endpoint}: forwarded elsewhere: {stray:?}",
             tunnel.initiator
         );
         if tunnel.conforms {
             continue;
         }
-        let id = tunnel.endpoint_tunnel_id.unwrap_or(0);
-        if reused.contains(&(endpoint.to_string(), id)) || shared.contains(&(tunnel.initiator, id))
-        {
+        if reused.contains(&(endpoint.to_string(), id)) || shared_id {
             excused += 1;
             continue;
         }

@@ -20,7 +20,7 @@ use std::net::SocketAddrV4;
 use std::rc::Rc;
 use std::time::Duration;
 
-use l2tp::conn::reliable::ReliableConfig;
+use l2tp::conn::reliable::{release, ReliableConfig};
 use l2tp::conn::tunnel::{Event, ResultCode, TunnelState};
 use l2tp::conn::tunnels::TunnelSet;
 use l2tp::ppp::session::Phase as PppPhase;
@@ -372,12 +372,8 @@ impl Lac {
             }
         }
         // A setup burst leaves big buffers behind (24 octets a tunnel); a holding LAC needs none.
-        if self.awaiting_reply.is_empty() && self.awaiting_reply.capacity() > 0 {
-            self.awaiting_reply = VecDeque::new();
-        }
-        if self.awaiting_session.is_empty() && self.awaiting_session.capacity() > 0 {
-            self.awaiting_session = VecDeque::new();
-        }
+        release(&mut self.awaiting_reply);
+        release(&mut self.awaiting_session);
         if t >= self.next_retransmission_scan {
             self.next_retransmission_scan = t + RETRANSMISSION_SCAN;
             self.count_retransmissions(set);

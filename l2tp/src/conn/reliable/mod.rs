@@ -251,8 +251,8 @@ pub struct Reliable {
     stats: ReliableStats,
 }
 
-/// An empty queue's buffer goes back to the allocator.
-pub(crate) fn release<T>(queue: &mut VecDeque<T>) {
+/// An empty queue's buffer goes back to the allocator (a drained queue keeps its capacity).
+pub fn release<T>(queue: &mut VecDeque<T>) {
     if queue.is_empty() && queue.capacity() > 0 {
         *queue = VecDeque::new();
     }

@@ -66,7 +66,8 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "cluster-nat-no-open-relay",
         reference: "patent FIG 2, Table 1 (NAT server 160)",
-        sends: "to the NAT's global address, from a port with no Table 1 entry: a HELLO and a \
+        sends: "tunnels held open (at most 64) until SCCRPs show a NAT or two endpoints; then \
+                to the NAT's global address, from a port with no Table 1 entry: a HELLO and a \
                 data packet with a Tunnel ID of no tunnel, and a HELLO with the Tunnel ID of a \
                 live tunnel of ours; then on that tunnel a HELLO one Ns ahead",
         expects: "silence on the port with no entry, and the live tunnel's endpoint never saw the \
@@ -443,8 +444,16 @@ fn cluster_every_endpoint_reachable(ctx: &mut Ctx) -> Step<Verdict> {
     Ok(Verdict::Pass)
 }
 
-/// Tunnels opened to find out whether a NAT stands in front of the endpoints.
-const NAT_DISCOVERY_TUNNELS: usize = 12;
+/// Tunnels held open at most to find out whether a NAT stands in front of the endpoints. A
+/// least-load master places every new tunnel on the least-loaded endpoint, so an endpoint that
+/// holds fewer tunnels than the others (earlier probes' tunnels not yet gone elsewhere) takes
+/// every SCCRQ until it catches up: only tunnels kept open move the master on.
+const NAT_DISCOVERY_TUNNELS: usize = 64;
+
+/// Dialled back to back; after these, [`NAT_DISCOVERY_PACE`] apart, so that endpoints that
+/// were out of service for a moment (a late load report) report again meanwhile.
+const NAT_DISCOVERY_AT_ONCE: usize = 12;
+const NAT_DISCOVERY_PACE: Duration = Duration::from_millis(250);
 
 fn cluster_nat_no_open_relay(ctx: &mut Ctx) -> Step<Verdict> {
     let mut open: Vec<(Ctl, Answerer)> = Vec::new();
@@ -459,7 +468,11 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Step<Ver
     // A NAT shows as one source address answering for several Host Names; FIG 4 as one source
     // address per endpoint.
     let mut nat = None;
-    for _ in 0..NAT_DISCOVERY_TUNNELS {
+    for i in 0..NAT_DISCOVERY_TUNNELS {
+        if i >= NAT_DISCOVERY_AT_ONCE {
+            let network = ctx.network();
+            network.sleep_until(network.now() + NAT_DISCOVERY_PACE);
+        }
         let (mut ctl, who, reply) = dial(ctx)?;
         complete(&mut ctl, &reply)?;
         open.push((ctl, who));
@@ -490,8 +503,9 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Step<Ver
             ))
         } else {
             Verdict::NotApplicable(format!(
-                "every SCCRP came from one endpoint ({}): a NAT cannot be told from a single \
-                 endpoint",
+                "every SCCRP of {} tunnels held open came from one endpoint ({}): a NAT cannot \
+                 be told from a single endpoint",
+                open.len(),
                 answerers.join(", ")
             ))
         });
@@ -644,9 +658,141 @@ fn nat_no_open_relay(ctx: &mut Ctx, open: &mut Vec<(Ctl, Answerer)>) -> Step<Ver
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use l2tp::conn::tunnel::TunnelConfig;
+    use l2tp::conn::tunnels::TunnelSet;
+    use l2tp::sim::{Datagram, Node, Simulator};
+    use l2tp::time::Instant;
+    use l2tp::wire::message::ParseOptions;
+    use l2tp::wire::{AvpType, AvpValue, MessageType, PacketRepr};
+
     use super::PROBES;
     use crate::probe::catalog::sim_lns::run;
-    use crate::probe::VerdictKind;
+    use crate::probe::transport::SimNetwork;
+    use crate::probe::{run_one_on, Target, VerdictKind};
+
+    const MASTER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 1701);
+    const NAT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 1701);
+
+    /// FIG 2 in one node: a least-load master over LNSs that already hold `held` tunnels each
+    /// (of earlier initiators), and a NAT that answers from its own address and relays only
+    /// what its table, built from each SCCRP, holds.
+    struct NatCluster {
+        lnss: Vec<TunnelSet>,
+        held: Vec<usize>,
+        /// An SCCRQ's initiator socket: where it went (its retransmissions go there too).
+        placed: HashMap<SocketAddrV4, usize>,
+        /// Table 1: (initiator socket, Tunnel ID the LNS assigned) to the LNS.
+        table: HashMap<(SocketAddrV4, u16), usize>,
+        buf: Vec<u8>,
+    }
+
+    impl NatCluster {
+        fn new(held: &[usize]) -> NatCluster {
+            let lnss = (0..held.len())
+                .map(|i| {
+                    let config = TunnelConfig {
+                        host_name: format!("te{}", i + 1),
+                        ..TunnelConfig::default()
+                    };
+                    TunnelSet::new(config, 100 + i as u64, true)
+                })
+                .collect();
+            NatCluster {
+                lnss,
+                held: held.to_vec(),
+                placed: HashMap::new(),
+                table: HashMap::new(),
+                buf: Vec::new(),
+            }
+        }
+
+        fn least_loaded(&self) -> usize {
+            (0..self.lnss.len())
+                .min_by_key(|&i| self.held[i] + self.lnss[i].len())
+                .unwrap_or(0)
+        }
+    }
+
+    impl Node for NatCluster {
+        fn handle(&mut self, now: Instant, from: SocketAddrV4, to: SocketAddrV4, bytes: &[u8]) {
+            let Ok(PacketRepr::Control(message)) =
+                PacketRepr::parse(bytes, &ParseOptions::default())
+            else {
+                return;
+            };
+            let lns = if message.message_type() == Some(MessageType::Sccrq) && to == MASTER {
+                let pick = self.least_loaded();
+                *self.placed.entry(from).or_insert(pick)
+            } else {
+                match self.table.get(&(from, message.header.tunnel_id)) {
+                    Some(&lns) => lns,
+                    None => return,
+                }
+            };
+            self.lnss[lns].handle(now, from, bytes);
+            while self.lnss[lns].poll_event().is_some() {}
+        }
+        fn poll_transmit(&mut self, now: Instant) -> Option<Datagram> {
+            for (i, lns) in self.lnss.iter_mut().enumerate() {
+                if let Some(to) = lns.poll_transmit(now, &mut self.buf) {
+                    if let Ok(PacketRepr::Control(m)) =
+                        PacketRepr::parse(&self.buf, &ParseOptions::default())
+                    {
+                        if let Some(AvpValue::AssignedTunnelId(tid)) =
+                            m.avp(AvpType::AssignedTunnelId)
+                        {
+                            self.table.insert((to, *tid), i);
+                        }
+                    }
+                    return Some(Datagram {
+                        from: NAT,
+                        to,
+                        bytes: self.buf.clone(),
+                    });
+                }
+            }
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.lnss.iter().filter_map(|l| l.poll_timeout()).min()
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            for lns in &mut self.lnss {
+                lns.handle_timeout(now);
+                while lns.poll_event().is_some() {}
+            }
+        }
+    }
+
+    fn against_nat_cluster(name: &str, held: &[usize]) -> crate::probe::ProbeResult {
+        let probe = PROBES.iter().find(|p| p.name == name).expect("the probe");
+        let mut sim: Simulator<Box<dyn Node>> = Simulator::new(23);
+        sim.add_node(Box::new(NatCluster::new(held)), &[MASTER, NAT]);
+        let network = SimNetwork::new(sim, Ipv4Addr::new(198, 18, 0, 2), 5);
+        let mut target = Target::new(MASTER);
+        target.cluster = true;
+        run_one_on(probe, &target, &network, None)
+    }
+
+    /// CI saw `not-applicable` ("every SCCRP came from one endpoint") against three xl2tpds:
+    /// an endpoint holding 20 fewer tunnels than the others took all 12 discovery tunnels.
+    #[test]
+    fn the_nat_shows_though_one_endpoint_holds_fewer_tunnels_than_the_others() {
+        let result = against_nat_cluster("cluster-nat-no-open-relay", &[20, 0, 20]);
+        let evidence = result.evidence.join("\n");
+        assert_eq!(
+            result.verdict,
+            VerdictKind::Pass,
+            "{:?}\n{evidence}",
+            result.reason
+        );
+        assert!(evidence.contains("a NAT: 198.18.0.9"), "{evidence}");
+        assert!(evidence.contains("te2@198.18.0.9"), "{evidence}");
+        assert!(evidence.contains("te1@198.18.0.9") || evidence.contains("te3@198.18.0.9"));
+    }
 
     #[test]
     fn one_lns_is_no_cluster() {

@@ -189,7 +189,7 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
     let _ = std::fs::write(lab.run_dir().join("verify.txt"), &text);
     assert_eq!(report.totals.tunnels, 2 * TUNNELS + 1, "{topology}");
     let reused = reused_within_an_lns(&established);
-    let (mut excused, mut unanswered) = (0, 0);
+    let (mut excused, mut unanswered, mut zero_ids) = (0, 0, 0);
     for tunnel in &report.tunnels {
         let endpoint = tunnel
             .endpoint
@@ -227,6 +227,14 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
             excused += 1;
             continue;
         }
+        // xl2tpd draws a Tunnel ID from 16 random bits, 0 among them (one in 65,536 tunnels;
+        // seen in CI): our LAC refuses an SCCRP that assigns 0 (RFC 2661 §4.4.3 reserves it)
+        // and xl2tpd retransmits it until it gives up.
+        if tunnel.endpoint_tunnel_id == Some(0) {
+            excused += 1;
+            zero_ids += 1;
+            continue;
+        }
         // Every other tunnel conforms: the teardown waits for xl2tpd's late acks on the RFC's
         // schedule (it used to leave after a fixed 5 s and left 90 to 210 of 1000 tunnels
         // with unacknowledged CDNs and StopCCNs).
@@ -243,7 +251,8 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
     );
     eprintln!(
         "{topology}: verify: {} of {} conform; {excused} deviate where an xl2tpd gave one Tunnel \
-         ID to two live tunnels ({} such IDs) or two gave one initiator socket the same ID ({})",
+         ID to two live tunnels ({} such IDs) or two gave one initiator socket the same ID ({}) \
+         or an xl2tpd assigned Tunnel ID 0 ({zero_ids})",
         report.totals.conforming,
         report.totals.tunnels,
         reused.len(),
@@ -251,8 +260,8 @@ fn drive(lab: &Lab, topology: Topology, direct: Variant, via_master: Variant) {
     );
     // A reused ID breaks at most the two tunnels that share it.
     assert!(
-        excused <= 2 * (reused.len() + shared.len()),
-        "{topology}: {excused} broken, {reused:?} {shared:?}"
+        excused <= 2 * (reused.len() + shared.len()) + zero_ids,
+        "{topology}: {excused} broken, {reused:?} {shared:?}, {zero_ids} assigned 0"
     );
 
     // Every tunnel and call up, by our LAC and by the LNSs' own logs (ours and xl2tpd's LAC's),

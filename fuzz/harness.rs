@@ -302,7 +302,7 @@ impl Node {
                 lan_addr: Ipv4Addr::new(198, 19, 0, 10),
                 global_addr: None,
                 capacity: 4,
-                tunnel_ids: (first, last),
+                tunnel_ids: Some((first, last)),
                 first_sequence: 1,
             });
         }

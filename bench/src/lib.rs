@@ -28,6 +28,7 @@ pub fn fig2_lab(
     bench: &str,
     endpoints: usize,
     initiators: usize,
+    shared_tunnel_ids: bool,
     run_dir: Option<PathBuf>,
 ) -> anyhow::Result<Option<l2tpkit::lab::Lab>> {
     use l2tpkit::lab::{sys, Lab, LabSpec, Topology};
@@ -40,6 +41,7 @@ pub fn fig2_lab(
         captures: false,
         roles: true,
         secret: None,
+        shared_tunnel_ids,
         ..LabSpec::new(Topology::Fig2, endpoints)
     };
     match Lab::up(&spec) {

@@ -147,7 +147,7 @@ pub fn run(args: &NatBench) -> anyhow::Result<ExitCode> {
              them. Install it with: DEBIAN_FRONTEND=noninteractive apt-get install -y nftables"
         );
     }
-    let Some(lab) = crate::fig2_lab("nat", 1, 1, args.run_dir.clone())? else {
+    let Some(lab) = crate::fig2_lab("nat", 1, 1, false, args.run_dir.clone())? else {
         return Ok(ExitCode::from(130));
     };
     let Some(summary) = crate::drive_then_down("nat", lab, |lab| drive(lab, args))? else {

@@ -163,8 +163,10 @@ pub struct EndpointArgs {
     /// This endpoint's name in the cluster.
     #[arg(long, default_value = "te")]
     pub name: String,
-    /// The Tunnel IDs this endpoint assigns, FIRST-LAST (unique cluster-wide).
-    #[arg(long)]
+    /// The Tunnel IDs this endpoint assigns, FIRST-LAST (unique cluster-wide), or `any`: all
+    /// of them, reported as no block (FIG 2 only: the NAT tells the endpoints apart, and
+    /// packets sent to the cluster address cannot reach the endpoint's tunnels).
+    #[arg(long, value_name = "FIRST-LAST|any")]
     pub tunnel_ids: Option<String>,
     /// LAN address to report (default: the --listen address).
     #[arg(long, value_parser = args::ipv4)]
@@ -271,16 +273,20 @@ impl Default for TakeoverArgs {
     }
 }
 
-/// `FIRST-LAST`, both in 1..=65535, FIRST <= LAST.
-fn parse_ids(value: &str) -> anyhow::Result<(u16, u16)> {
-    let bad = || anyhow::anyhow!("--tunnel-ids {value:?}: expected FIRST-LAST within 1-65535");
+/// `FIRST-LAST`, both in 1..=65535, FIRST <= LAST; `any` is `None`.
+fn parse_ids(value: &str) -> anyhow::Result<Option<(u16, u16)>> {
+    if value.trim() == "any" {
+        return Ok(None);
+    }
+    let bad =
+        || anyhow::anyhow!("--tunnel-ids {value:?}: expected FIRST-LAST within 1-65535, or any");
     let (first, last) = value.split_once('-').ok_or_else(bad)?;
     let first: u16 = first.trim().parse().map_err(|_| bad())?;
     let last: u16 = last.trim().parse().map_err(|_| bad())?;
     if first == 0 || first > last {
         return Err(bad());
     }
-    Ok((first, last))
+    Ok(Some((first, last)))
 }
 
 fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option<Reporting>> {
@@ -295,7 +301,10 @@ fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option
         _ => anyhow::bail!("--master needs --report-key: load reports are authenticated"),
     };
     let Some(ids) = &args.tunnel_ids else {
-        anyhow::bail!("--master needs --tunnel-ids: the master routes by Tunnel ID blocks");
+        anyhow::bail!(
+            "--master needs --tunnel-ids: a block FIRST-LAST the master routes by, or any \
+             (behind the FIG 2 NAT only)"
+        );
     };
     let tunnel_ids = parse_ids(ids)?;
     let lan_addr = match args.lan {
@@ -443,7 +452,7 @@ pub fn execute_with(
     let reporting = reporting(args, listen)?;
     let takeover = takeover(args, reporting.as_ref())?;
     let ids = match &args.tunnel_ids {
-        Some(ids) => parse_ids(ids)?,
+        Some(ids) => parse_ids(ids)?.unwrap_or((1, u16::MAX)),
         None => (1, u16::MAX),
     };
     let seed = os_seed();

@@ -48,6 +48,13 @@ pub struct NatArgs {
     /// (79 s for 10). Without it the entry stays 31 s, the RFC's cycle for 5.
     #[arg(long, value_parser = args::max_retransmits)]
     pub max_retransmits: Option<u32>,
+    /// Endpoints that share the Tunnel ID space (`endpoint --tunnel-ids any`): when two give
+    /// one initiator socket the same ID, the later SCCRP gets another of the NAT's choosing,
+    /// rewritten in it, in its tunnel's packets and StopCCNs (`entries_translated`). Without
+    /// it the later entry replaces the earlier. A LAC that sends to the cluster address rather
+    /// than the NAT's (xl2tpd does) cannot reach a translated tunnel.
+    #[arg(long)]
+    pub translate_tunnel_ids: bool,
     #[command(flatten)]
     pub run: args::ForwarderRun,
 }
@@ -107,6 +114,7 @@ pub fn run(args: &NatArgs) -> anyhow::Result<ExitCode> {
         .teardown_bound();
     }
     config.max_entries = args.max_entries;
+    config.translate_tunnel_ids = args.translate_tunnel_ids;
     let duration = args.run.duration;
     let setup = NatSetup {
         config,

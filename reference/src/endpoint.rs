@@ -64,7 +64,10 @@ pub struct Reporting {
     /// FIG 4: the endpoint's own global address.
     pub global_addr: Option<Ipv4Addr>,
     pub capacity: u32,
-    pub tunnel_ids: (u16, u16),
+    /// The block the endpoint draws its Tunnel IDs from, reported so that the master routes
+    /// by it; `None`: every ID, reported as no block (behind the FIG 2 NAT, which tells the
+    /// endpoints apart by initiator and ID; the master then forwards only SCCRQs to it).
+    pub tunnel_ids: Option<(u16, u16)>,
     /// First sequence number: wall-clock microseconds, so a restart keeps it increasing.
     pub first_sequence: u64,
 }
@@ -334,7 +337,7 @@ impl Endpoint {
                     EndpointState::InService
                 },
                 sccrq_received: set.stats().sccrq_received,
-                tunnel_ids: vec![config.tunnel_ids],
+                tunnel_ids: config.tunnel_ids.into_iter().collect(),
                 sequence: reporter.sequence,
             };
             if let Some(link) = self.takeover.as_mut() {

@@ -40,7 +40,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use l2tpkit::lab::plan::{self, NodeKind};
-use l2tpkit::lab::{sys, Lab, LabProcess};
+use l2tpkit::lab::{sys, Lab, LabProcess, TunnelIdSpace};
 
 mod report;
 
@@ -71,6 +71,15 @@ pub struct SetupsBench {
     /// Only the cluster.
     #[arg(long)]
     pub skip_xl2tpd: bool,
+    /// The cluster's Tunnel IDs: `blocks` (disjoint, the master routes by them: about
+    /// 45,000 tunnels in all) or `any` (every endpoint draws from all 65,535 and the NAT
+    /// translates: `lab --tunnel-ids any`, up to 150,000).
+    #[arg(long, value_enum, default_value_t = TunnelIdSpace::Blocks)]
+    pub tunnel_ids: TunnelIdSpace,
+    /// Seconds each level's tunnels are held (HELLO keeps them up) before the measure, the
+    /// target's live count read every 5 s: none may go.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub soak: u64,
     /// Where the lab's logs go [default: a new directory under $TMPDIR/l2tpkit-lab/].
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
@@ -102,6 +111,11 @@ const MEASURE_INITIATORS: usize = 4;
 const XL2TPD_INITIATOR: usize = 20;
 /// The endpoints' Tunnel ID blocks (65535 / 4 each with 3 endpoints) with room to spare.
 const CLUSTER_MAX_TUNNELS: usize = 45_000;
+/// `--tunnel-ids any`: three endpoints of 65,535 IDs each, with room to spare (least-load
+/// keeps them within a few tunnels of each other).
+const SHARED_MAX_TUNNELS: usize = 150_000;
+/// How often the soak reads the target's live count.
+const SOAK_POLL: Duration = Duration::from_secs(5);
 /// The cluster forgets a closed tunnel after 31 s (RFC 2661 §5.7 hold); this bounds the wait.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// A holder's teardown: its 10 s drain and a margin.
@@ -142,6 +156,14 @@ struct Measurement {
     /// From the holders' own reports after their teardown.
     holders_established: usize,
     holders_failed: usize,
+    /// Of the holders' tunnels, closed with an acknowledged StopCCN at their teardown: a
+    /// tunnel that went during the hold is not among them.
+    holders_closed_cleanly: usize,
+    /// `--soak`: how long the level was held before the measure, and the least and most live
+    /// tunnels the target counted meanwhile.
+    soak_seconds: f64,
+    soak_min_live: Option<u64>,
+    soak_max_live: Option<u64>,
     requested: usize,
     established: usize,
     failed: usize,
@@ -185,7 +207,9 @@ pub fn run(args: &SetupsBench) -> anyhow::Result<ExitCode> {
              DEBIAN_FRONTEND=noninteractive apt-get install -y xl2tpd (or pass --skip-xl2tpd)"
         );
     }
-    let Some(lab) = crate::fig2_lab("setups", 3, XL2TPD_INITIATOR, args.run_dir.clone())? else {
+    let shared = args.tunnel_ids == TunnelIdSpace::Any;
+    let Some(lab) = crate::fig2_lab("setups", 3, XL2TPD_INITIATOR, shared, args.run_dir.clone())?
+    else {
         return Ok(ExitCode::from(130));
     };
     eprintln!(
@@ -220,12 +244,18 @@ fn check_args(args: &SetupsBench) -> anyhow::Result<()> {
         );
     }
     for &level in &args.levels {
-        if level + args.measure > CLUSTER_MAX_TUNNELS {
-            bail!(
+        match args.tunnel_ids {
+            TunnelIdSpace::Blocks if level + args.measure > CLUSTER_MAX_TUNNELS => bail!(
                 "--levels {level} + --measure {}: the cluster's Tunnel ID blocks hold about \
-                 {CLUSTER_MAX_TUNNELS}",
+                 {CLUSTER_MAX_TUNNELS} (--tunnel-ids any holds {SHARED_MAX_TUNNELS})",
                 args.measure
-            );
+            ),
+            TunnelIdSpace::Any if level + args.measure > SHARED_MAX_TUNNELS => bail!(
+                "--levels {level} + --measure {}: three endpoints hold about \
+                 {SHARED_MAX_TUNNELS}",
+                args.measure
+            ),
+            _ => {}
         }
     }
     if args.xl2tpd_hold_chunk == 0 {
@@ -407,6 +437,7 @@ fn hold_and_measure(
         if let Some(kb) = dut.xl2tpd.as_ref().and_then(|p| vm_rss_kb(p.pid)) {
             rss_kb.insert("xl2tpd".to_string(), kb);
         }
+        let soak = soak(cx, dut, &holders)?;
         let before = udp_rcvbuf_errors(&cx.initiator_ns);
         let figures = measure(cx, dut, tag)?;
         let after = udp_rcvbuf_errors(&cx.initiator_ns);
@@ -420,21 +451,25 @@ fn hold_and_measure(
             live_now,
             holders_setup_seconds,
             rss_kb,
+            soak,
             figures,
-            before,
-            after,
+            (before, after),
         ))
     })();
-    let (held_ok, held_failed) = stop_holders(cx, &holders);
-    let (live_now, holders_setup_seconds, rss_kb, figures, before, after) = outcome?;
+    let held = stop_holders(cx, &holders);
+    let (live_now, holders_setup_seconds, rss_kb, soak, figures, (before, after)) = outcome?;
     Ok(Measurement {
         target: dut.target,
         round,
         level,
         live: live_now,
         holders_setup_seconds,
-        holders_established: held_ok,
-        holders_failed: held_failed,
+        holders_established: held.established,
+        holders_failed: held.failed,
+        holders_closed_cleanly: held.closed_cleanly,
+        soak_seconds: soak.seconds,
+        soak_min_live: soak.min_live,
+        soak_max_live: soak.max_live,
         requested: figures.requested,
         established: figures.established,
         failed: figures.failed,
@@ -587,10 +622,58 @@ fn run_lac(cx: &Run, name: &str, lac_args: &[String]) -> anyhow::Result<LacFigur
         .with_context(|| format!("{name} printed no report: {}", log_tail(&err_path)))
 }
 
+#[derive(Debug, Default)]
+struct Soak {
+    seconds: f64,
+    min_live: Option<u64>,
+    max_live: Option<u64>,
+}
+
+/// `--soak`: holds the level, reading the target's live count every [`SOAK_POLL`]; fails when
+/// a holder exits.
+fn soak(cx: &Run, dut: &Dut, holders: &[LabProcess]) -> anyhow::Result<Soak> {
+    let length = Duration::from_secs(cx.args.soak);
+    if length.is_zero() || holders.is_empty() {
+        return Ok(Soak::default());
+    }
+    let started = Instant::now();
+    let mut result = Soak::default();
+    eprintln!(
+        "bench setups: {} holds {} live tunnels for {} s",
+        dut.target,
+        live(cx, dut)?,
+        length.as_secs()
+    );
+    loop {
+        sys::checkpoint()?;
+        for p in holders {
+            if !sys::is_running(p.pid, p.start_time) {
+                bail!("{} exited during the soak: {}", p.name, log_tail(&p.log));
+            }
+        }
+        let now = live(cx, dut)?;
+        result.min_live = Some(result.min_live.map_or(now, |m| m.min(now)));
+        result.max_live = Some(result.max_live.map_or(now, |m| m.max(now)));
+        let elapsed = started.elapsed();
+        if elapsed >= length {
+            result.seconds = elapsed.as_secs_f64();
+            return Ok(result);
+        }
+        std::thread::sleep(SOAK_POLL.min(length - elapsed));
+    }
+}
+
+/// What the holders' own reports said after their teardown.
+struct Held {
+    established: usize,
+    failed: usize,
+    closed_cleanly: usize,
+}
+
 /// SIGINT to every holder by PID (each sends StopCCN on its tunnels), a bounded wait, then the
-/// supervisor reaps them (SIGKILL for one that is still there). Their established and failed
-/// tunnels, from their reports.
-fn stop_holders(cx: &Run, holders: &[LabProcess]) -> (usize, usize) {
+/// supervisor reaps them (SIGKILL for one that is still there). Their established, failed and
+/// cleanly closed tunnels, from their reports.
+fn stop_holders(cx: &Run, holders: &[LabProcess]) -> Held {
     for p in holders {
         if sys::is_running(p.pid, p.start_time) {
             let _ = sys::send_signal(p.pid, "INT");
@@ -601,15 +684,20 @@ fn stop_holders(cx: &Run, holders: &[LabProcess]) -> (usize, usize) {
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (mut established, mut failed) = (0, 0);
+    let mut held = Held {
+        established: 0,
+        failed: 0,
+        closed_cleanly: 0,
+    };
     for p in holders {
         let _ = cx.lab.stop(&p.name);
         if let Some(report) = report_in_log(&p.log) {
-            established += report.tunnels_established;
-            failed += report.tunnels_failed;
+            held.established += report.tunnels_established;
+            held.failed += report.tunnels_failed;
+            held.closed_cleanly += report.tunnels_closed_cleanly;
         }
     }
-    (established, failed)
+    held
 }
 
 /// A holder's log holds its stderr and then its JSON report (stdout).

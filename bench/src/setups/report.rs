@@ -206,6 +206,34 @@ pub(super) fn print_summary(s: &Summary) {
             r.ratio.map_or("-".to_string(), |r| format!("{r:.1}x")),
         );
     }
+    let held: Vec<String> = s
+        .measurements
+        .iter()
+        .filter(|m| m.level > 0)
+        .map(|m| {
+            let soak = match (m.soak_min_live, m.soak_max_live) {
+                (Some(min), Some(max)) => {
+                    format!(", held {:.0} s with {min}..={max} live", m.soak_seconds)
+                }
+                _ => String::new(),
+            };
+            format!(
+                "  {} round {} level {}: {} up, {} failed, {} closed cleanly{soak}",
+                m.target,
+                m.round,
+                m.level,
+                m.holders_established,
+                m.holders_failed,
+                m.holders_closed_cleanly
+            )
+        })
+        .collect();
+    if !held.is_empty() {
+        println!("Holders (their own reports after their teardown):");
+        for line in held {
+            println!("{line}");
+        }
+    }
     println!("RSS per live tunnel (VmRSS while the highest level was held):");
     println!(
         "{:<12} {:>12} {:>12} {:>10} {:>10}",

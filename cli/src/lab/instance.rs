@@ -29,6 +29,7 @@ pub struct Lab {
     pub(super) ppp: bool,
     pub(super) metrics: bool,
     pub(super) endpoint_kind: super::spec::EndpointKind,
+    pub(super) shared_tunnel_ids: bool,
     pub(super) inner: Mutex<Inner>,
     /// Dropping an armed lab tears it down.
     pub(super) armed: bool,

@@ -124,6 +124,21 @@ pub struct ClusterFlags {
     /// l2tpns, freeradius, unshare and /dev/net/tun.
     #[arg(long, value_enum, default_value_t = EndpointKind::L2tpkit)]
     pub endpoint_kind: EndpointKind,
+    /// `blocks`: each l2tpkit endpoint assigns Tunnel IDs from its own disjoint block, which the
+    /// master routes by (65,535 / (endpoints + 1) each). `any` (FIG 2 only): every l2tpkit
+    /// endpoint draws from all 65,535 (more than ~49,000 tunnels with three endpoints), and
+    /// the NAT translates where two endpoints give one initiator socket the same ID (xl2tpd
+    /// and l2tpns pick their IDs themselves; l2tpns numbers from 3 up on every endpoint).
+    /// With `any` a LAC must follow the SCCRP to the NAT's address, as l2tpkit's does.
+    #[arg(long, value_enum, default_value_t = TunnelIdSpace::Blocks)]
+    pub tunnel_ids: TunnelIdSpace,
+}
+
+/// How the endpoints share the 16-bit Tunnel ID space (`--tunnel-ids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TunnelIdSpace {
+    Blocks,
+    Any,
 }
 
 impl ClusterFlags {
@@ -140,6 +155,7 @@ impl ClusterFlags {
         spec.max_retransmits = self.max_retransmits;
         spec.metrics = self.metrics;
         spec.endpoint_kind = self.endpoint_kind;
+        spec.shared_tunnel_ids = self.tunnel_ids == TunnelIdSpace::Any;
         spec.policy = self.policy.with_bucket(self.bucket_rate, self.bucket_burst);
         Ok(())
     }

@@ -145,6 +145,9 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
             format!("--status={}", run.join("nat-status.json").display()),
             format!("--control={}", run.join("nat.sock").display()),
         ];
+        if lab.shared_tunnel_ids {
+            args.push("--translate-tunnel-ids".to_string());
+        }
         // Its entries outlive the StopCCNs' retransmissions.
         if let Some(n) = lab.max_retransmits {
             args.push(format!("--max-retransmits={n}"));
@@ -207,10 +210,15 @@ fn start_endpoints(
         let lan = address(node, Segment::Lan)?;
         let first = (i + 1) * block;
         let last = first + block - 1;
+        let ids = if lab.shared_tunnel_ids {
+            "--tunnel-ids=any".to_string()
+        } else {
+            format!("--tunnel-ids={first}-{last}")
+        };
         let mut args = vec![
             "endpoint".to_string(),
             format!("--host-name={}", node.short),
-            format!("--tunnel-ids={first}-{last}"),
+            ids,
         ];
         args.extend(report_args(&node.short, key, master_lan));
         if let Some(secret) = &lab.secret {

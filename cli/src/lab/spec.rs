@@ -83,6 +83,13 @@ pub struct LabSpec {
     pub metrics: bool,
     /// What runs as the LNS in every endpoint namespace.
     pub endpoint_kind: EndpointKind,
+    /// The endpoints share the Tunnel ID space and the NAT translates where two give one
+    /// initiator socket the same ID (`nat --translate-tunnel-ids`); l2tpkit endpoints then
+    /// draw from all 65,535 (`endpoint --tunnel-ids any`). Off: l2tpkit endpoints get disjoint
+    /// blocks that the master routes by, and the NAT replaces an entry whose key another
+    /// SCCRP claims (xl2tpd and l2tpns pick their IDs themselves either way). FIG 2 only; a
+    /// LAC that sends to the cluster address (as xl2tpd does) cannot reach a translated tunnel.
+    pub shared_tunnel_ids: bool,
 }
 
 impl LabSpec {
@@ -102,11 +109,18 @@ impl LabSpec {
             ppp: false,
             metrics: false,
             endpoint_kind: EndpointKind::L2tpkit,
+            shared_tunnel_ids: false,
         }
     }
 
     /// Refuses what cannot be built, naming the flags that ask for it.
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.shared_tunnel_ids && self.topology != Topology::Fig2 {
+            anyhow::bail!(
+                "--tunnel-ids any needs --topology fig2: only the FIG 2 NAT tells endpoints \
+                 that share Tunnel IDs apart; leave --tunnel-ids out"
+            );
+        }
         if self.endpoint_kind == EndpointKind::Xl2tpd && self.ppp {
             anyhow::bail!(
                 "--ppp cannot go with --endpoint-kind xl2tpd: xl2tpd's pppd is a stand-in that \
@@ -206,6 +220,27 @@ mod tests {
         // l2tpns runs PPP either way.
         assert!(spec(EndpointKind::L2tpns, true).check().is_ok());
         assert!(spec(EndpointKind::L2tpns, false).check().is_ok());
+    }
+
+    #[test]
+    fn shared_tunnel_ids_need_the_fig2_nat() {
+        let spec = |topology, kind| LabSpec {
+            endpoint_kind: kind,
+            shared_tunnel_ids: true,
+            ..LabSpec::new(topology, 3)
+        };
+        for kind in [
+            EndpointKind::L2tpkit,
+            EndpointKind::Xl2tpd,
+            EndpointKind::L2tpns,
+        ] {
+            assert!(spec(Topology::Fig2, kind).check().is_ok());
+            let error = spec(Topology::Fig4, kind).check().unwrap_err().to_string();
+            assert!(
+                error.contains("--tunnel-ids any") && error.contains("fig2"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Lab {
             ppp: spec.ppp,
             metrics: spec.metrics,
             endpoint_kind: spec.endpoint_kind,
+            shared_tunnel_ids: spec.shared_tunnel_ids,
             netem: spec.netem,
             policy: spec.policy,
             max_retransmits: spec.max_retransmits,

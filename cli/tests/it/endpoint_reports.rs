@@ -9,6 +9,16 @@ use reference::cluster::{open, EndpointState};
 
 #[test]
 fn endpoint_reports_its_load_to_the_master() {
+    reports_blocks(Some("7000-7999"), &[(7000, 7999)]);
+}
+
+/// `--tunnel-ids any` (FIG 2 behind the translating NAT): every ID, and no block reported.
+#[test]
+fn an_endpoint_drawing_from_every_tunnel_id_reports_no_block() {
+    reports_blocks(Some("any"), &[]);
+}
+
+fn reports_blocks(tunnel_ids: Option<&str>, blocks: &[(u16, u16)]) {
     let master = UdpSocket::bind("127.0.0.1:0").unwrap();
     master
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -26,7 +36,7 @@ fn endpoint_reports_its_load_to_the_master() {
         report_key: Some("cluster-key".to_string()),
         report_interval: Duration::from_millis(100),
         name: "te7".to_string(),
-        tunnel_ids: Some("7000-7999".to_string()),
+        tunnel_ids: tunnel_ids.map(str::to_string),
         lan: None,
         global: Some("198.18.0.17".parse().unwrap()),
         capacity: 123,
@@ -42,7 +52,7 @@ fn endpoint_reports_its_load_to_the_master() {
         let (len, _) = master.recv_from(&mut buf).expect("a load report");
         let report = open(&buf[..len], b"cluster-key").expect("authentic report");
         assert_eq!(report.endpoint, "te7");
-        assert_eq!(report.tunnel_ids, vec![(7000, 7999)]);
+        assert_eq!(report.tunnel_ids, blocks);
         assert_eq!(report.capacity, 123);
         assert_eq!(report.global_addr, Some("198.18.0.17".parse().unwrap()));
         assert_eq!(
@@ -93,4 +103,14 @@ fn reporting_flags_are_checked() {
     };
     let err = execute(&bad_ids, |_| {}).unwrap_err().to_string();
     assert!(err.contains("--tunnel-ids"), "{err}");
+    let no_ids = EndpointArgs {
+        report_key: Some("k".to_string()),
+        tunnel_ids: None,
+        ..bad_ids
+    };
+    let err = execute(&no_ids, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("--master needs --tunnel-ids") && err.contains("or any"),
+        "{err}"
+    );
 }

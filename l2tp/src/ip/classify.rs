@@ -57,6 +57,34 @@ pub fn l2tp_tunnel_id(udp_payload: &[u8]) -> Option<u16> {
         .map(|header| header.tunnel_id())
 }
 
+/// Where the header's Tunnel ID sits in the L2TP message, when the bytes start with a valid
+/// L2TPv2 header: for a forwarder that rewrites it in place.
+pub fn tunnel_id_at(udp_payload: &[u8]) -> Option<usize> {
+    Header::new_checked(udp_payload)
+        .ok()
+        .map(|header| header.tunnel_id_at())
+}
+
+/// Where the value of a control message's Assigned Tunnel ID AVP sits in the L2TP message, and
+/// the value: for a forwarder that rewrites it in place (SCCRP, StopCCN). `None` for data,
+/// ZLBs and control messages without one; a hidden one is [`wire::Error::Hidden`].
+pub fn assigned_tunnel_id_at(udp_payload: &[u8]) -> wire::Result<Option<(usize, u16)>> {
+    let header = Header::new_checked(udp_payload)?;
+    if !header.is_control() {
+        return Ok(None);
+    }
+    let body = header.payload();
+    let base = header.header_len();
+    if first_message_type(body, base)?.is_none() {
+        return Ok(None);
+    }
+    match find_assigned_tunnel_id(body, base, "control message") {
+        Ok(found) => Ok(Some(found)),
+        Err(wire::Error::MissingAvp { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// Whether the bytes are an SCCRQ: reads the header and the first AVP only.
 pub fn is_sccrq(udp_payload: &[u8]) -> bool {
     let Ok(header) = Header::new_checked(udp_payload) else {
@@ -96,7 +124,7 @@ pub fn classify(udp_payload: &[u8]) -> wire::Result<L2tpClass> {
     Ok(L2tpClass::Setup {
         tunnel_id,
         message_type,
-        assigned_tunnel_id: find_assigned_tunnel_id(body, base, message)?,
+        assigned_tunnel_id: find_assigned_tunnel_id(body, base, message)?.1,
     })
 }
 
@@ -135,8 +163,13 @@ fn first_message_type(body: &[u8], base: usize) -> wire::Result<Option<MessageTy
     Ok(Some(MessageType::from_u16(u16::from_be_bytes([high, low]))))
 }
 
-/// Walks the AVP headers (never their values) to the Assigned Tunnel ID.
-fn find_assigned_tunnel_id(body: &[u8], base: usize, message: &'static str) -> wire::Result<u16> {
+/// Walks the AVP headers (never their values) to the Assigned Tunnel ID: where its value sits
+/// in the L2TP message, and the value.
+fn find_assigned_tunnel_id(
+    body: &[u8],
+    base: usize,
+    message: &'static str,
+) -> wire::Result<(usize, u16)> {
     let mut at = 0;
     while let Some(rest) = body.get(at..).filter(|rest| !rest.is_empty()) {
         let offset = base + at;
@@ -161,7 +194,8 @@ fn find_assigned_tunnel_id(body: &[u8], base: usize, message: &'static str) -> w
                     reason: "value must be 2 octets",
                 }));
             };
-            return Ok(u16::from_be_bytes([high, low]));
+            // The value follows the 6-octet AVP header.
+            return Ok((offset + 6, u16::from_be_bytes([high, low])));
         }
         // The check made the length at least the 6-octet AVP header: the walk advances.
         at += usize::from(avp.length());

@@ -34,7 +34,9 @@ mod repr;
 mod tests;
 
 use checksum::{pseudo_header, sum_words, udp_checksum, update};
-pub use classify::{classify, is_sccrq, l2tp_tunnel_id, L2tpClass};
+pub use classify::{
+    assigned_tunnel_id_at, classify, is_sccrq, l2tp_tunnel_id, tunnel_id_at, L2tpClass,
+};
 use repr::Ipv4Header;
 pub use repr::{EmitError, Ipv4UdpRepr};
 
@@ -432,6 +434,34 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Udp<T> {
     pub fn set_dst_port(&mut self, port: u16) {
         let at = self.header_len() + field::DST_PORT.start;
         self.rewrite_port(at, port);
+    }
+
+    /// Writes a 16-bit field of the UDP payload (an L2TP Tunnel ID, say) `offset` octets into
+    /// the payload and updates the UDP checksum to match. Returns false, changing nothing,
+    /// when the field does not lie wholly inside the payload.
+    pub fn set_payload_u16(&mut self, offset: usize, value: u16) -> bool {
+        let Some(end) = offset.checked_add(2) else {
+            return false;
+        };
+        if end > self.udp_len().saturating_sub(field::UDP_HEADER) {
+            return false;
+        }
+        let at = self.header_len() + field::UDP_HEADER + offset;
+        let old = self.read_u16(at).to_be_bytes();
+        let new = value.to_be_bytes();
+        if old == new {
+            return true;
+        }
+        self.write_u16(at, value);
+        // The checksum sums 16-bit words from the UDP header on: at an odd offset the two
+        // octets are the low half of one word and the high half of the next, which sums as
+        // the octets swapped (RFC 1071 §2(B)).
+        if offset.is_multiple_of(2) {
+            self.rewrite_udp_checksum(old, new);
+        } else {
+            self.rewrite_udp_checksum([old[1], old[0]], [new[1], new[0]]);
+        }
+        true
     }
 
     /// Counts one router hop (RFC 1812 §5.3.1). Returns false, changing nothing, when the TTL

@@ -688,3 +688,90 @@ proptest! {
         }
     }
 }
+
+/// An SCCRP in an IPv4 UDP packet, with a Host Name of `host` octets before the Assigned
+/// Tunnel ID (an odd length puts its value at an odd offset).
+fn sccrp_packet(host: &[u8]) -> Vec<u8> {
+    let mut avps = Vec::new();
+    if !host.is_empty() {
+        avps.push(AvpRepr::mandatory(AvpValue::HostName(host.to_vec().into())));
+    }
+    avps.push(AvpRepr::mandatory(AvpValue::AssignedTunnelId(0x4242)));
+    let mut packet = Vec::new();
+    build_ipv4_udp(
+        "198.19.0.3:1701".parse().unwrap(),
+        "198.18.0.10:1701".parse().unwrap(),
+        &sccrp(avps),
+        7,
+        &mut packet,
+    )
+    .unwrap();
+    packet
+}
+
+#[test]
+fn tunnel_ids_rewritten_in_place_keep_the_udp_checksum_right() {
+    for host in [&b""[..], b"lns", b"lns1"] {
+        let mut packet = sccrp_packet(host);
+        let mut view = Ipv4Udp::new_checked(&mut packet[..]).unwrap();
+        let (at, value) = assigned_tunnel_id_at(view.udp_payload()).unwrap().unwrap();
+        assert_eq!(value, 0x4242);
+        assert_eq!(at % 2, host.len() % 2, "host {host:?}");
+        let header_at = tunnel_id_at(view.udp_payload()).unwrap();
+        assert!(view.set_payload_u16(at, 0x1717));
+        assert!(view.set_payload_u16(header_at, 0xfffe));
+        checksums_agree(&packet);
+        let view = Ipv4Udp::new_checked(&packet[..]).unwrap();
+        assert_eq!(
+            classify(view.udp_payload()),
+            Ok(L2tpClass::Setup {
+                tunnel_id: 0xfffe,
+                message_type: MessageType::Sccrp,
+                assigned_tunnel_id: 0x1717,
+            })
+        );
+    }
+}
+
+#[test]
+fn a_payload_field_past_the_datagram_is_not_written() {
+    let mut packet = sccrp_packet(b"lns");
+    let before = packet.clone();
+    let mut view = Ipv4Udp::new_checked(&mut packet[..]).unwrap();
+    let len = view.udp_payload().len();
+    assert!(!view.set_payload_u16(len - 1, 1));
+    assert!(!view.set_payload_u16(usize::MAX, 1));
+    assert!(view.set_payload_u16(
+        len - 2,
+        u16::from_be_bytes([before[before.len() - 2], before[before.len() - 1]])
+    ));
+    assert_eq!(packet, before);
+}
+
+#[test]
+fn assigned_tunnel_id_is_found_in_any_control_message_and_only_there() {
+    let stop = emit(&PacketRepr::Control(ControlMessage {
+        header: HeaderRepr::control(7, 0, 0, 1),
+        avps: vec![
+            AvpRepr::mandatory(AvpValue::MessageType(MessageType::StopCcn)),
+            AvpRepr::mandatory(AvpValue::AssignedTunnelId(9)),
+        ],
+    }));
+    // Header 12, Message Type 8, the AVP's own header 6.
+    assert_eq!(assigned_tunnel_id_at(&stop), Ok(Some((26, 9))));
+    let hello = emit(&PacketRepr::Control(ControlMessage {
+        header: HeaderRepr::control(7, 0, 0, 1),
+        avps: vec![AvpRepr::mandatory(AvpValue::MessageType(
+            MessageType::Hello,
+        ))],
+    }));
+    assert_eq!(assigned_tunnel_id_at(&hello), Ok(None));
+    let data = emit(&PacketRepr::Data {
+        header: HeaderRepr::data(7, 1),
+        payload: &[0xff, 0x03],
+    });
+    assert_eq!(assigned_tunnel_id_at(&data), Ok(None));
+    // The codec sends the Length field: the Tunnel ID follows it.
+    assert_eq!(tunnel_id_at(&data), Some(4));
+    assert_eq!(tunnel_id_at(&[0xc8]), None);
+}

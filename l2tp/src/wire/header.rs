@@ -171,7 +171,8 @@ impl<T: AsRef<[u8]>> Header<T> {
     fn length_at(&self) -> Option<usize> {
         self.has_length().then_some(field::OPTIONAL)
     }
-    fn tunnel_id_at(&self) -> usize {
+    /// Where the Tunnel ID sits: after the flags and the Length field, when present.
+    pub fn tunnel_id_at(&self) -> usize {
         field::OPTIONAL + if self.has_length() { 2 } else { 0 }
     }
     fn ns_at(&self) -> Option<usize> {

@@ -194,7 +194,7 @@ pub(crate) fn check(
         // Tunnel IDs after the SCCRQ: each side addresses the peer's Assigned Tunnel ID.
         if !checked.contains_key(&entry.obs) && m.kind != Kind::Control(MessageType::Sccrq) {
             let expected = if entry.from_initiator {
-                tunnel.endpoint_tid
+                tunnel.expected_tid(ctx.roles, *o.dst.ip())
             } else {
                 Some(tunnel.initiator_tid)
             };

@@ -1,14 +1,19 @@
 //! Which tunnel each observation belongs to: keyed by the initiator's address and port and its
 //! Assigned Tunnel ID, linked to the endpoint's Assigned Tunnel ID by the SCCRP.
+//!
+//! A NAT that translates (`nat --translate-tunnel-ids`) gives the initiator another Tunnel ID
+//! than the endpoint assigned, and two endpoints may have given that initiator the same one:
+//! what the initiator sends is then found by where it went as well (the NAT with the public
+//! ID, the endpoint's LAN address with the endpoint's), as each SCCRP's source registers it.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use l2tp::wire::MessageType;
 
-use super::observation::{Kind, Observation};
-use super::roles::Roles;
+use super::observation::{Kind, Observation, Summary};
+use super::roles::{AddressRole, Roles};
 
 /// How long after a sighting another sighting of the same bytes counts as the same packet,
 /// forwarded (used only for packets whose addresses do not name their tunnel).
@@ -27,6 +32,9 @@ pub(crate) struct Tunnel {
     pub initiator_tid: u16,
     /// From the first SCCRP's Assigned Tunnel ID.
     pub endpoint_tid: Option<u16>,
+    /// The Tunnel ID the NAT gave the initiator instead, when it translated: the Assigned
+    /// Tunnel ID of the SCCRP it forwarded, where that differs from the endpoint's.
+    pub public_tid: Option<u16>,
     /// In time order.
     pub entries: Vec<Entry>,
     connected: bool,
@@ -49,6 +57,9 @@ pub(crate) fn attribute(
     let mut tunnels: Vec<Tunnel> = Vec::new();
     let mut by_key: HashMap<(SocketAddrV4, u16), usize> = HashMap::new();
     let mut by_endpoint_tid: HashMap<(SocketAddrV4, u16), usize> = HashMap::new();
+    // (initiator, the SCCRP's source address, its Assigned Tunnel ID): what the initiator
+    // sends there with that ID.
+    let mut by_sent_to: HashMap<(SocketAddrV4, Ipv4Addr, u16), usize> = HashMap::new();
     let mut by_initiator: HashMap<SocketAddrV4, Vec<usize>> = HashMap::new();
     let mut by_digest: HashMap<u64, (usize, Duration, bool)> = HashMap::new();
     let mut unattributed = Vec::new();
@@ -89,6 +100,7 @@ pub(crate) fn attribute(
                             initiator: o.src,
                             initiator_tid: key.1,
                             endpoint_tid: None,
+                            public_tid: None,
                             entries: Vec::new(),
                             connected: false,
                             stopped: false,
@@ -102,6 +114,8 @@ pub(crate) fn attribute(
                     true,
                 ))
             }
+        } else if let Some(&t) = by_sent_to.get(&(o.src, *o.dst.ip(), m.tunnel_id)) {
+            Some((t, true))
         } else if let Some(&t) = by_endpoint_tid.get(&(o.src, m.tunnel_id)) {
             Some((t, true))
         } else if let Some(&t) = by_key.get(&(o.dst, m.tunnel_id)) {
@@ -139,9 +153,21 @@ pub(crate) fn attribute(
         tunnel.last_time = o.time;
         match m.kind {
             Kind::Control(MessageType::Sccrp) if !from_initiator => {
-                if let (None, Some(assigned)) = (tunnel.endpoint_tid, m.assigned_tunnel_id) {
-                    tunnel.endpoint_tid = Some(assigned);
-                    by_endpoint_tid.insert((tunnel.initiator, assigned), t);
+                if let Some(assigned) = m.assigned_tunnel_id {
+                    by_sent_to.insert((tunnel.initiator, *o.src.ip(), assigned), t);
+                    match tunnel.endpoint_tid {
+                        None => {
+                            tunnel.endpoint_tid = Some(assigned);
+                            by_endpoint_tid.insert((tunnel.initiator, assigned), t);
+                        }
+                        Some(ours)
+                            if ours != assigned
+                                && roles.role_of(*o.src.ip()) == AddressRole::NatGlobal =>
+                        {
+                            tunnel.public_tid = Some(assigned);
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
             Kind::Control(MessageType::Scccn) if from_initiator => tunnel.connected = true,
@@ -153,6 +179,38 @@ pub(crate) fn attribute(
     Attribution {
         tunnels,
         unattributed,
+    }
+}
+
+impl Tunnel {
+    /// The Tunnel ID the initiator must put on what it sends to `dst`: the NAT's public one
+    /// when the NAT translated and `dst` is the NAT, else the endpoint's.
+    pub fn expected_tid(&self, roles: &Roles, dst: Ipv4Addr) -> Option<u16> {
+        match self.public_tid {
+            Some(public) if roles.role_of(dst) == AddressRole::NatGlobal => Some(public),
+            _ => self.endpoint_tid,
+        }
+    }
+
+    /// Whether `after` is `before` as a translating NAT forwards it and nothing else changed:
+    /// the SCCRP's Assigned Tunnel ID the endpoint's → the public one on the way out, the
+    /// header's Tunnel ID the public one → the endpoint's on the way in (or, on the endpoint's
+    /// StopCCN, its Assigned Tunnel ID on the way out).
+    pub fn translated(&self, before: &Summary, after: &Summary) -> bool {
+        let (Some(ours), Some(public)) = (self.endpoint_tid, self.public_tid) else {
+            return false;
+        };
+        let same = before.kind == after.kind
+            && before.session_id == after.session_id
+            && before.ns == after.ns
+            && before.nr == after.nr;
+        let outward = before.tunnel_id == after.tunnel_id
+            && before.assigned_tunnel_id == Some(ours)
+            && after.assigned_tunnel_id == Some(public);
+        let inward = before.tunnel_id == public
+            && after.tunnel_id == ours
+            && before.assigned_tunnel_id == after.assigned_tunnel_id;
+        same && (outward || inward)
     }
 }
 

@@ -14,6 +14,17 @@
 //!
 //! Anything that matches no entry is dropped and counted: the NAT is never an open relay. Only
 //! an SCCRP from the LAN creates an entry. Both lookups are one hash probe on a packed key.
+//!
+//! Endpoints whose Tunnel IDs are not disjoint (each draws from all 65,535, so that three of
+//! them hold 100,000 tunnels) may give one initiator's address and port the same ID. With
+//! `translate_tunnel_ids` the NAT then translates: the later SCCRP's Assigned Tunnel ID becomes one that no entry of that far
+//! end holds (the *public* Tunnel ID), the initiator's packets carry it and leave the NAT with
+//! the endpoint's own in their header, and the endpoint's StopCCN names the public one too.
+//! Only the IDs the endpoint chose are rewritten; the Challenge Response covers no AVP, so a
+//! tunnel secret survives it. An ID the endpoint reuses for the same far end replaces its old
+//! entry. Without it (the default) the later SCCRP replaces the earlier entry: a LAC that
+//! sends to the cluster address instead of the NAT's (xl2tpd does) keeps the endpoint's ID,
+//! which the master routes by, and would lose a translated tunnel there.
 
 use l2tp::malformed::{BadValue, Truncated};
 use std::cmp::Reverse;
@@ -41,6 +52,9 @@ pub struct NatConfig {
     /// SCCRPs beyond this many live entries are dropped (`TableFull`), bounding the memory a
     /// flood of tunnel setups can take.
     pub max_entries: usize,
+    /// Give an SCCRP another public Tunnel ID when another endpoint's tunnel from the same far
+    /// end holds the endpoint's (see the module's notes); off: the newer entry replaces it.
+    pub translate_tunnel_ids: bool,
 }
 
 impl NatConfig {
@@ -56,6 +70,7 @@ impl NatConfig {
             entry_timeout: NatConfig::DEFAULT_ENTRY_TIMEOUT,
             stop_hold: NatConfig::DEFAULT_STOP_HOLD,
             max_entries: NatConfig::DEFAULT_MAX_ENTRIES,
+            translate_tunnel_ids: false,
         }
     }
 }
@@ -69,9 +84,12 @@ pub struct NatEntry {
     pub local: SocketAddrV4,
     /// The initiator's ID for the tunnel: the Tunnel ID of every packet from the endpoint.
     pub initiator_tunnel_id: u16,
-    /// The endpoint's ID (the SCCRP's Assigned Tunnel ID): the Tunnel ID of every packet from
-    /// the initiator.
+    /// The endpoint's ID (the SCCRP's Assigned Tunnel ID as the endpoint sent it).
     pub endpoint_tunnel_id: u16,
+    /// The ID the initiator knows the tunnel by, and the Tunnel ID of every packet from it:
+    /// the endpoint's, unless another endpoint's entry for the same far end held that one
+    /// when the SCCRP came (then the NAT gave the SCCRP this one instead).
+    pub public_tunnel_id: u16,
     pub created: Instant,
     pub last_seen: Instant,
     /// When the tunnel's first StopCCN passed; the entry goes `stop_hold` later.
@@ -112,7 +130,8 @@ pub enum DropReason {
     NoEntry,
     /// TTL 0 or 1: the hop would end it (RFC 1812 §5.3.1).
     TtlExpired,
-    /// A new entry would pass `max_entries`.
+    /// A new entry would pass `max_entries`, or every Tunnel ID of the SCCRP's far end is in
+    /// use (65,535 tunnels from one address and port).
     TableFull,
 }
 
@@ -203,22 +222,25 @@ pub struct NatStats {
     pub entries_removed: u64,
     /// Gone because a newer SCCRP claimed one of its keys (an endpoint restarted, an ID reused).
     pub entries_replaced: u64,
+    /// Made with a public Tunnel ID other than the endpoint's: another endpoint's tunnel from
+    /// the same far end held the endpoint's.
+    pub entries_translated: u64,
     /// SCCRPs that matched their entry exactly: retransmissions, forwarded, no new entry.
     pub sccrp_retransmits: u64,
     pub lan_drops: DropCounts,
     pub public_drops: DropCounts,
 }
 
-/// The far end and the endpoint's tunnel ID, packed into one word so a lookup hashes once.
+/// The far end and the public tunnel ID, packed into one word so a lookup hashes once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PublicKey(u64);
 
 impl PublicKey {
-    fn new(far_end: SocketAddrV4, endpoint_tunnel_id: u16) -> PublicKey {
+    fn new(far_end: SocketAddrV4, public_tunnel_id: u16) -> PublicKey {
         PublicKey(
             u64::from(u32::from(*far_end.ip())) << 32
                 | u64::from(far_end.port()) << 16
-                | u64::from(endpoint_tunnel_id),
+                | u64::from(public_tunnel_id),
         )
     }
 }
@@ -339,6 +361,10 @@ impl Nat {
         };
         if let Some(slot) = self.entries.get_mut(&key) {
             touch(slot, key, now, class, &self.config, &mut self.timers);
+            let (ours, public) = (slot.entry.endpoint_tunnel_id, slot.entry.public_tunnel_id);
+            if ours != public {
+                name_public_tunnel_id(&mut view, ours, public);
+            }
         }
         view.set_src(self.config.global);
         view.decrement_ttl();
@@ -359,6 +385,12 @@ impl Nat {
         };
         let local = slot.entry.local;
         touch(slot, key, now, class, &self.config, &mut self.timers);
+        let (ours, public) = (slot.entry.endpoint_tunnel_id, slot.entry.public_tunnel_id);
+        if ours != public {
+            if let Some(at) = ip::tunnel_id_at(view.udp_payload()) {
+                view.set_payload_u16(at, ours);
+            }
+        }
         view.set_dst(*local.ip());
         view.set_dst_port(local.port());
         view.decrement_ttl();
@@ -380,21 +412,46 @@ impl Nat {
         if initiator_tunnel_id == 0 || endpoint_tunnel_id == 0 {
             return Err(DropReason::Malformed);
         }
-        let key = PublicKey::new(far_end, endpoint_tunnel_id);
         let lan_key = LanKey::new(local, far_end, initiator_tunnel_id);
-        if let Some(slot) = self.entries.get(&key) {
-            if slot.entry.local == local && slot.entry.initiator_tunnel_id == initiator_tunnel_id {
+        if let Some(&key) = self.by_lan.get(&lan_key) {
+            let same = self
+                .entries
+                .get(&key)
+                .is_some_and(|slot| slot.entry.endpoint_tunnel_id == endpoint_tunnel_id);
+            if same {
                 self.stats.sccrp_retransmits += 1;
                 return Ok(key);
             }
-        }
-        // The SCCRP is the newest word on both keys: whatever entry held either one is stale.
-        let stale_lan = self.by_lan.get(&lan_key).copied();
-        for stale in [Some(key), stale_lan].into_iter().flatten() {
-            if self.remove(stale).is_some() {
+            // The initiator's ID answered anew by the same endpoint: the old tunnel is gone.
+            if self.remove(key).is_some() {
                 self.stats.entries_replaced += 1;
             }
         }
+        let mut public_tunnel_id = endpoint_tunnel_id;
+        let held_by = self
+            .entries
+            .get(&PublicKey::new(far_end, endpoint_tunnel_id))
+            .map(|slot| (slot.entry.local, slot.entry.endpoint_tunnel_id));
+        match held_by {
+            // The endpoint gave its ID out again: its earlier tunnel with that far end is gone.
+            // Without translation, whoever held the ID is taken as gone too.
+            Some(holder)
+                if holder == (local, endpoint_tunnel_id) || !self.config.translate_tunnel_ids =>
+            {
+                let gone = self.remove(PublicKey::new(far_end, endpoint_tunnel_id));
+                self.stats.entries_replaced += u64::from(gone.is_some());
+            }
+            // Another tunnel with that far end has it as its public ID (another endpoint's, or
+            // one of this endpoint's the NAT translated): the initiator could not tell the two
+            // apart, so this one gets an ID of the NAT's choosing.
+            Some(_) => {
+                public_tunnel_id = self
+                    .free_public_id(far_end, endpoint_tunnel_id)
+                    .ok_or(DropReason::TableFull)?;
+            }
+            None => {}
+        }
+        let key = PublicKey::new(far_end, public_tunnel_id);
         if self.entries.len() >= self.config.max_entries {
             if let Some(held) = self.full_warning.allow(now) {
                 tracing::warn!(
@@ -413,17 +470,34 @@ impl Nat {
             local,
             initiator_tunnel_id,
             endpoint_tunnel_id,
+            public_tunnel_id,
             created: now,
             last_seen: now,
             stopping_since: None,
         };
-        tracing::debug!(%local, %far_end, initiator_tunnel_id, endpoint_tunnel_id, "NAT entry created");
+        if public_tunnel_id != endpoint_tunnel_id {
+            self.stats.entries_translated += 1;
+        }
+        tracing::debug!(%local, %far_end, initiator_tunnel_id, endpoint_tunnel_id,
+            public_tunnel_id, "NAT entry created");
         self.timers
             .push(Reverse((now + self.config.entry_timeout, key, id)));
         self.entries.insert(key, Slot { id, entry });
         self.by_lan.insert(lan_key, key);
         self.stats.entries_created += 1;
         Ok(key)
+    }
+
+    /// A public Tunnel ID no entry of `far_end` holds, looked for from `after` on.
+    fn free_public_id(&self, far_end: SocketAddrV4, after: u16) -> Option<u16> {
+        let mut id = after;
+        for _ in 0..u16::MAX {
+            id = id.checked_add(1).unwrap_or(1);
+            if !self.entries.contains_key(&PublicKey::new(far_end, id)) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     fn remove(&mut self, key: PublicKey) -> Option<NatEntry> {
@@ -510,6 +584,14 @@ impl Nat {
     pub fn table(&self) -> String {
         let mut rows: Vec<&NatEntry> = self.entries().collect();
         rows.sort_by_key(|e| (e.local, e.far_end, e.endpoint_tunnel_id));
+        // An entry the NAT translated shows both IDs: the endpoint's, then the public one.
+        let endpoint_id = |e: &NatEntry| {
+            if e.public_tunnel_id == e.endpoint_tunnel_id {
+                e.endpoint_tunnel_id.to_string()
+            } else {
+                format!("{}>{}", e.endpoint_tunnel_id, e.public_tunnel_id)
+            }
+        };
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -527,7 +609,7 @@ impl Nat {
                 "{:<21}  {:<21}  {:>15}  {:>16}  {:>8.1}s  {}",
                 entry.local.to_string(),
                 entry.far_end.to_string(),
-                entry.endpoint_tunnel_id,
+                endpoint_id(entry),
                 entry.initiator_tunnel_id,
                 age.as_secs_f64(),
                 if entry.stopping_since.is_some() {
@@ -538,6 +620,17 @@ impl Nat {
             );
         }
         out
+    }
+}
+
+/// An endpoint's SCCRP or StopCCN of a translated tunnel: its Assigned Tunnel ID becomes the
+/// public one. A hidden one stays (the NAT holds no secret); the initiator still finds the
+/// tunnel by the header's Tunnel ID, its own.
+fn name_public_tunnel_id(view: &mut Ipv4Udp<&mut [u8]>, ours: u16, public: u16) {
+    if let Ok(Some((at, value))) = ip::assigned_tunnel_id_at(view.udp_payload()) {
+        if value == ours {
+            view.set_payload_u16(at, public);
+        }
     }
 }
 

@@ -21,6 +21,13 @@ fn nat() -> Nat {
     Nat::new(NatConfig::new(GLOBAL))
 }
 
+fn translating_nat() -> Nat {
+    Nat::new(NatConfig {
+        translate_tunnel_ids: true,
+        ..NatConfig::new(GLOBAL)
+    })
+}
+
 fn datagram(src: SocketAddrV4, dst: SocketAddrV4, l2tp: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     build_ipv4_udp(src, dst, l2tp, 0x4242, &mut out).unwrap();
@@ -195,6 +202,7 @@ fn fig3_flow_builds_table1_and_routes_both_ways() {
             local: TE_C,
             initiator_tunnel_id: 1,
             endpoint_tunnel_id: 2,
+            public_tunnel_id: 2,
             created: at(0.0),
             last_seen: at(0.0),
             stopping_since: None,
@@ -287,13 +295,14 @@ fn retransmitted_sccrp_makes_no_second_entry() {
 }
 
 #[test]
-fn a_newer_sccrp_replaces_a_stale_entry() {
+fn without_translation_another_endpoints_sccrp_replaces_the_entry() {
     let mut nat = nat();
     lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
     // Endpoint A now holds ID 2 towards the same far end (C's tunnel is long gone).
     lan_to_public(&mut nat, at(5.0), TE_A, TI, &sccrp(3, 2));
     assert_eq!(nat.entries().count(), 1);
     assert_eq!(nat.stats().entries_replaced, 1);
+    assert_eq!(nat.stats().entries_translated, 0);
     public_to_lan(&mut nat, at(5.0), TI, &data(2), TE_A);
     drop_from_lan(
         &mut nat,
@@ -301,11 +310,127 @@ fn a_newer_sccrp_replaces_a_stale_entry() {
         datagram(TE_C, TI, &data(1)),
         DropReason::NoEntry,
     );
-    // The old entry's timer finds the new entry and leaves it alone.
+}
+
+#[test]
+fn a_newer_sccrp_replaces_a_stale_entry() {
+    let mut nat = nat();
+    lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+    // Endpoint C gives ID 2 to the same far end again (its first tunnel there is gone).
+    lan_to_public(&mut nat, at(5.0), TE_C, TI, &sccrp(3, 2));
+    assert_eq!(nat.entries().count(), 1);
+    assert_eq!(nat.stats().entries_replaced, 1);
+    lan_to_public(&mut nat, at(5.0), TE_C, TI, &data(3));
+    drop_from_lan(
+        &mut nat,
+        at(5.0),
+        datagram(TE_C, TI, &data(1)),
+        DropReason::NoEntry,
+    );
+    // The initiator's ID answered anew by the same endpoint replaces its entry too.
+    lan_to_public(&mut nat, at(6.0), TE_C, TI, &sccrp(3, 4));
+    assert_eq!(nat.entries().count(), 1);
+    assert_eq!(nat.stats().entries_replaced, 2);
+    public_to_lan(&mut nat, at(6.0), TI, &data(4), TE_C);
+    // The old entries' timers find the new entry and leave it alone.
     nat.handle_timeout(at(180.0));
     assert_eq!(nat.entries().count(), 1);
-    nat.handle_timeout(at(185.0));
+    nat.handle_timeout(at(186.0));
     assert_eq!(nat.entries().count(), 0);
+}
+
+/// Forwards `l2tp` from the LAN and returns the L2TP message as it left, checksums checked.
+fn lan_out(nat: &mut Nat, now: Instant, src: SocketAddrV4, l2tp: &[u8]) -> Vec<u8> {
+    let mut packet = datagram(src, TI, l2tp);
+    assert_eq!(nat.from_lan(now, &mut packet), Verdict::ToPublic);
+    assert_checksums(&packet);
+    packet[28..].to_vec()
+}
+
+/// Forwards `l2tp` from the initiator and returns where it went and the message as it left.
+fn public_in(nat: &mut Nat, now: Instant, l2tp: &[u8]) -> (SocketAddrV4, Vec<u8>) {
+    let mut packet = datagram(TI, NAT_PUBLIC, l2tp);
+    assert!(matches!(
+        nat.from_public(now, &mut packet),
+        Verdict::ToLan { .. }
+    ));
+    assert_checksums(&packet);
+    (addresses(&packet).1, packet[28..].to_vec())
+}
+
+fn assigned(l2tp: &[u8]) -> Option<u16> {
+    ip::assigned_tunnel_id_at(l2tp).unwrap().map(|(_, id)| id)
+}
+
+#[test]
+fn an_id_two_endpoints_give_one_far_end_is_translated() {
+    let mut nat = translating_nat();
+    lan_to_public(&mut nat, at(0.0), TE_C, TI, &sccrp(1, 2));
+    // Endpoint A draws ID 2 as well, for another tunnel of the same initiator socket, while
+    // C's tunnel is up: the initiator could not tell the two apart.
+    let sent = sccrp(3, 2);
+    let out = lan_out(&mut nat, at(1.0), TE_A, &sent);
+    let public = assigned(&out).unwrap();
+    assert_ne!(public, 2);
+    assert_eq!(nat.stats().entries_translated, 1);
+    assert_eq!(nat.stats().entries_replaced, 0);
+    // Only the Assigned Tunnel ID changed.
+    let differing: Vec<usize> = (0..sent.len()).filter(|&i| sent[i] != out[i]).collect();
+    assert!(differing.len() <= 2, "{differing:?}");
+    // A retransmission of it gets the same public ID; no second entry.
+    let again = lan_out(&mut nat, at(2.0), TE_A, &sent);
+    assert_eq!(assigned(&again), Some(public));
+    assert_eq!(nat.entries().count(), 2);
+    // The initiator's packets: ID 2 is C's tunnel, the public one A's, which sees its own ID.
+    assert_eq!(public_in(&mut nat, at(2.0), &sccn(2)), (TE_C, sccn(2)));
+    assert_eq!(public_in(&mut nat, at(2.0), &data(public)), (TE_A, data(2)));
+    assert_eq!(public_in(&mut nat, at(2.0), &sccn(public)), (TE_A, sccn(2)));
+    // The endpoints' packets go out with the initiator's IDs, untouched; A's StopCCN names
+    // the public ID, C's its own.
+    assert_eq!(lan_out(&mut nat, at(3.0), TE_A, &data(3)), data(3));
+    assert_eq!(lan_out(&mut nat, at(3.0), TE_C, &data(1)), data(1));
+    let stop = lan_out(&mut nat, at(3.0), TE_A, &stop_ccn(3, 2));
+    assert_eq!(assigned(&stop), Some(public));
+    let stop = lan_out(&mut nat, at(3.0), TE_C, &stop_ccn(1, 2));
+    assert_eq!(assigned(&stop), Some(2));
+    assert!(
+        nat.table().contains(&format!("2>{public}")),
+        "{}",
+        nat.table()
+    );
+}
+
+#[test]
+fn three_endpoints_drawing_the_same_ids_for_one_far_end_all_route() {
+    let endpoints = [
+        TE_A,
+        TE_C,
+        SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 171), 1701),
+    ];
+    let mut nat = translating_nat();
+    let mut public = HashMap::new();
+    let mut initiator_id = 0u16;
+    for id in 1..=300u16 {
+        for te in endpoints {
+            initiator_id += 1;
+            let out = lan_out(&mut nat, at(0.0), te, &sccrp(initiator_id, id));
+            public.insert(assigned(&out).unwrap(), (te, id, initiator_id));
+        }
+    }
+    assert_eq!(public.len(), 900, "every tunnel has a public ID of its own");
+    // Two of each three at least; more where a public ID the NAT chose was one an endpoint
+    // drew later.
+    assert!(nat.stats().entries_translated >= 600);
+    for (&outside, &(te, inside, initiator_id)) in &public {
+        assert_eq!(
+            public_in(&mut nat, at(1.0), &data(outside)),
+            (te, data(inside))
+        );
+        assert_eq!(
+            lan_out(&mut nat, at(1.0), te, &data(initiator_id)),
+            data(initiator_id)
+        );
+    }
 }
 
 #[test]

@@ -67,6 +67,12 @@ impl crate::metrics::Metered for NatStatus {
             s.entries_created,
         );
         set.counter(
+            "nat_table_entries_translated",
+            "Table 1 entries given a public Tunnel ID other than their endpoint's (another \
+             endpoint's tunnel from the same initiator socket held it).",
+            s.entries_translated,
+        );
+        set.counter(
             "nat_lan_in",
             "Packets from the LAN handed to the NAT.",
             s.lan_in,

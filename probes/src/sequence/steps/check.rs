@@ -58,7 +58,9 @@ impl Matcher<'_, '_> {
             }
             if let (Some(by), true) = (hop.by, i > 0) {
                 if let Some(prev) = self.obs_at(i - 1) {
-                    if prev.message.digest != o.message.digest {
+                    if prev.message.digest != o.message.digest
+                        && !self.tunnel.translated(&prev.message, &o.message)
+                    {
                         let changes = changes(prev, o);
                         push(ctx.deviation(
                             Some(hop.step),
@@ -181,12 +183,18 @@ impl Matcher<'_, '_> {
                 initiator,
                 format!("the initiator's Assigned Tunnel ID {initiator}"),
             )),
-            Stage::Connected => tunnel.endpoint_tid.map(|b| {
-                (
-                    b,
-                    format!("{endpoint}'s Assigned Tunnel ID {b} (from the SCCRP)"),
-                )
-            }),
+            Stage::Connected => match tunnel.expected_tid(self.ctx.roles, *o.dst.ip()) {
+                Some(public) if Some(public) != tunnel.endpoint_tid => Some((
+                    public,
+                    format!("the NAT's public Tunnel ID {public} for {endpoint}'s tunnel"),
+                )),
+                other => other.map(|b| {
+                    (
+                        b,
+                        format!("{endpoint}'s Assigned Tunnel ID {b} (from the SCCRP)"),
+                    )
+                }),
+            },
         };
         if let Some((tid, expected)) = header_tid {
             if m.tunnel_id != tid {

@@ -76,8 +76,8 @@ pub struct SetupsBench {
     /// translates: `lab --tunnel-ids any`, up to 150,000).
     #[arg(long, value_enum, default_value_t = TunnelIdSpace::Blocks)]
     pub tunnel_ids: TunnelIdSpace,
-    /// Seconds each level's tunnels are held (HELLO keeps them up) before the measure, the
-    /// target's live count read every 5 s: none may go.
+    /// Seconds the highest level's tunnels are held (HELLO keeps them up) before its measure,
+    /// the target's live count read every 5 s: none may go.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub soak: u64,
     /// Where the lab's logs go [default: a new directory under $TMPDIR/l2tpkit-lab/].
@@ -437,7 +437,12 @@ fn hold_and_measure(
         if let Some(kb) = dut.xl2tpd.as_ref().and_then(|p| vm_rss_kb(p.pid)) {
             rss_kb.insert("xl2tpd".to_string(), kb);
         }
-        let soak = soak(cx, dut, &holders)?;
+        let top = cx.args.levels.iter().max() == Some(&level);
+        let soak = if top {
+            soak(cx, dut, &holders)?
+        } else {
+            Soak::default()
+        };
         let before = udp_rcvbuf_errors(&cx.initiator_ns);
         let figures = measure(cx, dut, tag)?;
         let after = udp_rcvbuf_errors(&cx.initiator_ns);

@@ -17,9 +17,10 @@
 //!
 //! Endpoints whose Tunnel IDs are not disjoint (each draws from all 65,535, so that three of
 //! them hold 100,000 tunnels) may give one initiator's address and port the same ID. With
-//! `translate_tunnel_ids` the NAT then translates: the later SCCRP's Assigned Tunnel ID becomes one that no entry of that far
-//! end holds (the *public* Tunnel ID), the initiator's packets carry it and leave the NAT with
-//! the endpoint's own in their header, and the endpoint's StopCCN names the public one too.
+//! `translate_tunnel_ids` the NAT then translates: the later SCCRP's Assigned Tunnel ID
+//! becomes one that no entry of that far end holds (the *public* Tunnel ID), the initiator's
+//! packets carry it and leave the NAT with the endpoint's own in their header, and the
+//! endpoint's StopCCN names the public one too.
 //! Only the IDs the endpoint chose are rewritten; the Challenge Response covers no AVP, so a
 //! tunnel secret survives it. An ID the endpoint reuses for the same far end replaces its old
 //! entry. Without it (the default) the later SCCRP replaces the earlier entry: a LAC that

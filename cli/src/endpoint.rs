@@ -452,9 +452,10 @@ pub fn execute_with(
     let reporting = reporting(args, listen)?;
     let takeover = takeover(args, reporting.as_ref())?;
     let ids = match &args.tunnel_ids {
-        Some(ids) => parse_ids(ids)?.unwrap_or((1, u16::MAX)),
-        None => (1, u16::MAX),
-    };
+        Some(ids) => parse_ids(ids)?,
+        None => None,
+    }
+    .unwrap_or((1, u16::MAX));
     let seed = os_seed();
     let runtime = crate::net::runtime()?;
     runtime.block_on(async {

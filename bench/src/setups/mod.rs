@@ -669,6 +669,7 @@ fn soak(cx: &Run, dut: &Dut, holders: &[LabProcess]) -> anyhow::Result<Soak> {
 }
 
 /// What the holders' own reports said after their teardown.
+#[derive(Default)]
 struct Held {
     established: usize,
     failed: usize,
@@ -689,11 +690,7 @@ fn stop_holders(cx: &Run, holders: &[LabProcess]) -> Held {
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut held = Held {
-        established: 0,
-        failed: 0,
-        closed_cleanly: 0,
-    };
+    let mut held = Held::default();
     for p in holders {
         let _ = cx.lab.stop(&p.name);
         if let Some(report) = report_in_log(&p.log) {

@@ -47,10 +47,10 @@
 //!   keeps clear of it; with more it depends on how dispatch interleaves (seen here: nothing
 //!   replaced with 30 initiators and 100 or 994 tunnels; with one initiator and four tunnels,
 //!   two entries replaced and those two tunnels' StopCCNs delivered to the wrong l2tpns).
-//!   `nat --translate-tunnel-ids` would keep both (the lab turns it on only with its own
-//!   endpoints, `--tunnel-ids any`), but a LAC that sends to the cluster address would then
-//!   lose the translated tunnel at the master, which routes l2tpns's tunnels by its agent's
-//!   claims of the IDs l2tpns gave.
+//!   `lab --tunnel-ids any` keeps both (the NAT translates: `nat --translate-tunnel-ids`), but
+//!   a LAC that sends to the cluster address would then lose the translated tunnel at the
+//!   master, which routes l2tpns's tunnels by its agent's claims of the IDs l2tpns gave; so it
+//!   is not the default.
 //! - Room: one l2tpns holds at most [`MAX_TUNNELS`] tunnels, which its agent reports as its
 //!   capacity, so that the master places no more there (`lab run` refuses more tunnels than
 //!   the endpoints hold together).

@@ -363,7 +363,12 @@ impl Nat {
         if let Some(slot) = self.entries.get_mut(&key) {
             touch(slot, key, now, class, &self.config, &mut self.timers);
             let (ours, public) = (slot.entry.endpoint_tunnel_id, slot.entry.public_tunnel_id);
-            if ours != public {
+            // Only the SCCRP and the StopCCN carry the endpoint's Assigned Tunnel ID.
+            let names_it = matches!(
+                class.message_type(),
+                Some(MessageType::Sccrp | MessageType::StopCcn)
+            );
+            if ours != public && names_it {
                 name_public_tunnel_id(&mut view, ours, public);
             }
         }

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod lab;
 pub mod lac;
 pub mod master;
+pub mod merge;
 pub mod nat;
 /// Public for `l2tpkit-bench`, whose NAT load generator opens tunnels as `lac` does.
 pub mod net;

@@ -45,6 +45,9 @@ enum Command {
     /// One self-contained HTML report of a run (summary, charts, latency percentiles,
     /// dispatch, probe verdicts, ladder diagrams), readable offline.
     Report(l2tpkit::report::ReportArgs),
+    /// One report from the shards of a run (`lac --shard I/N`): histograms added exactly from
+    /// the interval logs, counters summed, per-second series lined up by wall clock.
+    Merge(l2tpkit::merge::MergeArgs),
     /// The patent's FIG 2 / FIG 4 topologies in network namespaces: `lab up`, `lab down`.
     #[command(subcommand)]
     Lab(l2tpkit::lab::LabCommand),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Ctl(args) => l2tpkit::ctl::run(&args),
         Command::Probe(args) => l2tpkit::probe::run(&args),
         Command::Report(args) => l2tpkit::report::run(&args),
+        Command::Merge(args) => l2tpkit::merge::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -205,6 +205,7 @@ pub fn render(inputs: &Inputs) -> String {
     series_section(inputs, &mut body);
     latency_section(inputs, &mut body);
     dispatch_section(inputs, &mut body);
+    shards_section(inputs, &mut body);
     probes_section(inputs, &mut body);
     ladders_section(inputs, &mut body);
     format!(
@@ -508,6 +509,47 @@ fn share_over_time(rows: &[serde_json::Map<String, Value>]) -> String {
     let series: Vec<(&str, Vec<(f64, f64)>)> =
         lines.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     line_chart("share of the tunnels up, per endpoint", "%", &series)
+}
+
+/// `l2tpkit merge`'s report: which agents carried the run, and how each did.
+fn shards_section(inputs: &Inputs, out: &mut String) {
+    let Some(merged) = inputs
+        .lac
+        .as_ref()
+        .map(|l| &l["merged"])
+        .filter(|m| m.is_object())
+    else {
+        return;
+    };
+    let run = merged["run_id"]
+        .as_str()
+        .map(|id| format!(" of run {}", escape(id)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "<h2>Shards</h2>\n<p>{} agents{run}, merged: histograms added from their interval \
+         logs, counters summed, series lined up by wall clock.</p>\n<table id=\"shards\">\n\
+         <tr><th>shard</th><th>started after</th><th>elapsed</th><th>tunnels</th>\
+         <th>sessions</th><th>tunnel setup p99</th><th>report</th></tr>",
+        merged["shards"]
+    );
+    for s in merged["by_shard"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "<tr><th>{}</th><td class=\"n\">{:.3} s</td><td class=\"n\">{:.1} s</td>\
+             <td class=\"n\">{}/{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1} ms</td>\
+             <td>{}</td></tr>",
+            s["index"],
+            s["started_after_s"].as_f64().unwrap_or(0.0),
+            s["elapsed_s"].as_f64().unwrap_or(0.0),
+            s["tunnels_established"],
+            s["tunnels_requested"],
+            s["sessions_established"],
+            s["tunnel_setup_p99_ms"].as_f64().unwrap_or(0.0),
+            escape(s["file"].as_str().unwrap_or("?"))
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 fn dispatch_section(inputs: &Inputs, out: &mut String) {

@@ -2842,3 +2842,22 @@ fn data_offset_pad_goes_out_with_the_o_bit_and_is_skipped_by_the_peer() {
     assert_eq!(headers.len(), 1);
     assert_eq!(headers[0].offset_size, Some(4));
 }
+
+#[test]
+fn session_ids_come_only_from_the_configured_range_and_a_full_range_refuses_the_call() {
+    let lns = TunnelConfig {
+        session_ids: 0x4000..=0x4002,
+        ..config("lns")
+    };
+    let (mut raw, tid) = Raw::established(lns);
+    let sids: Vec<u16> = (1..=3).map(|n| raw.incoming_call(tid, n)).collect();
+    let mut sorted = sids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![0x4000, 0x4001, 0x4002], "{sids:?}");
+    // The fourth call finds the range full: CDN result 4 (no facilities), the tunnel stays.
+    raw.send(tid, 0, MessageType::Icrq, icrq_avps(4));
+    let cdn = raw.expect(MessageType::Cdn);
+    assert_eq!(cdn.header.session_id, 4);
+    assert_error(&result_of(&cdn), 4, 4, &["every session ID"]);
+    assert_eq!(raw.state(tid), Some(TunnelState::Established));
+}

@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a load run is, ordered from least to most advanced: the run's phase is the least
 /// advanced of its initiators'. Serialized (JSON, CSV) as the words it always had.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum RunPhase {
     /// No initiator has reported yet (an empty string in JSON, as before the first snapshot).
     #[default]
@@ -53,7 +55,7 @@ impl std::fmt::Display for RunPhase {
 }
 
 /// Latency percentiles of one histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_ms: f64,

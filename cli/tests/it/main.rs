@@ -22,4 +22,5 @@ mod lac_ppp;
 mod probe;
 mod probe_lab;
 mod report;
+mod shards;
 mod tui;

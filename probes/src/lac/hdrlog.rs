@@ -13,10 +13,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogWriterBuilder, IntervalLogWriterError, Tag,
+    IntervalLogIterator, IntervalLogWriterBuilder, IntervalLogWriterError, LogEntry, Tag,
 };
-use hdrhistogram::serialization::{V2DeflateSerializeError, V2DeflateSerializer};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializeError, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 use super::stats::{histogram, Stats};
@@ -33,6 +34,100 @@ pub enum HdrLogError {
         tag: &'static str,
         error: V2DeflateSerializeError,
     },
+}
+
+/// Why an interval log could not be read back (`merge`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HdrReadError {
+    #[error("line {line}: not an interval log line (cut short?)")]
+    Parse { line: usize },
+    #[error("line {line}: an interval without a tag")]
+    Untagged { line: usize },
+    #[error("line {line}: the {tag} histogram is not valid base64 (cut short?)")]
+    Base64 { line: usize, tag: String },
+    #[error("line {line}: the {tag} histogram does not decode ({why}; cut short?)")]
+    Decode {
+        line: usize,
+        tag: String,
+        why: String,
+    },
+    #[error("line {line}: the {tag} histogram holds values outside 1 µs to 1 h")]
+    Range { line: usize, tag: String },
+}
+
+/// One interval of one tag, read back from a log.
+#[derive(Debug, Clone)]
+pub struct LoggedInterval {
+    pub tag: String,
+    /// From the log's BaseTime (the run's start).
+    pub start: Duration,
+    pub length: Duration,
+    pub histogram: Histogram<u64>,
+}
+
+impl LoggedInterval {
+    pub fn end(&self) -> Duration {
+        self.start.saturating_add(self.length)
+    }
+}
+
+/// Reads every interval of a log written by [`HdrLog`] (or any log of microsecond histograms
+/// with tags). Each histogram is checked to fit the run's bounds, so adding it to one of
+/// [`Stats`]' histograms cannot fail.
+pub fn read_intervals(text: &[u8]) -> Result<Vec<LoggedInterval>, HdrReadError> {
+    let mut intervals = Vec::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(text) {
+        let entry = entry.map_err(|err| {
+            let hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } =
+                err;
+            HdrReadError::Parse {
+                line: line_at(text, offset),
+            }
+        })?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let encoded = interval.encoded_histogram();
+        let offset = (encoded.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        let line = line_at(text, offset);
+        let tag = (interval.tag())
+            .ok_or(HdrReadError::Untagged { line })?
+            .as_str()
+            .to_string();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| HdrReadError::Base64 {
+                line,
+                tag: tag.clone(),
+            })?;
+        let decoded: Histogram<u64> =
+            deserializer
+                .deserialize(&mut bytes.as_slice())
+                .map_err(|err| HdrReadError::Decode {
+                    line,
+                    tag: tag.clone(),
+                    why: format!("{err:?}"),
+                })?;
+        let mut fitted = histogram();
+        fitted.add(&decoded).map_err(|_| HdrReadError::Range {
+            line,
+            tag: tag.clone(),
+        })?;
+        intervals.push(LoggedInterval {
+            tag,
+            start: interval.start_timestamp(),
+            length: interval.duration(),
+            histogram: fitted,
+        });
+    }
+    Ok(intervals)
+}
+
+/// The line (from 1) that byte `offset` of `text` is on.
+fn line_at(text: &[u8], offset: usize) -> usize {
+    let before = text.get(..offset).unwrap_or(text);
+    before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// An open interval log and the histograms logged so far, per tag.

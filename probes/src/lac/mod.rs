@@ -7,9 +7,11 @@
 //! the offset between the runner's start and the run's.
 
 mod hdrlog;
+mod merge;
 mod pace;
 mod ppp;
 mod report;
+mod shard;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -34,10 +36,12 @@ use netio::runner::TunnelDriver;
 pub const STOPPED_BEFORE_TUNNEL_UP: &str = "stopped before the tunnel came up";
 pub const STOPPED_BEFORE_SESSION_UP: &str = "stopped before the session came up";
 
-pub use hdrlog::{HdrLog, HdrLogError};
+pub use hdrlog::{read_intervals, HdrLog, HdrLogError, HdrReadError, LoggedInterval};
+pub use merge::{merge, MergeError, Merged, ShardInput, ShardLine};
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
 pub use report::LacReport;
+pub use shard::{Shard, ShardFiles, ShardInfo, MAX_SHARDS};
 pub use stats::{
     percentiles, CsvSeries, EndpointReport, EndpointSecondRow, SecondRow, Stats, Swarm, Termination,
 };

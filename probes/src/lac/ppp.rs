@@ -21,7 +21,7 @@ use l2tp::ppp::session::{
 };
 use l2tp::ppp::table::PppTable;
 use l2tp::time::Instant;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::traffic::{Traffic, TrafficPlan, TRAFFIC_GRACE};
 use super::{stats, Lac, SessionTrack, Stage, Swarm, STOPPED_BEFORE_SESSION_UP};
@@ -30,7 +30,7 @@ use super::{stats, Lac, SessionTrack, Stage, Swarm, STOPPED_BEFORE_SESSION_UP};
 pub const TERMINATE_BOUND: Duration = Duration::from_secs(1);
 
 /// Where a session counts as up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PppLevel {
     /// No PPP: the L2TP session is the subscriber (ICRP received), LCP echoes as keepalive.
@@ -104,7 +104,7 @@ impl FromStr for AuthChoice {
 pub struct PppPlan {
     pub level: PppLevel,
     pub auth: AuthChoice,
-    /// `{n}` is replaced by the session's number over the whole run, from 1.
+    /// `{n}` is replaced by the session's number over the whole run, from `first_number`.
     pub username: String,
     pub password: String,
     pub ipv6: bool,
@@ -114,6 +114,9 @@ pub struct PppPlan {
     pub traffic: TrafficPlan,
     /// Max-Configure (RFC 1661 §4.6), also the most PAP/CHAP requests (`--ppp-max-configure`).
     pub max_configure: u8,
+    /// The number of the run's first subscriber: 1, or past the sessions of the shards before
+    /// this one (`lac --shard`), so that no two agents use one user name.
+    pub first_number: u64,
 }
 
 impl PppPlan {
@@ -125,9 +128,10 @@ impl PppPlan {
         }
     }
 
-    /// The user name of subscriber `n`.
+    /// The user name of this run's subscriber `n` (from 1).
     pub fn username(&self, n: u64) -> String {
-        self.username.replace("{n}", &n.to_string())
+        let number = n.saturating_add(self.first_number.saturating_sub(1));
+        self.username.replace("{n}", &number.to_string())
     }
 
     fn session_config(&self) -> SessionConfig {
@@ -151,6 +155,7 @@ impl Default for PppPlan {
             request_dns: false,
             traffic: TrafficPlan::default(),
             max_configure: l2tp::ppp::fsm::FsmConfig::default().max_configure,
+            first_number: 1,
         }
     }
 }

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{EndpointReport, PppLevel};
+use super::{EndpointReport, PppLevel, ShardInfo};
 use crate::live::Percentiles;
 
-/// The LAC's summary, printed as text or JSON.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// The LAC's summary, printed as text or JSON (and read back by `merge`: what a report of
+/// before lacks is left at its default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct LacReport {
     pub target: String,
     pub tunnels_requested: usize,
@@ -102,6 +104,9 @@ pub struct LacReport {
     /// ran out (only a peer whose window holds our StopCCN back gets there).
     #[serde(skip_serializing_if = "is_zero")]
     pub teardown_cut_off: u64,
+    /// The agent's share of a run several carry (`lac --shard`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -30,7 +30,7 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 use l2tp::time::Instant;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::pace::Pace;
 use super::ppp::PppLevel;
@@ -156,7 +156,7 @@ impl EndpointTrack {
 }
 
 /// One endpoint in the final report.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EndpointReport {
     pub key: String,
     pub address: String,
@@ -687,12 +687,13 @@ impl Swarm {
             request_dns: s.request_dns,
             sessions_with_dns: s.sessions_with_dns,
             dns_servers: s.dns_servers.iter().copied().collect(),
+            shard: None,
         }
     }
 }
 
 /// One CSV row: the run at the end of one whole second.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SecondRow {
     /// The second of the run this row closes (0: the first).
     pub second: u64,
@@ -798,7 +799,7 @@ impl Swarm {
 
 /// One endpoint in one second of the run (`lac --endpoint-csv`): the dispatch as the
 /// initiators saw it, second by second.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EndpointSecondRow {
     pub second: u64,
     /// The report's key: the SCCRP's Host Name, or its source address.

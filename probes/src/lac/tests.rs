@@ -549,6 +549,13 @@ fn usernames_number_sessions_over_the_run() {
         ..PppPlan::default()
     };
     assert_eq!(fixed.username(7), "alice");
+    // A shard whose subscribers follow 400 of the shards before it.
+    let third = PppPlan {
+        first_number: 401,
+        ..PppPlan::default()
+    };
+    assert_eq!(third.username(1), "user401@example.net");
+    assert_eq!(third.username(7), "user407@example.net");
     assert_eq!("ip".parse::<PppLevel>(), Ok(PppLevel::Ip));
     assert!("ipx"
         .parse::<PppLevel>()

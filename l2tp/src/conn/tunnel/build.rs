@@ -82,12 +82,18 @@ impl Tunnel {
         self.reliable.send(ControlMessage { header, avps: all });
     }
 
-    /// A free Session ID: unique in this tunnel and never 0. `None` when all 65535 are taken.
+    /// A free Session ID of the configured range: unique in this tunnel and never 0. `None`
+    /// when every one of them is taken.
     pub(super) fn allocate_session_id(&mut self) -> Option<u16> {
-        for _ in 0..u16::MAX {
+        let ids = super::session_id_range(&self.config.session_ids);
+        for _ in 0..ids.len() {
             let id = self.next_session_id;
-            self.next_session_id = self.next_session_id.wrapping_add(1).max(1);
-            if id != 0 && !self.sessions.contains_key(&id) {
+            self.next_session_id = if id >= *ids.end() || id < *ids.start() {
+                *ids.start()
+            } else {
+                id + 1
+            };
+            if ids.contains(&id) && !self.sessions.contains_key(&id) {
                 return Some(id);
             }
         }

@@ -190,9 +190,10 @@ impl Tunnel {
         );
     }
 
-    /// CDN result 4 (no facilities, temporary) when every Session ID of the tunnel is in use.
+    /// CDN result 4 (no facilities, temporary) when every Session ID of the tunnel (of its
+    /// configured range) is in use.
     fn refuse_exhausted(&mut self, peer_session_id: u16) {
-        let result = ResultCode::error(4, 4, "all 65535 session IDs of this tunnel are in use");
+        let result = ResultCode::error(4, 4, "every session ID of this tunnel is in use");
         self.refuse_call(peer_session_id, result);
     }
 

@@ -54,6 +54,9 @@ pub struct TunnelConfig {
     /// Refuse every OCRQ with a CDN (§6.7: the LAC cannot place the call) instead of placing
     /// the call at once as the simulated LAC does.
     pub refuse_outgoing: bool,
+    /// The Session IDs this end assigns (never 0): all of them by default; a share of them
+    /// for one agent of several (`lac --shard`), so that their sessions are told apart.
+    pub session_ids: core::ops::RangeInclusive<u16>,
 }
 
 impl Default for TunnelConfig {
@@ -72,6 +75,7 @@ impl Default for TunnelConfig {
             data_offset: None,
             record_messages: false,
             refuse_outgoing: false,
+            session_ids: 1..=u16::MAX,
         }
     }
 }
@@ -342,6 +346,28 @@ pub struct MessageLog {
     pub delivered: Vec<(u16, MessageType)>,
 }
 
+/// The configured Session ID range with 0 left out (and an empty one read as all of them).
+pub(super) fn session_id_range(
+    ids: &core::ops::RangeInclusive<u16>,
+) -> core::ops::RangeInclusive<u16> {
+    let first = (*ids.start()).max(1);
+    if *ids.end() < first {
+        1..=u16::MAX
+    } else {
+        first..=*ids.end()
+    }
+}
+
+/// Where a tunnel starts drawing Session IDs: a random one of the range (for the whole space,
+/// the low 16 bits of `random`, 0 read as 1, as it always was: seeded runs replay alike).
+fn first_session_id(ids: &core::ops::RangeInclusive<u16>, random: u64) -> u16 {
+    let ids = session_id_range(ids);
+    let span = *ids.end() - *ids.start() + 1;
+    // Below `span`, so `start` plus it stays within the range.
+    let step = ((random as u16).max(1) - 1) % span;
+    *ids.start() + step
+}
+
 impl Tunnel {
     fn new(
         config: Arc<TunnelConfig>,
@@ -351,7 +377,7 @@ impl Tunnel {
         now: Instant,
     ) -> Self {
         let mut rng = seed;
-        let next_session_id = (splitmix64(&mut rng) as u16).max(1);
+        let next_session_id = first_session_id(&config.session_ids, splitmix64(&mut rng));
         let setup_deadline = now + setup_time(&config);
         Tunnel {
             reliable: Reliable::new(config.reliable.clone()),

@@ -163,10 +163,13 @@ pub struct EndpointArgs {
     /// This endpoint's name in the cluster.
     #[arg(long, default_value = "te")]
     pub name: String,
-    /// The Tunnel IDs this endpoint assigns, FIRST-LAST (unique cluster-wide), or `any`: all
-    /// of them, reported as no block (FIG 2 only: the NAT tells the endpoints apart, and
-    /// packets sent to the cluster address cannot reach the endpoint's tunnels).
-    #[arg(long, value_name = "FIRST-LAST|any")]
+    /// The Tunnel IDs this endpoint assigns, unique cluster-wide: FIRST-LAST; or I/N, block I
+    /// (from 0) of N equal, disjoint blocks of 1-65535 (65535/N IDs each, the few past the
+    /// last block unused), so that endpoints 0 to N-1 given the same N never overlap (a
+    /// StatefulSet's pod index); or `any`: all of them, reported as no block (FIG 2 only: the
+    /// NAT tells the endpoints apart, and packets sent to the cluster address cannot reach the
+    /// endpoint's tunnels).
+    #[arg(long, value_name = "FIRST-LAST|I/N|any")]
     pub tunnel_ids: Option<String>,
     /// LAN address to report (default: the --listen address).
     #[arg(long, value_parser = args::ipv4)]
@@ -273,13 +276,19 @@ impl Default for TakeoverArgs {
     }
 }
 
-/// `FIRST-LAST`, both in 1..=65535, FIRST <= LAST; `any` is `None`.
-fn parse_ids(value: &str) -> anyhow::Result<Option<(u16, u16)>> {
+/// `--tunnel-ids`: `FIRST-LAST`, both in 1..=65535, FIRST <= LAST; `I/N`, block I of N
+/// (`id_block`); `any` is `None`. Public for the deploy tests, which check the blocks a
+/// StatefulSet's endpoints get.
+pub fn parse_ids(value: &str) -> anyhow::Result<Option<(u16, u16)>> {
     if value.trim() == "any" {
         return Ok(None);
     }
-    let bad =
-        || anyhow::anyhow!("--tunnel-ids {value:?}: expected FIRST-LAST within 1-65535, or any");
+    if let Some((index, count)) = value.split_once('/') {
+        return id_block(value, index, count).map(Some);
+    }
+    let bad = || {
+        anyhow::anyhow!("--tunnel-ids {value:?}: expected FIRST-LAST within 1-65535, I/N, or any")
+    };
     let (first, last) = value.split_once('-').ok_or_else(bad)?;
     let first: u16 = first.trim().parse().map_err(|_| bad())?;
     let last: u16 = last.trim().parse().map_err(|_| bad())?;
@@ -287,6 +296,42 @@ fn parse_ids(value: &str) -> anyhow::Result<Option<(u16, u16)>> {
         return Err(bad());
     }
     Ok(Some((first, last)))
+}
+
+/// `I/N`: block I (from 0) of N equal blocks of 1..=65535, each 65535/N IDs long; the fewer
+/// than N IDs past block N-1 are left unused, so every endpoint holds as many.
+fn id_block(value: &str, index: &str, count: &str) -> anyhow::Result<(u16, u16)> {
+    let number = |what: &str, text: &str| -> anyhow::Result<u32> {
+        text.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--tunnel-ids {value:?}: the {what} {text:?} is not a number (I/N: block I, \
+                 from 0, of N)"
+            )
+        })
+    };
+    let index = number("block index", index)?;
+    let count = number("block count", count)?;
+    let ids = u32::from(u16::MAX);
+    if count == 0 || count > ids {
+        anyhow::bail!(
+            "--tunnel-ids {value:?}: N = {count} blocks; expected 1 to {ids}, so that every \
+             block holds an ID"
+        );
+    }
+    if index >= count {
+        anyhow::bail!(
+            "--tunnel-ids {value:?}: block {index} of {count}; blocks are numbered 0 to {}",
+            count - 1
+        );
+    }
+    let len = ids / count;
+    let first = index * len + 1;
+    let last = first + len - 1;
+    // last <= count * len <= 65535.
+    match (u16::try_from(first), u16::try_from(last)) {
+        (Ok(first), Ok(last)) => Ok((first, last)),
+        _ => anyhow::bail!("--tunnel-ids {value:?}: block {first}-{last} outside 1-65535"),
+    }
 }
 
 fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option<Reporting>> {
@@ -516,4 +561,77 @@ fn write_status(path: &std::path::Path, status: &EndpointStatus) -> anyhow::Resu
     std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("--status {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ids;
+
+    fn error(value: &str) -> String {
+        parse_ids(value).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn first_last_and_any() {
+        assert_eq!(parse_ids("100-199").unwrap(), Some((100, 199)));
+        assert_eq!(parse_ids(" 1 - 65535 ").unwrap(), Some((1, 65535)));
+        assert_eq!(parse_ids("any").unwrap(), None);
+        for bad in ["0-5", "9-8", "1-65536", "5", "", "a-b"] {
+            let message = error(bad);
+            assert!(message.starts_with("--tunnel-ids "), "{bad:?}: {message}");
+            assert!(message.contains("I/N"), "{bad:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn block_of_n() {
+        assert_eq!(parse_ids("0/1").unwrap(), Some((1, 65535)));
+        assert_eq!(parse_ids("0/3").unwrap(), Some((1, 21845)));
+        assert_eq!(parse_ids("1/3").unwrap(), Some((21846, 43690)));
+        assert_eq!(parse_ids("2/3").unwrap(), Some((43691, 65535)));
+        assert_eq!(parse_ids(" 1 / 2 ").unwrap(), Some((32768, 65534)));
+        assert_eq!(parse_ids("65534/65535").unwrap(), Some((65535, 65535)));
+        assert_eq!(parse_ids("0/65535").unwrap(), Some((1, 1)));
+    }
+
+    #[test]
+    fn blocks_are_equal_disjoint_and_in_order() {
+        for count in [1u32, 2, 7, 10, 100, 1000, 4096, 65535] {
+            let blocks: Vec<(u16, u16)> = (0..count)
+                .map(|i| parse_ids(&format!("{i}/{count}")).unwrap().unwrap())
+                .collect();
+            let len = 65535 / count;
+            assert_eq!(blocks[0].0, 1, "N = {count}");
+            for (first, last) in &blocks {
+                assert_eq!(u32::from(*last) - u32::from(*first) + 1, len, "N = {count}");
+            }
+            for pair in blocks.windows(2) {
+                assert_eq!(pair[1].0, pair[0].1 + 1, "N = {count}: {pair:?}");
+            }
+            // Fewer than N IDs are left over past the last block.
+            assert!(65535 - u32::from(blocks[blocks.len() - 1].1) < count);
+        }
+    }
+
+    #[test]
+    fn bad_blocks_are_named() {
+        let cases = [
+            ("3/3", "block 3 of 3; blocks are numbered 0 to 2"),
+            ("7/1", "numbered 0 to 0"),
+            ("0/0", "N = 0 blocks; expected 1 to 65535"),
+            ("0/65536", "N = 65536 blocks"),
+            ("x/4", "the block index \"x\" is not a number"),
+            ("-1/4", "the block index \"-1\" is not a number"),
+            ("1/", "the block count \"\" is not a number"),
+            ("1/2/3", "the block count \"2/3\" is not a number"),
+        ];
+        for (value, expected) in cases {
+            let message = error(value);
+            assert!(
+                message.starts_with(&format!("--tunnel-ids {value:?}: ")),
+                "{value:?}: {message}"
+            );
+            assert!(message.contains(expected), "{value:?}: {message}");
+        }
+    }
 }

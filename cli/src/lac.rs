@@ -180,7 +180,8 @@ pub struct LacArgs {
     /// the Tunnel and Session ID spaces and the subscribers' numbers ({n} in --username).
     /// With --initiators 1 each shard has one socket of its own (a fixed --bind port becomes
     /// PORT+I, so shards can share a host). Output files are named by the shard (lac.csv
-    /// becomes lac.shard-I-of-N.csv); `l2tpkit merge` makes one report of them.
+    /// becomes lac.shard-I-of-N.csv, and so do --pcap, --report and --control); `l2tpkit
+    /// merge` makes one report of them.
     #[arg(long, value_name = "I/N", value_parser = shard)]
     pub shard: Option<Shard>,
     /// The run's ID, the same for every shard of it: `merge` refuses shards of two runs.
@@ -354,6 +355,8 @@ struct Outputs {
     hdr_log: Option<PathBuf>,
     pcap: Option<PathBuf>,
     report: Option<PathBuf>,
+    /// The control socket (several shards on one host each have their own).
+    control: Option<PathBuf>,
 }
 
 fn outputs(args: &LacArgs) -> Outputs {
@@ -369,6 +372,7 @@ fn outputs(args: &LacArgs) -> Outputs {
         hdr_log: named(args.hdr_log.clone().or_else(|| in_dir("lac.hlog"))),
         pcap: named(args.pcap.clone()),
         report: named(args.report.clone()),
+        control: named(args.control.clone()),
     }
 }
 
@@ -714,7 +718,7 @@ pub fn execute_with(
             }
             None => None,
         };
-        let steering = match &args.control {
+        let steering = match &setup.outputs.control {
             Some(path) => {
                 let server = ControlServer::bind(path).context("--control")?;
                 let (swarm, control) = (Rc::clone(&swarm), Arc::clone(&live_control));

@@ -5,6 +5,7 @@
 
 mod cluster_loopback;
 mod decode_snapshots;
+mod deploy;
 mod fuzz_corpus;
 mod interop_xl2tpd;
 mod l2tpns_harness;

@@ -21,6 +21,13 @@ use super::stats::{histogram, loss_pct, percentiles, EndpointSecondRow, SecondRo
 use super::EndpointReport;
 use crate::live::{Percentiles, RunPhase};
 
+/// `into.f = into.f + from.f` for each named counter, saturating: the figures come from files.
+macro_rules! add_fields {
+    ($into:ident, $from:ident: $($field:ident),+ $(,)?) => {
+        $($into.$field = $into.$field.saturating_add($from.$field);)+
+    };
+}
+
 /// At most this many DNS servers are kept, as in one LAC's report.
 const DNS_SERVERS_KEPT: usize = 16;
 /// Shards of one run start together: ones that started further apart are of two runs.
@@ -465,36 +472,13 @@ fn add_row(row: &mut SecondRow, own: Option<&SecondRow>, last: Option<&SecondRow
     row.phase = row.phase.min(phase);
     if let Some(own) = own {
         row.target_rate += own.target_rate;
-        row.tunnels_up = row.tunnels_up.saturating_add(own.tunnels_up);
-        row.sessions_up = row.sessions_up.saturating_add(own.sessions_up);
-        row.outstanding = row.outstanding.saturating_add(own.outstanding);
-        row.sessions_ip_up = row.sessions_ip_up.saturating_add(own.sessions_ip_up);
-        row.started_this_second = row
-            .started_this_second
-            .saturating_add(own.started_this_second);
-        row.setups_this_second = row
-            .setups_this_second
-            .saturating_add(own.setups_this_second);
-        row.outstanding_peak = row.outstanding_peak.saturating_add(own.outstanding_peak);
-        row.ip_up_this_second = row.ip_up_this_second.saturating_add(own.ip_up_this_second);
+        add_fields!(row, own: tunnels_up, sessions_up, outstanding, sessions_ip_up,
+            started_this_second, setups_this_second, outstanding_peak, ip_up_this_second);
     }
     if let Some(last) = last {
-        row.tunnels_started = row.tunnels_started.saturating_add(last.tunnels_started);
-        row.tunnels_established = row
-            .tunnels_established
-            .saturating_add(last.tunnels_established);
-        row.tunnels_failed = row.tunnels_failed.saturating_add(last.tunnels_failed);
-        row.sessions_established = row
-            .sessions_established
-            .saturating_add(last.sessions_established);
-        row.sessions_failed = row.sessions_failed.saturating_add(last.sessions_failed);
-        row.retransmissions = row.retransmissions.saturating_add(last.retransmissions);
-        row.echo_sent = row.echo_sent.saturating_add(last.echo_sent);
-        row.echo_answered = row.echo_answered.saturating_add(last.echo_answered);
-        row.ip_up_total = row.ip_up_total.saturating_add(last.ip_up_total);
-        row.traffic_sent = row.traffic_sent.saturating_add(last.traffic_sent);
-        row.traffic_received = row.traffic_received.saturating_add(last.traffic_received);
-        row.traffic_lost = row.traffic_lost.saturating_add(last.traffic_lost);
+        add_fields!(row, last: tunnels_started, tunnels_established, tunnels_failed,
+            sessions_established, sessions_failed, retransmissions, echo_sent, echo_answered,
+            ip_up_total, traffic_sent, traffic_received, traffic_lost);
     }
 }
 
@@ -660,34 +644,15 @@ fn sum_reports(
     for shard in shards {
         let r = &shard.input.report;
         let offset_ms = shard.offset.as_secs_f64() * 1000.0;
-        m.tunnels_requested = m.tunnels_requested.saturating_add(r.tunnels_requested);
-        m.tunnels_established = m.tunnels_established.saturating_add(r.tunnels_established);
-        m.tunnels_failed = m.tunnels_failed.saturating_add(r.tunnels_failed);
-        m.sessions_requested = m.sessions_requested.saturating_add(r.sessions_requested);
-        m.sessions_established = m
-            .sessions_established
-            .saturating_add(r.sessions_established);
-        m.sessions_failed = m.sessions_failed.saturating_add(r.sessions_failed);
+        add_fields!(m, r: tunnels_requested, tunnels_established, tunnels_failed,
+            sessions_requested, sessions_established, sessions_failed, sessions_ip_up,
+            duplicate_addresses, echo_requests_sent, echo_replies, echo_looped_back,
+            tunnels_closed_cleanly, retransmissions, traffic_sent, traffic_received,
+            traffic_unexpected, ppp_failures, sessions_with_dns, tunnels_terminated,
+            sessions_terminated, teardown_cut_off);
         add_counts(&mut m.failures, &r.failures);
-        m.sessions_ip_up = m.sessions_ip_up.saturating_add(r.sessions_ip_up);
-        m.duplicate_addresses = m.duplicate_addresses.saturating_add(r.duplicate_addresses);
-        m.echo_requests_sent = m.echo_requests_sent.saturating_add(r.echo_requests_sent);
-        m.echo_replies = m.echo_replies.saturating_add(r.echo_replies);
-        m.echo_looped_back = m.echo_looped_back.saturating_add(r.echo_looped_back);
-        m.tunnels_closed_cleanly = m
-            .tunnels_closed_cleanly
-            .saturating_add(r.tunnels_closed_cleanly);
-        m.retransmissions = m.retransmissions.saturating_add(r.retransmissions);
-        m.elapsed_s = m.elapsed_s.max(offset_ms / 1000.0 + r.elapsed_s);
-        m.traffic_sent = m.traffic_sent.saturating_add(r.traffic_sent);
-        m.traffic_received = m.traffic_received.saturating_add(r.traffic_received);
-        m.traffic_unexpected = m.traffic_unexpected.saturating_add(r.traffic_unexpected);
-        m.ppp_failures = m.ppp_failures.saturating_add(r.ppp_failures);
-        m.sessions_with_dns = m.sessions_with_dns.saturating_add(r.sessions_with_dns);
-        m.tunnels_terminated = m.tunnels_terminated.saturating_add(r.tunnels_terminated);
-        m.sessions_terminated = m.sessions_terminated.saturating_add(r.sessions_terminated);
         add_counts(&mut m.given_up, &r.given_up);
-        m.teardown_cut_off = m.teardown_cut_off.saturating_add(r.teardown_cut_off);
+        m.elapsed_s = m.elapsed_s.max(offset_ms / 1000.0 + r.elapsed_s);
         for server in &r.dns_servers {
             if !dns.contains(server) && dns.len() < DNS_SERVERS_KEPT {
                 dns.push(*server);

@@ -73,8 +73,10 @@ pub struct LacArgs {
     #[arg(long)]
     pub json: bool,
     /// Accept the SCCRP from any address and follow it (a cluster: FIG 4 endpoints and FIG 2's
-    /// NAT answer from their own address). Without it the socket is connected to the target,
-    /// which reports an LNS that is not listening at once.
+    /// NAT answer from their own address). Without it an SCCRP from another port of the
+    /// target's address is still followed (RFC 2661 §8.1), one from another address is
+    /// dropped, counted and named. Either way an ICMP error about the target (no LNS
+    /// listening) ends the run at once.
     #[arg(long)]
     pub any_source: bool,
     /// Simulated initiators: this many consecutive source addresses from --bind's address up,
@@ -766,7 +768,9 @@ pub fn execute_with(
                 }
             });
             let target = setup.target;
-            let connect = (!args.any_source && !args.stay_on_target).then_some(target);
+            // Another port of the target's address is always followed (§8.1); another
+            // address only with --any-source (or --stay-on-target, which hears it).
+            let elsewhere = args.any_source || args.stay_on_target;
             let follow_replies = !args.stay_on_target;
             let seed = seed.wrapping_add(i as u64);
             let swarm = Rc::clone(&swarm);
@@ -776,7 +780,9 @@ pub fn execute_with(
             tasks.spawn_local(async move {
                 let mut set = TunnelSet::with_ids(config, seed, false, ids);
                 set.set_follow_replies(follow_replies);
-                let mut runner = Runner::bind(bind, connect, set, pcap.as_deref()).await?;
+                set.set_replies_from_other_addresses(elsewhere);
+                // ICMP errors about the target end the run at once (IP_RECVERR).
+                let mut runner = Runner::bind(bind, Some(target), set, pcap.as_deref()).await?;
                 tracing::info!(local = %runner.local_addr(), %target, "LAC started");
                 let offset = epoch
                     .elapsed()
@@ -1099,6 +1105,11 @@ fn progress_line(terminal: bool, s: &LiveSnapshot, setups: u64) {
         s.sccrq_to_sccrp.p99_ms,
         s.retransmissions
     );
+    let hint = probes::lac::replies_hint(s.replies_elsewhere, &s.replies_elsewhere_from);
+    let line = match hint {
+        Some(hint) => format!("{line}; {hint}"),
+        None => line,
+    };
     let mut err = std::io::stderr().lock();
     // Progress is best effort: a closed stderr must not end the run.
     let _ = if terminal {

@@ -333,3 +333,58 @@ fn wrong_secret_ends_the_tunnel_not_authorized() {
         .iter()
         .all(|(_, e)| !matches!(e, Event::TunnelUp { .. })));
 }
+
+/// Everything `from` has to send now, as (destination, bytes).
+fn drain(set: &mut TunnelSet, now: Instant) -> Vec<(SocketAddrV4, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(to) = set.poll_transmit(now, &mut buf) {
+        out.push((to, buf.clone()));
+    }
+    out
+}
+
+/// RFC 2661 §8.1: the recipient of an SCCRQ "picks a free port on its own system", so an
+/// SCCRP from another port of the address dialled is followed always; one from another address
+/// only when the set is told to (a cluster), and otherwise dropped, counted and named.
+#[test]
+fn a_reply_from_another_port_is_followed_and_one_from_another_address_only_when_allowed() {
+    let now = Instant::ZERO;
+    let (lac_addr, lns_addr) = (addr(LAC), addr(LNS));
+    for accept_elsewhere in [false, true] {
+        let mut lac = TunnelSet::new(config("lac", false), 1, false);
+        lac.set_replies_from_other_addresses(accept_elsewhere);
+        let mut lns = TunnelSet::new(config("lns", false), 2, true);
+        let id = lac.connect(now, lns_addr).expect("a Tunnel ID");
+        for (to, sccrq) in drain(&mut lac, now) {
+            assert_eq!(to, lns_addr);
+            lns.handle(now, lac_addr, &sccrq);
+        }
+        let sccrp = drain(&mut lns, now);
+        assert_eq!(sccrp.len(), 1, "one SCCRP");
+        let (_, sccrp) = &sccrp[0];
+        // From another address: dropped unless allowed.
+        let elsewhere = addr("127.0.0.9:1701");
+        lac.handle(now, elsewhere, sccrp);
+        if accept_elsewhere {
+            assert_eq!(lac.peer_of(id), Some(elsewhere));
+            continue;
+        }
+        assert_eq!(lac.stats().foreign_replies, 1);
+        assert_eq!(lac.foreign_sources().get(elsewhere.ip()), Some(&1));
+        assert_eq!(
+            lac.peer_of(id),
+            Some(lns_addr),
+            "still waiting on the target"
+        );
+        // From another port of the address dialled: followed.
+        let other_port = addr("127.0.0.2:40123");
+        lac.handle(now, other_port, sccrp);
+        assert_eq!(lac.peer_of(id), Some(other_port));
+        let scccn = drain(&mut lac, now);
+        assert!(
+            scccn.iter().any(|(to, _)| *to == other_port),
+            "the SCCCN goes to the port that answered: {scccn:?}"
+        );
+    }
+}

@@ -44,6 +44,11 @@ pub enum RunError {
     },
     #[error("{peer} refused our datagrams (ICMP port unreachable): is an LNS listening there?")]
     Refused { peer: SocketAddrV4 },
+    #[error("{peer} cannot be reached ({error}, an ICMP error)")]
+    Unreachable {
+        peer: SocketAddrV4,
+        error: io::Error,
+    },
     #[error("UDP socket: {0}")]
     Socket(io::Error),
     #[error("pcap: {0}")]
@@ -64,8 +69,13 @@ pub enum Ended {
 pub struct Runner {
     socket: UdpSocket,
     local: SocketAddrV4,
-    /// Set when the socket is connected to one peer (the LAC): ICMP errors then surface.
-    connected: Option<SocketAddrV4>,
+    /// The peer we dialled (the LAC's target): an ICMP error about it ends the run at once.
+    /// The socket stays unconnected, so that replies from any address and port reach the
+    /// tunnels (RFC 2661 §8.1); IP_RECVERR brings the ICMP errors back all the same.
+    target: Option<SocketAddrV4>,
+    /// ICMP errors about other peers (a tunnel's port that closed after it followed a reply):
+    /// not the run's end, only counted.
+    icmp_elsewhere: u64,
     pub set: TunnelSet,
     /// For the role's side datagrams (load reports), made on first use.
     side: Option<UdpSocket>,
@@ -75,15 +85,17 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Binds `local`. With `connect`, the socket only talks to that peer, so that a peer that
-    /// is not listening is reported at once instead of after the retransmission cycle.
+    /// Binds `local`. With `target`, ICMP errors are asked for (IP_RECVERR), and one about
+    /// the target ends the run at once: a peer that is not listening is reported then, not
+    /// after the retransmission cycle. The socket is never connected: a reply from another
+    /// port, or another address, still arrives, and the tunnels decide whether to follow it.
     pub async fn bind(
         local: SocketAddrV4,
-        connect: Option<SocketAddrV4>,
+        target: Option<SocketAddrV4>,
         set: TunnelSet,
         pcap: Option<&Path>,
     ) -> Result<Runner, RunError> {
-        Runner::bind_with(local, connect, set, pcap, false).await
+        Runner::bind_with(local, target, set, pcap, false).await
     }
 
     /// As `bind`; with `reuse_addr` the socket sets SO_REUSEADDR, so that a master started in
@@ -91,7 +103,7 @@ impl Runner {
     /// address's port beside a socket on 0.0.0.0.
     pub async fn bind_with(
         local: SocketAddrV4,
-        connect: Option<SocketAddrV4>,
+        target: Option<SocketAddrV4>,
         set: TunnelSet,
         pcap: Option<&Path>,
         reuse_addr: bool,
@@ -102,8 +114,8 @@ impl Runner {
                 addr: local,
                 source,
             })?;
-        if let Some(peer) = connect {
-            socket.connect(peer).await.map_err(RunError::Socket)?;
+        if target.is_some() {
+            crate::udp::report_icmp_errors(&socket).map_err(RunError::Socket)?;
         }
         grow_buffers(&socket);
         let local = match socket.local_addr().map_err(RunError::Socket)? {
@@ -117,7 +129,8 @@ impl Runner {
         Ok(Runner {
             socket,
             local,
-            connected: connect,
+            target,
+            icmp_elsewhere: 0,
             set,
             side: None,
             pcap,
@@ -130,6 +143,42 @@ impl Runner {
 
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local
+    }
+
+    /// ICMP errors about peers other than the target, so far.
+    pub fn icmp_elsewhere(&self) -> u64 {
+        self.icmp_elsewhere
+    }
+
+    /// A send or receive failed: with IP_RECVERR that is an ICMP error in the queue. One about
+    /// the target ends the run; others are counted. An error the queue does not explain is
+    /// the socket's own.
+    fn judge_error(&mut self, err: io::Error) -> Result<(), RunError> {
+        let Some(target) = self.target else {
+            return Err(match err.kind() {
+                io::ErrorKind::ConnectionRefused => RunError::Refused { peer: self.local },
+                _ => RunError::Socket(err),
+            });
+        };
+        let errors = crate::udp::take_errors(&self.socket);
+        if errors.is_empty() {
+            return Err(RunError::Socket(err));
+        }
+        for error in errors {
+            if error.to == target {
+                return Err(if error.errno == libc::ECONNREFUSED {
+                    RunError::Refused { peer: target }
+                } else {
+                    RunError::Unreachable {
+                        peer: target,
+                        error: io::Error::from_raw_os_error(error.errno),
+                    }
+                });
+            }
+            tracing::debug!(to = %error.to, errno = error.errno, "ICMP error about another peer");
+            self.icmp_elsewhere += 1;
+        }
+        Ok(())
     }
 
     /// The sans-IO clock: microseconds since the runner started.
@@ -153,14 +202,14 @@ impl Runner {
 
     async fn flush_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Result<(), RunError> {
         while let Some(to) = self.set.poll_transmit(now, buf) {
-            let sent = match self.connected {
-                Some(_) => self.socket.send(buf).await,
-                None => self.socket.send_to(buf, to).await,
-            };
-            match sent {
+            match self.socket.send_to(buf, to).await {
                 Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(RunError::Refused { peer: to });
+                // A pending ICMP error fails the send; the datagram goes again.
+                Err(err) if is_icmp(&err) => {
+                    self.judge_error(err)?;
+                    if let Err(err) = self.socket.send_to(buf, to).await {
+                        self.judge_error(err)?;
+                    }
                 }
                 Err(err) => return Err(RunError::Socket(err)),
             }
@@ -189,10 +238,7 @@ impl Runner {
                 tracing::debug!(%from, "ignored a non-IPv4 datagram");
                 Ok(())
             }
-            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
-                let peer = self.connected.unwrap_or(self.local);
-                Err(RunError::Refused { peer })
-            }
+            Err(err) if is_icmp(&err) => self.judge_error(err),
             Err(err) => Err(RunError::Socket(err)),
         }
     }
@@ -311,6 +357,22 @@ impl Runner {
 /// (forced past `rmem_max` when we have CAP_NET_ADMIN, best effort otherwise).
 pub fn grow_buffers(socket: &impl std::os::fd::AsFd) {
     crate::packet::grow_buffers(socket, 8 << 20, true, true);
+}
+
+/// The errors an ICMP message leaves on a UDP socket (RFC 1122's "soft" and "hard" ones).
+fn is_icmp(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::EPROTO
+                | libc::EMSGSIZE
+                | libc::EACCES
+        )
+    )
 }
 
 /// The next datagram on the side socket; never, before it exists.

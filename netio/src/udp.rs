@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -144,4 +144,59 @@ impl UdpBatchReceiver {
     pub fn headroom(&self) -> usize {
         self.headroom
     }
+}
+
+/// Asks the kernel to queue the ICMP errors our datagrams cause (IP_RECVERR): without it an
+/// unconnected UDP socket never hears that a peer's port is closed. A pending error then fails
+/// the next receive (ECONNREFUSED for a port unreachable); [`take_errors`] says whose.
+pub fn report_icmp_errors(socket: &impl AsFd) -> io::Result<()> {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::Ipv4RecvErr, &true)
+        .map_err(io::Error::from)
+}
+
+/// One ICMP error from the socket's error queue: where the datagram that caused it was going,
+/// and the error (`ECONNREFUSED` for a port unreachable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    pub to: SocketAddrV4,
+    pub errno: i32,
+}
+
+/// Empties the socket's error queue (MSG_ERRQUEUE), returning what it held: every ICMP error
+/// our datagrams caused since the last call, oldest first.
+pub fn take_errors(socket: &impl AsFd) -> Vec<IcmpError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+    let mut errors = Vec::new();
+    // A bound: the queue is as long as the receive buffer allows, and another pass comes with
+    // the next error.
+    for _ in 0..1024 {
+        let mut data = [0u8; 64];
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let mut space = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in);
+        let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+        let Ok(msg) = recvmsg::<SockaddrIn>(
+            socket.as_fd().as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            flags,
+        ) else {
+            break;
+        };
+        let to = msg
+            .address
+            .map(|a| SocketAddrV4::new(a.ip(), a.port()))
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        let Ok(cmsgs) = msg.cmsgs() else {
+            continue;
+        };
+        for cmsg in cmsgs {
+            if let ControlMessageOwned::Ipv4RecvErr(err, _) = cmsg {
+                errors.push(IcmpError {
+                    to,
+                    errno: err.ee_errno as i32,
+                });
+            }
+        }
+    }
+    errors
 }

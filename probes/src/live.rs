@@ -106,6 +106,10 @@ pub struct LiveSnapshot {
     pub sessions_failed: u64,
     /// Control messages sent again (§5.8), ours.
     pub retransmissions: u64,
+    /// Replies to our SCCRQs from other addresses than the target's, dropped (no
+    /// `--any-source`), and those addresses.
+    pub replies_elsewhere: u64,
+    pub replies_elsewhere_from: Vec<String>,
     pub echo_sent: u64,
     pub echo_answered: u64,
     /// In key order.

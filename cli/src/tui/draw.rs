@@ -585,6 +585,9 @@ fn error_lines(app: &App) -> Vec<String> {
     for (what, count) in &s.failures {
         lines.push(format!("{count} × {what}"));
     }
+    if let Some(hint) = probes::lac::replies_hint(s.replies_elsewhere, &s.replies_elsewhere_from) {
+        lines.push(hint);
+    }
     if let Some(m) = &app.master {
         let d = &m.drops;
         if d.total() > 0 {

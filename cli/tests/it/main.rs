@@ -4,6 +4,7 @@
 //! Run one area with a filter: `cargo test -p l2tpkit --test it probe_lab::`.
 
 mod agent_bad_input;
+mod any_source;
 mod common;
 mod endpoint_ppp;
 mod endpoint_reports;

@@ -109,6 +109,8 @@ fn mid_run_snapshot() -> LiveSnapshot {
         sessions_established: 601,
         sessions_failed: 0,
         retransmissions: 17,
+        replies_elsewhere: 0,
+        replies_elsewhere_from: Vec::new(),
         echo_sent: 1200,
         echo_answered: 1198,
         endpoints: vec![
@@ -752,4 +754,17 @@ fn history_restarts_with_a_new_run() {
     s.elapsed_s = 0.2;
     app.update(Event::Snapshot(s));
     assert_eq!(app.history.len(), 1);
+}
+
+#[test]
+fn replies_from_other_addresses_are_named_in_the_errors_panel() {
+    let mut app = App::new(false, 50.0, false);
+    let mut snapshot = mid_run_snapshot();
+    snapshot.replies_elsewhere = 198;
+    snapshot.replies_elsewhere_from = vec!["198.18.0.12".into(), "198.18.0.13".into()];
+    app.update(Event::Snapshot(snapshot));
+    let frame = render(&app, 160, 40);
+    let line = line_of(&frame, "198 SCCRPs came from");
+    assert!(line.contains("198.18.0.12, 198.18.0.13"), "{frame}");
+    assert!(frame.contains("--any-source"), "{frame}");
 }

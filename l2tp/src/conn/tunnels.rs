@@ -33,7 +33,13 @@ pub struct TunnelSetStats {
     /// Their SCCRQs dropped because ours won the tie (§4.4.3), retransmissions of a beaten
     /// one included.
     pub tie_breaker_won: u64,
+    /// Replies to our SCCRQs from another address than the one dialled, dropped because the
+    /// set was told not to follow them ([`TunnelSet::set_replies_from_other_addresses`]).
+    pub foreign_replies: u64,
 }
+
+/// Addresses kept by name in [`TunnelSet::foreign_sources`]; more are only counted.
+const FOREIGN_SOURCES_KEPT: usize = 16;
 
 struct Entry {
     peer: SocketAddrV4,
@@ -50,6 +56,10 @@ pub struct TunnelSet {
     config: Arc<TunnelConfig>,
     accept_incoming: bool,
     follow_replies: bool,
+    /// Whether a reply to our SCCRQ is taken from another address than the one dialled.
+    replies_from_elsewhere: bool,
+    /// Where the replies dropped for that came from (a few addresses, counted).
+    foreign_sources: BTreeMap<std::net::Ipv4Addr, u64>,
     ids: RangeInclusive<u16>,
     next_id: u16,
     /// Boxed: a tree node holds eleven values, and most of a node of whole tunnels (~700
@@ -98,6 +108,8 @@ impl TunnelSet {
             config: Arc::new(config),
             accept_incoming,
             follow_replies: true,
+            replies_from_elsewhere: true,
+            foreign_sources: BTreeMap::new(),
             ids,
             next_id,
             tunnels: BTreeMap::new(),
@@ -112,6 +124,22 @@ impl TunnelSet {
             rng,
             stats: TunnelSetStats::default(),
         }
+    }
+
+    /// Whether a reply to our SCCRQ from another address than the one dialled is taken (the
+    /// default: a cluster's FIG 4 endpoints and FIG 2's NAT answer from their own address),
+    /// or dropped and counted per address ([`TunnelSet::foreign_sources`]), for a LAC that
+    /// expects its target alone to answer. A reply from another port of the dialled address
+    /// is always taken (RFC 2661 §8.1: the recipient picks its own port).
+    pub fn set_replies_from_other_addresses(&mut self, accept: bool) {
+        self.replies_from_elsewhere = accept;
+    }
+
+    /// The addresses whose replies were dropped ([`TunnelSet::set_replies_from_other_addresses`]),
+    /// with how many came from each (the first 16 addresses; `stats().foreign_replies` counts
+    /// them all).
+    pub fn foreign_sources(&self) -> &BTreeMap<std::net::Ipv4Addr, u64> {
+        &self.foreign_sources
     }
 
     /// Whether a tunnel we open follows the reply to our SCCRQ when it comes from another
@@ -224,7 +252,8 @@ impl TunnelSet {
             Some(entry)
                 if entry.peer.ip() == from.ip()
                     || entry.answered_from == Some(*from.ip())
-                    || (entry.tunnel.role() == TunnelEnd::Initiator
+                    || (self.replies_from_elsewhere
+                        && entry.tunnel.role() == TunnelEnd::Initiator
                         && entry.tunnel.state() == TunnelState::WaitCtlReply) =>
             {
                 if self.follow_replies || entry.tunnel.role() != TunnelEnd::Initiator {
@@ -236,6 +265,16 @@ impl TunnelSet {
                 self.ready.insert(tunnel_id);
                 self.stale.insert(tunnel_id);
                 self.collect_events(tunnel_id);
+            }
+            Some(entry)
+                if entry.tunnel.role() == TunnelEnd::Initiator
+                    && entry.tunnel.state() == TunnelState::WaitCtlReply =>
+            {
+                self.stats.foreign_replies += 1;
+                let known = self.foreign_sources.contains_key(from.ip());
+                if known || self.foreign_sources.len() < FOREIGN_SOURCES_KEPT {
+                    *self.foreign_sources.entry(*from.ip()).or_insert(0) += 1;
+                }
             }
             _ => self.stats.no_tunnel += 1,
         }

@@ -652,6 +652,10 @@ fn sum_reports(
             sessions_terminated, teardown_cut_off);
         add_counts(&mut m.failures, &r.failures);
         add_counts(&mut m.given_up, &r.given_up);
+        add_counts(
+            &mut m.replies_from_other_addresses,
+            &r.replies_from_other_addresses,
+        );
         m.elapsed_s = m.elapsed_s.max(offset_ms / 1000.0 + r.elapsed_s);
         for server in &r.dns_servers {
             if !dns.contains(server) && dns.len() < DNS_SERVERS_KEPT {

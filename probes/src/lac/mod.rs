@@ -40,7 +40,7 @@ pub use hdrlog::{read_intervals, HdrLog, HdrLogError, HdrReadError, LoggedInterv
 pub use merge::{merge, MergeError, Merged, ShardInput, ShardLine};
 pub use pace::{Bucket, Grant, Pace, PaceConfig, BURST_WINDOW};
 pub use ppp::{failure_reason, AuthChoice, PppLevel, PppPlan, TERMINATE_BOUND};
-pub use report::LacReport;
+pub use report::{replies_hint, LacReport};
 pub use shard::{Shard, ShardFiles, ShardInfo, MAX_SHARDS};
 pub use stats::{
     percentiles, CsvSeries, EndpointReport, EndpointSecondRow, SecondRow, Stats, Swarm, Termination,
@@ -182,6 +182,9 @@ pub struct Lac {
     /// How many of the swarm's termination requests this initiator has looked at.
     terminations_seen: usize,
     next_open: Option<Instant>,
+    /// The set's dropped replies from other addresses, as last counted into the run's.
+    replies_elsewhere_seen: u64,
+    replies_elsewhere_by_addr: BTreeMap<std::net::Ipv4Addr, u64>,
     next_housekeeping: Instant,
     next_retransmission_scan: Instant,
     /// Run time the teardown began.
@@ -235,6 +238,8 @@ impl Lac {
             kick: true,
             terminations_seen: 0,
             next_open: None,
+            replies_elsewhere_seen: 0,
+            replies_elsewhere_by_addr: BTreeMap::new(),
             next_housekeeping: Instant::ZERO,
             next_retransmission_scan: Instant::ZERO,
             teardown_at: Instant::ZERO,
@@ -386,6 +391,23 @@ impl Lac {
     }
 
     /// Adds what the live tunnels retransmitted since the last look.
+    /// The replies the set dropped because they came from another address than the target's
+    /// (no `--any-source`), into the run's figures.
+    fn count_replies_elsewhere(&mut self, set: &TunnelSet) {
+        if set.stats().foreign_replies == self.replies_elsewhere_seen {
+            return;
+        }
+        self.replies_elsewhere_seen = set.stats().foreign_replies;
+        let mut stats = self.swarm.stats_mut();
+        for (addr, n) in set.foreign_sources() {
+            let seen = self.replies_elsewhere_by_addr.entry(*addr).or_insert(0);
+            let new = n.saturating_sub(*seen);
+            *seen = *n;
+            let total = stats.replies_elsewhere.entry(*addr).or_insert(0);
+            *total = total.saturating_add(new);
+        }
+    }
+
     fn count_retransmissions(&mut self, set: &TunnelSet) {
         let mut new = 0;
         for id in set.tunnel_ids() {
@@ -565,6 +587,7 @@ impl Lac {
     /// call after the runner returns.
     pub fn finish(&mut self, set: &TunnelSet) {
         self.count_retransmissions(set);
+        self.count_replies_elsewhere(set);
         self.stop_opening();
         if self.phase == Phase::TearingDown {
             let t = self.teardown_at + self.plan.drain;
@@ -800,6 +823,7 @@ impl TunnelDriver for Lac {
 
     fn on_tick(&mut self, set: &mut TunnelSet, now: Instant) -> Option<Instant> {
         let t = self.run_time(now);
+        self.count_replies_elsewhere(set);
         self.ppp_tick(set, now);
         let ppp_due = self.ppp_timeout().map(|at| self.run_time(at));
         let hold_end = match self.phase {

@@ -104,6 +104,11 @@ pub struct LacReport {
     /// ran out (only a peer whose window holds our StopCCN back gets there).
     #[serde(skip_serializing_if = "is_zero")]
     pub teardown_cut_off: u64,
+    /// Replies to our SCCRQs that came from another address than the target's and were
+    /// dropped (no `--any-source`), by address: a cluster whose endpoints or NAT answer from
+    /// their own. Absent from the JSON when none was.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub replies_from_other_addresses: BTreeMap<String, u64>,
     /// The agent's share of a run several carry (`lac --shard`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
@@ -111,6 +116,22 @@ pub struct LacReport {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// The words for replies from other addresses than the target's (the report, the progress
+/// line): `None` when there were none.
+pub fn replies_hint<S: AsRef<str>>(
+    count: u64,
+    from: impl IntoIterator<Item = S>,
+) -> Option<String> {
+    if count == 0 {
+        return None;
+    }
+    let from: Vec<String> = from.into_iter().map(|a| a.as_ref().to_string()).collect();
+    Some(format!(
+        "{count} SCCRPs came from {}, not the target's address: a cluster? try --any-source",
+        from.join(", ")
+    ))
 }
 
 impl LacReport {
@@ -128,6 +149,15 @@ impl LacReport {
             && self.tunnels_closed_cleanly == self.tunnels_established
             && self.duplicate_addresses == 0
             && self.traffic_lost == 0
+    }
+
+    /// "198 SCCRPs came from 198.18.0.12, 198.18.0.13: a cluster? try --any-source", when
+    /// replies from other addresses were dropped.
+    pub fn replies_elsewhere_hint(&self) -> Option<String> {
+        replies_hint(
+            self.replies_from_other_addresses.values().sum(),
+            self.replies_from_other_addresses.keys(),
+        )
     }
 
     /// "StopCCN 2, CDN 1": the §5.8 give-ups, by message.
@@ -276,6 +306,9 @@ impl core::fmt::Display for LacReport {
         }
         for (why, count) in &self.failures {
             write!(f, "\nfailed   {count} × {why}")?;
+        }
+        if let Some(hint) = self.replies_elsewhere_hint() {
+            write!(f, "\nignored  {hint}")?;
         }
         Ok(())
     }

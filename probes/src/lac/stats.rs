@@ -194,6 +194,9 @@ pub struct Stats {
     pub sessions_established: u64,
     pub sessions_failed: u64,
     pub retransmissions: u64,
+    /// Replies to our SCCRQs from addresses other than the target's, dropped (no
+    /// `--any-source`): how many came from each.
+    pub replies_elsewhere: BTreeMap<Ipv4Addr, u64>,
     pub echo_sent: u64,
     pub echo_replies: u64,
     pub echo_looped_back: u64,
@@ -272,6 +275,7 @@ impl Stats {
             sessions_established: 0,
             sessions_failed: 0,
             retransmissions: 0,
+            replies_elsewhere: BTreeMap::new(),
             echo_sent: 0,
             echo_replies: 0,
             echo_looped_back: 0,
@@ -595,6 +599,10 @@ impl Swarm {
             sessions_established: s.sessions_established,
             sessions_failed: s.sessions_failed,
             retransmissions: s.retransmissions,
+            replies_elsewhere: s.replies_elsewhere.values().sum(),
+            replies_elsewhere_from: (s.replies_elsewhere.keys())
+                .map(|a| a.to_string())
+                .collect(),
             echo_sent: s.echo_sent,
             echo_answered: s.echo_answered(),
             endpoints: endpoints
@@ -687,6 +695,9 @@ impl Swarm {
             request_dns: s.request_dns,
             sessions_with_dns: s.sessions_with_dns,
             dns_servers: s.dns_servers.iter().copied().collect(),
+            replies_from_other_addresses: (s.replies_elsewhere.iter())
+                .map(|(addr, n)| (addr.to_string(), *n))
+                .collect(),
             shard: None,
         }
     }

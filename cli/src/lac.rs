@@ -782,7 +782,9 @@ pub fn execute_with(
                 set.set_follow_replies(follow_replies);
                 set.set_replies_from_other_addresses(elsewhere);
                 // ICMP errors about the target end the run at once (IP_RECVERR).
-                let mut runner = Runner::bind(bind, Some(target), set, pcap.as_deref()).await?;
+                let mut runner = Runner::bind(bind, Some(target), set, pcap.as_deref())
+                    .await
+                    .with_context(|| format!("--bind {bind}"))?;
                 tracing::info!(local = %runner.local_addr(), %target, "LAC started");
                 let offset = epoch
                     .elapsed()

@@ -48,9 +48,15 @@ pub struct ProbeArgs {
     /// Write each probe's exchange to DIR/NAME.pcap.
     #[arg(long)]
     pub pcap_dir: Option<PathBuf>,
-    /// Our source address.
-    #[arg(long, default_value = "0.0.0.0", value_parser = args::ipv4)]
-    pub bind: Ipv4Addr,
+    /// Our source ADDR[:PORT] (any free port by default), the same for every probe: the
+    /// LAC side of RFC 2661 §8.1, which "picks an available source UDP port (which may or
+    /// may not be 1701)". With a fixed PORT the probes still run one after another on fresh
+    /// sockets; the cluster probes that hold several tunnels at once (cluster-spread,
+    /// cluster-nat-no-open-relay) take the further sockets from the next addresses up with
+    /// the same port (ADDR+1, ADDR+2, ...: any of 127.0.0.0/8 on loopback; elsewhere they must
+    /// be on this host), and sccrq-from-any-source-port uses PORT as its 1701 side.
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = args::addr_port::<0>)]
+    pub bind: SocketAddrV4,
     /// Seconds to wait for an answer that should come at once.
     #[arg(long, default_value = "2", value_parser = args::seconds_between(0.05, 60.0))]
     pub reply_timeout: Duration,
@@ -174,6 +180,11 @@ fn target(args: &ProbeArgs) -> anyhow::Result<Target> {
     target.secret = args.secret.as_ref().map(|s| s.as_bytes().to_vec());
     target.username = args.username.clone();
     target.password = args.password.as_ref().map(|p| p.as_bytes().to_vec());
+    // Bound once now, so that an address not on this host or a port in use fails here,
+    // naming the flag, and not as every probe's inconclusive verdict.
+    if args.bind != SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0) {
+        std::net::UdpSocket::bind(args.bind).with_context(|| format!("--bind {}", args.bind))?;
+    }
     target.bind = args.bind;
     target.reply_timeout = args.reply_timeout;
     target.live_tunnels = args.live_tunnels;

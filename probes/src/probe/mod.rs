@@ -36,8 +36,10 @@ pub struct Target {
     /// The target is a cluster (the patent's master in front of endpoints): the cluster probes
     /// run, and an SCCRP from another address than the one dialled is expected.
     pub cluster: bool,
-    /// Our source address (0.0.0.0: the kernel picks).
-    pub bind: Ipv4Addr,
+    /// Our source address and port (0.0.0.0: the kernel picks the address; port 0: any free
+    /// one). With a fixed port, a probe that holds several sockets at once takes the further
+    /// ones from the next addresses up, same port ([`transport::Network::open`]).
+    pub bind: SocketAddrV4,
     /// How long to wait for an answer that should come at once.
     pub reply_timeout: Duration,
     /// Live tunnels for the Tunnel ID uniqueness probe.
@@ -65,7 +67,7 @@ impl Target {
             addr,
             secret: None,
             cluster: false,
-            bind: Ipv4Addr::UNSPECIFIED,
+            bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             reply_timeout: Duration::from_secs(2),
             live_tunnels: 5000,
             host_name: "l2tpkit-probe".to_string(),

@@ -44,7 +44,10 @@ pub trait RawIp {
 pub trait Network {
     /// A fresh transport on `bind` (unspecified: any address) and a port of the network's
     /// choosing.
-    fn open(&self, bind: Ipv4Addr) -> io::Result<Box<dyn Transport>>;
+    /// A fresh socket bound to `bind` (port 0: any free one). With a fixed port already held
+    /// by a socket of ours, the next addresses up (same port, up to [`FIXED_PORT_ADDRESSES`])
+    /// are tried: a probe that holds several tunnels at once gets one address each.
+    fn open(&self, bind: SocketAddrV4) -> io::Result<Box<dyn Transport>>;
     fn now(&self) -> Instant;
     /// Wall-clock time at `now`, since the UNIX epoch: pcap timestamps.
     fn wall(&self, now: Instant) -> Duration;
@@ -56,6 +59,34 @@ pub trait Network {
     fn source_towards(&self, to: SocketAddrV4) -> io::Result<Ipv4Addr>;
     /// Waits until `deadline` (a pause between tries; the simulator just moves on).
     fn sleep_until(&self, deadline: Instant);
+}
+
+/// How many addresses from the bind address up a fixed port is tried on.
+pub const FIXED_PORT_ADDRESSES: u32 = 64;
+
+/// Binds `bind`; with a fixed port in use, the same port on the next addresses up (to
+/// [`FIXED_PORT_ADDRESSES`]). The first error other than "in use" is returned as it is, and
+/// an unspecified address is never stepped.
+fn bind_fixed_port_or_next<T>(
+    bind: SocketAddrV4,
+    mut try_bind: impl FnMut(SocketAddrV4) -> io::Result<T>,
+) -> io::Result<T> {
+    let steps = if bind.port() == 0 || bind.ip().is_unspecified() {
+        1
+    } else {
+        FIXED_PORT_ADDRESSES
+    };
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for k in 0..steps {
+        let Some(ip) = u32::from(*bind.ip()).checked_add(k) else {
+            break;
+        };
+        match try_bind(SocketAddrV4::new(Ipv4Addr::from(ip), bind.port())) {
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => last = err,
+            other => return other,
+        }
+    }
+    Err(last)
 }
 
 /// Real UDP sockets; the clock is the monotonic one.
@@ -86,8 +117,8 @@ fn since(epoch: std::time::Instant) -> Instant {
 }
 
 impl Network for UdpNetwork {
-    fn open(&self, bind: Ipv4Addr) -> io::Result<Box<dyn Transport>> {
-        let socket = UdpSocket::bind(SocketAddrV4::new(bind, 0))?;
+    fn open(&self, bind: SocketAddrV4) -> io::Result<Box<dyn Transport>> {
+        let socket = bind_fixed_port_or_next(bind, |at| UdpSocket::bind(at))?;
         let local = match socket.local_addr()? {
             SocketAddr::V4(v4) => v4,
             SocketAddr::V6(_) => return Err(io::Error::other("bound an IPv6 address")),
@@ -219,22 +250,30 @@ impl SimNetwork {
 }
 
 impl Network for SimNetwork {
-    fn open(&self, bind: Ipv4Addr) -> io::Result<Box<dyn Transport>> {
+    fn open(&self, bind: SocketAddrV4) -> io::Result<Box<dyn Transport>> {
         let mut state = self.state.borrow_mut();
-        let ip = if bind.is_unspecified() {
+        let ip = if bind.ip().is_unspecified() {
             state.host
         } else {
-            bind
+            *bind.ip()
         };
+        // A fixed port: that one, or the next address up with it, as on real sockets.
+        let fixed = (bind.port() != 0).then(|| {
+            (0..FIXED_PORT_ADDRESSES)
+                .map(|k| SocketAddrV4::new(Ipv4Addr::from(u32::from(ip).wrapping_add(k)), bind.port()))
+                .find(|at| state.sim.owner(*at).is_none())
+        });
         // Skip ports whose owner is still alive (a wrap after 25k transports).
-        let local = loop {
+        let local = if let Some(fixed) = fixed {
+            fixed.ok_or_else(|| io::Error::from(io::ErrorKind::AddrInUse))?
+        } else { loop {
             let port = state.next_port;
             state.next_port = state.next_port.checked_add(1).unwrap_or(40_000);
             let addr = SocketAddrV4::new(ip, port);
             if state.sim.owner(addr).is_none() {
                 break addr;
             }
-        };
+        }};
         let mailbox = Rc::new(RefCell::new(Mailbox::default()));
         let id = state
             .sim
@@ -368,6 +407,10 @@ impl Drop for SimTransport {
 mod tests {
     use super::*;
 
+    fn any() -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
+    }
+
     fn net() -> SimNetwork {
         SimNetwork::new(Simulator::new(7), Ipv4Addr::new(198, 18, 0, 2), 1)
     }
@@ -375,8 +418,8 @@ mod tests {
     #[test]
     fn sim_transports_talk_in_virtual_time_and_waiting_moves_the_clock_to_the_deadline() {
         let net = net();
-        let mut a = net.open(Ipv4Addr::UNSPECIFIED).unwrap();
-        let mut b = net.open(Ipv4Addr::UNSPECIFIED).unwrap();
+        let mut a = net.open(any()).unwrap();
+        let mut b = net.open(any()).unwrap();
         assert_ne!(a.local_addr(), b.local_addr());
         a.send_to(b"hello", b.local_addr()).unwrap();
         let deadline = Instant::ZERO + Duration::from_secs(1);
@@ -394,8 +437,8 @@ mod tests {
     #[test]
     fn a_dropped_transport_no_longer_receives_and_entropy_differs_per_call() {
         let net = net();
-        let mut a = net.open(Ipv4Addr::UNSPECIFIED).unwrap();
-        let b = net.open(Ipv4Addr::new(198, 18, 0, 9)).unwrap();
+        let mut a = net.open(any()).unwrap();
+        let b = net.open(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 0)).unwrap();
         let gone = b.local_addr();
         assert_eq!(*gone.ip(), Ipv4Addr::new(198, 18, 0, 9));
         drop(b);
@@ -406,5 +449,29 @@ mod tests {
         assert_eq!(net.with_sim(|sim| sim.stats().undeliverable), 1);
         assert_ne!(net.entropy(), net.entropy());
         assert!(net.raw().is_err());
+    }
+
+    #[test]
+    fn a_fixed_port_in_use_steps_to_the_next_address_and_keeps_the_port() {
+        let net = net();
+        let at = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 1701);
+        let a = net.open(at).unwrap();
+        let b = net.open(at).unwrap();
+        assert_eq!(a.local_addr(), at);
+        assert_eq!(b.local_addr(), SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 1701));
+        drop(a);
+        assert_eq!(net.open(at).unwrap().local_addr(), at, "free again");
+        // Real sockets, on loopback: the same.
+        let real = UdpNetwork::new();
+        let first = real.open(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 96), 0)).unwrap();
+        let port = first.local_addr().port();
+        let fixed = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 96), port);
+        let second = real.open(fixed).unwrap();
+        assert_eq!(second.local_addr(), SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 97), port));
+        // The unspecified address is never stepped: in use is in use.
+        let wild = real.open(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let taken = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, wild.local_addr().port());
+        let err = real.open(taken).err().expect("in use");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

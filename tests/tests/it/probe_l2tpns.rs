@@ -46,7 +46,7 @@ fn run_family(auth: PppAuth) -> (Vec<ProbeResult>, String) {
     };
     let harness = L2tpns::start(&options).expect("start l2tpns and FreeRADIUS");
     let mut target = Target::new(harness.lns_addr());
-    target.bind = harness.initiator_addr();
+    target.bind = std::net::SocketAddrV4::new(harness.initiator_addr(), 0);
     target.username = Some(USER.to_string());
     target.password = Some(PASSWORD.as_bytes().to_vec());
     let results = in_netns(harness.initiator_netns(), || {

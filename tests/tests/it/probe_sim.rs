@@ -92,7 +92,7 @@ fn network(seed: u64, conditions: LinkConditions) -> SimNetwork {
 fn target() -> Target {
     let mut target = Target::new(LNS);
     target.secret = Some(SECRET.as_bytes().to_vec());
-    target.bind = LAC;
+    target.bind = SocketAddrV4::new(LAC, 0);
     target.live_tunnels = 1000;
     target
 }

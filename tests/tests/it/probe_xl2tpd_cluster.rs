@@ -58,7 +58,7 @@ fn probe(lab: &Lab) {
     let mut target = Target::new(std::net::SocketAddrV4::new(d.cluster_address, 1701));
     target.cluster = true;
     target.secret = Some(SECRET.as_bytes().to_vec());
-    target.bind = d.initiator_addresses[0];
+    target.bind = std::net::SocketAddrV4::new(d.initiator_addresses[0], 0);
     target.reply_timeout = Duration::from_secs(2);
     // Enough live tunnels that xl2tpd's random IDs collide (~17 expected), a third of the
     // default's time.

@@ -212,11 +212,12 @@ fn bad_udp_checksum_discarded(ctx: &mut Ctx) -> Step<Verdict> {
     // The probe's socket is bound to the very address the crafted packet claims as its
     // source, so an answer (there should be none) lands there.
     let mut target = ctx.target.clone();
-    if target.bind.is_unspecified() {
-        target.bind = ctx
+    if target.bind.ip().is_unspecified() {
+        let ip = ctx
             .network()
             .source_towards(target.addr)
             .map_err(|e| Verdict::Inconclusive(format!("no route to {}: {e}", target.addr)))?;
+        target.bind = std::net::SocketAddrV4::new(ip, target.bind.port());
     }
     let mut ctl = ctx.ctl_for(&target)?;
     ctl.our_tid = ctl.fresh_id();

@@ -165,14 +165,28 @@ fn a_bad_bind_fails_at_start_naming_the_flag() {
     // An address of the lab's ranges, configured on no interface outside a lab: not ours.
     for command in ["lac", "probe"] {
         assert_one_line_error(
-            &[command, "--target", "127.0.0.1", "--bind", "198.18.255.254:0"],
+            &[
+                command,
+                "--target",
+                "127.0.0.1",
+                "--bind",
+                "198.18.255.254:0",
+            ],
             "--bind 198.18.255.254:0",
         );
     }
     // A port in use.
     let held = std::net::UdpSocket::bind("127.0.0.99:0").expect("a socket to hold the port");
     let bind = held.local_addr().unwrap().to_string();
-    let lac = ["lac", "--target", "127.0.0.1", "--bind", &bind, "--hold", "0"];
+    let lac = [
+        "lac",
+        "--target",
+        "127.0.0.1",
+        "--bind",
+        &bind,
+        "--hold",
+        "0",
+    ];
     let probe = ["probe", "--target", "127.0.0.1", "--bind", &bind];
     for args in [&lac[..], &probe[..]] {
         assert_one_line_error(args, &format!("--bind {bind}"));

@@ -115,8 +115,10 @@ fn every_probe_passes_against_our_endpoint() {
         &target,
         "--secret",
         SECRET,
+        // Port 1701 on our side (RFC 2661 §8.1's traditional one), every probe from it; the
+        // new sccrq-from-any-source-port uses it as its 1701 side.
         "--bind",
-        "127.0.0.1",
+        "127.0.0.90:1701",
         "--json",
         "--junit",
         junit.to_str().expect("utf-8 path"),

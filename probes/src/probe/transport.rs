@@ -118,7 +118,7 @@ fn since(epoch: std::time::Instant) -> Instant {
 
 impl Network for UdpNetwork {
     fn open(&self, bind: SocketAddrV4) -> io::Result<Box<dyn Transport>> {
-        let socket = bind_fixed_port_or_next(bind, |at| UdpSocket::bind(at))?;
+        let socket = bind_fixed_port_or_next(bind, UdpSocket::bind)?;
         let local = match socket.local_addr()? {
             SocketAddr::V4(v4) => v4,
             SocketAddr::V6(_) => return Err(io::Error::other("bound an IPv6 address")),
@@ -260,20 +260,24 @@ impl Network for SimNetwork {
         // A fixed port: that one, or the next address up with it, as on real sockets.
         let fixed = (bind.port() != 0).then(|| {
             (0..FIXED_PORT_ADDRESSES)
-                .map(|k| SocketAddrV4::new(Ipv4Addr::from(u32::from(ip).wrapping_add(k)), bind.port()))
+                .map(|k| {
+                    SocketAddrV4::new(Ipv4Addr::from(u32::from(ip).wrapping_add(k)), bind.port())
+                })
                 .find(|at| state.sim.owner(*at).is_none())
         });
         // Skip ports whose owner is still alive (a wrap after 25k transports).
         let local = if let Some(fixed) = fixed {
             fixed.ok_or_else(|| io::Error::from(io::ErrorKind::AddrInUse))?
-        } else { loop {
-            let port = state.next_port;
-            state.next_port = state.next_port.checked_add(1).unwrap_or(40_000);
-            let addr = SocketAddrV4::new(ip, port);
-            if state.sim.owner(addr).is_none() {
-                break addr;
+        } else {
+            loop {
+                let port = state.next_port;
+                state.next_port = state.next_port.checked_add(1).unwrap_or(40_000);
+                let addr = SocketAddrV4::new(ip, port);
+                if state.sim.owner(addr).is_none() {
+                    break addr;
+                }
             }
-        }};
+        };
         let mailbox = Rc::new(RefCell::new(Mailbox::default()));
         let id = state
             .sim
@@ -438,7 +442,9 @@ mod tests {
     fn a_dropped_transport_no_longer_receives_and_entropy_differs_per_call() {
         let net = net();
         let mut a = net.open(any()).unwrap();
-        let b = net.open(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 0)).unwrap();
+        let b = net
+            .open(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 0))
+            .unwrap();
         let gone = b.local_addr();
         assert_eq!(*gone.ip(), Ipv4Addr::new(198, 18, 0, 9));
         drop(b);
@@ -458,18 +464,28 @@ mod tests {
         let a = net.open(at).unwrap();
         let b = net.open(at).unwrap();
         assert_eq!(a.local_addr(), at);
-        assert_eq!(b.local_addr(), SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 1701));
+        assert_eq!(
+            b.local_addr(),
+            SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 1701)
+        );
         drop(a);
         assert_eq!(net.open(at).unwrap().local_addr(), at, "free again");
         // Real sockets, on loopback: the same.
         let real = UdpNetwork::new();
-        let first = real.open(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 96), 0)).unwrap();
+        let first = real
+            .open(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 96), 0))
+            .unwrap();
         let port = first.local_addr().port();
         let fixed = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 96), port);
         let second = real.open(fixed).unwrap();
-        assert_eq!(second.local_addr(), SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 97), port));
+        assert_eq!(
+            second.local_addr(),
+            SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 97), port)
+        );
         // The unspecified address is never stepped: in use is in use.
-        let wild = real.open(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let wild = real
+            .open(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+            .unwrap();
         let taken = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, wild.local_addr().port());
         let err = real.open(taken).err().expect("in use");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);

@@ -82,7 +82,8 @@ fn every_probe_judges_xl2tpd_and_the_table_is_snapshotted() {
     let lns = Xl2tpd::start(Xl2tpdEnd::Lns, &options).expect("start xl2tpd LNS");
     let mut target = Target::new(lns.addr());
     target.secret = Some(SECRET.as_bytes().to_vec());
-    target.bind = std::net::SocketAddrV4::new(lac_ip, 0);
+    // Every probe from port 1701, as `probe --bind LAC:1701` (RFC 2661 §8.1).
+    target.bind = std::net::SocketAddrV4::new(lac_ip, 1701);
     target.reply_timeout = Duration::from_secs(2);
     let results: Vec<_> = catalog::all()
         .into_iter()

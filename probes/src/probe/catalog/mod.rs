@@ -9,6 +9,7 @@ pub mod avps;
 pub mod cluster;
 pub mod header;
 pub mod lifecycle;
+pub mod ports;
 pub mod ppp;
 pub mod reliable;
 pub mod session;
@@ -21,6 +22,7 @@ pub(crate) mod sim_lns;
 /// The families, each a slice of probes.
 const FAMILIES: &[&[Probe]] = &[
     lifecycle::PROBES,
+    ports::PROBES,
     avps::PROBES,
     header::PROBES,
     auth::PROBES,
@@ -39,6 +41,7 @@ const FAMILIES: &[&[Probe]] = &[
 pub const RUN_ORDER: &[&str] = &[
     "establishment",
     "stopccn-cleans-up",
+    "sccrq-from-any-source-port",
     "sccrq-missing-protocol-version",
     "sccrq-missing-host-name",
     "sccrq-missing-framing-capabilities",

@@ -40,6 +40,8 @@ struct Lns {
     buf: Vec<u8>,
     outage: Option<Outage>,
     silent_until: Option<Instant>,
+    /// Answers only datagrams from this source port (an LNS that breaks RFC 2661 §8.1).
+    only_from_port: Option<u16>,
 }
 
 impl Lns {
@@ -67,7 +69,7 @@ impl Node for Lns {
         {
             self.fall_silent(now);
         }
-        if self.silent(now) {
+        if self.silent(now) || self.only_from_port.is_some_and(|p| p != from.port()) {
             return;
         }
         self.set.handle(now, from, bytes);
@@ -119,6 +121,19 @@ pub fn run_on(probe: &Probe, target: &Target) -> ProbeResult {
 /// A simulated network holding one fresh LNS at [`LNS`] for `target` (its secret), with an
 /// outage when given.
 pub fn network(target: &Target, outage: Option<Outage>) -> SimNetwork {
+    network_with(target, outage, None)
+}
+
+/// As [`network`], with an LNS that ignores every datagram not from source port `port`.
+pub fn network_only_from_port(target: &Target, port: u16) -> SimNetwork {
+    network_with(target, None, Some(port))
+}
+
+fn network_with(
+    target: &Target,
+    outage: Option<Outage>,
+    only_from_port: Option<u16>,
+) -> SimNetwork {
     let config = TunnelConfig {
         secret: target.secret.clone(),
         ..TunnelConfig::default()
@@ -129,6 +144,7 @@ pub fn network(target: &Target, outage: Option<Outage>) -> SimNetwork {
         buf: Vec::new(),
         outage,
         silent_until: None,
+        only_from_port,
     };
     sim.add_node(Box::new(lns), &[LNS]);
     SimNetwork::new(sim, Ipv4Addr::new(198, 18, 0, 2), 5)

@@ -66,6 +66,11 @@ pub struct RunArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The initiators' source ADDR[:PORT], as `lac --bind`: ADDR is the lab's first initiator
+    /// address (198.18.1.1, also what 0.0.0.0 means), the others follow it; PORT is every
+    /// initiator's source port (any free one by default; 1701 as many LACs send from).
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = args::addr_port::<0>)]
+    pub bind: SocketAddrV4,
     #[command(flatten)]
     pub cluster: super::ClusterFlags,
 }
@@ -144,7 +149,7 @@ fn lac_args(
     let schedule = probes::lac::setup_bound(&reliable, &plan).as_secs_f64();
     LacArgs {
         target: SocketAddrV4::new(cluster, 1701),
-        bind: SocketAddrV4::new(first, 0),
+        bind: SocketAddrV4::new(first, args.bind.port()),
         tunnels: args.tunnels,
         sessions_per_tunnel: args.sessions_per_tunnel,
         hold: args.hold,
@@ -217,6 +222,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "--tunnels {} is fewer than --initiators {}",
             args.tunnels,
+            args.initiators
+        );
+    }
+    let first = super::plan::initiator_address(1);
+    if !args.bind.ip().is_unspecified() && *args.bind.ip() != first {
+        anyhow::bail!(
+            "--bind {}: the lab's initiators send from {first} up (--initiators {}); give \
+             {first}:PORT or 0.0.0.0:PORT",
+            args.bind,
             args.initiators
         );
     }

@@ -177,3 +177,91 @@ fn fig4_replies_from_the_endpoints_are_named_and_followed_with_any_source() {
     lab.down().expect("lab down");
     drop(scratch);
 }
+
+/// Every packet of the public segment's capture between an initiator (198.18.1.x) and the
+/// cluster: (source, destination) as `decode --json` names them.
+fn initiator_packets(pcap: &std::path::Path) -> Vec<(String, String)> {
+    let out = Command::new(BIN)
+        .args(["decode", "--json"])
+        .arg(pcap)
+        .output()
+        .expect("decode");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|p| {
+            let at = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (at("src"), at("dst"))
+        })
+        .filter(|(src, dst)| src.starts_with("198.18.1.") || dst.starts_with("198.18.1."))
+        .collect()
+}
+
+/// Our endpoints answer an initiator sending from port 1701 and one sending from an ephemeral
+/// port, each at the port it sent from: through FIG 2's NAT and on FIG 4's direct path.
+#[test]
+fn our_endpoints_answer_port_1701_and_an_ephemeral_one_through_fig2_and_fig4() {
+    if !lab_available("our_endpoints_answer_port_1701_and_an_ephemeral_one_through_fig2_and_fig4") {
+        return;
+    }
+    for topology in ["fig2", "fig4"] {
+        for port in ["1701", "0"] {
+            let run_dir = std::env::temp_dir().join(format!(
+                "l2tpkit-port{port}-{topology}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&run_dir);
+            let scratch = Scratch::new(run_dir.clone());
+            let bind = format!("0.0.0.0:{port}");
+            let args = [
+                "--topology",
+                topology,
+                "--endpoints",
+                "2",
+                "--initiators",
+                "2",
+                "--tunnels",
+                "20",
+                "--sessions-per-tunnel",
+                "1",
+                "--rate",
+                "50",
+                "--hold",
+                "1",
+                "--bind",
+                &bind,
+            ];
+            let summary = common::lab_run_json(&args, &run_dir, &[]);
+            let text = summary.to_string();
+            assert_eq!(
+                summary["lac"]["tunnels_established"], 20,
+                "{topology} {port}: {text}"
+            );
+            assert_eq!(
+                summary["lac"]["sessions_ip_up"], 20,
+                "{topology} {port}: {text}"
+            );
+            assert_eq!(
+                summary["lac"]["tunnels_closed_cleanly"], 20,
+                "{topology} {port}: {text}"
+            );
+            assert_eq!(
+                summary["verify_conforming"], 20,
+                "{topology} {port}: {text}"
+            );
+            let packets = initiator_packets(&run_dir.join("public.pcap"));
+            assert!(packets.len() >= 20 * 4, "{topology} {port}: {packets:?}");
+            let ours = |a: &str| a.starts_with("198.18.1.");
+            for (src, dst) in &packets {
+                let initiator = if ours(src) { src } else { dst };
+                let initiator_port = initiator.rsplit(':').next().unwrap_or_default();
+                if port == "1701" {
+                    assert_eq!(initiator_port, "1701", "{topology}: {src} → {dst}");
+                } else {
+                    assert_ne!(initiator_port, "1701", "{topology}: {src} → {dst}");
+                }
+            }
+            drop(scratch);
+        }
+    }
+}

@@ -106,6 +106,21 @@ fn unreachable_target_is_one_line() {
         ],
         "refused",
     );
+    // The socket is never connected (§8.1): the ICMP error comes back through IP_RECVERR,
+    // also when replies from any address are followed.
+    assert_one_line_error(
+        &[
+            "lac",
+            "--target",
+            "127.0.0.1:9",
+            "--any-source",
+            "--hold",
+            "0",
+            "--setup-timeout",
+            "5",
+        ],
+        "127.0.0.1:9 refused",
+    );
 }
 
 #[test]

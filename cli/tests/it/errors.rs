@@ -89,6 +89,11 @@ fn bad_flags_name_the_flag() {
         "--bucket-rate",
     );
     assert_one_line_error(&["lab", "run", "--netem", "delay 99s"], "--netem");
+    // The lab's initiators send from 198.18.1.1 up: another first address is refused.
+    assert_one_line_error(
+        &["lab", "run", "--bind", "198.18.1.7:1701"],
+        "--bind 198.18.1.7:1701",
+    );
 }
 
 #[test]

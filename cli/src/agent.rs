@@ -29,8 +29,14 @@ pub struct AgentArgs {
     #[arg(long, value_parser = args::ipv4)]
     pub master: Ipv4Addr,
     /// Shared key that seals the reports and claims (HMAC-SHA256), as the endpoints' is.
+    /// Other local users can read a command line: prefer --report-key-file or
+    /// L2TPKIT_REPORT_KEY.
     #[arg(long)]
-    pub report_key: String,
+    pub report_key: Option<String>,
+    /// The report key from this file (its first line; the file must not be readable by group
+    /// or others).
+    #[arg(long, value_name = "PATH")]
+    pub report_key_file: Option<std::path::PathBuf>,
     /// The LNS's name in the cluster.
     #[arg(long)]
     pub name: String,
@@ -68,6 +74,8 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
+    let key = args.report_key.as_deref();
+    crate::secret::warn_if_given("--report-key", key, "L2TPKIT_REPORT_KEY");
     if args.name.is_empty() || args.name.len() > reference::cluster::MAX_NAME_LEN {
         anyhow::bail!(
             "--name {:?}: expected 1 to {} bytes",
@@ -75,16 +83,20 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             reference::cluster::MAX_NAME_LEN
         );
     }
-    if args.report_key.is_empty() {
-        anyhow::bail!("--report-key: empty; the master refuses what an empty key seals");
-    }
+    let key =
+        crate::secret::report_key(args.report_key.as_deref(), args.report_key_file.as_deref())?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--report-key-file (or L2TPKIT_REPORT_KEY, or --report-key) is required"
+                )
+            })?;
     if args.lns.ip().is_unspecified() || args.lns.port() == 0 {
         anyhow::bail!(
             "--lns {}: the LNS's own address and port (where the master forwards to)",
             args.lns
         );
     }
-    let mut config = AgentConfig::new(&args.name, args.lns, args.report_key.as_bytes());
+    let mut config = AgentConfig::new(&args.name, args.lns, key.as_bytes());
     config.global_addr = args.global;
     config.capacity = args.capacity;
     config.interval = args.report_interval;

@@ -18,6 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::args::{self, AddrPrefix, DnsServers, PolicyName};
 use crate::net::{os_seed, tunnel_config, wall_clock_sequence};
+use crate::secret::report_key;
 
 /// `l2tpkit endpoint`'s command line: the L2TP flags and the PPP ones (apart so that code
 /// building an [`EndpointArgs`] for a bare LNS needs no PPP field).
@@ -126,9 +127,13 @@ pub struct EndpointArgs {
     /// Address to listen on: ADDR[:PORT], port 1701 by default.
     #[arg(long, value_parser = args::addr_port::<1701>)]
     pub listen: SocketAddrV4,
-    /// Tunnel secret: peers must answer our Challenge.
+    /// Tunnel secret: peers must answer our Challenge. Other local users can read a command
+    /// line: prefer --secret-file or L2TPKIT_SECRET.
     #[arg(long)]
     pub secret: Option<String>,
+    /// The tunnel secret from this file (its first line; not readable by group or others).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
     /// Hide AVPs with the secret.
     #[arg(long)]
     pub hidden: bool,
@@ -154,9 +159,14 @@ pub struct EndpointArgs {
     /// port 1702 by default).
     #[arg(long, value_parser = args::addr_port::<{ reference::cluster::REPORT_PORT }>)]
     pub master: Option<SocketAddrV4>,
-    /// Shared key that authenticates the load reports (HMAC-SHA256).
+    /// Shared key that authenticates the load reports (HMAC-SHA256). Other local users can
+    /// read a command line: prefer --report-key-file or L2TPKIT_REPORT_KEY.
     #[arg(long)]
     pub report_key: Option<String>,
+    /// The report key from this file (its first line; the file must not be readable by group
+    /// or others).
+    #[arg(long, value_name = "PATH")]
+    pub report_key_file: Option<PathBuf>,
     /// Seconds between load reports.
     #[arg(long, default_value = "1", value_parser = args::seconds_between(0.01, 3600.0))]
     pub report_interval: Duration,
@@ -213,6 +223,8 @@ impl Default for EndpointArgs {
             status: None,
             master: None,
             report_key: None,
+            report_key_file: None,
+            secret_file: None,
             report_interval: Duration::from_secs(1),
             name: "te".to_string(),
             tunnel_ids: None,
@@ -336,14 +348,17 @@ fn id_block(value: &str, index: &str, count: &str) -> anyhow::Result<(u16, u16)>
 
 fn reporting(args: &EndpointArgs, listen: SocketAddrV4) -> anyhow::Result<Option<Reporting>> {
     let Some(master) = args.master else {
-        if args.report_key.is_some() || args.global.is_some() {
+        if args.report_key.is_some() || args.report_key_file.is_some() || args.global.is_some() {
             anyhow::bail!("--report-key and --global need --master");
         }
         return Ok(None);
     };
-    let key = match &args.report_key {
-        Some(key) if !key.is_empty() => key.as_bytes().to_vec(),
-        _ => anyhow::bail!("--master needs --report-key: load reports are authenticated"),
+    let key = match report_key(args.report_key.as_deref(), args.report_key_file.as_deref())? {
+        Some(key) => key.into_bytes(),
+        None => anyhow::bail!(
+            "--master needs --report-key-file (or L2TPKIT_REPORT_KEY, or --report-key): load \
+             reports are authenticated"
+        ),
     };
     let Some(ids) = &args.tunnel_ids else {
         anyhow::bail!(
@@ -435,6 +450,9 @@ fn takeover(
 
 pub fn run(command: &EndpointCommand) -> anyhow::Result<ExitCode> {
     let args = &command.args;
+    crate::secret::warn_if_given("--secret", args.secret.as_deref(), "L2TPKIT_SECRET");
+    let key = args.report_key.as_deref();
+    crate::secret::warn_if_given("--report-key", key, "L2TPKIT_REPORT_KEY");
     let stats = execute_with(args, &command.ppp, |addr| {
         eprintln!("l2tpkit endpoint: listening on {addr}")
     })?;
@@ -491,7 +509,8 @@ pub fn execute_with(
 ) -> anyhow::Result<EndpointStats> {
     let ppp = ppp.config(&args.host_name)?;
     let (listen, duration) = (args.listen, args.duration);
-    let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    let secret = crate::secret::tunnel_secret(args.secret.as_deref(), args.secret_file.as_deref())?;
+    let mut config = tunnel_config(&args.host_name, secret.as_deref(), args.hidden)?;
     config.reliable.max_retransmits = args.max_retransmits;
     config.refuse_outgoing = args.refuse_outgoing;
     let reporting = reporting(args, listen)?;

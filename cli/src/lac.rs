@@ -46,9 +46,13 @@ pub struct LacArgs {
     pub tunnels: usize,
     #[arg(long, default_value_t = 1)]
     pub sessions_per_tunnel: usize,
-    /// Tunnel secret (Challenge / Challenge Response).
+    /// Tunnel secret (Challenge / Challenge Response). Other local users can read a command
+    /// line: prefer --secret-file or L2TPKIT_SECRET.
     #[arg(long)]
     pub secret: Option<String>,
+    /// The tunnel secret from this file (its first line; not readable by group or others).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
     /// Hide AVPs (Assigned Session ID, numbers) with the secret (RFC 2661 §4.3).
     #[arg(long)]
     pub hidden: bool,
@@ -209,6 +213,7 @@ impl Default for LacArgs {
             tunnels: 1,
             sessions_per_tunnel: 1,
             secret: None,
+            secret_file: None,
             hidden: false,
             hold: Duration::from_secs(5),
             echo_rate: 1.0,
@@ -249,6 +254,7 @@ impl Default for LacArgs {
 }
 
 pub fn run(args: &LacArgs) -> anyhow::Result<ExitCode> {
+    crate::secret::warn_if_given("--secret", args.secret.as_deref(), "L2TPKIT_SECRET");
     let (report, ended, quit) = if args.tui {
         with_tui(args)?
     } else {
@@ -657,7 +663,8 @@ pub fn execute_with(
     progress: bool,
 ) -> anyhow::Result<(LacReport, Ended)> {
     let setup = check(args)?;
-    let mut config = tunnel_config(&args.host_name, args.secret.as_deref(), args.hidden)?;
+    let secret = crate::secret::tunnel_secret(args.secret.as_deref(), args.secret_file.as_deref())?;
+    let mut config = tunnel_config(&args.host_name, secret.as_deref(), args.hidden)?;
     config.hello_interval = args.hello_interval;
     config.reliable.max_retransmits = args.max_retransmits;
     config.session_ids = setup.ids.clone();

@@ -17,5 +17,6 @@ pub mod nat;
 pub mod net;
 pub mod probe;
 pub mod report;
+pub mod secret;
 pub mod tui;
 pub mod verify;

@@ -31,9 +31,14 @@ pub struct MasterArgs {
     /// This master's name in its report acks and status.
     #[arg(long, default_value = "master")]
     pub name: String,
-    /// Shared key of the load reports (HMAC-SHA256).
+    /// Shared key of the load reports (HMAC-SHA256). Other local users can read a command
+    /// line: prefer --report-key-file or L2TPKIT_REPORT_KEY.
     #[arg(long)]
-    pub report_key: String,
+    pub report_key: Option<String>,
+    /// The report key from this file (its first line; the file must not be readable by group
+    /// or others).
+    #[arg(long, value_name = "PATH")]
+    pub report_key_file: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = PolicyName::LeastLoad)]
     pub policy: PolicyName,
     /// leaky-bucket: setups per second per endpoint.
@@ -63,6 +68,8 @@ pub struct MasterArgs {
 }
 
 pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
+    let key = args.report_key.as_deref();
+    crate::secret::warn_if_given("--report-key", key, "L2TPKIT_REPORT_KEY");
     let (cluster, lan) = (args.cluster.addr, args.lan.addr);
     let claim = match (&args.claim_public, &args.claim_lan) {
         (Some(public), Some(lan_if)) => Some(ClaimPlan::new(vec![
@@ -74,10 +81,14 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     if args.name.is_empty() || args.name.len() > reference::cluster::MAX_NAME_LEN {
         anyhow::bail!("--name {:?}: expected 1 to 64 bytes", args.name);
     }
-    if args.report_key.is_empty() {
-        anyhow::bail!("--report-key must not be empty");
-    }
-    let mut config = MasterConfig::new(cluster, args.report_key.as_bytes().to_vec());
+    let key =
+        crate::secret::report_key(args.report_key.as_deref(), args.report_key_file.as_deref())?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--report-key-file (or L2TPKIT_REPORT_KEY, or --report-key) is required"
+                )
+            })?;
+    let mut config = MasterConfig::new(cluster, key.into_bytes());
     config.policy = args.policy.with_bucket(args.rate, args.burst);
     config.report_timeout = args.report_timeout;
     config.name = args.name.clone();

@@ -87,8 +87,16 @@ fn write_scrape_file(run: &std::path::Path, jobs: &[(&str, Vec<String>)]) -> any
 /// the master has had time to hear from every endpoint.
 pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let plan = lab.plan();
-    let key = format!("{:016x}", crate::net::os_seed());
-    std::fs::write(lab.run_dir().join("report.key"), &key).context("writing report.key")?;
+    // The roles read the key from this file (0600): never on a command line, which every
+    // local user can read.
+    let key_file = lab.run_dir().join("report.key");
+    let key = format!(
+        "{:016x}{:016x}",
+        crate::net::os_seed(),
+        crate::net::os_seed()
+    );
+    crate::secret::write_key_file(&key_file, &key).context("writing report.key")?;
+    let key = key_file.display().to_string();
     let master = plan
         .node(NodeKind::Master)
         .context("the plan has no master")?;
@@ -99,7 +107,7 @@ pub fn start_roles(lab: &Lab) -> anyhow::Result<()> {
     let mut args = vec![
         "master".to_string(),
         format!("--name={MASTER}"),
-        format!("--report-key={key}"),
+        format!("--report-key-file={key}"),
         format!("--status={}", run.join("master-status.json").display()),
         format!("--control={}", run.join("master.sock").display()),
     ];
@@ -222,7 +230,10 @@ fn start_endpoints(
         ];
         args.extend(report_args(&node.short, key, master_lan));
         if let Some(secret) = &lab.secret {
-            args.push(format!("--secret={secret}"));
+            // In a file of the run dir (0600), not on the command line.
+            let file = lab.run_dir().join("tunnel.secret");
+            crate::secret::write_key_file(&file, secret).context("writing tunnel.secret")?;
+            args.push(format!("--secret-file={}", file.display()));
         }
         if let Some(n) = lab.max_retransmits {
             args.push(format!("--max-retransmits={n}"));
@@ -356,12 +367,12 @@ pub(super) fn start_agents(
 }
 
 /// How a role on an endpoint node reports its load to the master (`endpoint`, `agent`): its
-/// name, the master's LAN address, the lab's key, every half second.
-pub(super) fn report_args(name: &str, key: &str, master_lan: Ipv4Addr) -> Vec<String> {
+/// name, the master's LAN address, the lab's key file, every half second.
+pub(super) fn report_args(name: &str, key_file: &str, master_lan: Ipv4Addr) -> Vec<String> {
     vec![
         format!("--name={name}"),
         format!("--master={master_lan}"),
-        format!("--report-key={key}"),
+        format!("--report-key-file={key_file}"),
         "--report-interval=0.5".to_string(),
     ]
 }

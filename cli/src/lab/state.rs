@@ -344,7 +344,11 @@ pub fn reserve(run_dir: Option<&Path>) -> anyhow::Result<Reservation> {
             continue;
         }
         let entry = root.join(&prefix);
-        match std::fs::create_dir(&entry) {
+        // The run dir holds the report key, captures (PAP passwords in clear) and control
+        // sockets: its owner's alone.
+        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&entry)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).with_context(|| format!("{}", entry.display())),
@@ -378,7 +382,23 @@ pub fn reserve(run_dir: Option<&Path>) -> anyhow::Result<Reservation> {
 }
 
 fn prepare_run_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("--run-dir {}", dir.display()))?;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            // Given on purpose: said, not refused.
+            eprintln!(
+                "l2tpkit: warning: --run-dir {}: mode {mode:04o} lets other local users read \
+                 the lab's key file, captures and logs",
+                dir.display()
+            );
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("--run-dir {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("--run-dir {}", dir.display()))?;

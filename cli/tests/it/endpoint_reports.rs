@@ -34,6 +34,8 @@ fn reports_blocks(tunnel_ids: Option<&str>, blocks: &[(u16, u16)]) {
         status: None,
         master: Some(master.local_addr().unwrap().to_string().parse().unwrap()),
         report_key: Some("cluster-key".to_string()),
+        report_key_file: None,
+        secret_file: None,
         report_interval: Duration::from_millis(100),
         name: "te7".to_string(),
         tunnel_ids: tunnel_ids.map(str::to_string),
@@ -83,6 +85,8 @@ fn reporting_flags_are_checked() {
         status: None,
         master: Some("127.0.0.1:1702".parse().unwrap()),
         report_key: None,
+        report_key_file: None,
+        secret_file: None,
         report_interval: Duration::from_secs(1),
         name: "te".to_string(),
         tunnel_ids: Some("1-10".to_string()),
@@ -98,6 +102,8 @@ fn reporting_flags_are_checked() {
     assert!(err.contains("--report-key"), "{err}");
     let bad_ids = EndpointArgs {
         report_key: Some("k".to_string()),
+        report_key_file: None,
+        secret_file: None,
         tunnel_ids: Some("10-1".to_string()),
         ..base
     };
@@ -105,6 +111,8 @@ fn reporting_flags_are_checked() {
     assert!(err.contains("--tunnel-ids"), "{err}");
     let no_ids = EndpointArgs {
         report_key: Some("k".to_string()),
+        report_key_file: None,
+        secret_file: None,
         tunnel_ids: None,
         ..bad_ids
     };

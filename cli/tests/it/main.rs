@@ -23,5 +23,6 @@ mod lac_ppp;
 mod probe;
 mod probe_lab;
 mod report;
+mod secrets;
 mod shards;
 mod tui;

@@ -136,6 +136,8 @@ pub(crate) fn start_with(
                 status: None,
                 master: Some(l2tpkit::args::addr_port::<1702>(&ip(1)).unwrap()),
                 report_key: Some(KEY.to_string()),
+                report_key_file: None,
+                secret_file: None,
                 report_interval: Duration::from_millis(200),
                 name: format!("te{i}"),
                 tunnel_ids: Some(format!(

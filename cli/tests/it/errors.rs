@@ -48,14 +48,19 @@ fn bad_flags_name_the_flag() {
         "--duration",
     );
     let master = ["master", "--cluster", "127.0.0.1", "--lan", "127.0.0.2"];
+    // The key from a file of its own (a key in argv would add a warning line).
+    let key = std::env::temp_dir().join(format!("l2tpkit-errors-key-{}", std::process::id()));
+    l2tpkit::secret::write_key_file(&key, "k").expect("the key file");
+    let key_file = key.display().to_string();
     assert_one_line_error(
         &[
             &master[..],
-            &["--report-key", "k", "--max-dispatch-memory", "0"],
+            &["--report-key-file", &key_file, "--max-dispatch-memory", "0"],
         ]
         .concat(),
         "--max-dispatch-memory",
     );
+    let _ = std::fs::remove_file(&key);
     let nat = [
         "nat",
         "--global",

@@ -83,13 +83,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             reference::cluster::MAX_NAME_LEN
         );
     }
-    let key =
-        crate::secret::report_key(args.report_key.as_deref(), args.report_key_file.as_deref())?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--report-key-file (or L2TPKIT_REPORT_KEY, or --report-key) is required"
-                )
-            })?;
+    let key = crate::secret::required_report_key(
+        args.report_key.as_deref(),
+        args.report_key_file.as_deref(),
+    )?;
     if args.lns.ip().is_unspecified() || args.lns.port() == 0 {
         anyhow::bail!(
             "--lns {}: the LNS's own address and port (where the master forwards to)",

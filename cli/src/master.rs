@@ -81,13 +81,10 @@ pub fn run(args: &MasterArgs) -> anyhow::Result<ExitCode> {
     if args.name.is_empty() || args.name.len() > reference::cluster::MAX_NAME_LEN {
         anyhow::bail!("--name {:?}: expected 1 to 64 bytes", args.name);
     }
-    let key =
-        crate::secret::report_key(args.report_key.as_deref(), args.report_key_file.as_deref())?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--report-key-file (or L2TPKIT_REPORT_KEY, or --report-key) is required"
-                )
-            })?;
+    let key = crate::secret::required_report_key(
+        args.report_key.as_deref(),
+        args.report_key_file.as_deref(),
+    )?;
     let mut config = MasterConfig::new(cluster, key.into_bytes());
     config.policy = args.policy.with_bucket(args.rate, args.burst);
     config.report_timeout = args.report_timeout;

@@ -113,6 +113,13 @@ pub fn report_key(value: Option<&str>, file: Option<&Path>) -> anyhow::Result<Op
     Ok(key)
 }
 
+/// [`report_key`] for a role that cannot run without one (master, agent).
+pub fn required_report_key(value: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
+    report_key(value, file)?.ok_or_else(|| {
+        anyhow::anyhow!("--report-key-file (or L2TPKIT_REPORT_KEY, or --report-key) is required")
+    })
+}
+
 /// The tunnel secret (`--secret`, `--secret-file`, `L2TPKIT_SECRET`), if any.
 pub fn tunnel_secret(value: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
     SecretFlag {
